@@ -1,0 +1,156 @@
+//! A repository in a local directory (or any mounted filesystem).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, FileType};
+use crate::error::{Error, ErrorKind, Result};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, kind: FileType, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn sync_dir(dir: &Path) -> Result<()> {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
+    }
+
+    fn not_found(&self, path: &Path, err: std::io::Error) -> Error {
+        let e = Error::io(format!("cannot read {}", path.display()), err);
+        if e.kind() == ErrorKind::NotFound {
+            e.with_hint("the repository is missing a file; run `rewind check` to see what is affected")
+        } else {
+            e
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.root.join("config").exists() {
+            return Err(Error::usage(format!(
+                "a repository already exists at {}",
+                self.root.display()
+            )));
+        }
+        let mut dirs: Vec<PathBuf> = [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock]
+            .iter()
+            .map(|k| self.root.join(k.dir()))
+            .collect();
+        dirs.extend((0..=255u8).map(|b| self.root.join("data").join(format!("{b:02x}"))));
+        for dir in dirs {
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, kind: FileType) -> Result<Vec<String>> {
+        let base = self.root.join(kind.dir());
+        let mut dirs = vec![base.clone()];
+        if kind == FileType::Pack {
+            dirs = read_dir_names(&base)?.into_iter().map(|n| base.join(n)).collect();
+        }
+        let mut names = Vec::new();
+        for dir in dirs {
+            names.extend(
+                read_dir_names(&dir)?
+                    .into_iter()
+                    .filter(|n| !n.starts_with(".tmp")),
+            );
+        }
+        Ok(names)
+    }
+
+    fn read(&self, kind: FileType, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        fs::read(&path).map_err(|e| self.not_found(&path, e))
+    }
+
+    fn read_range(&self, kind: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        let file = File::open(&path).map_err(|e| self.not_found(&path, e))?;
+        let mut buf = vec![0u8; length as usize];
+        file.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == IoKind::UnexpectedEof {
+                Error::corrupt(format!(
+                    "{} is shorter than the index says ({} bytes at offset {offset})",
+                    path.display(),
+                    length
+                ))
+                .with_hint("the file was truncated; run `rewind check --read-data`")
+            } else {
+                Error::io(format!("cannot read {}", path.display()), e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(kind, name);
+        let dir = path.parent().expect("repository paths have a parent");
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(data)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("cannot write {}", path.display()), e));
+        }
+        Self::sync_dir(dir)
+    }
+
+    fn remove(&self, kind: FileType, name: &str) -> Result<()> {
+        let path = self.path(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("cannot remove {}", path.display()), e)),
+        }
+    }
+
+    fn size(&self, kind: FileType, name: &str) -> Result<u64> {
+        let path = self.path(kind, name);
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| self.not_found(&path, e))
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        Error::io(format!("cannot list {}", dir.display()), e)
+            .with_hint("is this a rewind repository? create one with `rewind init`")
+    })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}

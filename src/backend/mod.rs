@@ -1,0 +1,63 @@
+//! Storage backends: a deliberately small trait, so that a new store (S3, SFTP)
+//! needs only these five operations, and caching or retries wrap any of them.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use crate::error::Result;
+
+/// The kinds of files a repository holds; each lives in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileType {
+    /// The directory of this kind of file in every backend's layout.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys",
+            FileType::Pack => "data",
+            FileType::Index => "index",
+            FileType::Snapshot => "snapshots",
+            FileType::Lock => "locks",
+        }
+    }
+
+    /// The path of a file relative to the repository root. Packs are fanned
+    /// out by the first two hex digits so no directory grows too large.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileType::Config => "config".to_string(),
+            FileType::Pack => format!("data/{}/{}", &name[..name.len().min(2)], name),
+            other => format!("{}/{}", other.dir(), name),
+        }
+    }
+}
+
+/// A place that stores named, immutable files.
+pub trait Backend: Send + Sync {
+    /// A human-readable location, used in messages.
+    fn location(&self) -> String;
+    /// Creates the empty layout; fails if a repository already exists there.
+    fn create(&self) -> Result<()>;
+    /// Names of every file of a type (the whole name, not the path).
+    fn list(&self, kind: FileType) -> Result<Vec<String>>;
+    /// The whole file.
+    fn read(&self, kind: FileType, name: &str) -> Result<Vec<u8>>;
+    /// `length` bytes at `offset`; fewer bytes than asked is an error.
+    fn read_range(&self, kind: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>>;
+    /// Stores a file durably and atomically: once this returns, the file
+    /// survives a crash, and no reader ever sees it half-written.
+    fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()>;
+    fn remove(&self, kind: FileType, name: &str) -> Result<()>;
+    /// The size of a file, for scrubbing and progress.
+    fn size(&self, kind: FileType, name: &str) -> Result<u64>;
+}

@@ -1,0 +1,602 @@
+//! The archiver: walks the source, reads and chunks new or changed files on
+//! reader threads, packs new blobs on packer threads, writes one tree per
+//! directory, and writes the snapshot manifest last.
+//!
+//! ```text
+//! walker ──FileJob──► readers (open, find holes, chunk, hash, dedup) ──NewBlob──► packers (zstd, seal, pack, store)
+//!   ▲                      │
+//!   └──── extents ◄────────┘    trees: walker ──► its own tree pack ──► store
+//! ```
+//! Every queue is bounded, so memory stays flat whatever the input size.
+
+mod packer;
+mod source;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{Receiver, Sender};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::repo::{BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
+use packer::{NewBlob, PackSink};
+pub use source::OwnerNames;
+
+/// What to back up.
+pub enum Source {
+    /// Absolute paths on this machine; the snapshot keeps them as given.
+    Paths(Vec<PathBuf>),
+    /// Standard input (or any reader), stored as one file at this path.
+    Stream { path: String, reader: Box<dyn Read + Send> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub host: String,
+    pub tags: Vec<String>,
+    /// The snapshot's recorded time; now if absent.
+    pub time: Option<DateTime<Utc>>,
+    /// Glob patterns: a pattern with a `/` matches the whole path, one without
+    /// matches any entry's name.
+    pub excludes: Vec<String>,
+    pub one_file_system: bool,
+    pub show_progress: bool,
+}
+
+pub struct BackupOutcome {
+    pub snapshot: Snapshot,
+    /// Entries that could not be read and are missing from the snapshot.
+    pub warnings: Vec<String>,
+}
+
+/// Runs a backup and writes its snapshot.
+pub fn backup(repo: Arc<Repository>, source: Source, options: &BackupOptions) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time = options.time.unwrap_or_else(Utc::now);
+    let paths = match &source {
+        Source::Paths(paths) => paths.iter().map(|p| normalize(p)).collect::<Result<Vec<_>>>()?,
+        Source::Stream { path, .. } => vec![normalize(Path::new(path))?],
+    };
+    let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let parent = find_parent(&repo, &options.host, &path_strings)?;
+    let previous_root = match &parent {
+        Some(p) => Some(repo.read_tree(&p.tree)?),
+        None => None,
+    };
+
+    let archiver = Archiver::new(Arc::clone(&repo), options)?;
+    let root = match source {
+        Source::Paths(_) => archiver.run_paths(&paths, previous_root.as_ref())?,
+        Source::Stream { reader, .. } => archiver.run_stream(&paths[0], reader, time)?,
+    };
+    archiver.progress.finish_and_clear();
+
+    let counters = &archiver.counters;
+    let (bytes_added, blobs_added) = archiver.sink.stats();
+    let snapshot = Snapshot {
+        id: Id::default(),
+        version: SNAPSHOT_VERSION,
+        time,
+        host: options.host.clone(),
+        username: OwnerNames::default().user(unsafe { libc::geteuid() }).unwrap_or_default(),
+        paths: path_strings,
+        tags: options.tags.clone(),
+        tree: root,
+        parent: parent.map(|p| p.id),
+        program: format!("rewind {}", env!("CARGO_PKG_VERSION")),
+        summary: Summary {
+            files_new: counters.files_new.load(Relaxed),
+            files_changed: counters.files_changed.load(Relaxed),
+            files_unchanged: counters.files_unchanged.load(Relaxed),
+            dirs: counters.dirs.load(Relaxed),
+            other_entries: counters.other.load(Relaxed),
+            bytes_read: counters.bytes_read.load(Relaxed),
+            bytes_total: counters.bytes_total.load(Relaxed),
+            bytes_added,
+            blobs_added,
+            errors: archiver.warnings.lock().unwrap().len() as u64,
+            duration_secs: started.elapsed().as_secs_f64(),
+        },
+    };
+    let mut snapshot = snapshot;
+    snapshot.id = repo.save_snapshot(&snapshot)?;
+    let warnings = std::mem::take(&mut *archiver.warnings.lock().unwrap());
+    Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// The newest snapshot of the same host and the same set of paths.
+fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|s| s.host == host && s.same_paths(paths)))
+}
+
+/// An absolute path without `.`, `..` or doubled slashes; symlinks are kept as given.
+fn normalize(path: &Path) -> Result<PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?
+            .join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_total: AtomicU64,
+}
+
+/// The paths to back up, as a tree of names: only the named branches of
+/// their ancestors are walked.
+#[derive(Default)]
+struct PathTrie {
+    children: BTreeMap<Vec<u8>, PathTrie>,
+    target: bool,
+}
+
+impl PathTrie {
+    fn from_paths(paths: &[PathBuf]) -> PathTrie {
+        let mut root = PathTrie::default();
+        for path in paths {
+            let mut node = &mut root;
+            for component in path.components() {
+                if let Component::Normal(name) = component {
+                    node = node.children.entry(name.as_bytes().to_vec()).or_default();
+                }
+            }
+            node.target = true;
+        }
+        root
+    }
+}
+
+/// How much of a directory to walk.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Only the named branches (an ancestor of a backed-up path).
+    Partial(&'a PathTrie),
+    /// Everything, staying on device `dev` with `--one-file-system`.
+    Full { dev: u64 },
+    /// A backed-up path itself: everything, on its own device.
+    Target,
+}
+
+type FileContent = (Vec<Extent>, u64);
+
+struct FileJob {
+    path: PathBuf,
+    metadata: std::fs::Metadata,
+    reply: Sender<Result<FileContent>>,
+}
+
+enum Entry {
+    Ready(Node),
+    Reading { node: Node, changed: bool, reply: Receiver<Result<FileContent>> },
+}
+
+struct Archiver {
+    repo: Arc<Repository>,
+    chunker: Chunker,
+    sink: Arc<PackSink>,
+    /// Ids of blobs queued in this run, so a blob is stored once.
+    queued: Mutex<IdSet>,
+    tree_pack: Mutex<Option<PackWriter>>,
+    excludes: GlobSet,
+    one_file_system: bool,
+    owners: OwnerNames,
+    counters: Counters,
+    warnings: Mutex<Vec<String>>,
+    progress: indicatif::ProgressBar,
+}
+
+impl Archiver {
+    fn new(repo: Arc<Repository>, options: &BackupOptions) -> Result<Archiver> {
+        let mut globs = GlobSetBuilder::new();
+        for pattern in &options.excludes {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(pattern.contains('/'))
+                .build()
+                .map_err(|e| Error::usage(format!("bad --exclude pattern '{pattern}': {e}")))?;
+            globs.add(glob);
+        }
+        let progress = if options.show_progress {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Ok(Archiver {
+            chunker: repo.chunker(),
+            sink: PackSink::new(Arc::clone(&repo)),
+            repo,
+            queued: Mutex::new(IdSet::default()),
+            tree_pack: Mutex::new(None),
+            excludes: globs.build().map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))?,
+            one_file_system: options.one_file_system,
+            owners: OwnerNames::default(),
+            counters: Counters::default(),
+            warnings: Mutex::new(Vec::new()),
+            progress,
+        })
+    }
+
+    /// Starts packers and readers, walks the paths, and waits for everything
+    /// to be stored and indexed. Returns the root tree.
+    fn run_paths(&self, paths: &[PathBuf], previous: Option<&Tree>) -> Result<Id> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (blob_tx, packers) = packer::start(&self.sink, threads, threads * 2);
+        let trie = PathTrie::from_paths(paths);
+        let walked = std::thread::scope(|scope| {
+            let (job_tx, job_rx) = crossbeam_channel::bounded::<FileJob>(256);
+            for _ in 0..threads.max(2) {
+                let job_rx = job_rx.clone();
+                let blob_tx = blob_tx.clone();
+                scope.spawn(move || {
+                    for job in job_rx.iter() {
+                        let result = self.read_file(&job.path, &job.metadata, &blob_tx);
+                        let _ = job.reply.send(result);
+                    }
+                });
+            }
+            let scope_root = if trie.target { Scope::Target } else { Scope::Partial(&trie) };
+            let walker = Walker { archiver: self, jobs: job_tx };
+            walker.dir_tree(Path::new("/"), previous, scope_root)
+        });
+        let walked = walked.and_then(|root| {
+            root.ok_or_else(|| Error::usage("nothing to back up: the root directory cannot be read"))
+        });
+        drop(blob_tx);
+        self.finish(packers, walked)
+    }
+
+    fn run_stream(&self, path: &Path, reader: Box<dyn Read + Send>, time: DateTime<Utc>) -> Result<Id> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (blob_tx, packers) = packer::start(&self.sink, threads, threads * 2);
+        let stored = self.store_stream(path, reader, time, &blob_tx);
+        drop(blob_tx);
+        self.finish(packers, stored)
+    }
+
+    fn store_stream(&self, path: &Path, reader: Box<dyn Read + Send>, time: DateTime<Utc>, blob_tx: &Sender<NewBlob>) -> Result<Id> {
+        let mut extents = Vec::new();
+        let size = self.store_chunks(reader, &mut extents, blob_tx).map_err(|e| e.context("reading standard input"))?;
+        self.counters.files_new.fetch_add(1, Relaxed);
+        self.counters.bytes_total.fetch_add(size, Relaxed);
+        let names: Vec<&OsStr> = path.iter().skip(1).collect();
+        let stamp = Timestamp { sec: time.timestamp(), nsec: time.timestamp_subsec_nanos() };
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let synthetic = |name: &OsStr, kind: NodeKind, mode: u32| Node {
+            name: name.as_bytes().to_vec(),
+            kind,
+            mode,
+            uid,
+            gid,
+            user: self.owners.user(uid),
+            group: self.owners.group(gid),
+            mtime: stamp,
+            atime: stamp,
+            ctime: stamp,
+            size: 0,
+            device: 0,
+            inode: 0,
+            links: 1,
+            rdev: 0,
+            link_target: vec![],
+            xattrs: vec![],
+            content: vec![],
+            subtree: None,
+        };
+        let (file_name, dirs) = names
+            .split_last()
+            .ok_or_else(|| Error::usage("--stdin-name needs a file name"))?;
+        let mut node = synthetic(file_name, NodeKind::File, 0o600);
+        node.content = extents;
+        node.size = size;
+        let mut tree_id = self.store_tree(&Tree { nodes: vec![node] })?;
+        for dir in dirs.iter().rev() {
+            let mut node = synthetic(dir, NodeKind::Dir, 0o700);
+            node.subtree = Some(tree_id);
+            tree_id = self.store_tree(&Tree { nodes: vec![node] })?;
+        }
+        Ok(tree_id)
+    }
+
+    /// Flushes the tree pack, waits for the packers, and writes the index:
+    /// after this, everything the root tree names is durable.
+    fn finish(&self, packers: Vec<std::thread::JoinHandle<()>>, walked: Result<Id>) -> Result<Id> {
+        let flushed = self.flush_tree_pack();
+        for handle in packers {
+            handle.join().expect("a packer thread panicked");
+        }
+        if let Some(failure) = self.sink.take_failure() {
+            return Err(failure.context("the backup was stopped and no snapshot was written"));
+        }
+        let root = walked?;
+        flushed?;
+        self.sink.flush_index()?;
+        Ok(root)
+    }
+
+    fn flush_tree_pack(&self) -> Result<()> {
+        let writer = self.tree_pack.lock().unwrap().take();
+        match writer {
+            Some(w) if !w.is_empty() => self.sink.store(w.finish()?),
+            _ => Ok(()),
+        }
+    }
+
+    /// True the first time a blob unknown to the repository is seen.
+    fn is_new(&self, id: &Id) -> bool {
+        !self.repo.index().contains(id) && self.queued.lock().unwrap().insert(*id)
+    }
+
+    fn store_tree(&self, tree: &Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        let id = self.repo.keys().blob_id(&bytes);
+        if self.is_new(&id) {
+            let mut slot = self.tree_pack.lock().unwrap();
+            let writer = match slot.as_mut() {
+                Some(w) => w,
+                None => slot.insert(self.repo.new_pack()?),
+            };
+            writer.add(BlobKind::Tree, id, &bytes, self.repo.config().compression_level)?;
+            if writer.len() >= self.repo.config().pack_size as usize {
+                let full = slot.take().unwrap().finish()?;
+                drop(slot);
+                self.sink.store(full)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Chunks a stream, queues the new chunks, and appends its extents.
+    fn store_chunks(&self, reader: impl Read, extents: &mut Vec<Extent>, blob_tx: &Sender<NewBlob>) -> Result<u64> {
+        let mut total = 0u64;
+        self.chunker.chunk(reader, |data| {
+            if self.sink.has_failed() {
+                return Err(Error::usage("the backup is stopping"));
+            }
+            let id = self.repo.keys().blob_id(&data);
+            let len = data.len() as u32;
+            total += len as u64;
+            self.counters.bytes_read.fetch_add(len as u64, Relaxed);
+            extents.push(Extent::Data { id, len });
+            if self.is_new(&id) {
+                blob_tx
+                    .send(NewBlob { kind: BlobKind::Data, id, data })
+                    .map_err(|_| Error::usage("the packers have stopped"))?;
+            }
+            Ok(())
+        })?;
+        Ok(total)
+    }
+
+    /// A file's content as extents; holes are recorded, not read.
+    fn read_file(&self, path: &Path, metadata: &std::fs::Metadata, blob_tx: &Sender<NewBlob>) -> Result<FileContent> {
+        let fail = |e: std::io::Error| Error::io(format!("cannot read {}", path.display()), e);
+        let file = source::open_source(path).map_err(fail)?;
+        let regions = source::data_regions(&file, metadata).map_err(fail)?;
+        let mut extents = Vec::new();
+        let mut position = 0u64;
+        for (offset, length) in regions {
+            if offset > position {
+                extents.push(Extent::Hole { len: offset - position });
+            }
+            let reader = source::region_reader(&file, offset, length).map_err(fail)?;
+            let read = self
+                .store_chunks(reader, &mut extents, blob_tx)
+                .map_err(|e| e.context(path.display()))?;
+            position = offset + read;
+        }
+        let size = if extents.iter().any(|e| matches!(e, Extent::Hole { .. })) || position < metadata.len() {
+            // A sparse file: the stat size, with any trailing hole.
+            if metadata.len() > position {
+                extents.push(Extent::Hole { len: metadata.len() - position });
+            }
+            metadata.len().max(position)
+        } else {
+            position
+        };
+        self.progress.set_message(format!(
+            "{} files, {} read",
+            self.counters.files_new.load(Relaxed) + self.counters.files_changed.load(Relaxed) + self.counters.files_unchanged.load(Relaxed),
+            indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
+        ));
+        Ok((extents, size))
+    }
+
+    fn warn(&self, message: String) {
+        self.progress.suspend(|| crate::log::warn(&message));
+        self.warnings.lock().unwrap().push(message);
+    }
+
+    fn excluded(&self, path: &Path, name: &[u8]) -> bool {
+        !self.excludes.is_empty() && (self.excludes.is_match(path) || self.excludes.is_match(OsStr::from_bytes(name)))
+    }
+
+    /// Whether a file can keep the content recorded in the parent snapshot.
+    fn unchanged(&self, previous: &Node, now: &Node) -> bool {
+        previous.kind == NodeKind::File
+            && previous.size == now.size
+            && previous.mtime == now.mtime
+            && previous.ctime == now.ctime
+            && previous.inode == now.inode
+            && previous.content.iter().all(|e| match e {
+                Extent::Data { id, .. } => self.repo.index().contains(id),
+                Extent::Hole { .. } => true,
+            })
+    }
+}
+
+/// The walker: owns the job queue, so that dropping it lets the readers end.
+struct Walker<'a> {
+    archiver: &'a Archiver,
+    jobs: Sender<FileJob>,
+}
+
+impl Walker<'_> {
+    /// The tree of one directory, or None if it could not be read.
+    fn dir_tree(&self, dir: &Path, previous: Option<&Tree>, scope: Scope) -> Result<Option<Id>> {
+        let a = self.archiver;
+        let names: Vec<Vec<u8>> = match scope {
+            Scope::Partial(trie) => trie.children.keys().cloned().collect(),
+            _ => match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    let mut names: Vec<Vec<u8>> = entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().as_bytes().to_vec())
+                        .collect();
+                    names.sort();
+                    names
+                }
+                Err(e) => {
+                    a.warn(format!("cannot read the directory {}: {e}", dir.display()));
+                    return Ok(None);
+                }
+            },
+        };
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(failure) = a.sink.take_failure() {
+                return Err(failure);
+            }
+            let path = dir.join(OsStr::from_bytes(&name));
+            if a.excluded(&path, &name) {
+                continue;
+            }
+            let child_scope = match scope {
+                Scope::Partial(trie) => {
+                    let sub = &trie.children[&name];
+                    if sub.target {
+                        Scope::Target
+                    } else {
+                        Scope::Partial(sub)
+                    }
+                }
+                other => other,
+            };
+            let previous_node = previous.and_then(|t| t.find(&name));
+            if let Some(entry) = self.visit(&path, &name, previous_node, child_scope)? {
+                entries.push(entry);
+            }
+        }
+        let mut tree = Tree { nodes: Vec::with_capacity(entries.len()) };
+        for entry in entries {
+            match entry {
+                Entry::Ready(node) => tree.nodes.push(node),
+                Entry::Reading { mut node, changed, reply } => {
+                    let result = reply.recv().map_err(|_| Error::usage("a reader thread stopped"))?;
+                    match result {
+                        Ok((content, size)) => {
+                            let counter = if changed { &a.counters.files_changed } else { &a.counters.files_new };
+                            counter.fetch_add(1, Relaxed);
+                            a.counters.bytes_total.fetch_add(size, Relaxed);
+                            node.content = content;
+                            node.size = size;
+                            tree.nodes.push(node);
+                        }
+                        Err(e) => {
+                            if let Some(failure) = a.sink.take_failure() {
+                                return Err(failure);
+                            }
+                            a.warn(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        a.store_tree(&tree).map(Some)
+    }
+
+    fn visit(&self, path: &Path, name: &[u8], previous: Option<&Node>, scope: Scope) -> Result<Option<Entry>> {
+        let a = self.archiver;
+        let metadata = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                a.warn(format!("cannot read {}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        let mut node = match source::node_from_metadata(name, path, &metadata, &a.owners) {
+            Ok(node) => node,
+            Err(e) => {
+                a.warn(e.to_string());
+                return Ok(None);
+            }
+        };
+        match node.kind {
+            NodeKind::Dir => {
+                a.counters.dirs.fetch_add(1, Relaxed);
+                let scope = match scope {
+                    Scope::Target => Scope::Full { dev: metadata.dev() },
+                    other => other,
+                };
+                let previous_tree = previous
+                    .filter(|p| p.is_dir())
+                    .and_then(|p| p.subtree)
+                    .and_then(|id| a.repo.read_tree(&id).ok());
+                let foreign = matches!(scope, Scope::Full { dev } if a.one_file_system && dev != metadata.dev());
+                let subtree = if foreign {
+                    a.store_tree(&Tree::default())?
+                } else {
+                    match self.dir_tree(path, previous_tree.as_ref(), scope)? {
+                        Some(id) => id,
+                        None => return Ok(None),
+                    }
+                };
+                node.subtree = Some(subtree);
+                Ok(Some(Entry::Ready(node)))
+            }
+            NodeKind::File => {
+                if let Some(previous) = previous.filter(|p| a.unchanged(p, &node)) {
+                    node.content = previous.content.clone();
+                    a.counters.files_unchanged.fetch_add(1, Relaxed);
+                    a.counters.bytes_total.fetch_add(node.size, Relaxed);
+                    return Ok(Some(Entry::Ready(node)));
+                }
+                let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+                self.jobs
+                    .send(FileJob { path: path.to_path_buf(), metadata, reply: reply_tx })
+                    .map_err(|_| Error::usage("the reader threads stopped"))?;
+                Ok(Some(Entry::Reading { node, changed: previous.is_some(), reply: reply_rx }))
+            }
+            _ => {
+                a.counters.other.fetch_add(1, Relaxed);
+                Ok(Some(Entry::Ready(node)))
+            }
+        }
+    }
+}

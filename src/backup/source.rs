@@ -1,0 +1,185 @@
+//! Reading the source filesystem: an entry's metadata as a tree node, and a
+//! file's content as chunks and holes.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::tree::{Node, NodeKind, Timestamp};
+
+/// Caches uid and gid names: a tree of 60,000 files has a handful of owners.
+#[derive(Default)]
+pub struct OwnerNames {
+    users: Mutex<HashMap<u32, Option<String>>>,
+    groups: Mutex<HashMap<u32, Option<String>>>,
+}
+
+impl OwnerNames {
+    pub fn user(&self, uid: u32) -> Option<String> {
+        self.users.lock().unwrap().entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+
+    pub fn group(&self, gid: u32) -> Option<String> {
+        self.groups.lock().unwrap().entry(gid).or_insert_with(|| group_name(gid)).clone()
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: all pointers are valid for the call; `result` tells if `pwd` was filled.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if result.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: as in user_name.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result);
+        if result.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+    }
+}
+
+fn kind_of(meta: &Metadata) -> NodeKind {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+/// A node with everything but content and subtree, from `lstat` data.
+pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, owners: &OwnerNames) -> Result<Node> {
+    let kind = kind_of(meta);
+    let link_target = if kind == NodeKind::Symlink {
+        std::fs::read_link(path)
+            .map_err(|e| Error::io(format!("cannot read the symlink {}", path.display()), e))?
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    } else {
+        Vec::new()
+    };
+    Ok(Node {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        user: owners.user(meta.uid()),
+        group: owners.group(meta.gid()),
+        mtime: Timestamp { sec: meta.mtime(), nsec: meta.mtime_nsec() as u32 },
+        atime: Timestamp { sec: meta.atime(), nsec: meta.atime_nsec() as u32 },
+        ctime: Timestamp { sec: meta.ctime(), nsec: meta.ctime_nsec() as u32 },
+        size: if kind == NodeKind::File { meta.len() } else { 0 },
+        device: meta.dev(),
+        inode: meta.ino(),
+        links: meta.nlink(),
+        rdev: meta.rdev(),
+        link_target,
+        xattrs: read_xattrs(path),
+        content: Vec::new(),
+        subtree: None,
+    })
+}
+
+/// Extended attributes, without following symlinks. A filesystem without
+/// xattr support simply has none.
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut attrs: Vec<_> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some((name.as_bytes().to_vec(), value))
+        })
+        .collect();
+    attrs.sort();
+    attrs
+}
+
+/// Opens a source file without updating its access time where allowed.
+pub fn open_source(path: &Path) -> std::io::Result<File> {
+    match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+        }
+        other => other,
+    }
+}
+
+/// The (offset, length) ranges of a file that hold data. A file that uses
+/// fewer blocks than its size may have holes; only then are they looked for.
+pub fn data_regions(file: &File, meta: &Metadata) -> std::io::Result<Vec<(u64, u64)>> {
+    let size = meta.len();
+    if meta.blocks() * 512 >= size {
+        return Ok(vec![(0, u64::MAX)]);
+    }
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut regions = Vec::new();
+    let mut pos = 0i64;
+    while (pos as u64) < size {
+        // SAFETY: lseek on a valid descriptor has no memory effects.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(vec![(0, u64::MAX)]); // no SEEK_DATA on this filesystem
+            }
+            return Err(err);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let end = (hole as u64).min(size);
+        if end > data as u64 {
+            regions.push((data as u64, end - data as u64));
+        }
+        pos = hole;
+    }
+    Ok(regions)
+}
+
+/// Reads one region of a file: the last region of a file that is not sparse
+/// runs to end of file, so a file that grows while it is read stays whole.
+pub fn region_reader(file: &File, offset: u64, length: u64) -> std::io::Result<impl Read + '_> {
+    let mut f = file;
+    f.seek(SeekFrom::Start(offset))?;
+    Ok(f.take(length))
+}

@@ -1,0 +1,15 @@
+//! rewind: deduplicated, compressed, encrypted backups whose snapshots mount
+//! read-only through FUSE. The binary is a thin layer over this library.
+
+pub mod backend;
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod error;
+pub mod log;
+pub mod repo;
+pub mod restore;
+pub mod selector;
+pub mod tree;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,124 @@
+//! The repository's `config` file: plain JSON, readable without the key, so
+//! that a repository explains itself (format version, encryption, chunker).
+
+use serde::{Deserialize, Serialize};
+
+use super::id::Id;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The newest repository format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Bounds that the FastCDC implementation accepts; checked on open so a
+    /// damaged config gives an error, not a panic.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(format!("chunker parameters out of range: {self:?}")))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Always "rewind": tells a rewind repository from anything else.
+    pub format: String,
+    pub version: u32,
+    pub id: Id,
+    pub encryption: Encryption,
+    /// zstd level; 0 stores data uncompressed.
+    pub compression_level: i32,
+    pub chunker: ChunkerParams,
+    /// Packs are closed once they reach this many bytes.
+    pub pack_size: u32,
+}
+
+impl Config {
+    pub fn new(id: Id, encryption: Encryption) -> Config {
+        Config {
+            format: "rewind".into(),
+            version: FORMAT_VERSION,
+            id,
+            encryption,
+            compression_level: 3,
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("config serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses and validates a config; `location` names the repository in errors.
+    pub fn from_bytes(bytes: &[u8], location: &str) -> Result<Config> {
+        // Read the version first: a newer format may have fields we do not know.
+        #[derive(Deserialize)]
+        struct Probe {
+            format: Option<String>,
+            version: Option<u32>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!("the config of {location} is not valid JSON: {e}"))
+                .with_hint("the file `config` is damaged; restore it from a copy of the repository")
+        })?;
+        if probe.format.as_deref() != Some("rewind") {
+            return Err(Error::corrupt(format!("{location} is not a rewind repository")));
+        }
+        match probe.version {
+            Some(v) if v > FORMAT_VERSION => {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedVersion,
+                    format!("{location} uses repository format version {v}; this rewind reads versions up to {FORMAT_VERSION}"),
+                )
+                .with_hint("upgrade rewind to open this repository"))
+            }
+            Some(0) | None => return Err(Error::corrupt(format!("the config of {location} has no valid version"))),
+            Some(_) => {}
+        }
+        let config: Config = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!("the config of {location} is damaged: {e}"))
+        })?;
+        config.chunker.validate()?;
+        if !(0..=22).contains(&config.compression_level) || config.pack_size < 1024 * 1024 {
+            return Err(Error::corrupt(format!("the config of {location} has out-of-range values")));
+        }
+        Ok(config)
+    }
+}

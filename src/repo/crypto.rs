@@ -1,0 +1,211 @@
+//! Keys and the stored form of every blob and metadata file.
+//!
+//! A payload is one byte of compression type followed by the data. In an
+//! encrypted repository it is sealed with AES-256-GCM under a key derived
+//! from the master key and a per-file salt (so no key ever approaches the
+//! GCM limit on random nonces), as `nonce(12) || ciphertext || tag(16)`.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+
+use super::id::Id;
+use crate::error::{Error, Result};
+
+pub const SALT_LEN: usize = 32;
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+pub const MASTER_KEY_LEN: usize = 64;
+
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+
+/// The secrets of an open repository.
+#[derive(Clone)]
+pub struct Keys {
+    /// Absent in a repository made with `--encryption none`.
+    encryption: Option<[u8; 32]>,
+    /// Keys the BLAKE3 that names blobs, so ids reveal nothing of content.
+    id_key: [u8; 32],
+}
+
+impl Keys {
+    /// Keys from the 64 bytes of master key material in a key file.
+    pub fn from_master(master: &[u8; MASTER_KEY_LEN]) -> Keys {
+        Keys {
+            encryption: Some(master[..32].try_into().unwrap()),
+            id_key: master[32..].try_into().unwrap(),
+        }
+    }
+
+    /// Keys of an unencrypted repository: ids are still keyed, by a key
+    /// anyone can derive from the repository id.
+    pub fn unencrypted(repo_id: &Id) -> Keys {
+        Keys {
+            encryption: None,
+            id_key: blake3::derive_key("rewind 2026-11 unencrypted id key", &repo_id.0),
+        }
+    }
+
+    pub fn generate_master() -> Result<[u8; MASTER_KEY_LEN]> {
+        let mut master = [0u8; MASTER_KEY_LEN];
+        random_bytes(&mut master)?;
+        Ok(master)
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    /// The gear-table seed of the chunker: secret in an encrypted repository,
+    /// so chunk boundaries do not fingerprint known files.
+    pub fn chunker_seed(&self) -> u64 {
+        let k = blake3::derive_key("rewind 2026-11 chunker seed", &self.id_key);
+        u64::from_le_bytes(k[..8].try_into().unwrap())
+    }
+
+    fn cipher(&self, salt: &[u8; SALT_LEN]) -> Option<Aes256Gcm> {
+        self.encryption.as_ref().map(|key| {
+            let mut material = [0u8; 64];
+            material[..32].copy_from_slice(key);
+            material[32..].copy_from_slice(salt);
+            let subkey = blake3::derive_key("rewind 2026-11 file subkey", &material);
+            Aes256Gcm::new(&subkey.into())
+        })
+    }
+
+    /// A sealer for one file (pack or metadata file) with its own salt.
+    pub fn sealer(&self, salt: &[u8; SALT_LEN]) -> Sealer {
+        Sealer {
+            cipher: self.cipher(salt),
+        }
+    }
+}
+
+/// Seals and opens payloads under one file's subkey.
+pub struct Sealer {
+    cipher: Option<Aes256Gcm>,
+}
+
+impl Sealer {
+    pub fn seal(&self, payload: Vec<u8>) -> Result<Vec<u8>> {
+        let Some(cipher) = &self.cipher else {
+            return Ok(payload);
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce), payload.as_slice())
+            .map_err(|_| Error::corrupt("encryption failed"))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// The payload, or a `Corrupt` error if the tag does not verify.
+    pub fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
+        let Some(cipher) = &self.cipher else {
+            return Ok(stored.to_vec());
+        };
+        if stored.len() < NONCE_LEN + TAG_LEN {
+            return Err(Error::corrupt("sealed data is too short"));
+        }
+        let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
+        cipher
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| Error::corrupt("authentication tag does not verify"))
+    }
+}
+
+/// `type || data`: zstd when that is smaller, else the data as it is.
+pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
+    if level > 0 {
+        let mut out = Vec::with_capacity(data.len() / 2 + 16);
+        out.push(COMPRESSION_ZSTD);
+        let mut encoder = zstd::bulk::Compressor::new(level)
+            .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+        let compressed = encoder
+            .compress(data)
+            .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+        if compressed.len() < data.len() {
+            out.extend_from_slice(&compressed);
+            return Ok(out);
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(COMPRESSION_NONE);
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// The data of a payload; `limit` bounds the decompressed size so a damaged
+/// or hostile payload cannot exhaust memory.
+pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
+    match payload.split_first() {
+        Some((&COMPRESSION_NONE, data)) => Ok(data.to_vec()),
+        Some((&COMPRESSION_ZSTD, data)) => zstd::bulk::decompress(data, limit)
+            .map_err(|e| Error::corrupt(format!("cannot decompress: {e}"))),
+        Some((t, _)) => Err(Error::corrupt(format!("unknown compression type {t}"))),
+        None => Err(Error::corrupt("empty payload")),
+    }
+}
+
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(buf)
+        .map_err(|e| Error::new(crate::error::ErrorKind::Io, format!("no randomness: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_master(&[7u8; MASTER_KEY_LEN])
+    }
+
+    #[test]
+    fn any_changed_byte_is_detected() {
+        let keys = keys();
+        let sealer = keys.sealer(&[1u8; SALT_LEN]);
+        let payload = compress(b"the quick brown fox jumps over the lazy dog", 3).unwrap();
+        let sealed = sealer.seal(payload.clone()).unwrap();
+        assert_eq!(sealer.open(&sealed).unwrap(), payload);
+        for i in 0..sealed.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut damaged = sealed.clone();
+                damaged[i] ^= bit;
+                assert!(sealer.open(&damaged).is_err(), "flip at byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn another_salt_cannot_open() {
+        let keys = keys();
+        let sealed = keys.sealer(&[1u8; SALT_LEN]).seal(vec![0, 1, 2]).unwrap();
+        assert!(keys.sealer(&[2u8; SALT_LEN]).open(&sealed).is_err());
+    }
+
+    #[test]
+    fn compression_round_trips_and_falls_back() {
+        let text = b"abcabcabcabcabcabcabcabcabcabcabcabc".repeat(100);
+        let packed = compress(&text, 3).unwrap();
+        assert_eq!(packed[0], COMPRESSION_ZSTD);
+        assert_eq!(decompress(&packed, text.len()).unwrap(), text);
+        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let packed = compress(&random, 3).unwrap();
+        assert_eq!(decompress(&packed, random.len()).unwrap(), random);
+        assert!(decompress(&compress(&text, 3).unwrap(), 10).is_err());
+    }
+
+    #[test]
+    fn ids_are_keyed() {
+        let a = Keys::from_master(&[1u8; MASTER_KEY_LEN]).blob_id(b"x");
+        let b = Keys::from_master(&[2u8; MASTER_KEY_LEN]).blob_id(b"x");
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,100 @@
+//! Key files (`keys/<id>`): the master key, wrapped by a key derived from a
+//! password with Argon2id. Several key files can open the same repository.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{random_bytes, MASTER_KEY_LEN, NONCE_LEN};
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KdfParams {
+    pub algorithm: String,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    #[serde(with = "hex::serde")]
+    pub salt: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    pub version: u32,
+    pub created: String,
+    pub host: String,
+    pub kdf: KdfParams,
+    #[serde(with = "hex::serde")]
+    pub nonce: Vec<u8>,
+    /// The 64-byte master key, AES-256-GCM sealed (80 bytes with the tag).
+    #[serde(with = "hex::serde")]
+    pub wrapped: Vec<u8>,
+}
+
+impl KeyFile {
+    pub fn wrap(master: &[u8; MASTER_KEY_LEN], password: &[u8], host: &str) -> Result<KeyFile> {
+        let mut salt = vec![0u8; 16];
+        random_bytes(&mut salt)?;
+        let kdf = KdfParams {
+            algorithm: "argon2id".into(),
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+            salt,
+        };
+        let kek = derive(&kdf, password)?;
+        let mut nonce = vec![0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let wrapped = Aes256Gcm::new(&kek.into())
+            .encrypt(Nonce::from_slice(&nonce), master.as_slice())
+            .map_err(|_| Error::corrupt("cannot wrap the master key"))?;
+        Ok(KeyFile {
+            version: 1,
+            created: chrono::Utc::now().to_rfc3339(),
+            host: host.to_string(),
+            kdf,
+            nonce,
+            wrapped,
+        })
+    }
+
+    /// The master key, or `WrongPassword` if this password does not open it.
+    pub fn unwrap_master(&self, password: &[u8]) -> Result<[u8; MASTER_KEY_LEN]> {
+        if self.nonce.len() != NONCE_LEN {
+            return Err(Error::corrupt("key file has a nonce of the wrong size"));
+        }
+        let kek = derive(&self.kdf, password)?;
+        let master = Aes256Gcm::new(&kek.into())
+            .decrypt(Nonce::from_slice(&self.nonce), self.wrapped.as_slice())
+            .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
+        master
+            .try_into()
+            .map_err(|_| Error::corrupt("key file holds a master key of the wrong size"))
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("key file serializes")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<KeyFile> {
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("key file is damaged: {e}")))
+    }
+}
+
+fn derive(kdf: &KdfParams, password: &[u8]) -> Result<[u8; 32]> {
+    if kdf.algorithm != "argon2id" {
+        return Err(Error::corrupt(format!("unknown key derivation '{}'", kdf.algorithm)));
+    }
+    // Bounds keep a damaged key file from asking for terabytes of memory.
+    if kdf.memory_kib > 4 * 1024 * 1024 || kdf.iterations > 100 || kdf.parallelism > 64 {
+        return Err(Error::corrupt("key file asks for out-of-range key derivation parameters"));
+    }
+    let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|e| Error::corrupt(format!("key derivation parameters: {e}")))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into(password, &kdf.salt, &mut out)
+        .map_err(|e| Error::corrupt(format!("key derivation: {e}")))?;
+    Ok(out)
+}

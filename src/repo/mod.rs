@@ -1,0 +1,325 @@
+//! The repository: its on-disk format and the operations every command shares.
+
+mod config;
+pub mod crypto;
+mod id;
+pub mod index;
+mod keyfile;
+pub mod pack;
+mod snapshot;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use config::{ChunkerParams, Config, Encryption, FORMAT_VERSION};
+pub use crypto::Keys;
+pub use id::{Id, IdMap, IdSet};
+pub use index::{BlobLocation, Index, IndexFile, IndexedPack};
+pub use keyfile::KeyFile;
+pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
+pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
+
+use crate::backend::{Backend, FileType};
+use crate::chunker::Chunker;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::tree::Tree;
+use crypto::SALT_LEN;
+
+/// Upper bound on a metadata file's decompressed size.
+const MAX_METADATA_LEN: usize = 1 << 30;
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    keys: Keys,
+    index: RwLock<Index>,
+}
+
+impl Repository {
+    /// Creates a repository. `password` is required unless `encryption` is none.
+    pub fn init(backend: Arc<dyn Backend>, encryption: Encryption, password: Option<&[u8]>) -> Result<Repository> {
+        let mut raw_id = [0u8; 32];
+        crypto::random_bytes(&mut raw_id)?;
+        let config = Config::new(Id(raw_id), encryption);
+        backend.create()?;
+        let keys = match encryption {
+            Encryption::Aes256Gcm => {
+                let password = password.ok_or_else(|| Error::usage("a password is needed for an encrypted repository"))?;
+                let master = Keys::generate_master()?;
+                let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
+                backend.write(FileType::Key, &Id::of_bytes(&key_file).to_hex(), &key_file)?;
+                Keys::from_master(&master)
+            }
+            Encryption::None => Keys::unencrypted(&config.id),
+        };
+        // The config goes last: a directory with a config is a complete repository.
+        backend.write(FileType::Config, "config", &config.to_bytes())?;
+        Ok(Repository::assemble(backend, config, keys))
+    }
+
+    /// Opens a repository; `password` is asked for only if the repository is encrypted.
+    pub fn open(backend: Arc<dyn Backend>, password: impl FnOnce() -> Result<Vec<u8>>) -> Result<Repository> {
+        let location = backend.location();
+        let config_bytes = backend.read(FileType::Config, "config").map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, format!("no repository at {location}"))
+                    .with_hint("check --repo / REWIND_REPO, or create one with `rewind init`")
+            } else {
+                e
+            }
+        })?;
+        let config = Config::from_bytes(&config_bytes, &location)?;
+        let keys = match config.encryption {
+            Encryption::None => Keys::unencrypted(&config.id),
+            Encryption::Aes256Gcm => {
+                let names = backend.list(FileType::Key)?;
+                if names.is_empty() {
+                    return Err(Error::new(ErrorKind::NotFound, format!("{location} has no key files"))
+                        .with_hint("the keys/ directory is missing or empty; restore it from a copy of the repository"));
+                }
+                let password = password()?;
+                let mut opened = None;
+                let mut damaged = Vec::new();
+                for name in &names {
+                    let key = backend.read(FileType::Key, name).and_then(|b| KeyFile::from_bytes(&b));
+                    match key.and_then(|k| k.unwrap_master(&password)) {
+                        Ok(master) => {
+                            opened = Some(Keys::from_master(&master));
+                            break;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WrongPassword => {}
+                        Err(e) => damaged.push(format!("keys/{name}: {e}")),
+                    }
+                }
+                match opened {
+                    Some(keys) => keys,
+                    None if damaged.len() == names.len() => {
+                        return Err(Error::corrupt(format!("no key file of {location} can be read ({})", damaged.join("; ")))
+                            .with_hint("restore the keys/ directory from a copy of the repository"))
+                    }
+                    None => {
+                        return Err(Error::new(ErrorKind::WrongPassword, format!("wrong password for the repository at {location}"))
+                            .with_hint("check REWIND_PASSWORD or --password-file"))
+                    }
+                }
+            }
+        };
+        Ok(Repository::assemble(backend, config, keys))
+    }
+
+    fn assemble(backend: Arc<dyn Backend>, config: Config, keys: Keys) -> Repository {
+        Repository {
+            backend,
+            config,
+            keys,
+            index: RwLock::new(Index::new()),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    pub fn chunker(&self) -> Chunker {
+        Chunker::new(self.config.chunker, self.keys.chunker_seed())
+    }
+
+    pub fn new_pack(&self) -> Result<PackWriter> {
+        PackWriter::new(&self.keys, self.config.pack_size as usize)
+    }
+
+    // ---- metadata files: salt || sealed(compress(content)) ----
+
+    fn seal_file(&self, content: &[u8]) -> Result<Vec<u8>> {
+        let mut salt = [0u8; SALT_LEN];
+        crypto::random_bytes(&mut salt)?;
+        let mut out = salt.to_vec();
+        out.extend(self.keys.sealer(&salt).seal(crypto::compress(content, self.config.compression_level.max(1))?)?);
+        Ok(out)
+    }
+
+    fn open_file(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        if bytes.len() < SALT_LEN {
+            return Err(Error::corrupt("file is too short"));
+        }
+        let (salt, sealed) = bytes.split_at(SALT_LEN);
+        let payload = self.keys.sealer(salt.try_into().unwrap()).open(sealed)?;
+        crypto::decompress(&payload, MAX_METADATA_LEN)
+    }
+
+    /// Reads a metadata file and checks it against its name.
+    fn read_verified(&self, kind: FileType, name: &str) -> Result<Vec<u8>> {
+        let bytes = self.backend.read(kind, name)?;
+        if Id::of_bytes(&bytes).to_hex() != name {
+            return Err(Error::corrupt(format!("{} does not hash to its name", kind.path(name)))
+                .with_hint("the file is damaged; run `rewind check`"));
+        }
+        self.open_file(&bytes).context(kind.path(name))
+    }
+
+    fn write_named(&self, kind: FileType, content: &[u8]) -> Result<Id> {
+        let bytes = self.seal_file(content)?;
+        let id = Id::of_bytes(&bytes);
+        self.backend.write(kind, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    // ---- index ----
+
+    /// Loads every index file into memory. Damaged index files are skipped
+    /// and reported: the blobs they list are then missing, which `check` shows.
+    pub fn load_index(&self) -> Result<Vec<Error>> {
+        let names = self.backend.list(FileType::Index)?;
+        let results = parallel_map(&names, |name| self.read_index_file(name));
+        let mut index = Index::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(file) => index.add_file(&file),
+                Err(e) => errors.push(e),
+            }
+        }
+        index.compact();
+        *self.index.write().unwrap() = index;
+        Ok(errors)
+    }
+
+    pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let content = self.read_verified(FileType::Index, name)?;
+        match content.split_first() {
+            Some((&index::INDEX_VERSION, rest)) => postcard::from_bytes(rest)
+                .map_err(|e| Error::corrupt(format!("index/{name} does not decode: {e}"))),
+            _ => Err(Error::corrupt(format!("index/{name} has an unknown version"))),
+        }
+    }
+
+    pub fn write_index_file(&self, file: &IndexFile) -> Result<Id> {
+        let mut content = vec![index::INDEX_VERSION];
+        content.extend(postcard::to_stdvec(file).expect("index serializes"));
+        self.write_named(FileType::Index, &content)
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap()
+    }
+
+    pub fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap()
+    }
+
+    // ---- packs and blobs ----
+
+    /// Stores a finished pack durably and makes its blobs findable.
+    pub fn store_pack(&self, pack: &FinishedPack) -> Result<()> {
+        self.backend.write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.index_mut().add_pack(pack.id, pack.salt, &pack.blobs);
+        Ok(())
+    }
+
+    /// A blob's plaintext, verified against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let (location, pack) = {
+            let index = self.index();
+            let location = index.get(id).ok_or_else(|| {
+                Error::corrupt(format!("blob {} is not in the index", id.short()))
+                    .with_hint("run `rewind check` to see which snapshots are affected")
+            })?;
+            (location, *index.pack(location.pack()))
+        };
+        self.read_blob_at(id, &location, &pack.id, &pack.salt)
+    }
+
+    pub fn read_blob_at(&self, id: &Id, location: &BlobLocation, pack: &Id, salt: &[u8; SALT_LEN]) -> Result<Vec<u8>> {
+        let pack_name = pack.to_hex();
+        let stored = self
+            .backend
+            .read_range(FileType::Pack, &pack_name, location.offset as u64, location.stored_len)?;
+        pack::open_blob(&self.keys, salt, &stored, id, location.raw_len)
+            .map_err(|e| e.context(format!("pack {}", pack.short())))
+    }
+
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(&bytes).context(format!("tree {}", id.short()))
+    }
+
+    // ---- snapshots ----
+
+    /// Every snapshot, oldest first. Damaged manifests are returned as errors
+    /// beside the readable ones, so one bad file does not hide the rest.
+    pub fn snapshots_with_errors(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        let names = self.backend.list(FileType::Snapshot)?;
+        let mut snapshots = Vec::new();
+        let mut errors = Vec::new();
+        for result in parallel_map(&names, |name| self.read_snapshot(name)) {
+            match result {
+                Ok(s) => snapshots.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        sort_by_time(&mut snapshots);
+        Ok((snapshots, errors))
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let (snapshots, errors) = self.snapshots_with_errors()?;
+        for e in errors {
+            log::warn(&format!("skipping a damaged snapshot: {e}"));
+        }
+        Ok(snapshots)
+    }
+
+    pub fn read_snapshot(&self, name: &str) -> Result<Snapshot> {
+        let content = self.read_verified(FileType::Snapshot, name)?;
+        let mut snapshot: Snapshot = serde_json::from_slice(&content)
+            .map_err(|e| Error::corrupt(format!("snapshots/{name} does not decode: {e}")))?;
+        snapshot.id = Id::from_hex(name)?;
+        Ok(snapshot)
+    }
+
+    /// Writes a manifest; call only once its trees and data are indexed durably.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let content = serde_json::to_vec(snapshot).expect("snapshots serialize");
+        self.write_named(FileType::Snapshot, &content)
+    }
+}
+
+/// Runs `f` over items on a few threads, keeping the order of results.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    if items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|slice| scope.spawn(|| slice.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("worker panicked")).collect()
+    })
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+use crate::log;

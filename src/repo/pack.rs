@@ -1,0 +1,178 @@
+//! Packs: many blobs in one file, followed by a sealed trailer that lists
+//! them, so the index can always be rebuilt from the packs alone.
+//!
+//! ```text
+//! header  "RWPK" | version u8 | 3 zero bytes | salt [32]
+//! blobs   stored blob, back to back (see crypto.rs)
+//! trailer sealed payload: postcard Vec<PackedBlob>
+//! footer  trailer length u32 LE | "RWPT"
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{self, Keys, Sealer, SALT_LEN};
+use super::id::Id;
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 4] = b"RWPK";
+pub const FOOTER_MAGIC: &[u8; 4] = b"RWPT";
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 8 + SALT_LEN;
+pub const FOOTER_LEN: usize = 8;
+/// No blob (compressed and sealed) may exceed this; guards every length we read.
+pub const MAX_BLOB_LEN: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlobKind {
+    Data,
+    Tree,
+}
+
+/// Where a blob sits in its pack, as the trailer and index record it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedBlob {
+    pub kind: BlobKind,
+    pub id: Id,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// A pack being filled in memory.
+pub struct PackWriter {
+    salt: [u8; SALT_LEN],
+    sealer: Sealer,
+    bytes: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+/// A complete pack, ready to be stored under its name.
+pub struct FinishedPack {
+    pub id: Id,
+    pub salt: [u8; SALT_LEN],
+    pub bytes: Vec<u8>,
+    pub blobs: Vec<PackedBlob>,
+}
+
+impl PackWriter {
+    pub fn new(keys: &Keys, capacity: usize) -> Result<PackWriter> {
+        let mut salt = [0u8; SALT_LEN];
+        crypto::random_bytes(&mut salt)?;
+        let mut bytes = Vec::with_capacity(capacity + capacity / 8);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&[VERSION, 0, 0, 0]);
+        bytes.extend_from_slice(&salt);
+        Ok(PackWriter {
+            salt,
+            sealer: keys.sealer(&salt),
+            bytes,
+            blobs: Vec::new(),
+        })
+    }
+
+    /// Compresses, seals and appends one blob whose id is already known.
+    pub fn add(&mut self, kind: BlobKind, id: Id, plaintext: &[u8], level: i32) -> Result<()> {
+        let stored = self.sealer.seal(crypto::compress(plaintext, level)?)?;
+        self.blobs.push(PackedBlob {
+            kind,
+            id,
+            offset: self.bytes.len() as u32,
+            stored_len: stored.len() as u32,
+            raw_len: plaintext.len() as u32,
+        });
+        self.bytes.extend_from_slice(&stored);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn finish(mut self) -> Result<FinishedPack> {
+        let trailer = postcard::to_stdvec(&self.blobs).expect("trailer serializes");
+        let sealed = self.sealer.seal(crypto::compress(&trailer, 3)?)?;
+        self.bytes.extend_from_slice(&sealed);
+        self.bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(FOOTER_MAGIC);
+        Ok(FinishedPack {
+            id: Id::of_bytes(&self.bytes),
+            salt: self.salt,
+            bytes: self.bytes,
+            blobs: self.blobs,
+        })
+    }
+}
+
+/// The salt of a pack, from its header.
+pub fn read_salt(pack: &[u8]) -> Result<[u8; SALT_LEN]> {
+    if pack.len() < HEADER_LEN + FOOTER_LEN || &pack[..4] != MAGIC {
+        return Err(Error::corrupt("not a pack (bad header)"));
+    }
+    if pack[4] != VERSION {
+        return Err(Error::corrupt(format!("pack version {} is unknown", pack[4])));
+    }
+    Ok(pack[8..HEADER_LEN].try_into().unwrap())
+}
+
+/// The blobs a whole pack lists in its trailer, checked against the pack's size.
+pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<PackedBlob>)> {
+    let salt = read_salt(pack)?;
+    let footer = &pack[pack.len() - FOOTER_LEN..];
+    if &footer[4..] != FOOTER_MAGIC {
+        return Err(Error::corrupt("pack footer is damaged"));
+    }
+    let trailer_len = u32::from_le_bytes(footer[..4].try_into().unwrap()) as usize;
+    let trailer_end = pack.len() - FOOTER_LEN;
+    if trailer_len > trailer_end - HEADER_LEN {
+        return Err(Error::corrupt("pack trailer length is out of range"));
+    }
+    let trailer_start = trailer_end - trailer_len;
+    let payload = keys.sealer(&salt).open(&pack[trailer_start..trailer_end])?;
+    let plain = crypto::decompress(&payload, 256 * 1024 * 1024)?;
+    let blobs: Vec<PackedBlob> = postcard::from_bytes(&plain)
+        .map_err(|e| Error::corrupt(format!("pack trailer does not decode: {e}")))?;
+    for b in &blobs {
+        let end = b.offset as u64 + b.stored_len as u64;
+        if (b.offset as usize) < HEADER_LEN || end > trailer_start as u64 || b.stored_len > MAX_BLOB_LEN {
+            return Err(Error::corrupt("pack trailer lists a blob outside the pack"));
+        }
+    }
+    Ok((salt, blobs))
+}
+
+/// Opens a stored blob and checks that it is the blob it claims to be.
+pub fn open_blob(keys: &Keys, salt: &[u8; SALT_LEN], stored: &[u8], id: &Id, raw_len: u32) -> Result<Vec<u8>> {
+    let payload = keys.sealer(salt).open(stored)?;
+    let plain = crypto::decompress(&payload, raw_len as usize)?;
+    if plain.len() != raw_len as usize || keys.blob_id(&plain) != *id {
+        return Err(Error::corrupt(format!("blob {} does not hash to its id", id.short())));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_lists_what_was_added() {
+        let keys = Keys::from_master(&[3u8; 64]);
+        let mut w = PackWriter::new(&keys, 1024).unwrap();
+        let a = b"first blob".to_vec();
+        let b = vec![9u8; 100_000];
+        w.add(BlobKind::Data, keys.blob_id(&a), &a, 3).unwrap();
+        w.add(BlobKind::Tree, keys.blob_id(&b), &b, 3).unwrap();
+        let pack = w.finish().unwrap();
+        assert_eq!(pack.id, Id::of_bytes(&pack.bytes));
+        let (salt, blobs) = read_trailer(&keys, &pack.bytes).unwrap();
+        assert_eq!(blobs, pack.blobs);
+        for (blob, plain) in blobs.iter().zip([&a, &b]) {
+            let stored = &pack.bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
+            assert_eq!(&open_blob(&keys, &salt, stored, &blob.id, blob.raw_len).unwrap(), plain);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Snapshot manifests: the last file a backup writes, naming the root tree.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::id::Id;
+
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub other_entries: u64,
+    /// Source bytes read from disk (unchanged files are not read).
+    pub bytes_read: u64,
+    /// Logical size of every file in the snapshot.
+    pub bytes_total: u64,
+    /// Bytes this backup added to the repository (packs, after compression).
+    pub bytes_added: u64,
+    pub blobs_added: u64,
+    /// Entries that could not be read and are missing from the snapshot.
+    pub errors: u64,
+    pub duration_secs: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The name of the manifest file; not stored inside it.
+    #[serde(skip)]
+    pub id: Id,
+    pub version: u32,
+    pub time: DateTime<Utc>,
+    pub host: String,
+    pub username: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    pub tree: Id,
+    pub parent: Option<Id>,
+    pub program: String,
+    pub summary: Summary,
+}
+
+impl Snapshot {
+    /// The name of the snapshot's directory in a mount and in listings.
+    pub fn time_label(&self) -> String {
+        self.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// Whether this snapshot backed up the same set of paths.
+    pub fn same_paths(&self, paths: &[String]) -> bool {
+        let mut a = self.paths.clone();
+        let mut b = paths.to_vec();
+        a.sort();
+        b.sort();
+        a == b
+    }
+}
+
+/// Sorts snapshots oldest first; ties keep a stable order by id.
+pub fn sort_by_time(snapshots: &mut [Snapshot]) {
+    snapshots.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+}
