@@ -20,7 +20,11 @@ impl Chunker {
     }
 
     /// Splits a stream into chunks, calling `sink` with each in order.
-    pub fn chunk<R: Read>(&self, source: R, mut sink: impl FnMut(Vec<u8>) -> Result<()>) -> Result<()> {
+    pub fn chunk<R: Read>(
+        &self,
+        source: R,
+        mut sink: impl FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
         let stream = StreamCDC::with_level_and_seed(
             source,
             self.params.min_size,
@@ -74,7 +78,9 @@ mod tests {
         assert_eq!(a, cut(&data, 9));
         assert_eq!(a.concat(), data);
         let p = ChunkerParams::default();
-        assert!(a[..a.len() - 1].iter().all(|c| c.len() >= p.min_size as usize && c.len() <= p.max_size as usize));
+        assert!(a[..a.len() - 1]
+            .iter()
+            .all(|c| c.len() >= p.min_size as usize && c.len() <= p.max_size as usize));
         assert!(a.len() > 4, "about 1 MiB chunks expected, got {}", a.len());
     }
 
@@ -86,7 +92,11 @@ mod tests {
         let before = cut(&data, 0);
         let after = cut(&shifted, 0);
         let shared = after.iter().filter(|c| before.contains(c)).count();
-        assert!(shared + 2 >= before.len(), "only {shared} of {} chunks survived a shift", before.len());
+        assert!(
+            shared + 2 >= before.len(),
+            "only {shared} of {} chunks survived a shift",
+            before.len()
+        );
     }
 
     #[test]

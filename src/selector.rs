@@ -12,7 +12,10 @@ pub enum Selector {
     Latest,
     IdPrefix(String),
     /// Snapshots taken strictly before this instant are candidates.
-    Before { text: String, end: DateTime<Utc> },
+    Before {
+        text: String,
+        end: DateTime<Utc>,
+    },
 }
 
 /// Which snapshots a selector may choose from.
@@ -24,7 +27,8 @@ pub struct Filter {
 
 impl Filter {
     pub fn accepts(&self, s: &Snapshot) -> bool {
-        self.host.as_ref().is_none_or(|h| &s.host == h) && self.tags.iter().all(|t| s.tags.contains(t))
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && self.tags.iter().all(|t| s.tags.contains(t))
     }
 }
 
@@ -41,17 +45,26 @@ impl Selector {
     pub fn select<'a>(&self, snapshots: &'a [Snapshot], filter: &Filter) -> Result<&'a Snapshot> {
         let candidates: Vec<&Snapshot> = snapshots.iter().filter(|s| filter.accepts(s)).collect();
         if candidates.is_empty() {
-            return Err(Error::usage("the repository has no snapshots (that match the host and tag filters)"));
+            return Err(Error::usage(
+                "the repository has no snapshots (that match the host and tag filters)",
+            ));
         }
         match self {
             Selector::Latest => Ok(candidates[candidates.len() - 1]),
             Selector::IdPrefix(prefix) => {
-                let matches: Vec<_> = candidates.iter().filter(|s| s.id.to_hex().starts_with(prefix)).collect();
+                let matches: Vec<_> = candidates
+                    .iter()
+                    .filter(|s| s.id.to_hex().starts_with(prefix))
+                    .collect();
                 match matches.len() {
                     1 => Ok(matches[0]),
-                    0 => Err(Error::usage(format!("no snapshot has an id starting with {prefix}"))
-                        .with_hint("`rewind snapshots` lists them")),
-                    n => Err(Error::usage(format!("{n} snapshots have ids starting with {prefix}; give more digits"))),
+                    0 => Err(
+                        Error::usage(format!("no snapshot has an id starting with {prefix}"))
+                            .with_hint("`rewind snapshots` lists them"),
+                    ),
+                    n => Err(Error::usage(format!(
+                        "{n} snapshots have ids starting with {prefix}; give more digits"
+                    ))),
                 }
             }
             Selector::Before { text, end } => candidates
@@ -74,16 +87,26 @@ impl Selector {
 /// does not use. Returns the selector and the path (empty when absent).
 pub fn split_selector(text: &str) -> Result<(Selector, &str)> {
     let (selector, rest) = if let Some(time) = text.strip_prefix('@') {
-        let (end, consumed) = parse_time_prefix(time)
-            .ok_or_else(|| Error::usage(format!("'@{time}' is not a time: use @YYYY[-MM[-DD[THH[:MM[:SS]]]]][Z|±HH:MM]")))?;
+        let (end, consumed) = parse_time_prefix(time).ok_or_else(|| {
+            Error::usage(format!(
+                "'@{time}' is not a time: use @YYYY[-MM[-DD[THH[:MM[:SS]]]]][Z|±HH:MM]"
+            ))
+        })?;
         let rest = &time[consumed..];
-        (Selector::Before { text: time[..consumed].to_string(), end }, rest)
+        (
+            Selector::Before {
+                text: time[..consumed].to_string(),
+                end,
+            },
+            rest,
+        )
     } else {
         let word_end = text.find(':').unwrap_or(text.len());
         let word = &text[..word_end];
         let selector = if word == "latest" {
             Selector::Latest
-        } else if word.len() >= 4 && word.len() <= 64 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
+        } else if word.len() >= 4 && word.len() <= 64 && word.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             Selector::IdPrefix(word.to_ascii_lowercase())
         } else {
             return Err(Error::usage(format!(
@@ -95,7 +118,9 @@ pub fn split_selector(text: &str) -> Result<(Selector, &str)> {
     match rest.strip_prefix(':') {
         Some(path) => Ok((selector, path)),
         None if rest.is_empty() => Ok((selector, rest)),
-        None => Err(Error::usage(format!("'{text}': unexpected '{rest}' after the snapshot selector"))),
+        None => Err(Error::usage(format!(
+            "'{text}': unexpected '{rest}' after the snapshot selector"
+        ))),
     }
 }
 
@@ -130,7 +155,10 @@ pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
     let mut nanos_given = false;
     let mut nanos = 0u32;
     if precision == 5 && b.get(pos) == Some(&b'.') {
-        let frac: String = s[pos + 1..].chars().take_while(char::is_ascii_digit).collect();
+        let frac: String = s[pos + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         if !frac.is_empty() && frac.len() <= 9 {
             nanos = format!("{frac:0<9}").parse().ok()?;
             pos += 1 + frac.len();
@@ -142,7 +170,9 @@ pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
         if matches!(b.get(pos), Some(b'Z') | Some(b'z')) {
             pos += 1;
         } else if let Some(&sign @ (b'+' | b'-')) = b.get(pos) {
-            if let (Some(h), Some(b':'), Some(m)) = (digits(pos + 1, 2), b.get(pos + 3), digits(pos + 4, 2)) {
+            if let (Some(h), Some(b':'), Some(m)) =
+                (digits(pos + 1, 2), b.get(pos + 3), digits(pos + 4, 2))
+            {
                 offset_secs = (h * 3600 + m * 60) as i32 * if sign == b'-' { -1 } else { 1 };
                 pos += 6;
             }
@@ -160,7 +190,10 @@ pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
         _ => start + Duration::seconds(1),
     };
     let offset = FixedOffset::east_opt(offset_secs)?;
-    let end = offset.from_local_datetime(&end).single()?.with_timezone(&Utc);
+    let end = offset
+        .from_local_datetime(&end)
+        .single()?
+        .with_timezone(&Utc);
     Some((end, pos))
 }
 

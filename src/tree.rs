@@ -147,7 +147,10 @@ pub(crate) mod tests {
             gid: 1000,
             user: Some("alice".into()),
             group: None,
-            mtime: Timestamp { sec: 1_717_200_000, nsec: 123_456_789 },
+            mtime: Timestamp {
+                sec: 1_717_200_000,
+                nsec: 123_456_789,
+            },
             atime: Timestamp { sec: -5, nsec: 0 },
             ctime: Timestamp::default(),
             size: 5,
@@ -157,14 +160,22 @@ pub(crate) mod tests {
             rdev: 0,
             link_target: vec![],
             xattrs: vec![(b"user.k".to_vec(), b"\x00\xff".to_vec())],
-            content: vec![Extent::Data { id: Id([4; 32]), len: 3 }, Extent::Hole { len: 2 }],
+            content: vec![
+                Extent::Data {
+                    id: Id([4; 32]),
+                    len: 3,
+                },
+                Extent::Hole { len: 2 },
+            ],
             subtree: None,
         }
     }
 
     #[test]
     fn tree_round_trips() {
-        let mut tree = Tree { nodes: vec![sample_node(b"b\n\xff"), sample_node(b"a b")] };
+        let mut tree = Tree {
+            nodes: vec![sample_node(b"b\n\xff"), sample_node(b"a b")],
+        };
         tree.sort();
         let decoded = Tree::decode(&tree.encode()).unwrap();
         assert_eq!(decoded, tree);

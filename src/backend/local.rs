@@ -30,7 +30,9 @@ impl LocalBackend {
     fn not_found(&self, path: &Path, err: std::io::Error) -> Error {
         let e = Error::io(format!("cannot read {}", path.display()), err);
         if e.kind() == ErrorKind::NotFound {
-            e.with_hint("the repository is missing a file; run `rewind check` to see what is affected")
+            e.with_hint(
+                "the repository is missing a file; run `rewind check` to see what is affected",
+            )
         } else {
             e
         }
@@ -49,10 +51,15 @@ impl Backend for LocalBackend {
                 self.root.display()
             )));
         }
-        let mut dirs: Vec<PathBuf> = [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock]
-            .iter()
-            .map(|k| self.root.join(k.dir()))
-            .collect();
+        let mut dirs: Vec<PathBuf> = [
+            FileType::Key,
+            FileType::Index,
+            FileType::Snapshot,
+            FileType::Lock,
+        ]
+        .iter()
+        .map(|k| self.root.join(k.dir()))
+        .collect();
         dirs.extend((0..=255u8).map(|b| self.root.join("data").join(format!("{b:02x}"))));
         for dir in dirs {
             fs::create_dir_all(&dir)
@@ -65,7 +72,10 @@ impl Backend for LocalBackend {
         let base = self.root.join(kind.dir());
         let mut dirs = vec![base.clone()];
         if kind == FileType::Pack {
-            dirs = read_dir_names(&base)?.into_iter().map(|n| base.join(n)).collect();
+            dirs = read_dir_names(&base)?
+                .into_iter()
+                .map(|n| base.join(n))
+                .collect();
         }
         let mut names = Vec::new();
         for dir in dirs {

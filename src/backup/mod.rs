@@ -28,7 +28,9 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
-use crate::repo::{BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::repo::{
+    BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION,
+};
 use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
 use packer::{NewBlob, PackSink};
 pub use source::OwnerNames;
@@ -38,7 +40,10 @@ pub enum Source {
     /// Absolute paths on this machine; the snapshot keeps them as given.
     Paths(Vec<PathBuf>),
     /// Standard input (or any reader), stored as one file at this path.
-    Stream { path: String, reader: Box<dyn Read + Send> },
+    Stream {
+        path: String,
+        reader: Box<dyn Read + Send>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,14 +66,24 @@ pub struct BackupOutcome {
 }
 
 /// Runs a backup and writes its snapshot.
-pub fn backup(repo: Arc<Repository>, source: Source, options: &BackupOptions) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: Arc<Repository>,
+    source: Source,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = options.time.unwrap_or_else(Utc::now);
     let paths = match &source {
-        Source::Paths(paths) => paths.iter().map(|p| normalize(p)).collect::<Result<Vec<_>>>()?,
+        Source::Paths(paths) => paths
+            .iter()
+            .map(|p| normalize(p))
+            .collect::<Result<Vec<_>>>()?,
         Source::Stream { path, .. } => vec![normalize(Path::new(path))?],
     };
-    let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let path_strings: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let parent = find_parent(&repo, &options.host, &path_strings)?;
     let previous_root = match &parent {
         Some(p) => Some(repo.read_tree(&p.tree)?),
@@ -89,7 +104,9 @@ pub fn backup(repo: Arc<Repository>, source: Source, options: &BackupOptions) ->
         version: SNAPSHOT_VERSION,
         time,
         host: options.host.clone(),
-        username: OwnerNames::default().user(unsafe { libc::geteuid() }).unwrap_or_default(),
+        username: OwnerNames::default()
+            .user(unsafe { libc::geteuid() })
+            .unwrap_or_default(),
         paths: path_strings,
         tags: options.tags.clone(),
         tree: root,
@@ -202,7 +219,11 @@ struct FileJob {
 
 enum Entry {
     Ready(Node),
-    Reading { node: Node, changed: bool, reply: Receiver<Result<FileContent>> },
+    Reading {
+        node: Node,
+        changed: bool,
+        reply: Receiver<Result<FileContent>>,
+    },
 }
 
 struct Archiver {
@@ -243,7 +264,9 @@ impl Archiver {
             repo,
             queued: Mutex::new(IdSet::default()),
             tree_pack: Mutex::new(None),
-            excludes: globs.build().map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))?,
+            excludes: globs
+                .build()
+                .map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))?,
             one_file_system: options.one_file_system,
             owners: OwnerNames::default(),
             counters: Counters::default(),
@@ -270,18 +293,32 @@ impl Archiver {
                     }
                 });
             }
-            let scope_root = if trie.target { Scope::Target } else { Scope::Partial(&trie) };
-            let walker = Walker { archiver: self, jobs: job_tx };
+            let scope_root = if trie.target {
+                Scope::Target
+            } else {
+                Scope::Partial(&trie)
+            };
+            let walker = Walker {
+                archiver: self,
+                jobs: job_tx,
+            };
             walker.dir_tree(Path::new("/"), previous, scope_root)
         });
         let walked = walked.and_then(|root| {
-            root.ok_or_else(|| Error::usage("nothing to back up: the root directory cannot be read"))
+            root.ok_or_else(|| {
+                Error::usage("nothing to back up: the root directory cannot be read")
+            })
         });
         drop(blob_tx);
         self.finish(packers, walked)
     }
 
-    fn run_stream(&self, path: &Path, reader: Box<dyn Read + Send>, time: DateTime<Utc>) -> Result<Id> {
+    fn run_stream(
+        &self,
+        path: &Path,
+        reader: Box<dyn Read + Send>,
+        time: DateTime<Utc>,
+    ) -> Result<Id> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (blob_tx, packers) = packer::start(&self.sink, threads, threads * 2);
         let stored = self.store_stream(path, reader, time, &blob_tx);
@@ -289,13 +326,24 @@ impl Archiver {
         self.finish(packers, stored)
     }
 
-    fn store_stream(&self, path: &Path, reader: Box<dyn Read + Send>, time: DateTime<Utc>, blob_tx: &Sender<NewBlob>) -> Result<Id> {
+    fn store_stream(
+        &self,
+        path: &Path,
+        reader: Box<dyn Read + Send>,
+        time: DateTime<Utc>,
+        blob_tx: &Sender<NewBlob>,
+    ) -> Result<Id> {
         let mut extents = Vec::new();
-        let size = self.store_chunks(reader, &mut extents, blob_tx).map_err(|e| e.context("reading standard input"))?;
+        let size = self
+            .store_chunks(reader, &mut extents, blob_tx)
+            .map_err(|e| e.context("reading standard input"))?;
         self.counters.files_new.fetch_add(1, Relaxed);
         self.counters.bytes_total.fetch_add(size, Relaxed);
         let names: Vec<&OsStr> = path.iter().skip(1).collect();
-        let stamp = Timestamp { sec: time.timestamp(), nsec: time.timestamp_subsec_nanos() };
+        let stamp = Timestamp {
+            sec: time.timestamp(),
+            nsec: time.timestamp_subsec_nanos(),
+        };
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let synthetic = |name: &OsStr, kind: NodeKind, mode: u32| Node {
@@ -372,7 +420,12 @@ impl Archiver {
                 Some(w) => w,
                 None => slot.insert(self.repo.new_pack()?),
             };
-            writer.add(BlobKind::Tree, id, &bytes, self.repo.config().compression_level)?;
+            writer.add(
+                BlobKind::Tree,
+                id,
+                &bytes,
+                self.repo.config().compression_level,
+            )?;
             if writer.len() >= self.repo.config().pack_size as usize {
                 let full = slot.take().unwrap().finish()?;
                 drop(slot);
@@ -383,7 +436,12 @@ impl Archiver {
     }
 
     /// Chunks a stream, queues the new chunks, and appends its extents.
-    fn store_chunks(&self, reader: impl Read, extents: &mut Vec<Extent>, blob_tx: &Sender<NewBlob>) -> Result<u64> {
+    fn store_chunks(
+        &self,
+        reader: impl Read,
+        extents: &mut Vec<Extent>,
+        blob_tx: &Sender<NewBlob>,
+    ) -> Result<u64> {
         let mut total = 0u64;
         self.chunker.chunk(reader, |data| {
             if self.sink.has_failed() {
@@ -396,7 +454,11 @@ impl Archiver {
             extents.push(Extent::Data { id, len });
             if self.is_new(&id) {
                 blob_tx
-                    .send(NewBlob { kind: BlobKind::Data, id, data })
+                    .send(NewBlob {
+                        kind: BlobKind::Data,
+                        id,
+                        data,
+                    })
                     .map_err(|_| Error::usage("the packers have stopped"))?;
             }
             Ok(())
@@ -405,7 +467,12 @@ impl Archiver {
     }
 
     /// A file's content as extents; holes are recorded, not read.
-    fn read_file(&self, path: &Path, metadata: &std::fs::Metadata, blob_tx: &Sender<NewBlob>) -> Result<FileContent> {
+    fn read_file(
+        &self,
+        path: &Path,
+        metadata: &std::fs::Metadata,
+        blob_tx: &Sender<NewBlob>,
+    ) -> Result<FileContent> {
         let fail = |e: std::io::Error| Error::io(format!("cannot read {}", path.display()), e);
         let file = source::open_source(path).map_err(fail)?;
         let regions = source::data_regions(&file, metadata).map_err(fail)?;
@@ -413,7 +480,9 @@ impl Archiver {
         let mut position = 0u64;
         for (offset, length) in regions {
             if offset > position {
-                extents.push(Extent::Hole { len: offset - position });
+                extents.push(Extent::Hole {
+                    len: offset - position,
+                });
             }
             let reader = source::region_reader(&file, offset, length).map_err(fail)?;
             let read = self
@@ -421,10 +490,14 @@ impl Archiver {
                 .map_err(|e| e.context(path.display()))?;
             position = offset + read;
         }
-        let size = if extents.iter().any(|e| matches!(e, Extent::Hole { .. })) || position < metadata.len() {
+        let size = if extents.iter().any(|e| matches!(e, Extent::Hole { .. }))
+            || position < metadata.len()
+        {
             // A sparse file: the stat size, with any trailing hole.
             if metadata.len() > position {
-                extents.push(Extent::Hole { len: metadata.len() - position });
+                extents.push(Extent::Hole {
+                    len: metadata.len() - position,
+                });
             }
             metadata.len().max(position)
         } else {
@@ -432,7 +505,9 @@ impl Archiver {
         };
         self.progress.set_message(format!(
             "{} files, {} read",
-            self.counters.files_new.load(Relaxed) + self.counters.files_changed.load(Relaxed) + self.counters.files_unchanged.load(Relaxed),
+            self.counters.files_new.load(Relaxed)
+                + self.counters.files_changed.load(Relaxed)
+                + self.counters.files_unchanged.load(Relaxed),
             indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
         ));
         Ok((extents, size))
@@ -444,7 +519,8 @@ impl Archiver {
     }
 
     fn excluded(&self, path: &Path, name: &[u8]) -> bool {
-        !self.excludes.is_empty() && (self.excludes.is_match(path) || self.excludes.is_match(OsStr::from_bytes(name)))
+        !self.excludes.is_empty()
+            && (self.excludes.is_match(path) || self.excludes.is_match(OsStr::from_bytes(name)))
     }
 
     /// Whether a file can keep the content recorded in the parent snapshot.
@@ -513,15 +589,27 @@ impl Walker<'_> {
                 entries.push(entry);
             }
         }
-        let mut tree = Tree { nodes: Vec::with_capacity(entries.len()) };
+        let mut tree = Tree {
+            nodes: Vec::with_capacity(entries.len()),
+        };
         for entry in entries {
             match entry {
                 Entry::Ready(node) => tree.nodes.push(node),
-                Entry::Reading { mut node, changed, reply } => {
-                    let result = reply.recv().map_err(|_| Error::usage("a reader thread stopped"))?;
+                Entry::Reading {
+                    mut node,
+                    changed,
+                    reply,
+                } => {
+                    let result = reply
+                        .recv()
+                        .map_err(|_| Error::usage("a reader thread stopped"))?;
                     match result {
                         Ok((content, size)) => {
-                            let counter = if changed { &a.counters.files_changed } else { &a.counters.files_new };
+                            let counter = if changed {
+                                &a.counters.files_changed
+                            } else {
+                                &a.counters.files_new
+                            };
                             counter.fetch_add(1, Relaxed);
                             a.counters.bytes_total.fetch_add(size, Relaxed);
                             node.content = content;
@@ -541,7 +629,13 @@ impl Walker<'_> {
         a.store_tree(&tree).map(Some)
     }
 
-    fn visit(&self, path: &Path, name: &[u8], previous: Option<&Node>, scope: Scope) -> Result<Option<Entry>> {
+    fn visit(
+        &self,
+        path: &Path,
+        name: &[u8],
+        previous: Option<&Node>,
+        scope: Scope,
+    ) -> Result<Option<Entry>> {
         let a = self.archiver;
         let metadata = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -561,7 +655,9 @@ impl Walker<'_> {
             NodeKind::Dir => {
                 a.counters.dirs.fetch_add(1, Relaxed);
                 let scope = match scope {
-                    Scope::Target => Scope::Full { dev: metadata.dev() },
+                    Scope::Target => Scope::Full {
+                        dev: metadata.dev(),
+                    },
                     other => other,
                 };
                 let previous_tree = previous
@@ -589,9 +685,17 @@ impl Walker<'_> {
                 }
                 let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
                 self.jobs
-                    .send(FileJob { path: path.to_path_buf(), metadata, reply: reply_tx })
+                    .send(FileJob {
+                        path: path.to_path_buf(),
+                        metadata,
+                        reply: reply_tx,
+                    })
                     .map_err(|_| Error::usage("the reader threads stopped"))?;
-                Ok(Some(Entry::Reading { node, changed: previous.is_some(), reply: reply_rx }))
+                Ok(Some(Entry::Reading {
+                    node,
+                    changed: previous.is_some(),
+                    reply: reply_rx,
+                }))
             }
             _ => {
                 a.counters.other.fetch_add(1, Relaxed);

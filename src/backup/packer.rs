@@ -47,7 +47,11 @@ impl PackSink {
         }
         let batch = {
             let mut unindexed = self.unindexed.lock().unwrap();
-            unindexed.push(IndexedPack { id: pack.id, salt: pack.salt, blobs: pack.blobs });
+            unindexed.push(IndexedPack {
+                id: pack.id,
+                salt: pack.salt,
+                blobs: pack.blobs,
+            });
             if unindexed.len() >= PACKS_PER_INDEX_FILE {
                 std::mem::take(&mut *unindexed)
             } else {
@@ -55,7 +59,10 @@ impl PackSink {
             }
         };
         if !batch.is_empty() {
-            self.repo.write_index_file(&IndexFile { supersedes: vec![], packs: batch })?;
+            self.repo.write_index_file(&IndexFile {
+                supersedes: vec![],
+                packs: batch,
+            })?;
         }
         Ok(())
     }
@@ -64,7 +71,10 @@ impl PackSink {
     pub fn flush_index(&self) -> Result<()> {
         let packs = std::mem::take(&mut *self.unindexed.lock().unwrap());
         if !packs.is_empty() {
-            self.repo.write_index_file(&IndexFile { supersedes: vec![], packs })?;
+            self.repo.write_index_file(&IndexFile {
+                supersedes: vec![],
+                packs,
+            })?;
         }
         Ok(())
     }
@@ -95,7 +105,11 @@ impl PackSink {
 }
 
 /// Starts `threads` packers reading from a bounded queue of new blobs.
-pub fn start(sink: &Arc<PackSink>, threads: usize, queue: usize) -> (Sender<NewBlob>, Vec<JoinHandle<()>>) {
+pub fn start(
+    sink: &Arc<PackSink>,
+    threads: usize,
+    queue: usize,
+) -> (Sender<NewBlob>, Vec<JoinHandle<()>>) {
     let (tx, rx) = crossbeam_channel::bounded::<NewBlob>(queue);
     let handles = (0..threads)
         .map(|_| {

@@ -22,11 +22,21 @@ pub struct OwnerNames {
 
 impl OwnerNames {
     pub fn user(&self, uid: u32) -> Option<String> {
-        self.users.lock().unwrap().entry(uid).or_insert_with(|| user_name(uid)).clone()
+        self.users
+            .lock()
+            .unwrap()
+            .entry(uid)
+            .or_insert_with(|| user_name(uid))
+            .clone()
     }
 
     pub fn group(&self, gid: u32) -> Option<String> {
-        self.groups.lock().unwrap().entry(gid).or_insert_with(|| group_name(gid)).clone()
+        self.groups
+            .lock()
+            .unwrap()
+            .entry(gid)
+            .or_insert_with(|| group_name(gid))
+            .clone()
     }
 }
 
@@ -78,7 +88,12 @@ fn kind_of(meta: &Metadata) -> NodeKind {
 }
 
 /// A node with everything but content and subtree, from `lstat` data.
-pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, owners: &OwnerNames) -> Result<Node> {
+pub fn node_from_metadata(
+    name: &[u8],
+    path: &Path,
+    meta: &Metadata,
+    owners: &OwnerNames,
+) -> Result<Node> {
     let kind = kind_of(meta);
     let link_target = if kind == NodeKind::Symlink {
         std::fs::read_link(path)
@@ -97,10 +112,23 @@ pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, owners: &Ow
         gid: meta.gid(),
         user: owners.user(meta.uid()),
         group: owners.group(meta.gid()),
-        mtime: Timestamp { sec: meta.mtime(), nsec: meta.mtime_nsec() as u32 },
-        atime: Timestamp { sec: meta.atime(), nsec: meta.atime_nsec() as u32 },
-        ctime: Timestamp { sec: meta.ctime(), nsec: meta.ctime_nsec() as u32 },
-        size: if kind == NodeKind::File { meta.len() } else { 0 },
+        mtime: Timestamp {
+            sec: meta.mtime(),
+            nsec: meta.mtime_nsec() as u32,
+        },
+        atime: Timestamp {
+            sec: meta.atime(),
+            nsec: meta.atime_nsec() as u32,
+        },
+        ctime: Timestamp {
+            sec: meta.ctime(),
+            nsec: meta.ctime_nsec() as u32,
+        },
+        size: if kind == NodeKind::File {
+            meta.len()
+        } else {
+            0
+        },
         device: meta.dev(),
         inode: meta.ino(),
         links: meta.nlink(),
@@ -130,10 +158,15 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Opens a source file without updating its access time where allowed.
 pub fn open_source(path: &Path) -> std::io::Result<File> {
-    match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-        }
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path),
         other => other,
     }
 }

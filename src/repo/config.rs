@@ -38,7 +38,9 @@ impl ChunkerParams {
     /// Bounds that the FastCDC implementation accepts; checked on open so a
     /// damaged config gives an error, not a panic.
     pub fn validate(&self) -> Result<()> {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
@@ -47,7 +49,9 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::corrupt(format!("chunker parameters out of range: {self:?}")))
+            Err(Error::corrupt(format!(
+                "chunker parameters out of range: {self:?}"
+            )))
         }
     }
 }
@@ -99,7 +103,9 @@ impl Config {
                 .with_hint("the file `config` is damaged; restore it from a copy of the repository")
         })?;
         if probe.format.as_deref() != Some("rewind") {
-            return Err(Error::corrupt(format!("{location} is not a rewind repository")));
+            return Err(Error::corrupt(format!(
+                "{location} is not a rewind repository"
+            )));
         }
         match probe.version {
             Some(v) if v > FORMAT_VERSION => {
@@ -112,12 +118,13 @@ impl Config {
             Some(0) | None => return Err(Error::corrupt(format!("the config of {location} has no valid version"))),
             Some(_) => {}
         }
-        let config: Config = serde_json::from_slice(bytes).map_err(|e| {
-            Error::corrupt(format!("the config of {location} is damaged: {e}"))
-        })?;
+        let config: Config = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(format!("the config of {location} is damaged: {e}")))?;
         config.chunker.validate()?;
         if !(0..=22).contains(&config.compression_level) || config.pack_size < 1024 * 1024 {
-            return Err(Error::corrupt(format!("the config of {location} has out-of-range values")));
+            return Err(Error::corrupt(format!(
+                "the config of {location} has out-of-range values"
+            )));
         }
         Ok(config)
     }

@@ -126,8 +126,8 @@ pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
     if level > 0 {
         let mut out = Vec::with_capacity(data.len() / 2 + 16);
         out.push(COMPRESSION_ZSTD);
-        let mut encoder = zstd::bulk::Compressor::new(level)
-            .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+        let mut encoder =
+            zstd::bulk::Compressor::new(level).map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
         let compressed = encoder
             .compress(data)
             .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
@@ -178,7 +178,10 @@ mod tests {
             for bit in [0x01u8, 0x80] {
                 let mut damaged = sealed.clone();
                 damaged[i] ^= bit;
-                assert!(sealer.open(&damaged).is_err(), "flip at byte {i} went unnoticed");
+                assert!(
+                    sealer.open(&damaged).is_err(),
+                    "flip at byte {i} went unnoticed"
+                );
             }
         }
     }
@@ -196,7 +199,9 @@ mod tests {
         let packed = compress(&text, 3).unwrap();
         assert_eq!(packed[0], COMPRESSION_ZSTD);
         assert_eq!(decompress(&packed, text.len()).unwrap(), text);
-        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let packed = compress(&random, 3).unwrap();
         assert_eq!(decompress(&packed, random.len()).unwrap(), random);
         assert!(decompress(&compress(&text, 3).unwrap(), 10).is_err());

@@ -35,7 +35,8 @@ impl Id {
 
     /// A number in [0, 1) derived from the id, for deterministic sampling.
     pub fn fraction(&self) -> f64 {
-        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as f64 / (u32::MAX as f64 + 1.0)
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as f64
+            / (u32::MAX as f64 + 1.0)
     }
 }
 

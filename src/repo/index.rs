@@ -86,7 +86,11 @@ impl Index {
             (self.packs.len() - 1) as u32
         });
         for blob in blobs {
-            let kind_bit = if blob.kind == BlobKind::Tree { TREE_BIT } else { 0 };
+            let kind_bit = if blob.kind == BlobKind::Tree {
+                TREE_BIT
+            } else {
+                0
+            };
             let location = BlobLocation {
                 pack_and_kind: number | kind_bit,
                 offset: blob.offset,
@@ -105,7 +109,7 @@ impl Index {
     /// Moves recently added blobs into the sorted vector.
     pub fn compact(&mut self) {
         self.sorted.extend(self.recent.drain());
-        self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.sorted.sort_unstable_by_key(|entry| entry.0);
         self.sorted.dedup_by(|a, b| a.0 == b.0);
         self.sorted.shrink_to_fit();
         self.recent = IdMap::default();
@@ -119,7 +123,10 @@ impl Index {
     }
 
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        self.recent.get(id).copied().or_else(|| self.lookup_sorted(id))
+        self.recent
+            .get(id)
+            .copied()
+            .or_else(|| self.lookup_sorted(id))
     }
 
     pub fn contains(&self, id: &Id) -> bool {
@@ -144,7 +151,10 @@ impl Index {
 
     /// Every blob with its location.
     pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
-        self.sorted.iter().copied().chain(self.recent.iter().map(|(k, v)| (*k, *v)))
+        self.sorted
+            .iter()
+            .copied()
+            .chain(self.recent.iter().map(|(k, v)| (*k, *v)))
     }
 }
 
@@ -156,13 +166,30 @@ mod tests {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&i.to_be_bytes());
         id[31] = 1;
-        PackedBlob { kind, id: Id(id), offset: 40 + i, stored_len: i + 1, raw_len: i + 2 }
+        PackedBlob {
+            kind,
+            id: Id(id),
+            offset: 40 + i,
+            stored_len: i + 1,
+            raw_len: i + 2,
+        }
     }
 
     #[test]
     fn finds_every_blob_before_and_after_compaction() {
         let mut index = Index::new();
-        let blobs: Vec<_> = (0..10_000).map(|i| blob(i, if i % 3 == 0 { BlobKind::Tree } else { BlobKind::Data })).collect();
+        let blobs: Vec<_> = (0..10_000)
+            .map(|i| {
+                blob(
+                    i,
+                    if i % 3 == 0 {
+                        BlobKind::Tree
+                    } else {
+                        BlobKind::Data
+                    },
+                )
+            })
+            .collect();
         index.add_pack(Id([1; 32]), [0; 32], &blobs[..6000]);
         index.add_pack(Id([2; 32]), [0; 32], &blobs[6000..]);
         for check in 0..2 {
@@ -170,7 +197,10 @@ mod tests {
                 let loc = index.get(&b.id).unwrap();
                 assert_eq!(loc.pack(), usize::from(i >= 6000));
                 assert_eq!(loc.kind(), b.kind);
-                assert_eq!((loc.offset, loc.stored_len, loc.raw_len), (b.offset, b.stored_len, b.raw_len));
+                assert_eq!(
+                    (loc.offset, loc.stored_len, loc.raw_len),
+                    (b.offset, b.stored_len, b.raw_len)
+                );
             }
             assert!(!index.contains(&Id([0xff; 32])));
             if check == 0 {
@@ -185,7 +215,11 @@ mod tests {
     fn index_file_round_trips() {
         let file = IndexFile {
             supersedes: vec![Id([5; 32])],
-            packs: vec![IndexedPack { id: Id([1; 32]), salt: [2; 32], blobs: vec![blob(1, BlobKind::Data)] }],
+            packs: vec![IndexedPack {
+                id: Id([1; 32]),
+                salt: [2; 32],
+                blobs: vec![blob(1, BlobKind::Data)],
+            }],
         };
         let bytes = postcard::to_stdvec(&file).unwrap();
         assert_eq!(postcard::from_bytes::<IndexFile>(&bytes).unwrap(), file);

@@ -77,17 +77,23 @@ impl KeyFile {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<KeyFile> {
-        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("key file is damaged: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(format!("key file is damaged: {e}")))
     }
 }
 
 fn derive(kdf: &KdfParams, password: &[u8]) -> Result<[u8; 32]> {
     if kdf.algorithm != "argon2id" {
-        return Err(Error::corrupt(format!("unknown key derivation '{}'", kdf.algorithm)));
+        return Err(Error::corrupt(format!(
+            "unknown key derivation '{}'",
+            kdf.algorithm
+        )));
     }
     // Bounds keep a damaged key file from asking for terabytes of memory.
     if kdf.memory_kib > 4 * 1024 * 1024 || kdf.iterations > 100 || kdf.parallelism > 64 {
-        return Err(Error::corrupt("key file asks for out-of-range key derivation parameters"));
+        return Err(Error::corrupt(
+            "key file asks for out-of-range key derivation parameters",
+        ));
     }
     let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
         .map_err(|e| Error::corrupt(format!("key derivation parameters: {e}")))?;

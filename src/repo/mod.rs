@@ -36,14 +36,20 @@ pub struct Repository {
 
 impl Repository {
     /// Creates a repository. `password` is required unless `encryption` is none.
-    pub fn init(backend: Arc<dyn Backend>, encryption: Encryption, password: Option<&[u8]>) -> Result<Repository> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        encryption: Encryption,
+        password: Option<&[u8]>,
+    ) -> Result<Repository> {
         let mut raw_id = [0u8; 32];
         crypto::random_bytes(&mut raw_id)?;
         let config = Config::new(Id(raw_id), encryption);
         backend.create()?;
         let keys = match encryption {
             Encryption::Aes256Gcm => {
-                let password = password.ok_or_else(|| Error::usage("a password is needed for an encrypted repository"))?;
+                let password = password.ok_or_else(|| {
+                    Error::usage("a password is needed for an encrypted repository")
+                })?;
                 let master = Keys::generate_master()?;
                 let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
                 backend.write(FileType::Key, &Id::of_bytes(&key_file).to_hex(), &key_file)?;
@@ -57,7 +63,10 @@ impl Repository {
     }
 
     /// Opens a repository; `password` is asked for only if the repository is encrypted.
-    pub fn open(backend: Arc<dyn Backend>, password: impl FnOnce() -> Result<Vec<u8>>) -> Result<Repository> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Repository> {
         let location = backend.location();
         let config_bytes = backend.read(FileType::Config, "config").map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -80,7 +89,9 @@ impl Repository {
                 let mut opened = None;
                 let mut damaged = Vec::new();
                 for name in &names {
-                    let key = backend.read(FileType::Key, name).and_then(|b| KeyFile::from_bytes(&b));
+                    let key = backend
+                        .read(FileType::Key, name)
+                        .and_then(|b| KeyFile::from_bytes(&b));
                     match key.and_then(|k| k.unwrap_master(&password)) {
                         Ok(master) => {
                             opened = Some(Keys::from_master(&master));
@@ -93,12 +104,18 @@ impl Repository {
                 match opened {
                     Some(keys) => keys,
                     None if damaged.len() == names.len() => {
-                        return Err(Error::corrupt(format!("no key file of {location} can be read ({})", damaged.join("; ")))
-                            .with_hint("restore the keys/ directory from a copy of the repository"))
+                        return Err(Error::corrupt(format!(
+                            "no key file of {location} can be read ({})",
+                            damaged.join("; ")
+                        ))
+                        .with_hint("restore the keys/ directory from a copy of the repository"))
                     }
                     None => {
-                        return Err(Error::new(ErrorKind::WrongPassword, format!("wrong password for the repository at {location}"))
-                            .with_hint("check REWIND_PASSWORD or --password-file"))
+                        return Err(Error::new(
+                            ErrorKind::WrongPassword,
+                            format!("wrong password for the repository at {location}"),
+                        )
+                        .with_hint("check REWIND_PASSWORD or --password-file"))
                     }
                 }
             }
@@ -145,7 +162,10 @@ impl Repository {
         let mut salt = [0u8; SALT_LEN];
         crypto::random_bytes(&mut salt)?;
         let mut out = salt.to_vec();
-        out.extend(self.keys.sealer(&salt).seal(crypto::compress(content, self.config.compression_level.max(1))?)?);
+        out.extend(self.keys.sealer(&salt).seal(crypto::compress(
+            content,
+            self.config.compression_level.max(1),
+        )?)?);
         Ok(out)
     }
 
@@ -162,8 +182,10 @@ impl Repository {
     fn read_verified(&self, kind: FileType, name: &str) -> Result<Vec<u8>> {
         let bytes = self.backend.read(kind, name)?;
         if Id::of_bytes(&bytes).to_hex() != name {
-            return Err(Error::corrupt(format!("{} does not hash to its name", kind.path(name)))
-                .with_hint("the file is damaged; run `rewind check`"));
+            return Err(
+                Error::corrupt(format!("{} does not hash to its name", kind.path(name)))
+                    .with_hint("the file is damaged; run `rewind check`"),
+            );
         }
         self.open_file(&bytes).context(kind.path(name))
     }
@@ -200,7 +222,9 @@ impl Repository {
         match content.split_first() {
             Some((&index::INDEX_VERSION, rest)) => postcard::from_bytes(rest)
                 .map_err(|e| Error::corrupt(format!("index/{name} does not decode: {e}"))),
-            _ => Err(Error::corrupt(format!("index/{name} has an unknown version"))),
+            _ => Err(Error::corrupt(format!(
+                "index/{name} has an unknown version"
+            ))),
         }
     }
 
@@ -222,7 +246,8 @@ impl Repository {
 
     /// Stores a finished pack durably and makes its blobs findable.
     pub fn store_pack(&self, pack: &FinishedPack) -> Result<()> {
-        self.backend.write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.backend
+            .write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
         self.index_mut().add_pack(pack.id, pack.salt, &pack.blobs);
         Ok(())
     }
@@ -240,11 +265,20 @@ impl Repository {
         self.read_blob_at(id, &location, &pack.id, &pack.salt)
     }
 
-    pub fn read_blob_at(&self, id: &Id, location: &BlobLocation, pack: &Id, salt: &[u8; SALT_LEN]) -> Result<Vec<u8>> {
+    pub fn read_blob_at(
+        &self,
+        id: &Id,
+        location: &BlobLocation,
+        pack: &Id,
+        salt: &[u8; SALT_LEN],
+    ) -> Result<Vec<u8>> {
         let pack_name = pack.to_hex();
-        let stored = self
-            .backend
-            .read_range(FileType::Pack, &pack_name, location.offset as u64, location.stored_len)?;
+        let stored = self.backend.read_range(
+            FileType::Pack,
+            &pack_name,
+            location.offset as u64,
+            location.stored_len,
+        )?;
         pack::open_blob(&self.keys, salt, &stored, id, location.raw_len)
             .map_err(|e| e.context(format!("pack {}", pack.short())))
     }
@@ -297,7 +331,9 @@ impl Repository {
 
 /// Runs `f` over items on a few threads, keeping the order of results.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
     if items.len() < 2 {
         return items.iter().map(&f).collect();
     }
@@ -307,7 +343,10 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
             .chunks(per_thread)
             .map(|slice| scope.spawn(|| slice.iter().map(&f).collect::<Vec<R>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("worker panicked")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker panicked"))
+            .collect()
     })
 }
 

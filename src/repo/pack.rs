@@ -96,7 +96,8 @@ impl PackWriter {
         let trailer = postcard::to_stdvec(&self.blobs).expect("trailer serializes");
         let sealed = self.sealer.seal(crypto::compress(&trailer, 3)?)?;
         self.bytes.extend_from_slice(&sealed);
-        self.bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(FOOTER_MAGIC);
         Ok(FinishedPack {
             id: Id::of_bytes(&self.bytes),
@@ -113,7 +114,10 @@ pub fn read_salt(pack: &[u8]) -> Result<[u8; SALT_LEN]> {
         return Err(Error::corrupt("not a pack (bad header)"));
     }
     if pack[4] != VERSION {
-        return Err(Error::corrupt(format!("pack version {} is unknown", pack[4])));
+        return Err(Error::corrupt(format!(
+            "pack version {} is unknown",
+            pack[4]
+        )));
     }
     Ok(pack[8..HEADER_LEN].try_into().unwrap())
 }
@@ -137,7 +141,10 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
         .map_err(|e| Error::corrupt(format!("pack trailer does not decode: {e}")))?;
     for b in &blobs {
         let end = b.offset as u64 + b.stored_len as u64;
-        if (b.offset as usize) < HEADER_LEN || end > trailer_start as u64 || b.stored_len > MAX_BLOB_LEN {
+        if (b.offset as usize) < HEADER_LEN
+            || end > trailer_start as u64
+            || b.stored_len > MAX_BLOB_LEN
+        {
             return Err(Error::corrupt("pack trailer lists a blob outside the pack"));
         }
     }
@@ -145,11 +152,20 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
 }
 
 /// Opens a stored blob and checks that it is the blob it claims to be.
-pub fn open_blob(keys: &Keys, salt: &[u8; SALT_LEN], stored: &[u8], id: &Id, raw_len: u32) -> Result<Vec<u8>> {
+pub fn open_blob(
+    keys: &Keys,
+    salt: &[u8; SALT_LEN],
+    stored: &[u8],
+    id: &Id,
+    raw_len: u32,
+) -> Result<Vec<u8>> {
     let payload = keys.sealer(salt).open(stored)?;
     let plain = crypto::decompress(&payload, raw_len as usize)?;
     if plain.len() != raw_len as usize || keys.blob_id(&plain) != *id {
-        return Err(Error::corrupt(format!("blob {} does not hash to its id", id.short())));
+        return Err(Error::corrupt(format!(
+            "blob {} does not hash to its id",
+            id.short()
+        )));
     }
     Ok(plain)
 }
@@ -171,8 +187,12 @@ mod tests {
         let (salt, blobs) = read_trailer(&keys, &pack.bytes).unwrap();
         assert_eq!(blobs, pack.blobs);
         for (blob, plain) in blobs.iter().zip([&a, &b]) {
-            let stored = &pack.bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-            assert_eq!(&open_blob(&keys, &salt, stored, &blob.id, blob.raw_len).unwrap(), plain);
+            let stored =
+                &pack.bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
+            assert_eq!(
+                &open_blob(&keys, &salt, stored, &blob.id, blob.raw_len).unwrap(),
+                plain
+            );
         }
     }
 }

@@ -1,0 +1,103 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use rewind::backup::{backup, BackupOptions, Source};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files and directories to back up (kept in the snapshot under their absolute paths)
+    #[arg(required_unless_present = "stdin_name", conflicts_with = "stdin_name")]
+    paths: Vec<PathBuf>,
+    /// Read standard input and store it as this path in the snapshot
+    #[arg(long, value_name = "NAME")]
+    stdin_name: Option<String>,
+    /// Host name recorded in the snapshot (default: this machine's)
+    #[arg(long)]
+    host: Option<String>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Record this time (RFC 3339) instead of now
+    #[arg(long, value_name = "RFC3339")]
+    time: Option<String>,
+    /// Skip entries matching this glob (repeatable); with a '/' it matches the whole path
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Do not descend into other filesystems
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
+    /// Print the snapshot as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)))
+        .transpose()
+        .with_context(|| {
+            format!(
+                "--time {} is not an RFC 3339 time (like 2024-06-01T02:00:00Z)",
+                args.time.as_deref().unwrap_or("")
+            )
+        })?;
+    for path in &args.paths {
+        if let Err(e) = std::fs::symlink_metadata(path) {
+            bail!("cannot back up {}: {e}", path.display());
+        }
+    }
+    let repo = global.open_with_index()?;
+    let options = BackupOptions {
+        host: args.host.clone().unwrap_or_else(rewind::repo::hostname),
+        tags: args.tags.clone(),
+        time,
+        excludes: args.excludes.clone(),
+        one_file_system: args.one_file_system,
+        show_progress: std::io::stderr().is_terminal() && !args.json,
+    };
+    let source = match &args.stdin_name {
+        Some(name) => Source::Stream {
+            path: name.clone(),
+            reader: Box::new(std::io::stdin()),
+        },
+        None => Source::Paths(args.paths.clone()),
+    };
+    let outcome = backup(repo, source, &options)?;
+    let snapshot = &outcome.snapshot;
+    if args.json {
+        let mut value = serde_json::to_value(snapshot)?;
+        value["id"] = snapshot.id.to_hex().into();
+        value["warnings"] = outcome.warnings.clone().into();
+        super::print_json(&value)?;
+    } else {
+        let s = &snapshot.summary;
+        eprintln!(
+            "files: {} new, {} changed, {} unchanged; dirs: {}; read {}, added {} in {:.1}s",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.dirs,
+            indicatif::HumanBytes(s.bytes_read),
+            indicatif::HumanBytes(s.bytes_added),
+            s.duration_secs
+        );
+        println!("{}", snapshot.id);
+    }
+    if outcome.warnings.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "rewind: snapshot {} saved, but {} entries could not be read and are missing from it (see the warnings above)",
+            snapshot.id.short(),
+            outcome.warnings.len()
+        );
+        Ok(ExitCode::from(3))
+    }
+}

@@ -1,0 +1,176 @@
+//! Command-line definitions (one file per subcommand) and what they share:
+//! opening the repository, reading the password, selecting snapshots.
+
+mod backup;
+mod cat;
+mod check;
+mod init;
+mod ls;
+mod restore;
+mod snapshots;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use rewind::backend::LocalBackend;
+use rewind::repo::{Repository, Snapshot};
+use rewind::selector::{split_selector, Filter};
+
+#[derive(Parser)]
+#[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct Global {
+    /// Repository location (a directory)
+    #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
+    repo: Option<PathBuf>,
+    /// Read the password from this file (else REWIND_PASSWORD, else a prompt)
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new repository
+    Init(init::Args),
+    /// Back up files and directories, or standard input
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// List the entries of a snapshot
+    Ls(ls::Args),
+    /// Write one file of a snapshot to standard output
+    Cat(cat::Args),
+    /// Restore a snapshot, or a path in it, into a directory
+    Restore(restore::Args),
+    /// Verify the repository's structure and, optionally, its data
+    Check(check::Args),
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Init(args) => init::run(&cli.global, args),
+        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Snapshots(args) => snapshots::run(&cli.global, args),
+        Command::Ls(args) => ls::run(&cli.global, args),
+        Command::Cat(args) => cat::run(&cli.global, args),
+        Command::Restore(args) => restore::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
+    }
+}
+
+/// One line: what happened, and what to do about it when we know.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut line = format!("{err:#}");
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<rewind::Error>())
+        .and_then(|e| e.hint())
+    {
+        line.push_str(&format!(" (hint: {hint})"));
+    }
+    line.replace('\n', " ")
+}
+
+impl Global {
+    fn backend(&self) -> Result<Arc<LocalBackend>> {
+        let path = self
+            .repo
+            .clone()
+            .context("no repository given: use --repo DIR or set REWIND_REPO")?;
+        Ok(Arc::new(LocalBackend::new(path)))
+    }
+
+    /// The password from REWIND_PASSWORD, --password-file, or a prompt.
+    fn password(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
+        if let Ok(p) = std::env::var("REWIND_PASSWORD") {
+            return Ok(p.into_bytes());
+        }
+        if let Some(file) = &self.password_file {
+            let mut bytes = std::fs::read(file).map_err(|e| {
+                rewind::Error::io(
+                    format!("cannot read the password file {}", file.display()),
+                    e,
+                )
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            return Ok(bytes);
+        }
+        if !std::io::stderr().is_terminal() {
+            return Err(rewind::Error::usage(
+                "no password: set REWIND_PASSWORD, use --password-file, or run on a terminal",
+            ));
+        }
+        let first = rpassword::prompt_password("repository password: ")
+            .map_err(|e| rewind::Error::io("cannot read the password", e))?;
+        if confirm {
+            let again = rpassword::prompt_password("repeat the password: ")
+                .map_err(|e| rewind::Error::io("cannot read the password", e))?;
+            if again != first {
+                return Err(rewind::Error::usage("the passwords differ"));
+            }
+        }
+        Ok(first.into_bytes())
+    }
+
+    pub fn open(&self) -> Result<Arc<Repository>> {
+        let repo = Repository::open(self.backend()?, || self.password(false))?;
+        Ok(Arc::new(repo))
+    }
+
+    /// Opens the repository with its index loaded, warning about damaged index files.
+    pub fn open_with_index(&self) -> Result<Arc<Repository>> {
+        let repo = self.open()?;
+        for e in repo.load_index()? {
+            rewind::log::warn(&format!("{e} (run `rewind check`)"));
+        }
+        Ok(repo)
+    }
+}
+
+/// Host and tag filters for commands that take a snapshot selector.
+#[derive(clap::Args, Clone)]
+pub struct FilterArgs {
+    /// Only consider snapshots of this host
+    #[arg(long)]
+    host: Option<String>,
+    /// Only consider snapshots with this tag (repeatable: all must match)
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// Resolves `SNAP[:PATH]` to a snapshot and a path inside it.
+pub fn select(repo: &Repository, spec: &str, filter: &FilterArgs) -> Result<(Snapshot, String)> {
+    let (selector, path) = split_selector(spec)?;
+    let snapshots = repo.snapshots()?;
+    let snapshot = selector.select(&snapshots, &filter.filter())?.clone();
+    Ok((snapshot, path.to_string()))
+}
+
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
