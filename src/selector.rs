@@ -166,7 +166,7 @@ pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
         }
     }
     let mut offset_secs = 0i32;
-    if precision >= 3 {
+    if precision >= 2 {
         if matches!(b.get(pos), Some(b'Z') | Some(b'z')) {
             pos += 1;
         } else if let Some(&sign @ (b'+' | b'-')) = b.get(pos) {
