@@ -203,9 +203,16 @@ impl Repository {
     /// and reported: the blobs they list are then missing, which `check` shows.
     pub fn load_index(&self) -> Result<Vec<Error>> {
         let names = self.backend.list(FileType::Index)?;
-        let results = parallel_map(&names, |name| self.read_index_file(name));
-        let mut index = Index::new();
+        *self.index.write().unwrap() = Index::new();
+        Ok(self.add_index_files(&names))
+    }
+
+    /// Adds the given index files to the in-memory index (a running mount
+    /// picks up the index files of new backups this way).
+    pub fn add_index_files(&self, names: &[String]) -> Vec<Error> {
+        let results = parallel_map(names, |name| self.read_index_file(name));
         let mut errors = Vec::new();
+        let mut index = self.index.write().unwrap();
         for result in results {
             match result {
                 Ok(file) => index.add_file(&file),
@@ -213,8 +220,7 @@ impl Repository {
             }
         }
         index.compact();
-        *self.index.write().unwrap() = index;
-        Ok(errors)
+        errors
     }
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
