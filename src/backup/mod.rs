@@ -78,7 +78,9 @@ pub fn backup(
             .iter()
             .map(|p| normalize(p))
             .collect::<Result<Vec<_>>>()?,
-        Source::Stream { path, .. } => vec![normalize(Path::new(path))?],
+        // A stream's name is a path in the snapshot, not on this machine:
+        // `db/app.sql` is stored as `/db/app.sql`, whatever the current directory.
+        Source::Stream { path, .. } => vec![normalize(&Path::new("/").join(path))?],
     };
     let path_strings: Vec<String> = paths
         .iter()
@@ -549,15 +551,8 @@ impl Walker<'_> {
         let a = self.archiver;
         let names: Vec<Vec<u8>> = match scope {
             Scope::Partial(trie) => trie.children.keys().cloned().collect(),
-            _ => match std::fs::read_dir(dir) {
-                Ok(entries) => {
-                    let mut names: Vec<Vec<u8>> = entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().as_bytes().to_vec())
-                        .collect();
-                    names.sort();
-                    names
-                }
+            _ => match source::read_dir_names(dir) {
+                Ok(names) => names,
                 Err(e) => {
                     a.warn(format!("cannot read the directory {}: {e}", dir.display()));
                     return Ok(None);

@@ -2,7 +2,7 @@
 //! file's content as chunks and holes.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -154,6 +154,55 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect();
     attrs.sort();
     attrs
+}
+
+/// The names in a directory, sorted, read without updating its access time
+/// where allowed (as files are): a backup leaves the tree as it found it, so
+/// the next backup finds unchanged directories unchanged and reuses their trees.
+pub fn read_dir_names(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use std::io::Error as IoError;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| IoError::from(std::io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: c is a valid NUL-terminated path; the DIR stream is created,
+    // read and closed here, and every pointer readdir returns is used before
+    // the next call.
+    unsafe {
+        let mut fd = libc::open(c.as_ptr(), flags | libc::O_NOATIME);
+        if fd < 0 && IoError::last_os_error().raw_os_error() == Some(libc::EPERM) {
+            fd = libc::open(c.as_ptr(), flags);
+        }
+        if fd < 0 {
+            return Err(IoError::last_os_error());
+        }
+        let dir = libc::fdopendir(fd);
+        if dir.is_null() {
+            let err = IoError::last_os_error();
+            libc::close(fd);
+            return Err(err);
+        }
+        let mut names = Vec::new();
+        let result = loop {
+            *libc::__errno_location() = 0;
+            let entry = libc::readdir(dir);
+            if entry.is_null() {
+                let err = IoError::last_os_error();
+                break if err.raw_os_error() == Some(0) {
+                    Ok(())
+                } else {
+                    Err(err)
+                };
+            }
+            let name = CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        };
+        libc::closedir(dir);
+        result?;
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// Opens a source file without updating its access time where allowed.
