@@ -6,10 +6,12 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod error;
+pub mod fuse;
 pub mod log;
 pub mod repo;
 pub mod restore;
 pub mod selector;
 pub mod tree;
+pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};

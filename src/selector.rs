@@ -42,8 +42,15 @@ impl Selector {
     }
 
     /// The chosen snapshot among `snapshots` (oldest first).
-    pub fn select<'a>(&self, snapshots: &'a [Snapshot], filter: &Filter) -> Result<&'a Snapshot> {
-        let candidates: Vec<&Snapshot> = snapshots.iter().filter(|s| filter.accepts(s)).collect();
+    pub fn select<'a>(
+        &self,
+        snapshots: impl IntoIterator<Item = &'a Snapshot>,
+        filter: &Filter,
+    ) -> Result<&'a Snapshot> {
+        let candidates: Vec<&Snapshot> = snapshots
+            .into_iter()
+            .filter(|s| filter.accepts(s))
+            .collect();
         if candidates.is_empty() {
             return Err(Error::usage(
                 "the repository has no snapshots (that match the host and tag filters)",

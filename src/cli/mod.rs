@@ -6,6 +6,7 @@ mod cat;
 mod check;
 mod init;
 mod ls;
+mod mount;
 mod restore;
 mod snapshots;
 
@@ -54,6 +55,8 @@ enum Command {
     Cat(cat::Args),
     /// Restore a snapshot, or a path in it, into a directory
     Restore(restore::Args),
+    /// Mount every snapshot read-only through FUSE
+    Mount(mount::Args),
     /// Verify the repository's structure and, optionally, its data
     Check(check::Args),
 }
@@ -67,6 +70,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Cat(args) => cat::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
+        Command::Mount(args) => mount::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
     }
 }

@@ -1,0 +1,286 @@
+use std::io::{BufRead, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rewind::fuse::{self, MountConfig};
+use rewind::vfs::{Vfs, VfsOptions};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An empty directory to mount the repository on
+    mountpoint: PathBuf,
+    /// Stay attached to the terminal (for systemd and debugging); logs go to stderr
+    #[arg(long, short = 'f')]
+    foreground: bool,
+    /// Let other users in; the original modes still decide what they may read
+    #[arg(long)]
+    allow_other: bool,
+    /// Memory for decoded chunks, e.g. 64M or 1G
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    cache_size: usize,
+    /// Where the background daemon logs (default: /var/log/rewind-mount.log as root, else ~/.cache/rewind/mount.log)
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Seconds between looks for new snapshots
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    refresh: u64,
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let (digits, unit) = text.trim().split_at(
+        text.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.trim().len()),
+    );
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 64M"))?;
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("'{text}': unknown unit (use K, M or G)")),
+    };
+    Ok(n << shift)
+}
+
+fn default_log_file() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/log/rewind-mount.log")
+    } else {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        home.join(".cache/rewind/mount.log")
+    }
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
+    let mountpoint = &args.mountpoint;
+    if fuse::clear_stale_mount(mountpoint)? {
+        eprintln!(
+            "rewind: cleared a stale mount at {} left by a daemon that died",
+            mountpoint.display()
+        );
+    }
+    let mountpoint = std::fs::canonicalize(mountpoint)
+        .with_context(|| format!("cannot use {} as a mountpoint", mountpoint.display()))?;
+    if !mountpoint.is_dir() {
+        bail!("{} is not a directory", mountpoint.display());
+    }
+    // Everything that may prompt or fail on bad input happens before detaching.
+    let repo = global.open()?;
+    let options = VfsOptions {
+        cache_bytes: args.cache_size,
+        ..VfsOptions::default()
+    };
+    let config = MountConfig {
+        allow_other: args.allow_other,
+        threads: std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+            * 2,
+    };
+    if args.foreground {
+        return serve(
+            repo,
+            &mountpoint,
+            options,
+            &config,
+            Duration::from_secs(args.refresh.max(1)),
+            |result| {
+                if let Ok(()) = result {
+                    eprintln!(
+                        "rewind: serving the repository at {}; stop with Ctrl-C or `umount {}`",
+                        mountpoint.display(),
+                        mountpoint.display()
+                    );
+                }
+            },
+        );
+    }
+    let log_path = args.log_file.clone().unwrap_or_else(default_log_file);
+    if let Some(dir) = log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the log file {}", log_path.display()))?;
+
+    let (read_end, write_end) = pipe()?;
+    // SAFETY: no other threads run yet (opening the repository used none that
+    // outlive it), so the child may go on using the whole runtime.
+    match unsafe { libc::fork() } {
+        -1 => bail!(
+            "cannot start the mount daemon: {}",
+            std::io::Error::last_os_error()
+        ),
+        0 => {
+            drop(read_end);
+            detach(log);
+            let mut ready = std::fs::File::from(write_end);
+            let code = serve(
+                repo,
+                &mountpoint,
+                options,
+                &config,
+                Duration::from_secs(args.refresh.max(1)),
+                |result| {
+                    let message = match result {
+                        Ok(()) => "ok\n".to_string(),
+                        Err(e) => format!("{}\n", super::describe(e)),
+                    };
+                    let _ = ready.write_all(message.as_bytes());
+                },
+            );
+            let failed = code.is_err();
+            if let Err(e) = code {
+                rewind::log::error(&super::describe(&e));
+            }
+            std::process::exit(i32::from(failed));
+        }
+        _child => {
+            drop(write_end);
+            // One line: "ok", or why the mount failed. EOF means the daemon died.
+            let mut answer = String::new();
+            std::io::BufReader::new(std::fs::File::from(read_end)).read_line(&mut answer)?;
+            match answer.lines().next() {
+                Some("ok") => {
+                    eprintln!(
+                        "rewind: mounted at {} (logs: {}; stop with `umount {}`)",
+                        mountpoint.display(),
+                        log_path.display(),
+                        mountpoint.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(error) => bail!("{error}"),
+                None => bail!(
+                    "the mount daemon ended before the mount was ready; see {}",
+                    log_path.display()
+                ),
+            }
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("cannot create a pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Leaves the terminal's session; standard streams go to /dev/null and
+/// messages to the log file.
+fn detach(log: std::fs::File) {
+    // SAFETY: setsid and dup2 on descriptors we own have no memory effects.
+    unsafe {
+        libc::setsid();
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            use std::os::fd::AsRawFd;
+            for fd in 0..3 {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+    rewind::log::to_file(log);
+}
+
+/// Mounts, reports readiness, refreshes snapshots, and unmounts on SIGTERM,
+/// SIGINT or SIGHUP; returns when the mount is gone.
+fn serve(
+    repo: Arc<rewind::repo::Repository>,
+    mountpoint: &Path,
+    options: VfsOptions,
+    config: &MountConfig,
+    refresh: Duration,
+    ready: impl FnOnce(&Result<()>),
+) -> Result<ExitCode> {
+    // Block the stop signals in every thread; this one waits for them.
+    let signals = stop_signals();
+    // SAFETY: signals is an initialised set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+    let started = Vfs::new(repo, options)
+        .map_err(anyhow::Error::from)
+        .and_then(|vfs| {
+            let mounted = fuse::mount(Arc::clone(&vfs), mountpoint, config, || {
+                // SAFETY: kill to our own pid wakes the signal wait below.
+                unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+            })?;
+            Ok((vfs, mounted))
+        });
+    let (vfs, mounted) = match started {
+        Ok(pair) => {
+            ready(&Ok(()));
+            pair
+        }
+        Err(e) => {
+            let result = Err(e);
+            ready(&result);
+            return result.map(|_| ExitCode::FAILURE);
+        }
+    };
+    rewind::log::info(&format!(
+        "mounted {} at {}",
+        vfs.repository().location(),
+        mountpoint.display()
+    ));
+    let refresher = Arc::clone(&vfs);
+    std::thread::Builder::new()
+        .name("rewind-refresh".into())
+        .spawn(move || loop {
+            std::thread::sleep(refresh);
+            if let Err(e) = refresher.refresh() {
+                rewind::log::warn(&format!("cannot look for new snapshots: {e}"));
+            }
+        })?;
+    let mut signal = 0;
+    // SAFETY: sigwait with an initialised set and a valid out pointer.
+    unsafe { libc::sigwait(&signals, &mut signal) };
+    if signal == libc::SIGUSR1 {
+        rewind::log::info(&format!("{} was unmounted; exiting", mountpoint.display()));
+        mounted.wait()?;
+    } else {
+        rewind::log::info(&format!(
+            "signal {signal}: unmounting {}",
+            mountpoint.display()
+        ));
+        mounted.unmount()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset uses it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}

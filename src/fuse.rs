@@ -1,0 +1,385 @@
+//! The thin `fuser::Filesystem` adapter over `vfs::Vfs`: translates
+//! requests, answers every write with EROFS, and sets the caching flags
+//! that immutable snapshot content allows.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::vfs::{Attr, EntryKind, Vfs};
+
+/// Snapshot content never changes while mounted.
+const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The top levels change when backups finish or snapshots are forgotten.
+const VIRTUAL_TTL: Duration = Duration::from_secs(1);
+
+pub struct RewindFs {
+    vfs: Arc<Vfs>,
+}
+
+impl RewindFs {
+    pub fn new(vfs: Arc<Vfs>) -> RewindFs {
+        RewindFs { vfs }
+    }
+}
+
+fn errno(code: i32) -> Errno {
+    Errno::from_i32(code)
+}
+
+fn file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        EntryKind::Socket => FileType::Socket,
+    }
+}
+
+fn file_attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.blocks,
+        atime: attr.atime,
+        mtime: attr.mtime,
+        ctime: attr.ctime,
+        crtime: attr.mtime,
+        kind: file_type(attr.kind),
+        perm: attr.perm,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: attr.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn ttl(attr: &Attr) -> Duration {
+    if attr.immutable {
+        IMMUTABLE_TTL
+    } else {
+        VIRTUAL_TTL
+    }
+}
+
+fn xattr_reply(value: Vec<u8>, size: u32, reply: ReplyXattr) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(&value);
+    }
+}
+
+impl Filesystem for RewindFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.vfs.lookup(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&ttl(&attr), &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&ttl(&attr), &file_attr(&attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let immutable = self
+            .vfs
+            .getattr(ino.0)
+            .map(|a| a.immutable)
+            .unwrap_or(false);
+        match self.vfs.open(ino.0) {
+            // Status changes on every read: no page cache for it.
+            Ok(fh) if !immutable => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.vfs.dir_handle(fh.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(entry.ino),
+                (i + 1) as u64,
+                file_type(entry.kind),
+                OsStr::from_bytes(&entry.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.vfs.dir_handle(fh.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let Ok(attr) = self.vfs.getattr(entry.ino) else {
+                continue;
+            };
+            let name = OsStr::from_bytes(&entry.name);
+            // The kernel takes a lookup reference for every entry but . and ..
+            if reply.add(
+                INodeNo(entry.ino),
+                (i + 1) as u64,
+                name,
+                &ttl(&attr),
+                &file_attr(&attr),
+                Generation(0),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name.as_bytes()) {
+            Ok(value) => xattr_reply(value, size, reply),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(names) => xattr_reply(names, size, reply),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions makes the kernel check modes; only writes are ours to refuse.
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
+    }
+}
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// Let other users in (the kernel still enforces the original modes).
+    pub allow_other: bool,
+    /// Threads answering the kernel.
+    pub threads: usize,
+}
+
+/// A mounted filesystem, served on background threads until unmounted.
+pub struct Mounted {
+    unmounter: fuser::SessionUnmounter,
+    serving: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+/// Mounts `vfs` read-only at `mountpoint` and serves it on threads. `on_end`
+/// runs when the kernel ends the session (for example after `umount`).
+pub fn mount(
+    vfs: Arc<Vfs>,
+    mountpoint: &std::path::Path,
+    config: &MountConfig,
+    on_end: impl FnOnce() + Send + 'static,
+) -> crate::Result<Mounted> {
+    use fuser::MountOption;
+    let mut options = fuser::Config::default();
+    options.mount_options = vec![
+        MountOption::FSName(format!("rewind:{}", vfs.repository().location())),
+        MountOption::Subtype("rewind".into()),
+        MountOption::RO,
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+    ];
+    options.acl = if config.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    options.n_threads = Some(config.threads.max(1));
+    options.clone_fd = true;
+    let mut session = fuser::Session::new(RewindFs::new(vfs), mountpoint, &options)
+        .map_err(|e| crate::Error::io(format!("cannot mount at {}", mountpoint.display()), e))?;
+    let unmounter = session.unmount_callable();
+    let serving = std::thread::Builder::new()
+        .name("rewind-fuse".into())
+        .spawn(move || {
+            let result = session.run();
+            on_end();
+            result
+        })
+        .map_err(|e| crate::Error::io("cannot start the FUSE threads", e))?;
+    raise_read_ahead(mountpoint);
+    Ok(Mounted { unmounter, serving })
+}
+
+impl Mounted {
+    /// Unmounts and waits for the serving threads to end.
+    pub fn unmount(mut self) -> crate::Result<()> {
+        self.unmounter
+            .unmount()
+            .map_err(|e| crate::Error::io("cannot unmount", e))?;
+        self.wait()
+    }
+
+    /// Waits until the session ends (an unmount from anywhere).
+    pub fn wait(self) -> crate::Result<()> {
+        match self.serving.join() {
+            Ok(result) => result.map_err(|e| crate::Error::io("the FUSE session failed", e)),
+            Err(_) => Err(crate::Error::usage("a FUSE thread panicked")),
+        }
+    }
+}
+
+/// Lets the kernel send 1 MiB reads instead of 128 KiB: the mount's
+/// read-ahead window is a property of its backing device info.
+fn raise_read_ahead(mountpoint: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev() as libc::dev_t;
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, "1024") {
+        crate::log::info(&format!(
+            "cannot raise the read-ahead window ({path}: {e}); reads stay at 128 KiB"
+        ));
+    }
+}
+
+/// Clears a mount left behind by a daemon that was killed: its mountpoint
+/// answers "transport endpoint is not connected". Returns whether it did.
+pub fn clear_stale_mount(mountpoint: &std::path::Path) -> crate::Result<bool> {
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+                .map_err(|_| crate::Error::usage("the mountpoint contains a NUL byte"))?;
+            // SAFETY: c is a valid NUL-terminated path.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                return Err(crate::Error::io(
+                    format!(
+                        "{} holds a stale mount that cannot be cleared",
+                        mountpoint.display()
+                    ),
+                    std::io::Error::last_os_error(),
+                )
+                .with_hint("run `umount -l` on it as root"));
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}

@@ -1,0 +1,130 @@
+//! Inode numbers, stable for the life of a mount: a child keeps the number
+//! it was first given under its parent and name, and the links of a
+//! hardlinked file share one number within a snapshot view.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::layout::Scope;
+use crate::repo::Snapshot;
+use crate::tree::Node;
+
+pub type Ino = u64;
+pub const ROOT_INO: Ino = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    Ids,
+    Hosts,
+    Tags,
+    /// `hosts/<host>/` or `tags/<tag>/`: that scope's snapshots.
+    Scoped(Scope),
+    /// `.rewind/`
+    Control,
+}
+
+#[derive(Clone, Debug)]
+pub enum LinkTarget {
+    Fixed(Vec<u8>),
+    /// `latest` or an `@TIME` prefix, resolved anew at every readlink.
+    Resolve {
+        name: String,
+        scope: Scope,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum Inode {
+    Root,
+    Group(Group),
+    /// `@<time>`: the root of a snapshot.
+    Snapshot(Arc<Snapshot>),
+    /// An entry inside a snapshot; `view` is the inode of its `@<time>` directory.
+    Entry {
+        snapshot: Arc<Snapshot>,
+        view: Ino,
+        node: Arc<Node>,
+    },
+    Link(LinkTarget),
+    Status,
+}
+
+pub struct Record {
+    pub parent: Ino,
+    pub name: Vec<u8>,
+    pub inode: Inode,
+}
+
+pub(crate) struct Inodes {
+    records: RwLock<Vec<Arc<Record>>>,
+    by_name: Mutex<HashMap<(Ino, Vec<u8>), Ino>>,
+    hardlinks: Mutex<HashMap<(Ino, u64, u64), Ino>>,
+}
+
+impl Inodes {
+    pub fn new() -> Inodes {
+        let root = Arc::new(Record {
+            parent: ROOT_INO,
+            name: Vec::new(),
+            inode: Inode::Root,
+        });
+        Inodes {
+            records: RwLock::new(vec![root]),
+            by_name: Mutex::new(HashMap::new()),
+            hardlinks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<Arc<Record>> {
+        let index = usize::try_from(ino).ok()?.checked_sub(1)?;
+        self.records.read().unwrap().get(index).cloned()
+    }
+
+    /// The inode of `name` in `parent`, made with `make` the first time.
+    /// `hardlink` is (view, device, inode) for a file with several links.
+    pub fn child(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        hardlink: Option<(Ino, u64, u64)>,
+        make: impl FnOnce() -> Inode,
+    ) -> Ino {
+        let mut by_name = self.by_name.lock().unwrap();
+        if let Some(&ino) = by_name.get(&(parent, name.to_vec())) {
+            return ino;
+        }
+        let mut hardlinks = self.hardlinks.lock().unwrap();
+        if let Some(&ino) = hardlink.as_ref().and_then(|key| hardlinks.get(key)) {
+            by_name.insert((parent, name.to_vec()), ino);
+            return ino;
+        }
+        let mut records = self.records.write().unwrap();
+        records.push(Arc::new(Record {
+            parent,
+            name: name.to_vec(),
+            inode: make(),
+        }));
+        let ino = records.len() as Ino;
+        by_name.insert((parent, name.to_vec()), ino);
+        if let Some(key) = hardlink {
+            hardlinks.insert(key, ino);
+        }
+        ino
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.read().unwrap().len()
+    }
+
+    /// The mount-relative path of an inode, for messages.
+    pub fn path_of(&self, mut ino: Ino) -> String {
+        let mut parts = Vec::new();
+        while ino != ROOT_INO {
+            let Some(record) = self.get(ino) else { break };
+            parts.push(String::from_utf8_lossy(&record.name).into_owned());
+            ino = record.parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+}

@@ -1,0 +1,183 @@
+//! The names of the mount's top levels (DESIGN.md section 4, a contract):
+//! one `@<UTC time>` directory per snapshot, `latest`, `ids/`, `hosts/`,
+//! `tags/`, with later snapshots of the same second suffixed `-2`, `-3`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::repo::Snapshot;
+use crate::selector::{Filter, Selector};
+
+/// Which snapshots a virtual directory shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    All,
+    Host(String),
+    Tag(String),
+}
+
+impl Scope {
+    fn filter(&self) -> Filter {
+        match self {
+            Scope::All => Filter::default(),
+            Scope::Host(h) => Filter {
+                host: Some(h.clone()),
+                tags: vec![],
+            },
+            Scope::Tag(t) => Filter {
+                host: None,
+                tags: vec![t.clone()],
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Layout {
+    /// Oldest first.
+    pub snapshots: Vec<Arc<Snapshot>>,
+    /// `@<time>[-n]`, parallel to `snapshots`.
+    pub labels: Vec<String>,
+    by_label: HashMap<String, usize>,
+    pub hosts: BTreeMap<String, Vec<usize>>,
+    pub tags: BTreeMap<String, Vec<usize>>,
+}
+
+/// A name that can appear in a directory: not empty, no `/`, not `.`/`..`.
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+impl Layout {
+    pub fn new(mut snapshots: Vec<Snapshot>) -> Layout {
+        crate::repo::sort_by_time(&mut snapshots);
+        let mut layout = Layout::default();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, snapshot) in snapshots.into_iter().enumerate() {
+            let base = format!("@{}", snapshot.time_label());
+            let count = seen.entry(base.clone()).or_insert(0);
+            *count += 1;
+            let label = if *count == 1 {
+                base
+            } else {
+                format!("{base}-{count}")
+            };
+            layout.by_label.insert(label.clone(), i);
+            layout.labels.push(label);
+            if usable_name(&snapshot.host) {
+                layout
+                    .hosts
+                    .entry(snapshot.host.clone())
+                    .or_default()
+                    .push(i);
+            }
+            for tag in snapshot.tags.iter().filter(|t| usable_name(t)) {
+                layout.tags.entry(tag.clone()).or_default().push(i);
+            }
+            layout.snapshots.push(Arc::new(snapshot));
+        }
+        layout
+    }
+
+    /// The snapshots a scope shows, oldest first.
+    pub fn members(&self, scope: &Scope) -> Vec<usize> {
+        match scope {
+            Scope::All => (0..self.snapshots.len()).collect(),
+            Scope::Host(h) => self.hosts.get(h).cloned().unwrap_or_default(),
+            Scope::Tag(t) => self.tags.get(t).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn by_label(&self, label: &str, scope: &Scope) -> Option<usize> {
+        self.by_label
+            .get(label)
+            .copied()
+            .filter(|i| self.members(scope).contains(i))
+    }
+
+    /// Resolves `latest` or an unlisted `@TIME` by the selector rule, to
+    /// the label of the chosen snapshot.
+    pub fn resolve(&self, name: &str, scope: &Scope) -> Option<String> {
+        let selector = if name == "latest" {
+            Selector::Latest
+        } else {
+            match Selector::parse(name) {
+                Ok(s @ Selector::Before { .. }) => s,
+                _ => return None,
+            }
+        };
+        let chosen = selector
+            .select(self.snapshots.iter().map(|s| &**s), &scope.filter())
+            .ok()?;
+        let index = self.snapshots.iter().position(|s| s.id == chosen.id)?;
+        Some(self.labels[index].clone())
+    }
+
+    pub fn index_of(&self, id: &crate::repo::Id) -> Option<usize> {
+        self.snapshots.iter().position(|s| s.id == *id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{Id, Summary};
+    use chrono::{TimeZone, Utc};
+
+    pub fn snapshot(id: u8, time: &str, host: &str, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            id: Id([id; 32]),
+            version: 1,
+            time: Utc.from_utc_datetime(
+                &chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S").unwrap(),
+            ),
+            host: host.into(),
+            username: "root".into(),
+            paths: vec!["/etc".into()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tree: Id([0; 32]),
+            parent: None,
+            program: "test".into(),
+            summary: Summary::default(),
+        }
+    }
+
+    #[test]
+    fn labels_hosts_tags_and_time_resolution() {
+        let layout = Layout::new(vec![
+            snapshot(3, "2024-06-01T02:00:00", "db", &["nightly"]),
+            snapshot(1, "2024-05-31T02:00:00", "web", &[]),
+            snapshot(2, "2024-06-01T02:00:00", "db", &["nightly", "a/b"]),
+        ]);
+        assert_eq!(
+            layout.labels,
+            [
+                "@2024-05-31T02:00:00Z",
+                "@2024-06-01T02:00:00Z",
+                "@2024-06-01T02:00:00Z-2"
+            ]
+        );
+        assert_eq!(layout.hosts["db"], vec![1, 2]);
+        assert_eq!(layout.tags.keys().collect::<Vec<_>>(), ["nightly"]);
+        assert_eq!(
+            layout.resolve("latest", &Scope::All).unwrap(),
+            "@2024-06-01T02:00:00Z-2"
+        );
+        assert_eq!(
+            layout.resolve("@2024-05-31", &Scope::All).unwrap(),
+            "@2024-05-31T02:00:00Z"
+        );
+        assert_eq!(
+            layout
+                .resolve("@2024-06", &Scope::Host("web".into()))
+                .unwrap(),
+            "@2024-05-31T02:00:00Z"
+        );
+        assert!(layout.resolve("@2024-05-30", &Scope::All).is_none());
+        assert!(layout.resolve("@nonsense", &Scope::All).is_none());
+        assert_eq!(
+            layout.by_label("@2024-05-31T02:00:00Z", &Scope::Host("db".into())),
+            None
+        );
+    }
+}

@@ -1,0 +1,896 @@
+//! The mount's filesystem, independent of FUSE: names, attributes, listings
+//! and verified reads, testable without a mount. `crate::fuse` is a thin
+//! adapter over it.
+
+pub mod cache;
+mod inodes;
+mod layout;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use lru::LruCache;
+use serde_json::json;
+
+use crate::backend::FileType;
+use crate::error::Result;
+use crate::repo::{Id, Repository, Snapshot};
+use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
+use cache::ChunkCache;
+use inodes::Inodes;
+pub use inodes::{Group, Ino, Inode, LinkTarget, ROOT_INO};
+pub use layout::{Layout, Scope};
+
+/// An errno for the kernel.
+pub type Errno = i32;
+pub type VfsResult<T> = std::result::Result<T, Errno>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// 512-byte blocks holding data: holes of sparse files hold none.
+    pub blocks: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Device number in the kernel's 32-bit encoding.
+    pub rdev: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    /// Content of snapshots never changes: the kernel may cache it for long.
+    pub immutable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct VfsOptions {
+    /// Budget of the decoded-chunk cache, in bytes.
+    pub cache_bytes: usize,
+    /// Chunks fetched ahead of a sequential reader.
+    pub readahead_chunks: usize,
+    pub readahead_threads: usize,
+}
+
+impl Default for VfsOptions {
+    fn default() -> Self {
+        VfsOptions {
+            cache_bytes: 64 << 20,
+            readahead_chunks: 4,
+            readahead_threads: 3,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    reads: AtomicU64,
+    bytes_served: AtomicU64,
+    chunks_verified: AtomicU64,
+    eio: AtomicU64,
+    recent_errors: Mutex<VecDeque<String>>,
+}
+
+struct OpenFile {
+    ino: Ino,
+    content: FileContent,
+    /// Where the last read ended: a read starting there is sequential.
+    last_end: AtomicU64,
+    /// Extents up to here were handed to the read-ahead workers.
+    readahead_until: AtomicUsize,
+}
+
+enum FileContent {
+    Snapshot {
+        snapshot: Arc<Snapshot>,
+        node: Arc<Node>,
+        starts: Vec<u64>,
+    },
+    Bytes(Vec<u8>),
+}
+
+/// Extra sections of `.rewind/status` supplied by the mount daemon (scrub).
+pub type StatusExtra = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+pub struct Vfs {
+    repo: Arc<Repository>,
+    layout: RwLock<Arc<Layout>>,
+    known_index_files: Mutex<HashSet<String>>,
+    index_ready: (Mutex<Option<std::result::Result<(), String>>>, Condvar),
+    inodes: Inodes,
+    trees: Mutex<LruCache<Id, Arc<Tree>>>,
+    chunks: Arc<ChunkCache>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_handle: AtomicU64,
+    readahead: Option<Sender<Id>>,
+    options: VfsOptions,
+    stats: Stats,
+    mounted_at: SystemTime,
+    refresh_running: AtomicBool,
+    status_extra: Mutex<Option<StatusExtra>>,
+}
+
+fn system_time(t: &Timestamp) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec.min(999_999_999))
+    } else {
+        UNIX_EPOCH - Duration::new(t.sec.unsigned_abs(), 0)
+            + Duration::new(0, t.nsec.min(999_999_999))
+    }
+}
+
+fn kernel_rdev(rdev: u64) -> u32 {
+    let (major, minor) = (
+        libc::major(rdev as libc::dev_t),
+        libc::minor(rdev as libc::dev_t),
+    );
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+fn entry_kind(kind: NodeKind) -> EntryKind {
+    match kind {
+        NodeKind::File => EntryKind::File,
+        NodeKind::Dir => EntryKind::Dir,
+        NodeKind::Symlink => EntryKind::Symlink,
+        NodeKind::Fifo => EntryKind::Fifo,
+        NodeKind::CharDevice => EntryKind::CharDevice,
+        NodeKind::BlockDevice => EntryKind::BlockDevice,
+        NodeKind::Socket => EntryKind::Socket,
+    }
+}
+
+impl Vfs {
+    /// A view of the repository's snapshots. The index loads in the
+    /// background, so the mount is ready at once; reads wait for it.
+    pub fn new(repo: Arc<Repository>, options: VfsOptions) -> Result<Arc<Vfs>> {
+        let snapshots = repo.snapshots()?;
+        let readahead = (options.readahead_chunks > 0).then(|| {
+            let (tx, rx) = crossbeam_channel::bounded::<Id>(64);
+            (tx, rx)
+        });
+        let chunks = Arc::new(ChunkCache::new(options.cache_bytes));
+        let vfs = Arc::new(Vfs {
+            layout: RwLock::new(Arc::new(Layout::new(snapshots))),
+            known_index_files: Mutex::new(HashSet::new()),
+            index_ready: (Mutex::new(None), Condvar::new()),
+            inodes: Inodes::new(),
+            trees: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(1024).unwrap())),
+            chunks: Arc::clone(&chunks),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            readahead: readahead.as_ref().map(|(tx, _)| tx.clone()),
+            stats: Stats::default(),
+            mounted_at: SystemTime::now(),
+            refresh_running: AtomicBool::new(false),
+            status_extra: Mutex::new(None),
+            options,
+            repo: Arc::clone(&repo),
+        });
+        if let Some((_, rx)) = readahead {
+            for _ in 0..vfs.options.readahead_threads.max(1) {
+                let (rx, chunks, repo) = (rx.clone(), Arc::clone(&chunks), Arc::clone(&repo));
+                std::thread::Builder::new()
+                    .name("rewind-readahead".into())
+                    .spawn(move || {
+                        for id in rx.iter() {
+                            // A failure is reported by the read that needs the chunk.
+                            let _ = chunks.get_or_fetch(&id, || repo.read_blob(&id));
+                        }
+                    })
+                    .map_err(|e| crate::Error::io("cannot start read-ahead threads", e))?;
+            }
+        }
+        let loader = Arc::clone(&vfs);
+        std::thread::Builder::new()
+            .name("rewind-index".into())
+            .spawn(move || loader.load_index())
+            .map_err(|e| crate::Error::io("cannot start the index loader", e))?;
+        Ok(vfs)
+    }
+
+    fn load_index(&self) {
+        let result = self.repo.backend().list(FileType::Index).map(|names| {
+            for e in self.repo.add_index_files(&names) {
+                self.record_error(format!("{e} (run `rewind check`)"));
+            }
+            self.known_index_files.lock().unwrap().extend(names);
+        });
+        let (lock, ready) = &self.index_ready;
+        *lock.lock().unwrap() = Some(result.map_err(|e| e.to_string()));
+        ready.notify_all();
+    }
+
+    fn wait_index(&self) -> VfsResult<()> {
+        let (lock, ready) = &self.index_ready;
+        let mut state = lock.lock().unwrap();
+        while state.is_none() {
+            state = ready.wait(state).unwrap();
+        }
+        match state.as_ref().unwrap() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                crate::log::error(&format!("the index could not be loaded: {e}"));
+                Err(libc::EIO)
+            }
+        }
+    }
+
+    pub fn set_status_extra(&self, extra: StatusExtra) {
+        *self.status_extra.lock().unwrap() = Some(extra);
+    }
+
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    fn layout(&self) -> Arc<Layout> {
+        Arc::clone(&self.layout.read().unwrap())
+    }
+
+    /// Picks up snapshots added or removed since the last look; returns
+    /// whether anything changed. New index files are loaded first, so a new
+    /// snapshot is readable as soon as it is listed.
+    pub fn refresh(&self) -> Result<bool> {
+        if self.refresh_running.swap(true, Relaxed) {
+            return Ok(false);
+        }
+        let result = self.refresh_now();
+        self.refresh_running.store(false, Relaxed);
+        result
+    }
+
+    fn refresh_now(&self) -> Result<bool> {
+        let names: HashSet<String> = self
+            .repo
+            .backend()
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .collect();
+        let layout = self.layout();
+        let known: HashSet<String> = layout.snapshots.iter().map(|s| s.id.to_hex()).collect();
+        if names == known {
+            return Ok(false);
+        }
+        if self.wait_index().is_ok() {
+            let index_names = self.repo.backend().list(FileType::Index)?;
+            let new: Vec<String> = {
+                let known = self.known_index_files.lock().unwrap();
+                index_names
+                    .into_iter()
+                    .filter(|n| !known.contains(n))
+                    .collect()
+            };
+            for e in self.repo.add_index_files(&new) {
+                self.record_error(e.to_string());
+            }
+            self.known_index_files.lock().unwrap().extend(new);
+        }
+        let mut snapshots: Vec<Snapshot> = layout
+            .snapshots
+            .iter()
+            .filter(|s| names.contains(&s.id.to_hex()))
+            .map(|s| (**s).clone())
+            .collect();
+        for name in names.difference(&known) {
+            match self.repo.read_snapshot(name) {
+                Ok(s) => snapshots.push(s),
+                Err(e) => self.record_error(e.to_string()),
+            }
+        }
+        *self.layout.write().unwrap() = Arc::new(Layout::new(snapshots));
+        Ok(true)
+    }
+
+    fn record_error(&self, message: String) {
+        crate::log::error(&message);
+        let mut recent = self.stats.recent_errors.lock().unwrap();
+        if recent.len() == 20 {
+            recent.pop_front();
+        }
+        recent.push_back(message);
+    }
+
+    fn record(&self, ino: Ino) -> VfsResult<Arc<inodes::Record>> {
+        self.inodes.get(ino).ok_or(libc::ENOENT)
+    }
+
+    fn tree(&self, id: &Id) -> VfsResult<Arc<Tree>> {
+        if let Some(tree) = self.trees.lock().unwrap().get(id) {
+            return Ok(Arc::clone(tree));
+        }
+        self.wait_index()?;
+        let tree = self.repo.read_tree(id).map_err(|e| {
+            self.stats.eio.fetch_add(1, Relaxed);
+            self.record_error(format!("cannot read directory listing {}: {e}", id.short()));
+            libc::EIO
+        })?;
+        let tree = Arc::new(tree);
+        self.trees.lock().unwrap().put(*id, Arc::clone(&tree));
+        Ok(tree)
+    }
+
+    /// The tree a directory inode shows, with its snapshot and view.
+    fn snapshot_dir(&self, ino: Ino, inode: &Inode) -> Option<(Arc<Snapshot>, Ino, Id)> {
+        match inode {
+            Inode::Snapshot(s) => Some((Arc::clone(s), ino, s.tree)),
+            Inode::Entry {
+                snapshot,
+                view,
+                node,
+            } if node.is_dir() => Some((
+                Arc::clone(snapshot),
+                *view,
+                node.subtree.unwrap_or_default(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn entry_child(&self, parent: Ino, snapshot: &Arc<Snapshot>, view: Ino, node: &Node) -> Ino {
+        let hardlink = node
+            .is_hardlinked()
+            .then_some((view, node.device, node.inode));
+        self.inodes
+            .child(parent, &node.name, hardlink, || Inode::Entry {
+                snapshot: Arc::clone(snapshot),
+                view,
+                node: Arc::new(node.clone()),
+            })
+    }
+
+    // ---- names ----
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> VfsResult<Attr> {
+        let record = self.record(parent)?;
+        let ino = match &record.inode {
+            Inode::Root => self.lookup_scoped(parent, name, &Scope::All, true)?,
+            Inode::Group(group) => self.lookup_group(parent, name, group)?,
+            inode => {
+                let (snapshot, view, tree_id) =
+                    self.snapshot_dir(parent, inode).ok_or(libc::ENOTDIR)?;
+                let tree = self.tree(&tree_id)?;
+                let node = tree
+                    .find(name)
+                    .filter(|n| n.name_is_safe())
+                    .ok_or(libc::ENOENT)?;
+                self.entry_child(parent, &snapshot, view, node)
+            }
+        };
+        self.getattr(ino)
+    }
+
+    fn lookup_scoped(&self, parent: Ino, name: &[u8], scope: &Scope, top: bool) -> VfsResult<Ino> {
+        let name_str = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+        if top {
+            let group = match name_str {
+                "ids" => Some(Group::Ids),
+                "hosts" => Some(Group::Hosts),
+                "tags" => Some(Group::Tags),
+                ".rewind" => Some(Group::Control),
+                _ => None,
+            };
+            if let Some(group) = group {
+                return Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(group)));
+            }
+        }
+        let layout = self.layout();
+        if let Some(i) = layout.by_label(name_str, scope) {
+            let snapshot = Arc::clone(&layout.snapshots[i]);
+            return Ok(self
+                .inodes
+                .child(parent, name, None, || Inode::Snapshot(snapshot)));
+        }
+        if (name_str == "latest" || name_str.starts_with('@'))
+            && layout.resolve(name_str, scope).is_some()
+        {
+            let target = LinkTarget::Resolve {
+                name: name_str.to_string(),
+                scope: scope.clone(),
+            };
+            return Ok(self
+                .inodes
+                .child(parent, name, None, || Inode::Link(target)));
+        }
+        Err(libc::ENOENT)
+    }
+
+    fn lookup_group(&self, parent: Ino, name: &[u8], group: &Group) -> VfsResult<Ino> {
+        let name_str = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+        let layout = self.layout();
+        match group {
+            Group::Scoped(scope) => self.lookup_scoped(parent, name, scope, false),
+            Group::Ids => {
+                let i = layout
+                    .snapshots
+                    .iter()
+                    .position(|s| s.id.short() == name_str)
+                    .ok_or(libc::ENOENT)?;
+                let target = format!("../{}", layout.labels[i]).into_bytes();
+                Ok(self.inodes.child(parent, name, None, || {
+                    Inode::Link(LinkTarget::Fixed(target))
+                }))
+            }
+            Group::Hosts if layout.hosts.contains_key(name_str) => {
+                let scope = Scope::Host(name_str.to_string());
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+            }
+            Group::Tags if layout.tags.contains_key(name_str) => {
+                let scope = Scope::Tag(name_str.to_string());
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+            }
+            Group::Control if name_str == "status" => {
+                Ok(self.inodes.child(parent, name, None, || Inode::Status))
+            }
+            _ => Err(libc::ENOENT),
+        }
+    }
+
+    // ---- attributes ----
+
+    pub fn getattr(&self, ino: Ino) -> VfsResult<Attr> {
+        let record = self.record(ino)?;
+        let virtual_dir = |perm| Attr {
+            ino,
+            kind: EntryKind::Dir,
+            size: 0,
+            blocks: 0,
+            perm,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            immutable: false,
+        };
+        Ok(match &record.inode {
+            Inode::Root | Inode::Group(_) => virtual_dir(0o555),
+            Inode::Snapshot(s) => {
+                let time = SystemTime::from(s.time);
+                Attr {
+                    atime: time,
+                    mtime: time,
+                    ctime: time,
+                    immutable: true,
+                    ..virtual_dir(0o755)
+                }
+            }
+            Inode::Link(target) => {
+                let size = self.link_target(target).map_or(0, |t| t.len() as u64);
+                Attr {
+                    kind: EntryKind::Symlink,
+                    size,
+                    perm: 0o777,
+                    nlink: 1,
+                    ..virtual_dir(0o777)
+                }
+            }
+            Inode::Status => Attr {
+                kind: EntryKind::File,
+                size: self.status().len() as u64,
+                perm: 0o444,
+                nlink: 1,
+                ..virtual_dir(0o444)
+            },
+            Inode::Entry { node, .. } => {
+                let size = match node.kind {
+                    NodeKind::Symlink => node.link_target.len() as u64,
+                    NodeKind::File => node.size,
+                    _ => 0,
+                };
+                let data: u64 = node
+                    .content
+                    .iter()
+                    .filter(|e| matches!(e, Extent::Data { .. }))
+                    .map(Extent::len)
+                    .sum();
+                Attr {
+                    ino,
+                    kind: entry_kind(node.kind),
+                    size,
+                    blocks: data.div_ceil(512),
+                    perm: (node.mode & 0o7777) as u16,
+                    nlink: if node.is_dir() {
+                        1
+                    } else {
+                        node.links.clamp(1, u32::MAX as u64) as u32
+                    },
+                    uid: node.uid,
+                    gid: node.gid,
+                    rdev: kernel_rdev(node.rdev),
+                    atime: system_time(&node.atime),
+                    mtime: system_time(&node.mtime),
+                    ctime: system_time(&node.ctime),
+                    immutable: true,
+                }
+            }
+        })
+    }
+
+    fn link_target(&self, target: &LinkTarget) -> Option<Vec<u8>> {
+        match target {
+            LinkTarget::Fixed(t) => Some(t.clone()),
+            LinkTarget::Resolve { name, scope } => {
+                self.layout().resolve(name, scope).map(String::into_bytes)
+            }
+        }
+    }
+
+    pub fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
+        match &self.record(ino)?.inode {
+            Inode::Link(target) => self.link_target(target).ok_or(libc::ENOENT),
+            Inode::Entry { node, .. } if node.kind == NodeKind::Symlink => {
+                Ok(node.link_target.clone())
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    // ---- directories ----
+
+    /// Every entry of a directory, `.` and `..` first.
+    pub fn list(&self, ino: Ino) -> VfsResult<Vec<DirEntry>> {
+        let record = self.record(ino)?;
+        let mut out = vec![
+            DirEntry {
+                ino,
+                name: b".".to_vec(),
+                kind: EntryKind::Dir,
+            },
+            DirEntry {
+                ino: record.parent,
+                name: b"..".to_vec(),
+                kind: EntryKind::Dir,
+            },
+        ];
+        let layout = self.layout();
+        let add_scoped = |out: &mut Vec<DirEntry>, scope: &Scope| {
+            let members = layout.members(scope);
+            for i in &members {
+                let snapshot = Arc::clone(&layout.snapshots[*i]);
+                let name = layout.labels[*i].as_bytes();
+                let child = self
+                    .inodes
+                    .child(ino, name, None, || Inode::Snapshot(snapshot));
+                out.push(DirEntry {
+                    ino: child,
+                    name: name.to_vec(),
+                    kind: EntryKind::Dir,
+                });
+            }
+            if !members.is_empty() {
+                if let Ok(child) = self.lookup_scoped(ino, b"latest", scope, false) {
+                    out.push(DirEntry {
+                        ino: child,
+                        name: b"latest".to_vec(),
+                        kind: EntryKind::Symlink,
+                    });
+                }
+            }
+        };
+        match &record.inode {
+            Inode::Root => {
+                for name in [".rewind", "hosts", "ids", "tags"] {
+                    let child = self.lookup_scoped(ino, name.as_bytes(), &Scope::All, true)?;
+                    out.push(DirEntry {
+                        ino: child,
+                        name: name.as_bytes().to_vec(),
+                        kind: EntryKind::Dir,
+                    });
+                }
+                add_scoped(&mut out, &Scope::All);
+            }
+            Inode::Group(Group::Scoped(scope)) => add_scoped(&mut out, scope),
+            Inode::Group(group) => {
+                let names: Vec<String> = match group {
+                    Group::Ids => layout.snapshots.iter().map(|s| s.id.short()).collect(),
+                    Group::Hosts => layout.hosts.keys().cloned().collect(),
+                    Group::Tags => layout.tags.keys().cloned().collect(),
+                    Group::Control => vec!["status".into()],
+                    Group::Scoped(_) => unreachable!("handled above"),
+                };
+                let kind = match group {
+                    Group::Ids => EntryKind::Symlink,
+                    Group::Control => EntryKind::File,
+                    _ => EntryKind::Dir,
+                };
+                for name in names {
+                    let child = self.lookup_group(ino, name.as_bytes(), group)?;
+                    out.push(DirEntry {
+                        ino: child,
+                        name: name.into_bytes(),
+                        kind,
+                    });
+                }
+            }
+            inode => {
+                let (snapshot, view, tree_id) =
+                    self.snapshot_dir(ino, inode).ok_or(libc::ENOTDIR)?;
+                let tree = self.tree(&tree_id)?;
+                for node in tree.nodes.iter().filter(|n| n.name_is_safe()) {
+                    let child = self.entry_child(ino, &snapshot, view, node);
+                    out.push(DirEntry {
+                        ino: child,
+                        name: node.name.clone(),
+                        kind: entry_kind(node.kind),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn opendir(&self, ino: Ino) -> VfsResult<u64> {
+        let entries = Arc::new(self.list(ino)?);
+        let handle = self.next_handle.fetch_add(1, Relaxed);
+        self.dirs.lock().unwrap().insert(handle, entries);
+        Ok(handle)
+    }
+
+    /// The listing taken at opendir, so that offsets stay meaningful.
+    pub fn dir_handle(&self, handle: u64) -> VfsResult<Arc<Vec<DirEntry>>> {
+        self.dirs
+            .lock()
+            .unwrap()
+            .get(&handle)
+            .cloned()
+            .ok_or(libc::EBADF)
+    }
+
+    pub fn releasedir(&self, handle: u64) {
+        self.dirs.lock().unwrap().remove(&handle);
+    }
+
+    // ---- extended attributes ----
+
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> VfsResult<Vec<u8>> {
+        match &self.record(ino)?.inode {
+            Inode::Entry { node, .. } => node
+                .xattrs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or(libc::ENODATA),
+            _ => Err(libc::ENODATA),
+        }
+    }
+
+    /// Attribute names, each followed by a NUL, as listxattr returns them.
+    pub fn listxattr(&self, ino: Ino) -> VfsResult<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Inode::Entry { node, .. } = &self.record(ino)?.inode {
+            for (name, _) in &node.xattrs {
+                out.extend_from_slice(name);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- files ----
+
+    pub fn open(&self, ino: Ino) -> VfsResult<u64> {
+        let content = match &self.record(ino)?.inode {
+            Inode::Entry { snapshot, node, .. } if node.kind == NodeKind::File => {
+                let mut starts = Vec::with_capacity(node.content.len());
+                let mut offset = 0u64;
+                for extent in &node.content {
+                    starts.push(offset);
+                    offset += extent.len();
+                }
+                FileContent::Snapshot {
+                    snapshot: Arc::clone(snapshot),
+                    node: Arc::clone(node),
+                    starts,
+                }
+            }
+            Inode::Status => FileContent::Bytes(self.status().into_bytes()),
+            Inode::Entry { .. } | Inode::Link(_) => return Err(libc::EINVAL),
+            _ => return Err(libc::EISDIR),
+        };
+        let handle = self.next_handle.fetch_add(1, Relaxed);
+        let file = OpenFile {
+            ino,
+            content,
+            last_end: AtomicU64::new(0),
+            readahead_until: AtomicUsize::new(0),
+        };
+        self.files.lock().unwrap().insert(handle, Arc::new(file));
+        Ok(handle)
+    }
+
+    pub fn release(&self, handle: u64) {
+        self.files.lock().unwrap().remove(&handle);
+    }
+
+    /// Up to `size` bytes at `offset`. Every byte comes from a chunk that
+    /// passed its AEAD tag and BLAKE3 id check; a chunk that fails gives EIO.
+    pub fn read(&self, handle: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        let file = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&handle)
+            .cloned()
+            .ok_or(libc::EBADF)?;
+        let data = match &file.content {
+            FileContent::Bytes(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                bytes[start..end].to_vec()
+            }
+            FileContent::Snapshot {
+                snapshot,
+                node,
+                starts,
+            } => self.read_content(&file, snapshot, node, starts, offset, size)?,
+        };
+        self.stats.reads.fetch_add(1, Relaxed);
+        self.stats
+            .bytes_served
+            .fetch_add(data.len() as u64, Relaxed);
+        Ok(data)
+    }
+
+    fn read_content(
+        &self,
+        file: &OpenFile,
+        snapshot: &Snapshot,
+        node: &Node,
+        starts: &[u64],
+        offset: u64,
+        size: u32,
+    ) -> VfsResult<Vec<u8>> {
+        if offset >= node.size {
+            return Ok(Vec::new());
+        }
+        let end = node.size.min(offset + size as u64);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        // O(log n): the extent holding `offset`.
+        let mut i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let mut position = offset;
+        while position < end && i < node.content.len() {
+            let start = starts[i];
+            let extent = &node.content[i];
+            let take_end = end.min(start + extent.len());
+            match extent {
+                Extent::Data { id, len } => {
+                    let chunk = self.chunk(file, snapshot, id)?;
+                    if chunk.len() != *len as usize {
+                        self.report_bad_chunk(file, snapshot, id, "has the wrong length");
+                        return Err(libc::EIO);
+                    }
+                    out.extend_from_slice(
+                        &chunk[(position - start) as usize..(take_end - start) as usize],
+                    );
+                }
+                Extent::Hole { .. } => out.resize(out.len() + (take_end - position) as usize, 0),
+            }
+            position = take_end;
+            if position == start + extent.len() {
+                i += 1;
+            }
+        }
+        out.resize((end - offset) as usize, 0);
+        if file.last_end.swap(end, Relaxed) == offset {
+            self.read_ahead(file, node, i);
+        }
+        Ok(out)
+    }
+
+    /// Hands the next chunks of a sequential reader to the read-ahead workers.
+    fn read_ahead(&self, file: &OpenFile, node: &Node, next: usize) {
+        let Some(queue) = &self.readahead else { return };
+        let until = (next + self.options.readahead_chunks).min(node.content.len());
+        let from = file.readahead_until.load(Relaxed).max(next);
+        for extent in node.content.get(from..until).unwrap_or_default() {
+            if let Extent::Data { id, .. } = extent {
+                if !self.chunks.contains(id) && queue.try_send(*id).is_err() {
+                    return; // the workers are busy; the reader fetches itself
+                }
+            }
+        }
+        file.readahead_until.fetch_max(until, Relaxed);
+    }
+
+    fn chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id) -> VfsResult<cache::Chunk> {
+        self.wait_index()?;
+        match self.chunks.get_or_fetch(id, || self.repo.read_blob(id)) {
+            Ok((chunk, source)) => {
+                if source == cache::Source::Fetched {
+                    self.stats.chunks_verified.fetch_add(1, Relaxed);
+                }
+                Ok(chunk)
+            }
+            Err(e) => {
+                self.report_bad_chunk(file, snapshot, id, &e);
+                Err(libc::EIO)
+            }
+        }
+    }
+
+    fn report_bad_chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id, problem: &str) {
+        self.stats.eio.fetch_add(1, Relaxed);
+        let pack = {
+            let index = self.repo.index();
+            index
+                .get(id)
+                .map(|l| index.pack(l.pack()).id.short())
+                .unwrap_or_else(|| "none (not indexed)".into())
+        };
+        let path = self.inodes.path_of(file.ino);
+        self.record_error(format!(
+            "EIO: snapshot {} path {path}: chunk {} in pack {pack}: {problem}",
+            snapshot.id.short(),
+            id.short()
+        ));
+    }
+
+    // ---- status ----
+
+    /// `.rewind/status`: JSON for admins and monitoring.
+    pub fn status(&self) -> String {
+        let layout = self.layout();
+        let index_loaded = self.index_ready.0.lock().unwrap().is_some();
+        let mut status = json!({
+            "repository": self.repo.location(),
+            "snapshots": layout.snapshots.len(),
+            "newest_snapshot": layout.snapshots.last().map(|s| s.time_label()),
+            "mounted_at": chrono::DateTime::<chrono::Utc>::from(self.mounted_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "index_loaded": index_loaded,
+            "inodes": self.inodes.len(),
+            "cache": {
+                "hits": self.chunks.hits.load(Relaxed),
+                "misses": self.chunks.misses.load(Relaxed),
+                "bytes": self.chunks.bytes(),
+                "budget": self.options.cache_bytes,
+            },
+            "reads": self.stats.reads.load(Relaxed),
+            "bytes_served": self.stats.bytes_served.load(Relaxed),
+            "reads_verified": self.stats.chunks_verified.load(Relaxed),
+            "eio_count": self.stats.eio.load(Relaxed),
+            "recent_errors": self.stats.recent_errors.lock().unwrap().iter().collect::<Vec<_>>(),
+        });
+        if let Some(extra) = self.status_extra.lock().unwrap().as_ref() {
+            if let (Some(map), serde_json::Value::Object(more)) = (status.as_object_mut(), extra())
+            {
+                map.extend(more);
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&status).expect("status serializes");
+        text.push('\n');
+        text
+    }
+}
