@@ -9,6 +9,12 @@ use crate::error::{Error, ErrorKind, Result};
 /// The newest repository format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Bounds of `pack_size`. A pack may exceed it by its last blob and its
+/// trailer, and blob offsets are 32-bit: the upper bound keeps every pack
+/// well below 4 GiB.
+pub const MIN_PACK_SIZE: u32 = 1024 * 1024;
+pub const MAX_PACK_SIZE: u32 = 1024 * 1024 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encryption {
@@ -121,7 +127,9 @@ impl Config {
         let config: Config = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt(format!("the config of {location} is damaged: {e}")))?;
         config.chunker.validate()?;
-        if !(0..=22).contains(&config.compression_level) || config.pack_size < 1024 * 1024 {
+        if !(0..=22).contains(&config.compression_level)
+            || !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&config.pack_size)
+        {
             return Err(Error::corrupt(format!(
                 "the config of {location} has out-of-range values"
             )));
