@@ -10,11 +10,6 @@ use common::*;
 use rewind::repo::Encryption;
 use serde_json::{json, Value};
 
-/// Relative path → absolute path in a restore of the whole snapshot.
-fn under(target: &Path, absolute: &Path) -> std::path::PathBuf {
-    target.join(absolute.strip_prefix("/").unwrap())
-}
-
 fn full_round_trip(encryption: Encryption, test: &str) {
     let (_tmp, dir) = tempdir();
     require_root_and_xattrs(&dir);
