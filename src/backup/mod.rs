@@ -87,10 +87,17 @@ pub fn backup(
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     let parent = find_parent(&repo, &options.host, &path_strings)?;
-    let previous_root = match &parent {
-        Some(p) => Some(repo.read_tree(&p.tree)?),
-        None => None,
-    };
+    // A damaged parent costs speed, not the backup: read everything again.
+    let previous_root = parent.as_ref().and_then(|p| match repo.read_tree(&p.tree) {
+        Ok(tree) => Some(tree),
+        Err(e) => {
+            crate::log::warn(&format!(
+                "the parent snapshot {} cannot be read ({e}); every file is read again",
+                p.id.short()
+            ));
+            None
+        }
+    });
 
     let archiver = Archiver::new(Arc::clone(&repo), options)?;
     let root = match source {
@@ -132,6 +139,20 @@ pub fn backup(
     snapshot.id = repo.save_snapshot(&snapshot)?;
     let warnings = std::mem::take(&mut *archiver.warnings.lock().unwrap());
     Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// Globs where `*` and `?` never match `/`.
+fn glob_set(patterns: &[&String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::usage(format!("bad --exclude pattern '{pattern}': {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))
 }
 
 /// The newest snapshot of the same host and the same set of paths.
@@ -235,7 +256,10 @@ struct Archiver {
     /// Ids of blobs queued in this run, so a blob is stored once.
     queued: Mutex<IdSet>,
     tree_pack: Mutex<Option<PackWriter>>,
-    excludes: GlobSet,
+    /// `--exclude` patterns with a `/`, matched against the whole path.
+    exclude_paths: GlobSet,
+    /// The others, matched against an entry's name.
+    exclude_names: GlobSet,
     one_file_system: bool,
     owners: OwnerNames,
     counters: Counters,
@@ -245,14 +269,8 @@ struct Archiver {
 
 impl Archiver {
     fn new(repo: Arc<Repository>, options: &BackupOptions) -> Result<Archiver> {
-        let mut globs = GlobSetBuilder::new();
-        for pattern in &options.excludes {
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(pattern.contains('/'))
-                .build()
-                .map_err(|e| Error::usage(format!("bad --exclude pattern '{pattern}': {e}")))?;
-            globs.add(glob);
-        }
+        let (path_patterns, name_patterns): (Vec<&String>, Vec<&String>) =
+            options.excludes.iter().partition(|p| p.contains('/'));
         let progress = if options.show_progress {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -266,9 +284,8 @@ impl Archiver {
             repo,
             queued: Mutex::new(IdSet::default()),
             tree_pack: Mutex::new(None),
-            excludes: globs
-                .build()
-                .map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))?,
+            exclude_paths: glob_set(&path_patterns)?,
+            exclude_names: glob_set(&name_patterns)?,
             one_file_system: options.one_file_system,
             owners: OwnerNames::default(),
             counters: Counters::default(),
@@ -521,8 +538,7 @@ impl Archiver {
     }
 
     fn excluded(&self, path: &Path, name: &[u8]) -> bool {
-        !self.excludes.is_empty()
-            && (self.excludes.is_match(path) || self.excludes.is_match(OsStr::from_bytes(name)))
+        self.exclude_paths.is_match(path) || self.exclude_names.is_match(OsStr::from_bytes(name))
     }
 
     /// Whether a file can keep the content recorded in the parent snapshot.
@@ -632,7 +648,14 @@ impl Walker<'_> {
         scope: Scope,
     ) -> Result<Option<Entry>> {
         let a = self.archiver;
-        let metadata = match std::fs::symlink_metadata(path) {
+        // The ancestors of a backed-up path are followed if they are
+        // symlinks: the path was given as it is, and it is kept as given.
+        let stat = if matches!(scope, Scope::Partial(_)) {
+            std::fs::metadata
+        } else {
+            std::fs::symlink_metadata
+        };
+        let metadata = match stat(path) {
             Ok(m) => m,
             Err(e) => {
                 a.warn(format!("cannot read {}: {e}", path.display()));

@@ -97,11 +97,8 @@ impl Global {
         Ok(Arc::new(LocalBackend::new(path)))
     }
 
-    /// The password from REWIND_PASSWORD, --password-file, or a prompt.
+    /// The password from --password-file, REWIND_PASSWORD, or a prompt.
     fn password(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
-        if let Ok(p) = std::env::var("REWIND_PASSWORD") {
-            return Ok(p.into_bytes());
-        }
         if let Some(file) = &self.password_file {
             let mut bytes = std::fs::read(file).map_err(|e| {
                 rewind::Error::io(
@@ -113,6 +110,9 @@ impl Global {
                 bytes.pop();
             }
             return Ok(bytes);
+        }
+        if let Ok(p) = std::env::var("REWIND_PASSWORD") {
+            return Ok(p.into_bytes());
         }
         if !std::io::stderr().is_terminal() {
             return Err(rewind::Error::usage(
