@@ -894,3 +894,6 @@ impl Vfs {
         text
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,399 @@
+//! The mount's filesystem, exercised without FUSE on a real repository.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::backend::LocalBackend;
+use crate::backup::{backup, BackupOptions, Source};
+use crate::repo::Encryption;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    source: std::path::PathBuf,
+    repo_path: std::path::PathBuf,
+    vfs: Arc<Vfs>,
+}
+
+fn make_source(dir: &Path) -> std::path::PathBuf {
+    let source = dir.join("src");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    std::fs::write(source.join("small.txt"), b"hello\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(source.join("sub/big.bin"), &big).unwrap();
+    std::fs::hard_link(source.join("small.txt"), source.join("sub/link")).unwrap();
+    std::os::unix::fs::symlink("../small.txt", source.join("sub/sym")).unwrap();
+    let sparse = std::fs::File::create(source.join("sparse")).unwrap();
+    sparse.set_len(10 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, b"data", 5 << 20).unwrap();
+    source
+}
+
+fn backup_at(repo: &Arc<Repository>, source: &Path, day: u32, host: &str) {
+    let options = BackupOptions {
+        host: host.into(),
+        tags: vec!["nightly".into()],
+        time: Some(Utc.with_ymd_and_hms(2024, 6, day, 2, 0, 0).unwrap()),
+        ..BackupOptions::default()
+    };
+    backup(
+        Arc::clone(repo),
+        Source::Paths(vec![source.to_path_buf()]),
+        &options,
+    )
+    .unwrap();
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_source(dir.path());
+    let repo_path = dir.path().join("repo");
+    let repo = Arc::new(
+        Repository::init(
+            Arc::new(LocalBackend::new(&repo_path)),
+            Encryption::None,
+            None,
+        )
+        .unwrap(),
+    );
+    repo.load_index().unwrap();
+    backup_at(&repo, &source, 1, "db");
+    std::fs::write(source.join("small.txt"), b"changed on day two\n").unwrap();
+    backup_at(&repo, &source, 2, "web");
+    let vfs = Vfs::new(open(&repo_path), VfsOptions::default()).unwrap();
+    Fixture {
+        _dir: dir,
+        source,
+        repo_path,
+        vfs,
+    }
+}
+
+fn open(path: &Path) -> Arc<Repository> {
+    Arc::new(Repository::open(Arc::new(LocalBackend::new(path)), || unreachable!()).unwrap())
+}
+
+/// Looks up a path from the mount root.
+fn walk(vfs: &Vfs, path: &str) -> VfsResult<Attr> {
+    let mut attr = vfs.getattr(ROOT_INO)?;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        attr = vfs.lookup(attr.ino, part.as_bytes())?;
+    }
+    Ok(attr)
+}
+
+fn read_all(vfs: &Vfs, ino: Ino) -> VfsResult<Vec<u8>> {
+    let handle = vfs.open(ino)?;
+    let mut out = Vec::new();
+    loop {
+        let piece = vfs.read(handle, out.len() as u64, 128 * 1024)?;
+        if piece.is_empty() {
+            break;
+        }
+        out.extend(piece);
+    }
+    vfs.release(handle);
+    Ok(out)
+}
+
+fn names(vfs: &Vfs, ino: Ino) -> Vec<String> {
+    vfs.list(ino)
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .collect()
+}
+
+#[test]
+fn layout_follows_the_contract() {
+    let f = fixture();
+    let root = names(&f.vfs, ROOT_INO);
+    assert_eq!(
+        root,
+        [
+            ".",
+            "..",
+            ".rewind",
+            "hosts",
+            "ids",
+            "tags",
+            "@2024-06-01T02:00:00Z",
+            "@2024-06-02T02:00:00Z",
+            "latest"
+        ]
+    );
+    let latest = walk(&f.vfs, "latest").unwrap();
+    assert_eq!(latest.kind, EntryKind::Symlink);
+    assert_eq!(
+        f.vfs.readlink(latest.ino).unwrap(),
+        b"@2024-06-02T02:00:00Z"
+    );
+    assert_eq!(
+        names(&f.vfs, walk(&f.vfs, "hosts").unwrap().ino),
+        [".", "..", "db", "web"]
+    );
+    assert_eq!(
+        names(&f.vfs, walk(&f.vfs, "hosts/db").unwrap().ino),
+        [".", "..", "@2024-06-01T02:00:00Z", "latest"]
+    );
+    assert_eq!(
+        names(&f.vfs, walk(&f.vfs, "tags/nightly").unwrap().ino).len(),
+        5
+    );
+    let ids = walk(&f.vfs, "ids").unwrap();
+    let listed = f.vfs.list(ids.ino).unwrap();
+    assert_eq!(listed.len(), 4);
+    assert!(f
+        .vfs
+        .readlink(listed[2].ino)
+        .unwrap()
+        .starts_with(b"../@2024-06-0"));
+    assert!(String::from_utf8(
+        read_all(&f.vfs, walk(&f.vfs, ".rewind/status").unwrap().ino).unwrap()
+    )
+    .unwrap()
+    .contains("\"snapshots\": 2"));
+}
+
+#[test]
+fn time_prefixes_resolve_by_the_selector_rule() {
+    let f = fixture();
+    let day_one = walk(&f.vfs, "@2024-06-01").unwrap();
+    assert_eq!(day_one.kind, EntryKind::Symlink);
+    assert_eq!(
+        f.vfs.readlink(day_one.ino).unwrap(),
+        b"@2024-06-01T02:00:00Z"
+    );
+    assert_eq!(
+        f.vfs
+            .readlink(walk(&f.vfs, "@2024-06").unwrap().ino)
+            .unwrap(),
+        b"@2024-06-02T02:00:00Z"
+    );
+    assert_eq!(
+        f.vfs
+            .readlink(walk(&f.vfs, "@2024-06-02T01").unwrap().ino)
+            .unwrap(),
+        b"@2024-06-01T02:00:00Z"
+    );
+    assert_eq!(walk(&f.vfs, "@2024-05-31").unwrap_err(), libc::ENOENT);
+    assert_eq!(walk(&f.vfs, "@garbage").unwrap_err(), libc::ENOENT);
+    assert_eq!(
+        f.vfs
+            .readlink(walk(&f.vfs, "hosts/web/@2024").unwrap().ino)
+            .unwrap(),
+        b"@2024-06-02T02:00:00Z"
+    );
+}
+
+#[test]
+fn files_read_back_exactly_with_their_metadata() {
+    let f = fixture();
+    let base = format!("@2024-06-02T02:00:00Z{}", f.source.display());
+    for (name, expected) in [
+        ("small.txt", b"changed on day two\n".to_vec()),
+        (
+            "sub/big.bin",
+            std::fs::read(f.source.join("sub/big.bin")).unwrap(),
+        ),
+    ] {
+        let attr = walk(&f.vfs, &format!("{base}/{name}")).unwrap();
+        assert_eq!(attr.size, expected.len() as u64);
+        assert_eq!(read_all(&f.vfs, attr.ino).unwrap(), expected, "{name}");
+        let meta = std::fs::symlink_metadata(f.source.join(name)).unwrap();
+        assert_eq!(
+            (attr.perm as u32, attr.uid, attr.gid),
+            (meta.mode() & 0o7777, meta.uid(), meta.gid())
+        );
+        assert_eq!(attr.mtime, meta.modified().unwrap());
+    }
+    let old = walk(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
+    )
+    .unwrap();
+    assert_eq!(read_all(&f.vfs, old.ino).unwrap(), b"hello\n");
+
+    let sparse = walk(&f.vfs, &format!("{base}/sparse")).unwrap();
+    assert_eq!(sparse.size, 10 << 20);
+    assert!(
+        sparse.blocks * 512 < 1 << 20,
+        "holes hold no blocks: {} blocks",
+        sparse.blocks
+    );
+    let handle = f.vfs.open(sparse.ino).unwrap();
+    assert_eq!(
+        f.vfs.read(handle, (5 << 20) - 2, 8).unwrap(),
+        b"\0\0data\0\0"
+    );
+    assert_eq!(f.vfs.read(handle, 10 << 20, 8).unwrap(), b"");
+
+    let sym = walk(&f.vfs, &format!("{base}/sub/sym")).unwrap();
+    assert_eq!(f.vfs.readlink(sym.ino).unwrap(), b"../small.txt");
+}
+
+#[test]
+fn random_offsets_read_the_right_bytes() {
+    let f = fixture();
+    let expected = std::fs::read(f.source.join("sub/big.bin")).unwrap();
+    let attr = walk(
+        &f.vfs,
+        &format!("@2024-06-02T02:00:00Z{}/sub/big.bin", f.source.display()),
+    )
+    .unwrap();
+    let handle = f.vfs.open(attr.ino).unwrap();
+    let mut x = 12345u64;
+    for _ in 0..200 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let offset = (x >> 33) % expected.len() as u64;
+        let size = ((x >> 13) % 300_000) as u32;
+        let end = (offset as usize + size as usize).min(expected.len());
+        assert_eq!(
+            f.vfs.read(handle, offset, size).unwrap(),
+            &expected[offset as usize..end]
+        );
+    }
+}
+
+#[test]
+fn hardlinks_share_an_inode_and_numbers_stay_stable() {
+    let f = fixture();
+    let base = format!("@2024-06-01T02:00:00Z{}", f.source.display());
+    let a = walk(&f.vfs, &format!("{base}/small.txt")).unwrap();
+    let b = walk(&f.vfs, &format!("{base}/sub/link")).unwrap();
+    assert_eq!(a.ino, b.ino);
+    assert_eq!(a.nlink, 2);
+    assert_eq!(
+        walk(&f.vfs, &format!("{base}/small.txt")).unwrap().ino,
+        a.ino
+    );
+    let other_view = walk(
+        &f.vfs,
+        &format!(
+            "hosts/db/@2024-06-01T02:00:00Z{}/small.txt",
+            f.source.display()
+        ),
+    )
+    .unwrap();
+    assert_ne!(other_view.ino, a.ino, "each view has its own inodes");
+}
+
+#[test]
+fn xattrs_are_served() {
+    let f = fixture();
+    let path = f.source.join("small.txt");
+    if xattr::set(&path, "user.origin", b"vfs test").is_err() {
+        return; // the temporary filesystem has no user xattrs
+    }
+    let repo = open(&f.repo_path);
+    repo.load_index().unwrap();
+    backup_at(&repo, &f.source, 3, "db");
+    let vfs = Vfs::new(open(&f.repo_path), VfsOptions::default()).unwrap();
+    let attr = walk(
+        &vfs,
+        &format!("@2024-06-03T02:00:00Z{}/small.txt", f.source.display()),
+    )
+    .unwrap();
+    assert_eq!(vfs.getxattr(attr.ino, b"user.origin").unwrap(), b"vfs test");
+    assert_eq!(vfs.listxattr(attr.ino).unwrap(), b"user.origin\0");
+    assert_eq!(
+        vfs.getxattr(attr.ino, b"user.none").unwrap_err(),
+        libc::ENODATA
+    );
+}
+
+#[test]
+fn new_snapshots_appear_after_refresh() {
+    let f = fixture();
+    assert!(!f.vfs.refresh().unwrap());
+    let repo = open(&f.repo_path);
+    repo.load_index().unwrap();
+    std::fs::write(f.source.join("small.txt"), b"day three").unwrap();
+    backup_at(&repo, &f.source, 3, "db");
+    assert!(f.vfs.refresh().unwrap());
+    assert_eq!(
+        f.vfs.readlink(walk(&f.vfs, "latest").unwrap().ino).unwrap(),
+        b"@2024-06-03T02:00:00Z"
+    );
+    let attr = walk(
+        &f.vfs,
+        &format!("@2024-06-03T02:00:00Z{}/small.txt", f.source.display()),
+    )
+    .unwrap();
+    assert_eq!(read_all(&f.vfs, attr.ino).unwrap(), b"day three");
+}
+
+#[test]
+fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
+    let f = fixture();
+    let big_path = f.source.join("sub/big.bin");
+    let attr = walk(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}", big_path.display()),
+    )
+    .unwrap();
+    // Damage the pack holding the big file's first chunk, in the chunk's bytes.
+    let Inode::Entry { node, .. } = &f.vfs.inodes.get(attr.ino).unwrap().inode else {
+        panic!("not an entry")
+    };
+    let Extent::Data { id, .. } = node.content[0] else {
+        panic!("no data")
+    };
+    let (pack, offset) = {
+        let repo = f.vfs.repository();
+        f.vfs.wait_index().unwrap();
+        let index = repo.index();
+        let location = index.get(&id).unwrap();
+        (
+            index.pack(location.pack()).id.to_hex(),
+            location.offset as u64 + 100,
+        )
+    };
+    let pack_path = f.repo_path.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = std::fs::read(&pack_path).unwrap();
+    bytes[offset as usize] ^= 0xff;
+    std::fs::write(&pack_path, bytes).unwrap();
+
+    let handle = f.vfs.open(attr.ino).unwrap();
+    assert_eq!(f.vfs.read(handle, 0, 4096).unwrap_err(), libc::EIO);
+    let small = walk(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
+    )
+    .unwrap();
+    assert_eq!(read_all(&f.vfs, small.ino).unwrap(), b"hello\n");
+    let status = f.vfs.status();
+    assert!(status.contains("\"eio_count\": 1"), "{status}");
+    assert!(
+        status.contains(&pack[..8]),
+        "the log names the pack: {status}"
+    );
+    assert!(
+        status.contains("big.bin"),
+        "the log names the path: {status}"
+    );
+}
+
+#[test]
+fn directories_are_not_files_and_links_are_not_directories() {
+    let f = fixture();
+    assert_eq!(
+        f.vfs.open(walk(&f.vfs, "hosts").unwrap().ino).unwrap_err(),
+        libc::EISDIR
+    );
+    // The kernel follows symlinks; the vfs never does.
+    assert_eq!(
+        f.vfs
+            .lookup(walk(&f.vfs, "latest").unwrap().ino, b"x")
+            .unwrap_err(),
+        libc::ENOTDIR
+    );
+    assert_eq!(f.vfs.getattr(999_999).unwrap_err(), libc::ENOENT);
+}
