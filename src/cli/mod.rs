@@ -37,7 +37,7 @@ pub struct Global {
     #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
     repo: Option<PathBuf>,
     /// Read the password from this file (else REWIND_PASSWORD, else a prompt)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "REWIND_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
 }
 
