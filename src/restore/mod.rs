@@ -223,8 +223,9 @@ impl Restorer<'_> {
             self.files.push(FileJob { path, node });
         } else {
             self.report.other += 1;
-            if let Err(e) =
-                metadata::create_special(&path, &node).and_then(|_| metadata::apply(&path, &node))
+            if let Err(e) = make_room(&path)
+                .and_then(|_| metadata::create_special(&path, &node))
+                .and_then(|_| metadata::apply(&path, &node))
             {
                 self.report.errors.push(e.to_string());
             }
@@ -298,12 +299,12 @@ impl Restorer<'_> {
                 ));
                 continue;
             }
-            match std::fs::hard_link(&first, &path) {
+            match make_room(&path).and_then(|_| {
+                std::fs::hard_link(&first, &path)
+                    .map_err(|e| Error::io(format!("cannot link {}", path.display()), e))
+            }) {
                 Ok(()) => self.report.files += u64::from(node.kind == NodeKind::File),
-                Err(e) => self
-                    .report
-                    .errors
-                    .push(Error::io(format!("cannot link {}", path.display()), e).to_string()),
+                Err(e) => self.report.errors.push(e.to_string()),
             }
         }
         // Deepest first, so that setting a directory's times is the last touch.
@@ -316,11 +317,11 @@ impl Restorer<'_> {
     }
 
     fn restore_file(&self, path: &Path, node: &Node) -> Result<()> {
+        make_room(path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
@@ -403,6 +404,19 @@ fn reads_as_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<bool> {
         pos += n as u64;
     }
     Ok(true)
+}
+
+/// Makes room for a file, link or special entry at `path`: whatever
+/// non-directory an earlier restore into the same target left there is
+/// removed (unlink never follows a symlink, and the new entry is then
+/// created, never written through an old one). A directory is left alone,
+/// so creating the entry fails with an error.
+fn make_room(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => std::fs::remove_file(path)
+            .map_err(|e| Error::io(format!("cannot replace {}", path.display()), e)),
+        _ => Ok(()),
+    }
 }
 
 /// Creates a directory, or accepts one that is already there and is not a symlink.
