@@ -253,7 +253,8 @@ fn malicious_tree_entries_are_refused() {
         // A symlink to the outside, then a directory of the same name.
         symlink(b"link", &sentinel),
         evil_dir(b"link"),
-        // A symlink to a file outside, then a file of the same name.
+        // A symlink to a file outside, then a file of the same name: the
+        // file replaces the symlink, never writes through it.
         symlink(b"link2", &sentinel.join("victim")),
         evil_file(b"link2"),
         // A directory, then a symlink of the same name.
@@ -266,7 +267,7 @@ fn malicious_tree_entries_are_refused() {
         vec![evil_dir(b".."), symlink(b"up", &sentinel), evil_dir(b"up")],
     );
     nodes.push(dir_node(b"nested", nested));
-    let refused = 12;
+    let refused = 11;
     let root = store_tree(&lib, nodes);
     save_snapshot(&lib, root, &["/crafted"]);
 
@@ -291,6 +292,8 @@ fn malicious_tree_entries_are_refused() {
     // Inside the target: the good entry, and no path through a symlink.
     assert_eq!(std::fs::read(target.join("ok.txt")).unwrap(), EVIL);
     assert!(!target.join("a/b").exists());
+    let link2 = std::fs::symlink_metadata(target.join("link2")).unwrap();
+    assert!(link2.is_file(), "link2 is the file, not the symlink");
     for path in all_paths(&target) {
         let rel = path.strip_prefix(&target).unwrap();
         let mut prefix = target.clone();
