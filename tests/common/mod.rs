@@ -382,6 +382,19 @@ pub fn spec(snap: &str, path: &Path) -> String {
     format!("{snap}:{}", path.to_str().expect("test paths are UTF-8"))
 }
 
+/// Where an absolute source path lands in a restore of a whole snapshot.
+pub fn under(target: &Path, absolute: &Path) -> PathBuf {
+    target.join(absolute.strip_prefix("/").unwrap())
+}
+
+/// A directory with these files in it.
+pub fn write_tree(root: &Path, files: &[(&str, Vec<u8>)]) {
+    mkdirs(root);
+    for (name, data) in files {
+        write(&root.join(name), data);
+    }
+}
+
 /// A temporary directory with a canonical path (snapshot paths are compared).
 pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
