@@ -56,6 +56,7 @@ impl Backend for LocalBackend {
             FileType::Index,
             FileType::Snapshot,
             FileType::Lock,
+            FileType::Parity,
         ]
         .iter()
         .map(|k| self.root.join(k.dir()))
@@ -117,11 +118,21 @@ impl Backend for LocalBackend {
         let dir = path.parent().expect("repository paths have a parent");
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
+            let create = || {
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+            };
+            let mut file = match create() {
+                // A repository made by an older version may lack a directory.
+                Err(e) if e.kind() == IoKind::NotFound => {
+                    fs::create_dir_all(dir)?;
+                    create()?
+                }
+                other => other?,
+            };
             file.write_all(data)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)

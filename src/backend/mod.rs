@@ -16,6 +16,8 @@ pub enum FileType {
     Index,
     Snapshot,
     Lock,
+    /// Reed–Solomon parity of another file, named `<kind>.<name>`.
+    Parity,
 }
 
 impl FileType {
@@ -28,6 +30,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Parity => "parity",
         }
     }
 

@@ -10,6 +10,10 @@ pub struct Args {
     /// Encryption of the new repository
     #[arg(long, value_enum, default_value = "aes-256-gcm")]
     encryption: EncryptionArg,
+    /// Store Reed–Solomon parity of every file, in percent of its size (e.g. 10),
+    /// so that `rewind scrub --repair` can rebuild damaged files
+    #[arg(long, value_name = "PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    parity: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -25,7 +29,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         EncryptionArg::Aes256Gcm => (Encryption::Aes256Gcm, Some(global.password(true)?)),
         EncryptionArg::None => (Encryption::None, None),
     };
-    let repo = Repository::init(backend, encryption, password.as_deref())?;
+    let repo = Repository::init_with(backend, encryption, args.parity, password.as_deref())?;
     println!(
         "created repository {} at {}",
         repo.config().id.short(),

@@ -75,6 +75,10 @@ pub struct Config {
     pub chunker: ChunkerParams,
     /// Packs are closed once they reach this many bytes.
     pub pack_size: u32,
+    /// Reed–Solomon parity stored beside every file, in percent of its
+    /// size; 0 for none. Absent in repositories made before parity existed.
+    #[serde(default)]
+    pub parity_percent: u32,
 }
 
 impl Config {
@@ -87,6 +91,7 @@ impl Config {
             compression_level: 3,
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
+            parity_percent: 0,
         }
     }
 

@@ -38,19 +38,30 @@ pub struct BlobLocation {
     pub raw_len: u32,
 }
 
-const TREE_BIT: u32 = 1 << 31;
+/// The top two bits of `pack_and_kind` hold the blob kind.
+const KIND_SHIFT: u32 = 30;
+const PACK_MASK: u32 = (1 << KIND_SHIFT) - 1;
 
 impl BlobLocation {
     pub fn pack(&self) -> usize {
-        (self.pack_and_kind & !TREE_BIT) as usize
+        (self.pack_and_kind & PACK_MASK) as usize
     }
     pub fn kind(&self) -> BlobKind {
-        if self.pack_and_kind & TREE_BIT != 0 {
-            BlobKind::Tree
-        } else {
-            BlobKind::Data
+        match self.pack_and_kind >> KIND_SHIFT {
+            0 => BlobKind::Data,
+            1 => BlobKind::Tree,
+            _ => BlobKind::Snapshot,
         }
     }
+}
+
+fn kind_bits(kind: BlobKind) -> u32 {
+    let code = match kind {
+        BlobKind::Data => 0,
+        BlobKind::Tree => 1,
+        BlobKind::Snapshot => 2,
+    };
+    code << KIND_SHIFT
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +97,8 @@ impl Index {
             (self.packs.len() - 1) as u32
         });
         for blob in blobs {
-            let kind_bit = if blob.kind == BlobKind::Tree {
-                TREE_BIT
-            } else {
-                0
-            };
             let location = BlobLocation {
-                pack_and_kind: number | kind_bit,
+                pack_and_kind: number | kind_bits(blob.kind),
                 offset: blob.offset,
                 stored_len: blob.stored_len,
                 raw_len: blob.raw_len,

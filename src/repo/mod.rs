@@ -6,6 +6,7 @@ mod id;
 pub mod index;
 mod keyfile;
 pub mod pack;
+pub mod parity;
 mod snapshot;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -41,9 +42,21 @@ impl Repository {
         encryption: Encryption,
         password: Option<&[u8]>,
     ) -> Result<Repository> {
+        Repository::init_with(backend, encryption, 0, password)
+    }
+
+    /// Creates a repository that stores `parity_percent` % of Reed–Solomon
+    /// parity beside every file (0: none).
+    pub fn init_with(
+        backend: Arc<dyn Backend>,
+        encryption: Encryption,
+        parity_percent: u32,
+        password: Option<&[u8]>,
+    ) -> Result<Repository> {
         let mut raw_id = [0u8; 32];
         crypto::random_bytes(&mut raw_id)?;
-        let config = Config::new(Id(raw_id), encryption);
+        let mut config = Config::new(Id(raw_id), encryption);
+        config.parity_percent = parity_percent;
         backend.create()?;
         let keys = match encryption {
             Encryption::Aes256Gcm => {
@@ -52,13 +65,25 @@ impl Repository {
                 })?;
                 let master = Keys::generate_master()?;
                 let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
-                backend.write(FileType::Key, &Id::of_bytes(&key_file).to_hex(), &key_file)?;
+                write_with_parity(
+                    &*backend,
+                    parity_percent,
+                    FileType::Key,
+                    &Id::of_bytes(&key_file).to_hex(),
+                    &key_file,
+                )?;
                 Keys::from_master(&master)
             }
             Encryption::None => Keys::unencrypted(&config.id),
         };
         // The config goes last: a directory with a config is a complete repository.
-        backend.write(FileType::Config, "config", &config.to_bytes())?;
+        write_with_parity(
+            &*backend,
+            parity_percent,
+            FileType::Config,
+            "config",
+            &config.to_bytes(),
+        )?;
         Ok(Repository::assemble(backend, config, keys))
     }
 
@@ -190,10 +215,21 @@ impl Repository {
         self.open_file(&bytes).context(kind.path(name))
     }
 
+    /// Stores a whole file durably, with its parity if the repository keeps it.
+    pub fn write_file(&self, kind: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+        write_with_parity(
+            &*self.backend,
+            self.config.parity_percent,
+            kind,
+            name,
+            bytes,
+        )
+    }
+
     fn write_named(&self, kind: FileType, content: &[u8]) -> Result<Id> {
         let bytes = self.seal_file(content)?;
         let id = Id::of_bytes(&bytes);
-        self.backend.write(kind, &id.to_hex(), &bytes)?;
+        self.write_file(kind, &id.to_hex(), &bytes)?;
         Ok(id)
     }
 
@@ -252,8 +288,7 @@ impl Repository {
 
     /// Stores a finished pack durably and makes its blobs findable.
     pub fn store_pack(&self, pack: &FinishedPack) -> Result<()> {
-        self.backend
-            .write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.write_file(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
         self.index_mut().add_pack(pack.id, pack.salt, &pack.blobs);
         Ok(())
     }
@@ -331,8 +366,76 @@ impl Repository {
     /// Writes a manifest; call only once its trees and data are indexed durably.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
         let content = serde_json::to_vec(snapshot).expect("snapshots serialize");
+        // A copy in a pack, indexed, before the manifest: if the manifest is
+        // lost, `scrub --repair` rebuilds it from the packs alone.
+        let copy = self.keys.blob_id(&content);
+        if !self.index().contains(&copy) {
+            let mut writer = self.new_pack()?;
+            writer.add(
+                BlobKind::Snapshot,
+                copy,
+                &content,
+                self.config.compression_level,
+            )?;
+            let pack = writer.finish()?;
+            self.store_pack(&pack)?;
+            self.write_index_file(&IndexFile {
+                supersedes: vec![],
+                packs: vec![IndexedPack {
+                    id: pack.id,
+                    salt: pack.salt,
+                    blobs: pack.blobs,
+                }],
+            })?;
+        }
         self.write_named(FileType::Snapshot, &content)
     }
+
+    /// The snapshot copies kept in packs (see `save_snapshot`).
+    pub fn snapshot_copies(&self) -> Vec<Result<Snapshot>> {
+        let ids: Vec<Id> = self
+            .index()
+            .blobs()
+            .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
+            .map(|(id, _)| id)
+            .collect();
+        ids.iter()
+            .map(|id| {
+                let content = self.read_blob(id)?;
+                serde_json::from_slice(&content).map_err(|e| {
+                    Error::corrupt(format!("snapshot copy {} does not decode: {e}", id.short()))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The name of the parity file that protects `name` of `kind`.
+pub fn parity_name(kind: FileType, name: &str) -> String {
+    match kind {
+        FileType::Config => "config".into(),
+        other => format!("{}.{name}", other.dir()),
+    }
+}
+
+/// Stores a file and then, if the repository keeps parity, its parity: a
+/// crash between the two leaves a file without parity, which scrub adds.
+fn write_with_parity(
+    backend: &dyn Backend,
+    parity_percent: u32,
+    kind: FileType,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    backend.write(kind, name, bytes)?;
+    if parity_percent > 0 {
+        backend.write(
+            FileType::Parity,
+            &parity_name(kind, name),
+            &parity::compute(bytes, parity_percent)?,
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `f` over items on a few threads, keeping the order of results.

@@ -26,6 +26,9 @@ pub const MAX_BLOB_LEN: u32 = 64 * 1024 * 1024;
 pub enum BlobKind {
     Data,
     Tree,
+    /// A copy of a snapshot manifest, so the snapshot list can be rebuilt
+    /// from the packs alone.
+    Snapshot,
 }
 
 /// Where a blob sits in its pack, as the trailer and index record it.
