@@ -143,7 +143,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     }
     report.snapshots = snapshots.len();
     let damaged: IdSet = bad_packs.keys().copied().collect();
-    let walk = walk_snapshots(repo, &snapshots, &damaged);
+    let walk = crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, &damaged));
     report.trees = walk.trees;
     report.errors.extend(walk.errors);
     report.affected = walk.affected;
@@ -207,7 +207,7 @@ fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) ->
         affected: BTreeMap::new(),
     };
     for snapshot in snapshots {
-        let problems = walker.problems(&snapshot.tree);
+        let problems = walker.problems(&snapshot.tree, 0);
         if !problems.is_empty() {
             for (path, problem) in problems.iter() {
                 let shown = if path.is_empty() { "/" } else { path };
@@ -240,9 +240,19 @@ struct TreeWalker<'a> {
 }
 
 impl TreeWalker<'_> {
-    fn problems(&mut self, tree_id: &Id) -> Problems {
+    fn problems(&mut self, tree_id: &Id, depth: usize) -> Problems {
         if let Some(known) = self.seen.get(tree_id) {
             return Rc::clone(known);
+        }
+        if depth > crate::tree::MAX_DEPTH {
+            // Not remembered: the same tree may be fine higher up.
+            return Rc::new(vec![(
+                String::new(),
+                format!(
+                    "directories nest deeper than {} levels",
+                    crate::tree::MAX_DEPTH
+                ),
+            )]);
         }
         let tree = match blob_problem(self.index, tree_id, self.damaged) {
             Some(problem) => Err(format!("its directory listing {problem}")),
@@ -265,7 +275,7 @@ impl TreeWalker<'_> {
                         found.push((path.clone(), format!("a chunk {problem}")));
                     }
                     if let Some(subtree) = node.subtree {
-                        for (sub, problem) in self.problems(&subtree).iter() {
+                        for (sub, problem) in self.problems(&subtree, depth + 1).iter() {
                             found.push((format!("{path}{sub}"), problem.clone()));
                         }
                     }
@@ -288,4 +298,10 @@ fn blob_problem(index: &Index, id: &Id, damaged: &IdSet) -> Option<String> {
                 .then(|| format!("({}) is in the damaged pack {}", id.short(), pack.short()))
         }
     }
+}
+
+/// The snapshots and paths that need blobs stored in `damaged` packs.
+pub fn affected_paths(repo: &Repository, damaged: &IdSet) -> Result<BTreeMap<String, Vec<String>>> {
+    let snapshots = repo.snapshots()?;
+    Ok(crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, damaged)).affected)
 }

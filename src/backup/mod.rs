@@ -321,7 +321,7 @@ impl Archiver {
                 archiver: self,
                 jobs: job_tx,
             };
-            walker.dir_tree(Path::new("/"), previous, scope_root)
+            crate::tree::with_deep_stack(|| walker.dir_tree(Path::new("/"), previous, scope_root))
         });
         let walked = walked.and_then(|root| {
             root.ok_or_else(|| {

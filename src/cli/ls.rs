@@ -87,17 +87,21 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let (snapshot, path) = super::select(&repo, &args.snapshot, &args.filter)?;
     let base = format!("/{}", path.trim_matches('/'));
     let mut entries: Vec<(String, Node)> = Vec::new();
-    match find_node(&repo, &snapshot.tree, &path)? {
-        None => collect(&repo, &snapshot.tree, "", !args.no_recurse, &mut entries)?,
-        Some(node) => {
-            let subtree = node.subtree.filter(|_| node.is_dir());
-            let dir = base.trim_end_matches('/').to_string();
-            entries.push((base.clone(), node));
-            if let Some(tree) = subtree {
-                collect(&repo, &tree, &dir, !args.no_recurse, &mut entries)?;
+    let start = find_node(&repo, &snapshot.tree, &path)?;
+    rewind::tree::with_deep_stack(|| -> Result<()> {
+        match start {
+            None => collect(&repo, &snapshot.tree, "", !args.no_recurse, 0, &mut entries),
+            Some(node) => {
+                let subtree = node.subtree.filter(|_| node.is_dir());
+                let dir = base.trim_end_matches('/').to_string();
+                entries.push((base.clone(), node));
+                match subtree {
+                    Some(tree) => collect(&repo, &tree, &dir, !args.no_recurse, 0, &mut entries),
+                    None => Ok(()),
+                }
             }
         }
-    }
+    })?;
     if args.json {
         let list: Vec<Entry> = entries
             .iter()
@@ -152,14 +156,21 @@ fn collect(
     tree: &rewind::repo::Id,
     dir: &str,
     recurse: bool,
+    depth: usize,
     out: &mut Vec<(String, Node)>,
 ) -> Result<()> {
+    if depth > rewind::tree::MAX_DEPTH {
+        anyhow::bail!(
+            "directories nest deeper than {} levels: the snapshot is malformed",
+            rewind::tree::MAX_DEPTH
+        );
+    }
     for node in repo.read_tree(tree)?.nodes {
         let path = format!("{dir}/{}", node.name_lossy());
         let subtree = node.subtree.filter(|_| node.is_dir() && recurse);
         out.push((path.clone(), node));
         if let Some(subtree) = subtree {
-            collect(repo, &subtree, &path, recurse, out)?;
+            collect(repo, &subtree, &path, recurse, depth + 1, out)?;
         }
     }
     Ok(())

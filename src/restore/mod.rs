@@ -124,21 +124,25 @@ pub fn restore(
         report: RestoreReport::default(),
     };
     let snapshot_path = format!("/{}", path.trim_matches('/'));
-    match find_node(repo, root, path)? {
-        None => {
-            let tree = repo.read_tree(root)?;
-            restorer.plan_tree(&tree, target, "")?;
+    let start = find_node(repo, root, path)?;
+    crate::tree::with_deep_stack(|| -> Result<()> {
+        match start {
+            None => {
+                let tree = repo.read_tree(root)?;
+                restorer.plan_tree(&tree, target, "")?;
+            }
+            Some(node) if node.is_dir() => {
+                let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
+                restorer.plan_tree(&tree, target, snapshot_path.trim_end_matches('/'))?;
+                restorer.dirs.push((target.to_path_buf(), node));
+            }
+            Some(node) => {
+                let parent = snapshot_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                restorer.plan_node(node, target, parent)?;
+            }
         }
-        Some(node) if node.is_dir() => {
-            let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
-            restorer.plan_tree(&tree, target, snapshot_path.trim_end_matches('/'))?;
-            restorer.dirs.push((target.to_path_buf(), node));
-        }
-        Some(node) => {
-            let parent = snapshot_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-            restorer.plan_node(node, target, parent)?;
-        }
-    }
+        Ok(())
+    })?;
     restorer.run()
 }
 
@@ -180,6 +184,13 @@ impl Restorer<'_> {
             return Ok(());
         }
         if !self.included(&snapshot_path, &node) {
+            return Ok(());
+        }
+        if node.is_dir() && snapshot_path.matches('/').count() > crate::tree::MAX_DEPTH {
+            self.report.errors.push(format!(
+                "refusing a directory nested deeper than {} levels: the snapshot is malformed",
+                crate::tree::MAX_DEPTH
+            ));
             return Ok(());
         }
         let path = dir.join(OsStr::from_bytes(&node.name));
