@@ -551,3 +551,59 @@ fn full_disk_fails_cleanly() {
         "restore from a full disk",
     );
 }
+
+/// Trees nested deeper than any backup makes (crafted) end in errors, and
+/// a real directory nested about as deep as paths allow backs up, checks,
+/// lists and restores: no stack overflow anywhere.
+#[test]
+fn deep_nesting_ends_in_errors_not_crashes() {
+    let (_tmp, dir) = tempdir();
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
+
+    // A real tree 1900 directories deep (a path of about 3850 bytes).
+    let mut deep = dir.join("src");
+    for _ in 0..1900 {
+        deep.push("d");
+    }
+    mkdirs(&deep);
+    write(&deep.join("leaf"), b"at the bottom");
+    repo.backup([arg(&dir.join("src"))]);
+    repo.run(["check"]).assert_ok();
+    let listed = repo.run(["ls", "latest"]).assert_ok();
+    assert!(listed.stdout_text().contains("/leaf\n"));
+    let target = dir.join("t");
+    repo.restore("latest", &target, &[]).assert_ok();
+    assert_eq!(
+        std::fs::read(under(&target, &deep).join("leaf")).unwrap(),
+        b"at the bottom"
+    );
+
+    // A crafted chain of directories deeper than rewind::tree::MAX_DEPTH.
+    let lib = repo.open();
+    let leaf = rewind::tree::Tree {
+        nodes: vec![node(b"f", NodeKind::Fifo)],
+    }
+    .encode();
+    let mut id = lib.keys().blob_id(&leaf);
+    let mut blobs = vec![(rewind::repo::BlobKind::Tree, leaf)];
+    for _ in 0..rewind::tree::MAX_DEPTH + 50 {
+        let tree = rewind::tree::Tree {
+            nodes: vec![dir_node(b"d", id)],
+        }
+        .encode();
+        id = lib.keys().blob_id(&tree);
+        blobs.push((rewind::repo::BlobKind::Tree, tree));
+    }
+    store_blobs(&lib, &blobs);
+    save_snapshot(&lib, id, &["/d"]);
+    let run = repo.run(["check"]).assert_code(1);
+    assert!(run.stderr.contains("deeper than"), "{}", run.stderr);
+    repo.run(["ls", "latest"])
+        .assert_one_line_error(&["deeper than"]);
+    let run = repo.restore("latest", &dir.join("t2"), &[]).assert_code(1);
+    assert!(
+        run.stderr.contains("deeper than") || run.stderr.contains("too long"),
+        "{}",
+        run.stderr
+    );
+}
