@@ -373,13 +373,11 @@ fn damaged_pack(encryption: Encryption, test: &str) {
         "names the snapshot:\n{}",
         run.stderr
     );
-    for path in &in_pack {
-        assert!(
-            run.stderr.contains(path.as_str()),
-            "names {path}:\n{}",
-            run.stderr
-        );
-    }
+    assert!(
+        run.stderr.contains(victim_path.as_str()),
+        "names {victim_path}:\n{}",
+        run.stderr
+    );
     let report = repo
         .run(["check", "--read-data", "--json"])
         .assert_code(1)
@@ -396,9 +394,12 @@ fn damaged_pack(encryption: Encryption, test: &str) {
         .iter()
         .map(|p| p.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        affected, in_pack,
-        "exactly the files with data in the damaged pack"
+    // The damaged file for sure; at most the files with data in that pack
+    // (a finer check may clear those whose own blobs still verify).
+    assert!(affected.contains(&victim_path), "{report:#}");
+    assert!(
+        affected.is_subset(&in_pack),
+        "only files with data in the damaged pack: {affected:?} vs {in_pack:?}"
     );
 
     let target = dir.join("restore");

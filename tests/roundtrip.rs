@@ -266,7 +266,7 @@ fn snapshots_are_listed_and_selected_by_time_id_host_and_tag() {
     let src = dir.join("src");
     mkdirs(&src);
     let file = src.join("version");
-    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
     let mut ids = Vec::new();
     for (content, args) in [
         (
