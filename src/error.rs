@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Usage,
     /// An entry of a snapshot would escape the restore target or is malformed.
     Unsafe,
+    /// The operation was stopped by a signal (SIGINT, SIGTERM) before it finished.
+    Interrupted,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,10 @@ impl Error {
 
     pub fn usage(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Usage, message)
+    }
+
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Interrupted, message)
     }
 
     /// An I/O failure, classified by its OS error so that "not found" and
