@@ -10,6 +10,7 @@ pub mod fuse;
 pub mod log;
 pub mod repo;
 pub mod restore;
+pub mod scrub;
 pub mod selector;
 pub mod tree;
 pub mod vfs;

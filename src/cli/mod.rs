@@ -8,7 +8,9 @@ mod init;
 mod ls;
 mod mount;
 mod restore;
+mod scrub;
 mod snapshots;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,6 +61,10 @@ enum Command {
     Mount(mount::Args),
     /// Verify the repository's structure and, optionally, its data
     Check(check::Args),
+    /// Read every pack, find damage, repair it from parity
+    Scrub(scrub::Args),
+    /// Recovery point per host and scrub health, for people and monitoring
+    Status(status::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -72,6 +78,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Mount(args) => mount::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Scrub(args) => scrub::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, args),
     }
 }
 

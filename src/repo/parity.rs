@@ -60,7 +60,7 @@ pub fn compute(data: &[u8], percent: u32) -> Result<Vec<u8>> {
         .max(MIN_SHARD_LEN)
         .next_multiple_of(2);
     let data_shards = data.len().div_ceil(shard_len).max(1);
-    let parity_shards = (data_shards * percent as usize).div_ceil(100).max(1);
+    let parity_shards = (data_shards * percent as usize).div_ceil(100).max(2);
     let shards = data_shards_of(data, shard_len, data_shards);
     let parity = reed_solomon_simd::encode(data_shards, parity_shards, &shards)
         .map_err(|e| Error::corrupt(format!("cannot compute parity: {e}")))?;

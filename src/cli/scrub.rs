@@ -1,0 +1,134 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use rewind::scrub::{repair_before_open, scrub, state, Finding, ScrubOptions, Status};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read at most this many MiB per second (default: as fast as possible)
+    #[arg(long, value_name = "MiB/s")]
+    rate: Option<f64>,
+    /// Start a new pass instead of continuing where the last one stopped
+    #[arg(long)]
+    restart: bool,
+    /// Rebuild damaged files from parity, lost index files from the packs,
+    /// and lost snapshot manifests from their copies in the packs
+    #[arg(long)]
+    repair: bool,
+    /// Only check that every file hashes to its name (no key needed for that part);
+    /// by default every blob is also decrypted and re-hashed
+    #[arg(long)]
+    shallow: bool,
+    /// Where the scrub remembers its position and findings
+    /// (default: /var/cache/rewind/scrub-<repository id>.json as root, else ~/.cache/rewind/...)
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit code when damage was found and every piece of it was repaired.
+const ALL_REPAIRED: u8 = 4;
+
+pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
+    let backend = global.backend()?;
+    let mut early = if args.repair {
+        repair_before_open(&*backend, true)
+    } else {
+        Vec::new()
+    };
+    let repo = match global.open() {
+        Ok(repo) => repo,
+        Err(e) => {
+            // The config or a key file may be what is damaged: say so, and how to repair.
+            let findings = repair_before_open(&*backend, false);
+            if findings.is_empty() {
+                return Err(e);
+            }
+            print_findings(&findings);
+            eprintln!(
+                "rewind: the repository cannot be opened ({}); run `rewind scrub --repair`",
+                super::describe(&e)
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for e in repo.load_index()? {
+        rewind::log::warn(&format!("{e}"));
+    }
+    let options = ScrubOptions {
+        rate: args.rate,
+        restart: args.restart,
+        repair: args.repair,
+        deep: !args.shallow,
+        state_file: args
+            .state
+            .clone()
+            .unwrap_or_else(|| state::default_path(&repo.config().id.short())),
+    };
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} packs {msg}",
+            )
+            .unwrap(),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut report = scrub(&repo, options, |state| {
+        bar.set_length(state.packs_total);
+        bar.set_position(state.packs_checked);
+        bar.set_message(indicatif::HumanBytes(state.bytes_checked).to_string());
+    })?;
+    bar.finish_and_clear();
+    early.append(&mut report.findings);
+    report.findings = early;
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        print_findings(&report.findings);
+        println!(
+            "scrubbed {} packs ({}) in {:.1}s; pass {} ({:.0}% covered); {} findings, {} not repaired",
+            report.packs_checked,
+            indicatif::HumanBytes(report.bytes_checked),
+            report.seconds,
+            if report.pass_complete { "complete" } else { "in progress" },
+            report.coverage * 100.0,
+            report.findings.len(),
+            report.unrepaired()
+        );
+    }
+    Ok(match (report.damage_found(), report.unrepaired()) {
+        (false, _) => ExitCode::SUCCESS,
+        (true, 0) => ExitCode::from(ALL_REPAIRED),
+        (true, _) => ExitCode::from(1),
+    })
+}
+
+fn print_findings(findings: &[Finding]) {
+    for f in findings {
+        let status = match f.status {
+            Status::Damaged => "DAMAGED",
+            Status::Repaired => "REPAIRED",
+            Status::Lost => "LOST",
+        };
+        eprintln!("{status} {}: {}", f.file, f.problem);
+        for (snapshot, paths) in &f.affected {
+            eprintln!("  snapshot {snapshot}: {} paths affected", paths.len());
+            for p in paths.iter().take(20) {
+                eprintln!("    {p}");
+            }
+            if paths.len() > 20 {
+                eprintln!("    ... and {} more (see --json)", paths.len() - 20);
+            }
+        }
+    }
+}
