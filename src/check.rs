@@ -288,19 +288,30 @@ impl TreeWalker<'_> {
     }
 }
 
+/// `damaged` holds the ids of damaged packs, and of damaged blobs when a
+/// deep scrub knows exactly which blobs of a pack are bad.
 fn blob_problem(index: &Index, id: &Id, damaged: &IdSet) -> Option<String> {
     match index.get(id) {
         None => Some(format!("({}) is not in the index", id.short())),
         Some(loc) => {
             let pack = index.pack(loc.pack()).id;
-            damaged
-                .contains(&pack)
-                .then(|| format!("({}) is in the damaged pack {}", id.short(), pack.short()))
+            if damaged.contains(id) {
+                Some(format!(
+                    "({}) is damaged in pack {}",
+                    id.short(),
+                    pack.short()
+                ))
+            } else {
+                damaged
+                    .contains(&pack)
+                    .then(|| format!("({}) is in the damaged pack {}", id.short(), pack.short()))
+            }
         }
     }
 }
 
-/// The snapshots and paths that need blobs stored in `damaged` packs.
+/// The snapshots and paths that need the blobs, or blobs stored in the
+/// packs, whose ids are in `damaged`.
 pub fn affected_paths(repo: &Repository, damaged: &IdSet) -> Result<BTreeMap<String, Vec<String>>> {
     let snapshots = repo.snapshots()?;
     Ok(crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, damaged)).affected)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rewind::fuse::{self, MountConfig};
+use rewind::scrub::{background, ScrubOptions};
 use rewind::vfs::{Vfs, VfsOptions};
 
 use super::Global;
@@ -30,6 +31,13 @@ pub struct Args {
     /// Seconds between looks for new snapshots
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     refresh: u64,
+    /// Scrub the repository in the background at this many MiB/s (default 20),
+    /// yielding to reads; progress and findings appear in .rewind/status
+    #[arg(long, value_name = "MiB/s", num_args = 0..=1, default_missing_value = "20", require_equals = true)]
+    scrub: Option<f64>,
+    /// Seconds between the starts of background scrub passes
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    scrub_interval: u64,
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -82,34 +90,16 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     // Everything that may prompt or fail on bad input happens before detaching.
     let repo = global.open()?;
-    let options = VfsOptions {
-        cache_bytes: args.cache_size,
-        ..VfsOptions::default()
-    };
-    let config = MountConfig {
-        allow_other: args.allow_other,
-        threads: std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-            * 2,
-    };
     if args.foreground {
-        return serve(
-            repo,
-            &mountpoint,
-            options,
-            &config,
-            Duration::from_secs(args.refresh.max(1)),
-            |result| {
-                if let Ok(()) = result {
-                    eprintln!(
-                        "rewind: serving the repository at {}; stop with Ctrl-C or `umount {}`",
-                        mountpoint.display(),
-                        mountpoint.display()
-                    );
-                }
-            },
-        );
+        return serve(repo, &mountpoint, args, |result| {
+            if let Ok(()) = result {
+                eprintln!(
+                    "rewind: serving the repository at {}; stop with Ctrl-C or `umount {}`",
+                    mountpoint.display(),
+                    mountpoint.display()
+                );
+            }
+        });
     }
     let log_path = args.log_file.clone().unwrap_or_else(default_log_file);
     if let Some(dir) = log_path.parent() {
@@ -133,20 +123,13 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             drop(read_end);
             detach(log);
             let mut ready = std::fs::File::from(write_end);
-            let code = serve(
-                repo,
-                &mountpoint,
-                options,
-                &config,
-                Duration::from_secs(args.refresh.max(1)),
-                |result| {
-                    let message = match result {
-                        Ok(()) => "ok\n".to_string(),
-                        Err(e) => format!("{}\n", super::describe(e)),
-                    };
-                    let _ = ready.write_all(message.as_bytes());
-                },
-            );
+            let code = serve(repo, &mountpoint, args, |result| {
+                let message = match result {
+                    Ok(()) => "ok\n".to_string(),
+                    Err(e) => format!("{}\n", super::describe(e)),
+                };
+                let _ = ready.write_all(message.as_bytes());
+            });
             let failed = code.is_err();
             if let Err(e) = code {
                 rewind::log::error(&super::describe(&e));
@@ -214,11 +197,21 @@ fn detach(log: std::fs::File) {
 fn serve(
     repo: Arc<rewind::repo::Repository>,
     mountpoint: &Path,
-    options: VfsOptions,
-    config: &MountConfig,
-    refresh: Duration,
+    args: &Args,
     ready: impl FnOnce(&Result<()>),
 ) -> Result<ExitCode> {
+    let options = VfsOptions {
+        cache_bytes: args.cache_size,
+        ..VfsOptions::default()
+    };
+    let config = MountConfig {
+        allow_other: args.allow_other,
+        threads: std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+            * 2,
+    };
+    let refresh = Duration::from_secs(args.refresh.max(1));
     // Block the stop signals in every thread; this one waits for them.
     let signals = stop_signals();
     // SAFETY: signals is an initialised set.
@@ -226,7 +219,7 @@ fn serve(
     let started = Vfs::new(repo, options)
         .map_err(anyhow::Error::from)
         .and_then(|vfs| {
-            let mounted = fuse::mount(Arc::clone(&vfs), mountpoint, config, || {
+            let mounted = fuse::mount(Arc::clone(&vfs), mountpoint, &config, || {
                 // SAFETY: kill to our own pid wakes the signal wait below.
                 unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
             })?;
@@ -248,6 +241,20 @@ fn serve(
         vfs.repository().location(),
         mountpoint.display()
     ));
+    if let Some(rate) = args.scrub {
+        let scrub = ScrubOptions {
+            rate: Some(rate),
+            restart: false,
+            repair: false,
+            deep: true,
+            state_file: rewind::scrub::state::default_path(&vfs.repository().config().id.short()),
+        };
+        background::start(
+            Arc::clone(&vfs),
+            scrub,
+            Duration::from_secs(args.scrub_interval.max(1)),
+        )?;
+    }
     let refresher = Arc::clone(&vfs);
     std::thread::Builder::new()
         .name("rewind-refresh".into())

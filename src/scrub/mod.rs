@@ -6,6 +6,7 @@
 //! (config, keys, index files, snapshot manifests) are checked at the start
 //! of every run: they are small and everything depends on them.
 
+pub mod background;
 mod repair;
 pub mod state;
 
@@ -160,7 +161,7 @@ impl<'a> Scrubber<'a> {
                 self.heal_parity(&name, &bytes)?;
                 None
             }
-            Some(problem) => Some(self.handle_damaged_pack(&name, problem)?),
+            Some(problem) => Some(self.handle_damaged_pack(&name, problem, &bytes)?),
         };
         if let Some(f) = &finding {
             self.record(f.clone());
@@ -203,7 +204,7 @@ impl<'a> Scrubber<'a> {
         }
     }
 
-    fn handle_damaged_pack(&self, name: &str, problem: String) -> Result<Finding> {
+    fn handle_damaged_pack(&self, name: &str, problem: String, data: &[u8]) -> Result<Finding> {
         let id = Id::from_hex(name)?;
         let repaired = repair::from_parity(
             self.repo,
@@ -212,36 +213,38 @@ impl<'a> Scrubber<'a> {
             self.options.repair,
             |data| verify_pack_bytes(self.repo, name, data, true),
         );
-        let (status, detail) = match repaired {
-            repair::Attempt::Repaired => (
-                Status::Repaired,
-                "rebuilt from parity and verified".to_string(),
-            ),
-            repair::Attempt::Repairable => (
-                Status::Damaged,
-                "repairable from parity: run `rewind scrub --repair`".into(),
-            ),
-            repair::Attempt::Impossible(why) => (
-                if self.options.repair {
-                    Status::Lost
-                } else {
-                    Status::Damaged
-                },
-                why,
-            ),
-        };
-        let affected = if status == Status::Repaired {
-            BTreeMap::new()
-        } else {
-            crate::check::affected_paths(self.repo, &IdSet::from_iter([id]))?
-        };
-        Ok(Finding {
-            file: FileType::Pack.path(name),
-            problem: format!("{problem}; {detail}"),
-            status,
-            affected,
-            found: Utc::now(),
-        })
+        let mut finding =
+            repair::finding(FileType::Pack, name, problem, repaired, self.options.repair);
+        if finding.status != Status::Repaired {
+            finding.damaged_blobs = self.damaged_blobs(&id, data);
+            let damaged: IdSet = match &finding.damaged_blobs {
+                None => IdSet::from_iter([id]),
+                Some(blobs) => blobs.iter().copied().collect(),
+            };
+            finding.affected = crate::check::affected_paths(self.repo, &damaged)?;
+        }
+        Ok(finding)
+    }
+
+    /// The blobs the index places in a damaged pack that do not open and
+    /// verify from its bytes; None when the whole pack is unusable.
+    fn damaged_blobs(&self, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
+        let index = self.repo.index();
+        let number = index.packs().iter().position(|p| p.id == *pack)?;
+        let salt = index.pack(number).salt;
+        let mut bad = Vec::new();
+        let mut total = 0;
+        for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
+            total += 1;
+            let start = location.offset as usize;
+            let stored = data.get(start..start + location.stored_len as usize);
+            if stored.is_none_or(|s| {
+                pack::open_blob(self.repo.keys(), &salt, s, &id, location.raw_len).is_err()
+            }) {
+                bad.push(id);
+            }
+        }
+        (bad.len() < total).then_some(bad)
     }
 
     /// A sound pack whose parity is missing or damaged gets new parity.
@@ -273,6 +276,7 @@ impl<'a> Scrubber<'a> {
             problem: "the parity of a sound pack is missing or damaged (no data is at risk)".into(),
             status,
             affected: BTreeMap::new(),
+            damaged_blobs: None,
             found: Utc::now(),
         });
         Ok(())

@@ -66,7 +66,13 @@ fn rebuild(
     }
 }
 
-fn finding(kind: FileType, name: &str, problem: String, attempt: Attempt, write: bool) -> Finding {
+pub(super) fn finding(
+    kind: FileType,
+    name: &str,
+    problem: String,
+    attempt: Attempt,
+    write: bool,
+) -> Finding {
     let (status, detail) = match attempt {
         Attempt::Repaired => (
             Status::Repaired,
@@ -83,6 +89,7 @@ fn finding(kind: FileType, name: &str, problem: String, attempt: Attempt, write:
         problem: format!("{problem}; {detail}"),
         status,
         affected: BTreeMap::new(),
+        damaged_blobs: None,
         found: Utc::now(),
     }
 }

@@ -29,6 +29,10 @@ pub struct Finding {
     pub status: Status,
     /// Snapshot (short id) → the paths that need this file.
     pub affected: BTreeMap<String, Vec<String>>,
+    /// For a damaged pack whose damage is known blob by blob: the blobs
+    /// that fail (the others read fine). None: the whole file is unusable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged_blobs: Option<Vec<crate::repo::Id>>,
     pub found: DateTime<Utc>,
 }
 

@@ -132,6 +132,10 @@ pub struct Vfs {
     mounted_at: SystemTime,
     refresh_running: AtomicBool,
     status_extra: Mutex<Option<StatusExtra>>,
+    /// Chunks, and packs, a scrub found damaged: reads of them fail at once.
+    damaged: RwLock<crate::repo::IdSet>,
+    /// Milliseconds since mounting, at the last read: the scrub yields to readers.
+    last_read_ms: AtomicU64,
 }
 
 fn system_time(t: &Timestamp) -> SystemTime {
@@ -188,6 +192,8 @@ impl Vfs {
             mounted_at: SystemTime::now(),
             refresh_running: AtomicBool::new(false),
             status_extra: Mutex::new(None),
+            damaged: RwLock::new(crate::repo::IdSet::default()),
+            last_read_ms: AtomicU64::new(0),
             options,
             repo: Arc::clone(&repo),
         });
@@ -238,6 +244,23 @@ impl Vfs {
                 Err(libc::EIO)
             }
         }
+    }
+
+    /// Reads of this chunk, or of every chunk in this pack, fail with EIO
+    /// from now on, without touching the pack.
+    pub fn mark_damaged(&self, blob_or_pack: Id) {
+        self.damaged.write().unwrap().insert(blob_or_pack);
+    }
+
+    /// Waits for the background index load; false if it failed.
+    pub fn wait_until_indexed(&self) -> bool {
+        self.wait_index().is_ok()
+    }
+
+    /// How long no file has been read.
+    pub fn idle_for(&self) -> Duration {
+        let now = self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_read_ms.load(Relaxed)))
     }
 
     pub fn set_status_extra(&self, extra: StatusExtra) {
@@ -758,6 +781,10 @@ impl Vfs {
             } => self.read_content(&file, snapshot, node, starts, offset, size)?,
         };
         self.stats.reads.fetch_add(1, Relaxed);
+        self.last_read_ms.store(
+            self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
+            Relaxed,
+        );
         self.stats
             .bytes_served
             .fetch_add(data.len() as u64, Relaxed);
@@ -827,7 +854,13 @@ impl Vfs {
 
     fn chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id) -> VfsResult<cache::Chunk> {
         self.wait_index()?;
-        match self.chunks.get_or_fetch(id, || self.repo.read_blob(id)) {
+        let fetch = || {
+            if self.known_damaged(id) {
+                return Err(crate::Error::corrupt("the scrub found it damaged"));
+            }
+            self.repo.read_blob(id)
+        };
+        match self.chunks.get_or_fetch(id, fetch) {
             Ok((chunk, source)) => {
                 if source == cache::Source::Fetched {
                     self.stats.chunks_verified.fetch_add(1, Relaxed);
@@ -839,6 +872,18 @@ impl Vfs {
                 Err(libc::EIO)
             }
         }
+    }
+
+    fn known_damaged(&self, id: &Id) -> bool {
+        let damaged = self.damaged.read().unwrap();
+        if damaged.is_empty() {
+            return false;
+        }
+        let index = self.repo.index();
+        damaged.contains(id)
+            || index
+                .get(id)
+                .is_some_and(|l| damaged.contains(&index.pack(l.pack()).id))
     }
 
     fn report_bad_chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id, problem: &str) {
