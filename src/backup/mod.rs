@@ -34,6 +34,7 @@ use crate::repo::{
 use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
 use packer::{NewBlob, PackSink};
 pub use source::OwnerNames;
+pub(crate) use source::{node_from_stat, open_source, read_dir_names};
 
 /// What to back up.
 pub enum Source {

@@ -94,6 +94,18 @@ pub fn node_from_metadata(
     meta: &Metadata,
     owners: &OwnerNames,
 ) -> Result<Node> {
+    node_from_stat(name, path, meta, owners, true)
+}
+
+/// Like [`node_from_metadata`]; extended attributes are read only if
+/// `with_xattrs` (a comparison that ignores them saves a system call per entry).
+pub fn node_from_stat(
+    name: &[u8],
+    path: &Path,
+    meta: &Metadata,
+    owners: &OwnerNames,
+    with_xattrs: bool,
+) -> Result<Node> {
     let kind = kind_of(meta);
     let link_target = if kind == NodeKind::Symlink {
         std::fs::read_link(path)
@@ -134,7 +146,11 @@ pub fn node_from_metadata(
         links: meta.nlink(),
         rdev: meta.rdev(),
         link_target,
-        xattrs: read_xattrs(path),
+        xattrs: if with_xattrs {
+            read_xattrs(path)
+        } else {
+            Vec::new()
+        },
         content: Vec::new(),
         subtree: None,
     })

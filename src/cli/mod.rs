@@ -4,10 +4,13 @@
 mod backup;
 mod cat;
 mod check;
+mod diff;
 mod init;
+mod interrupt;
 mod ls;
 mod mount;
 mod restore;
+mod restore_test;
 mod scrub;
 mod snapshots;
 mod status;
@@ -57,6 +60,10 @@ enum Command {
     Cat(cat::Args),
     /// Restore a snapshot, or a path in it, into a directory
     Restore(restore::Args),
+    /// Compare two snapshots, or a snapshot and a directory: added, removed, changed
+    Diff(diff::Args),
+    /// Restore drill: restore into scratch space, verify every file, report time and age
+    RestoreTest(restore_test::Args),
     /// Mount every snapshot read-only through FUSE
     Mount(mount::Args),
     /// Verify the repository's structure and, optionally, its data
@@ -76,6 +83,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Ls(args) => ls::run(&cli.global, args),
         Command::Cat(args) => cat::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
+        Command::Diff(args) => diff::run(&cli.global, args),
+        Command::RestoreTest(args) => restore_test::run(&cli.global, args),
         Command::Mount(args) => mount::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
         Command::Scrub(args) => scrub::run(&cli.global, args),

@@ -1,0 +1,588 @@
+//! `rewind diff A B`: what was added, removed and changed between two
+//! snapshots, a snapshot and a directory, or two directories.
+//!
+//! Between two snapshots no file content is read: a directory whose tree id
+//! is the same on both sides is skipped whole (the trees are a Merkle
+//! tree), and files are compared by their lists of chunk ids. Against a
+//! local directory, the local files are read and every chunk hashed with
+//! the repository's id key at the offsets the snapshot recorded, on several
+//! threads, so no repository data is read either. Two local files are
+//! compared byte by byte.
+//!
+//! A symlink's content is its target and a device's is its number: those
+//! changes are content changes. `metadata` adds mode, owner, modification
+//! time and extended attributes (never atime or ctime: reading changes the
+//! one, restoring cannot set the other).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::content::{compare_file, files_equal};
+use super::{find_node, Cancel};
+use crate::backup::{node_from_stat, open_source, read_dir_names, OwnerNames};
+use crate::error::{Error, Result};
+use crate::repo::{parallel_map, Id, Keys, Repository};
+use crate::tree::{Node, NodeKind, Timestamp};
+
+/// One side of a comparison.
+pub enum Side<'a> {
+    /// `path` in the snapshot whose root tree is `tree`. When both sides
+    /// are snapshots they must be in the same repository.
+    Snapshot {
+        repo: &'a Repository,
+        tree: Id,
+        path: String,
+    },
+    /// A directory or file on this machine; a mounted snapshot too.
+    Local(PathBuf),
+}
+
+/// Decides which entries are compared: it gets an entry's path relative to
+/// the compared roots and whether it is a directory.
+pub type EntryFilter<'f> = &'f (dyn Fn(&str, bool) -> bool + Sync);
+
+#[derive(Clone, Copy, Default)]
+pub struct DiffOptions<'f> {
+    /// Compare mode, owner, modification time and extended attributes too.
+    pub metadata: bool,
+    pub filter: Option<EntryFilter<'f>>,
+    pub cancel: Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// Only in B.
+    Added,
+    /// Only in A.
+    Removed,
+    /// Content differs (and maybe metadata).
+    Modified,
+    /// A file on one side, a directory (or other type) on the other.
+    TypeChanged,
+    /// Only metadata differs.
+    Metadata,
+}
+
+impl ChangeKind {
+    /// The mark in text output, as restic and git use them.
+    pub fn symbol(self) -> char {
+        match self {
+            ChangeKind::Added => '+',
+            ChangeKind::Removed => '-',
+            ChangeKind::Modified => 'M',
+            ChangeKind::TypeChanged => 'T',
+            ChangeKind::Metadata => 'U',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Relative to the compared roots; `.` is a root itself.
+    pub path: String,
+    pub change: ChangeKind,
+    /// What differs: content, link target, device, mode, owner, mtime, xattrs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DiffSummary {
+    pub added: u64,
+    pub removed: u64,
+    pub modified: u64,
+    pub type_changed: u64,
+    pub metadata: u64,
+    pub entries_compared: u64,
+    /// Directories skipped because both snapshots share their tree.
+    pub trees_skipped: u64,
+    /// Local files read to compare content, and their bytes.
+    pub files_read: u64,
+    pub bytes_read: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DiffReport {
+    /// In the order of a depth-first walk by name.
+    pub changes: Vec<Change>,
+    /// Entries that could not be compared, with the reason.
+    pub errors: Vec<String>,
+    pub summary: DiffSummary,
+}
+
+impl DiffReport {
+    pub fn is_equal(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Compares A with B: what B adds, removes and changes.
+pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
+    let mut differ = Differ {
+        sides: [a, b],
+        options,
+        owners: OwnerNames::default(),
+        items: Vec::new(),
+        jobs: Vec::new(),
+        report: DiffReport::default(),
+    };
+    let roots = [differ.root(a)?, differ.root(b)?];
+    let [ra, rb] = roots;
+    crate::tree::with_deep_stack(|| differ.compare("", &ra, &rb))?;
+    differ.finish()
+}
+
+/// An entry of one side: its node, and its path when it is on this machine.
+struct Entry {
+    node: Node,
+    local: Option<PathBuf>,
+    /// The root of a whole snapshot, which has no metadata of its own.
+    synthetic: bool,
+}
+
+/// A directory's entries, and the names of those that could not be inspected
+/// with the reason.
+type Listing = (Vec<Entry>, Vec<(Vec<u8>, String)>);
+
+enum Item {
+    Ready(Change),
+    /// Waits for the content comparison of `jobs[i]`.
+    Pending(usize),
+}
+
+/// Two files of the same size, at least one local: compared on threads.
+struct Job {
+    path: String,
+    a: Entry,
+    b: Entry,
+    metadata: Vec<String>,
+}
+
+struct Differ<'a, 'f> {
+    sides: [&'a Side<'a>; 2],
+    options: &'a DiffOptions<'f>,
+    owners: OwnerNames,
+    items: Vec<Item>,
+    jobs: Vec<Job>,
+    report: DiffReport,
+}
+
+fn child_path(parent: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if parent.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn shown(path: &str) -> String {
+    if path.is_empty() {
+        ".".into()
+    } else {
+        path.into()
+    }
+}
+
+fn kind_name(kind: NodeKind) -> &'static str {
+    match kind {
+        NodeKind::File => "file",
+        NodeKind::Dir => "directory",
+        NodeKind::Symlink => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDevice => "character device",
+        NodeKind::BlockDevice => "block device",
+        NodeKind::Socket => "socket",
+    }
+}
+
+fn root_node(tree: Id) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime: Timestamp::default(),
+        atime: Timestamp::default(),
+        ctime: Timestamp::default(),
+        size: 0,
+        device: 0,
+        inode: 0,
+        links: 1,
+        rdev: 0,
+        link_target: Vec::new(),
+        xattrs: Vec::new(),
+        content: Vec::new(),
+        subtree: Some(tree),
+    }
+}
+
+/// What differs in metadata, by name.
+fn metadata_details(a: &Node, b: &Node) -> Vec<String> {
+    let mut details = Vec::new();
+    if a.mode != b.mode {
+        details.push(format!("mode {:04o} → {:04o}", a.mode, b.mode));
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        details.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
+    }
+    if a.mtime != b.mtime {
+        details.push("mtime".into());
+    }
+    if a.xattrs != b.xattrs {
+        details.push("xattrs".into());
+    }
+    details
+}
+
+/// The change of an entry whose content differs in `what` (if at all) and
+/// whose metadata differs in `metadata`; `None` when nothing differs.
+fn change_of(path: &str, what: Option<&str>, metadata: Vec<String>) -> Option<Change> {
+    let (change, details) = match what {
+        Some(what) => {
+            let mut details = vec![what.to_string()];
+            details.extend(metadata);
+            (ChangeKind::Modified, details)
+        }
+        None if !metadata.is_empty() => (ChangeKind::Metadata, metadata),
+        None => return None,
+    };
+    Some(Change {
+        path: shown(path),
+        change,
+        details,
+    })
+}
+
+impl Differ<'_, '_> {
+    fn root(&self, side: &Side) -> Result<Entry> {
+        match side {
+            Side::Snapshot { repo, tree, path } => Ok(match find_node(repo, tree, path)? {
+                Some(node) => Entry {
+                    node,
+                    local: None,
+                    synthetic: false,
+                },
+                None => Entry {
+                    node: root_node(*tree),
+                    local: None,
+                    synthetic: true,
+                },
+            }),
+            Side::Local(path) => {
+                // The root may be a symlink to a directory (`latest` in a mount).
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| Error::io(format!("cannot compare {}", path.display()), e))?;
+                let name = path.file_name().map_or(&[][..], |n| n.as_bytes());
+                let node = node_from_stat(name, path, &meta, &self.owners, self.options.metadata)?;
+                Ok(Entry {
+                    node,
+                    local: Some(path.clone()),
+                    synthetic: false,
+                })
+            }
+        }
+    }
+
+    /// The entries of a directory, sorted by name; entries of a local
+    /// directory that cannot be inspected come back as (name, error).
+    fn children(&self, side: &Side, dir: &Entry) -> Result<Listing> {
+        match (side, &dir.local) {
+            (Side::Snapshot { repo, .. }, _) => {
+                let mut nodes = match dir.node.subtree {
+                    Some(id) => repo.read_tree(&id)?.nodes,
+                    None => Vec::new(),
+                };
+                nodes.sort_by(|x, y| x.name.cmp(&y.name));
+                let entries = nodes
+                    .into_iter()
+                    .map(|node| Entry {
+                        node,
+                        local: None,
+                        synthetic: false,
+                    })
+                    .collect();
+                Ok((entries, Vec::new()))
+            }
+            (Side::Local(_), Some(path)) => {
+                let names = read_dir_names(path)
+                    .map_err(|e| Error::io(format!("cannot list {}", path.display()), e))?;
+                let mut entries = Vec::with_capacity(names.len());
+                let mut failed = Vec::new();
+                for name in names {
+                    let child = path.join(OsStr::from_bytes(&name));
+                    let node = std::fs::symlink_metadata(&child)
+                        .map_err(|e| Error::io(format!("cannot inspect {}", child.display()), e))
+                        .and_then(|meta| {
+                            node_from_stat(
+                                &name,
+                                &child,
+                                &meta,
+                                &self.owners,
+                                self.options.metadata,
+                            )
+                        });
+                    match node {
+                        Ok(node) => entries.push(Entry {
+                            node,
+                            local: Some(child),
+                            synthetic: false,
+                        }),
+                        Err(e) => failed.push((name, e.to_string())),
+                    }
+                }
+                Ok((entries, failed))
+            }
+            (Side::Local(_), None) => unreachable!("local entries carry their path"),
+        }
+    }
+
+    fn admitted(&self, path: &str, is_dir: bool) -> bool {
+        self.options.filter.is_none_or(|f| f(path, is_dir))
+    }
+
+    fn push(&mut self, path: &str, change: ChangeKind, details: Vec<String>) {
+        self.items.push(Item::Ready(Change {
+            path: shown(path),
+            change,
+            details,
+        }));
+    }
+
+    fn compare(&mut self, path: &str, a: &Entry, b: &Entry) -> Result<()> {
+        self.options.cancel.check()?;
+        self.report.summary.entries_compared += 1;
+        let (x, y) = (&a.node, &b.node);
+        if x.kind != y.kind {
+            let detail = format!("{} → {}", kind_name(x.kind), kind_name(y.kind));
+            self.push(path, ChangeKind::TypeChanged, vec![detail]);
+            return Ok(());
+        }
+        let metadata = if self.options.metadata && !a.synthetic && !b.synthetic {
+            metadata_details(x, y)
+        } else {
+            Vec::new()
+        };
+        let content = match x.kind {
+            NodeKind::Dir => {
+                if !metadata.is_empty() {
+                    self.push(path, ChangeKind::Metadata, metadata);
+                }
+                let both_snapshots = a.local.is_none() && b.local.is_none();
+                if both_snapshots && x.subtree == y.subtree {
+                    self.report.summary.trees_skipped += 1;
+                    return Ok(());
+                }
+                return self.compare_dirs(path, a, b);
+            }
+            NodeKind::File if x.size != y.size => Some("content"),
+            NodeKind::File if a.local.is_none() && b.local.is_none() => {
+                (x.content != y.content).then_some("content")
+            }
+            NodeKind::File => {
+                self.jobs.push(Job {
+                    path: path.to_string(),
+                    a: Entry {
+                        node: x.clone(),
+                        local: a.local.clone(),
+                        synthetic: false,
+                    },
+                    b: Entry {
+                        node: y.clone(),
+                        local: b.local.clone(),
+                        synthetic: false,
+                    },
+                    metadata,
+                });
+                self.items.push(Item::Pending(self.jobs.len() - 1));
+                return Ok(());
+            }
+            NodeKind::Symlink => (x.link_target != y.link_target).then_some("link target"),
+            NodeKind::CharDevice | NodeKind::BlockDevice => (x.rdev != y.rdev).then_some("device"),
+            NodeKind::Fifo | NodeKind::Socket => None,
+        };
+        self.push_change(path, content, metadata);
+        Ok(())
+    }
+
+    fn push_change(&mut self, path: &str, what: Option<&str>, metadata: Vec<String>) {
+        if let Some(change) = change_of(path, what, metadata) {
+            self.items.push(Item::Ready(change));
+        }
+    }
+
+    fn compare_dirs(&mut self, path: &str, a: &Entry, b: &Entry) -> Result<()> {
+        if path.matches('/').count() >= crate::tree::MAX_DEPTH {
+            return Err(Error::corrupt(format!(
+                "{path}: nested deeper than {} levels",
+                crate::tree::MAX_DEPTH
+            )));
+        }
+        let [side_a, side_b] = self.sides;
+        let listed = [self.children(side_a, a), self.children(side_b, b)];
+        let [la, lb] = listed;
+        let ((xs, fa), (ys, fb)) = match (la, lb) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(e), _) | (_, Err(e)) => {
+                self.report.errors.push(format!("{}: {e}", shown(path)));
+                return Ok(());
+            }
+        };
+        let mut failed: Vec<Vec<u8>> = Vec::new();
+        for (name, error) in fa.into_iter().chain(fb) {
+            self.report.errors.push(error);
+            failed.push(name);
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < xs.len() || j < ys.len() {
+            let order = match (xs.get(i), ys.get(j)) {
+                (Some(x), Some(y)) => x.node.name.cmp(&y.node.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (x, y) = match order {
+                std::cmp::Ordering::Less => (xs.get(i), None),
+                std::cmp::Ordering::Greater => (None, ys.get(j)),
+                std::cmp::Ordering::Equal => (xs.get(i), ys.get(j)),
+            };
+            i += usize::from(x.is_some());
+            j += usize::from(y.is_some());
+            let name = &x.or(y).expect("one side has an entry").node.name;
+            if failed.contains(name) {
+                continue;
+            }
+            let child = child_path(path, name);
+            let is_dir = x.is_some_and(|e| e.node.is_dir()) || y.is_some_and(|e| e.node.is_dir());
+            if !self.admitted(&child, is_dir) {
+                continue;
+            }
+            match (x, y) {
+                (Some(x), Some(y)) => self.compare(&child, x, y)?,
+                (Some(x), None) => self.list_all(0, &child, x, ChangeKind::Removed)?,
+                (None, Some(y)) => self.list_all(1, &child, y, ChangeKind::Added)?,
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry only one side has, and everything below it.
+    fn list_all(
+        &mut self,
+        side: usize,
+        path: &str,
+        entry: &Entry,
+        change: ChangeKind,
+    ) -> Result<()> {
+        self.options.cancel.check()?;
+        self.push(path, change, Vec::new());
+        if !entry.node.is_dir() {
+            return Ok(());
+        }
+        if path.matches('/').count() >= crate::tree::MAX_DEPTH {
+            return Err(Error::corrupt(format!(
+                "{path}: nested deeper than {} levels",
+                crate::tree::MAX_DEPTH
+            )));
+        }
+        let (children, failed) = match self.children(self.sides[side], entry) {
+            Ok(listed) => listed,
+            Err(e) => {
+                self.report.errors.push(format!("{path}: {e}"));
+                return Ok(());
+            }
+        };
+        self.report
+            .errors
+            .extend(failed.into_iter().map(|(_, error)| error));
+        for child in &children {
+            let child_path = child_path(path, &child.node.name);
+            if self.admitted(&child_path, child.node.is_dir()) {
+                self.list_all(side, &child_path, child, change)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keys(&self) -> Option<&Keys> {
+        self.sides.iter().find_map(|side| match side {
+            Side::Snapshot { repo, .. } => Some(repo.keys()),
+            Side::Local(_) => None,
+        })
+    }
+
+    /// Whether the two files of a job hold the same bytes.
+    fn same_content(&self, job: &Job) -> Result<bool> {
+        let cancel = self.options.cancel;
+        cancel.check()?;
+        let open = |path: &Path| {
+            open_source(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+        };
+        match (&job.a.local, &job.b.local) {
+            (Some(p), Some(q)) => {
+                let (fp, fq) = (open(p)?, open(q)?);
+                files_equal((&fp, p), (&fq, q), cancel)
+            }
+            (Some(local), None) | (None, Some(local)) => {
+                let node = if job.a.local.is_none() {
+                    &job.a.node
+                } else {
+                    &job.b.node
+                };
+                let keys = self.keys().expect("a snapshot side has keys");
+                let file = open(local)?;
+                Ok(compare_file(keys, &file, local, node, cancel)?.is_none())
+            }
+            (None, None) => unreachable!("two snapshot files are compared by chunk ids"),
+        }
+    }
+
+    fn finish(mut self) -> Result<DiffReport> {
+        let results = parallel_map(&self.jobs, |job| self.same_content(job));
+        self.options.cancel.check()?;
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut results: Vec<Option<Result<bool>>> = results.into_iter().map(Some).collect();
+        let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+        for item in std::mem::take(&mut self.items) {
+            match item {
+                Item::Ready(change) => self.report.changes.push(change),
+                Item::Pending(i) => {
+                    let job = jobs[i].take().expect("each job is pending once");
+                    self.report.summary.files_read += 1;
+                    self.report.summary.bytes_read += job.a.node.size;
+                    match results[i].take().expect("each job has a result") {
+                        Ok(same) => {
+                            let what = (!same).then_some("content");
+                            self.report
+                                .changes
+                                .extend(change_of(&job.path, what, job.metadata));
+                        }
+                        Err(e) => self
+                            .report
+                            .errors
+                            .push(format!("{}: {e}", shown(&job.path))),
+                    }
+                }
+            }
+        }
+        let summary = &mut self.report.summary;
+        for change in &self.report.changes {
+            let counter = match change.change {
+                ChangeKind::Added => &mut summary.added,
+                ChangeKind::Removed => &mut summary.removed,
+                ChangeKind::Modified => &mut summary.modified,
+                ChangeKind::TypeChanged => &mut summary.type_changed,
+                ChangeKind::Metadata => &mut summary.metadata,
+            };
+            *counter += 1;
+        }
+        Ok(self.report)
+    }
+}

@@ -1,0 +1,270 @@
+//! File contents on several threads (largest first), then hardlinks, then
+//! the metadata of directories, deepest first.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use super::content::compare_file;
+use super::plan::make_room;
+use super::{metadata, Action, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::tree::{Extent, Node, NodeKind};
+
+/// What the workers add up.
+#[derive(Default)]
+struct Tally {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    kept: AtomicU64,
+    kept_bytes: AtomicU64,
+    skipped: AtomicU64,
+    verified: AtomicU64,
+}
+
+impl Restorer<'_> {
+    pub(super) fn run(mut self) -> Result<RestoreReport> {
+        let threads = if self.options.threads > 0 {
+            self.options.threads
+        } else {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2)
+                * 2
+        };
+        let progress = self.progress_bar();
+        // Large files first, so one big file does not finish alone at the end.
+        self.files
+            .sort_by_key(|job| std::cmp::Reverse(job.node.size));
+        let next = AtomicUsize::new(0);
+        let tally = Tally::default();
+        let errors = Mutex::new(Vec::new());
+        let planned = Mutex::new(Vec::new());
+        let failed_paths = Mutex::new(HashSet::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(self.files.len().max(1)) {
+                scope.spawn(|| loop {
+                    if self.options.cancel.is_set() {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Relaxed);
+                    let Some(job) = self.files.get(i) else { break };
+                    match self.restore_file(job, &tally) {
+                        Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
+                            i,
+                            Planned {
+                                action,
+                                path: job.path.clone(),
+                            },
+                        )),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::Interrupted => break,
+                        Err(e) => {
+                            failed_paths.lock().unwrap().insert(job.path.clone());
+                            errors.lock().unwrap().push(Failure {
+                                path: job.snapshot_path.clone(),
+                                error: e.to_string(),
+                            });
+                        }
+                    }
+                    progress.inc(job.node.size);
+                });
+            }
+        });
+        progress.finish_and_clear();
+        if self.options.cancel.is_set() {
+            return Err(Error::interrupted(
+                "the restore was interrupted; what was written is complete, and running the same command again finishes it",
+            ));
+        }
+        let mut planned = planned.into_inner().unwrap();
+        planned.sort_by_key(|(i, _)| *i);
+        self.report
+            .planned
+            .extend(planned.into_iter().map(|(_, p)| p));
+        self.report.files += tally.files.into_inner();
+        self.report.bytes += tally.bytes.into_inner();
+        self.report.kept += tally.kept.into_inner();
+        self.report.kept_bytes += tally.kept_bytes.into_inner();
+        self.report.skipped += tally.skipped.into_inner();
+        self.report.verified += tally.verified.into_inner();
+        self.report.errors.extend(errors.into_inner().unwrap());
+        self.restore_links(&failed_paths.into_inner().unwrap());
+        self.restore_dir_metadata();
+        Ok(self.report)
+    }
+
+    fn progress_bar(&self) -> indicatif::ProgressBar {
+        if !self.options.show_progress || self.options.dry_run {
+            return indicatif::ProgressBar::hidden();
+        }
+        let total: u64 = self.files.iter().map(|f| f.node.size).sum();
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap(),
+        );
+        bar
+    }
+
+    /// Decides what to do with one file and does it.
+    fn restore_file(&self, job: &FileJob, tally: &Tally) -> Result<Action> {
+        let (path, node) = (&job.path, &job.node);
+        let action = self.decide(path, node, |meta| self.holds(path, node, meta))?;
+        if !self.options.dry_run {
+            match action {
+                Action::Create | Action::Replace => self.write_file(path, node)?,
+                Action::Keep => metadata::apply(path, node)?,
+                Action::Skip | Action::Delete => {}
+            }
+        }
+        match action {
+            Action::Skip => tally.skipped.fetch_add(1, Relaxed),
+            Action::Keep => {
+                tally.kept.fetch_add(1, Relaxed);
+                tally.kept_bytes.fetch_add(node.size, Relaxed);
+                tally
+                    .verified
+                    .fetch_add(u64::from(self.options.verify), Relaxed);
+                tally.files.fetch_add(1, Relaxed)
+            }
+            _ => {
+                tally.bytes.fetch_add(node.size, Relaxed);
+                let verified = self.options.verify && !self.options.dry_run;
+                tally.verified.fetch_add(u64::from(verified), Relaxed);
+                tally.files.fetch_add(1, Relaxed)
+            }
+        };
+        Ok(action)
+    }
+
+    /// Whether the regular file at `path` already holds the node's content.
+    /// It is opened without following symlinks and checked on the open
+    /// descriptor, so what is compared is what is kept.
+    fn holds(&self, path: &Path, node: &Node, meta: &std::fs::Metadata) -> Result<bool> {
+        if !meta.is_file() || meta.len() != node.size || meta.nlink() != 1 {
+            return Ok(false);
+        }
+        let Ok(file) = crate::backup::open_source(path) else {
+            return Ok(false);
+        };
+        let opened = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
+        if !opened.is_file() || opened.nlink() != 1 {
+            return Ok(false);
+        }
+        let keys = self.repo.keys();
+        Ok(compare_file(keys, &file, path, node, self.options.cancel)?.is_none())
+    }
+
+    /// Writes a file anew; a partly written file is removed.
+    fn write_file(&self, path: &Path, node: &Node) -> Result<()> {
+        make_room(path, self.options.delete)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let written = self.write_content(&file, path, node);
+        drop(file);
+        if written.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        written?;
+        metadata::apply(path, node)
+    }
+
+    fn write_content(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
+        let write_err = |e| Error::io(format!("cannot write {}", path.display()), e);
+        let mut offset = 0u64;
+        for extent in &node.content {
+            self.options.cancel.check()?;
+            if let Extent::Data { id, .. } = extent {
+                let data = self
+                    .repo
+                    .read_blob(id)
+                    .map_err(|e| e.context(format!("{} not restored", path.display())))?;
+                file.write_all_at(&data, offset).map_err(write_err)?;
+            }
+            offset += extent.len();
+        }
+        file.set_len(node.size.max(offset)).map_err(write_err)?;
+        if self.options.verify {
+            let keys = self.repo.keys();
+            if let Some(mismatch) = compare_file(keys, file, path, node, self.options.cancel)? {
+                return Err(Error::corrupt(format!(
+                    "{}: {mismatch} after writing",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_links(&mut self, failed: &HashSet<PathBuf>) {
+        for job in std::mem::take(&mut self.links) {
+            if failed.contains(&job.first) {
+                let error = format!(
+                    "{}: not linked, its first link {} failed",
+                    job.path.display(),
+                    job.first.display()
+                );
+                self.fail(&job.snapshot_path, error);
+                continue;
+            }
+            match self.restore_link(&job.path, &job.node, &job.first) {
+                Ok(action) => {
+                    self.note(action, &job.path);
+                    let file = u64::from(job.node.kind == NodeKind::File);
+                    match action {
+                        Action::Skip => self.report.skipped += 1,
+                        Action::Keep => {
+                            self.report.kept += 1;
+                            self.report.files += file;
+                        }
+                        _ => self.report.files += file,
+                    }
+                }
+                Err(e) => self.fail(&job.snapshot_path, e),
+            }
+        }
+    }
+
+    fn restore_link(&self, path: &Path, node: &Node, first: &Path) -> Result<Action> {
+        let action = self.decide(path, node, |meta| {
+            Ok(std::fs::symlink_metadata(first)
+                .is_ok_and(|f| f.dev() == meta.dev() && f.ino() == meta.ino()))
+        })?;
+        if matches!(action, Action::Create | Action::Replace) && !self.options.dry_run {
+            make_room(path, self.options.delete)?;
+            std::fs::hard_link(first, path)
+                .map_err(|e| Error::io(format!("cannot link {}", path.display()), e))?;
+        }
+        Ok(action)
+    }
+
+    /// Deepest first, so that setting a directory's times is the last touch.
+    fn restore_dir_metadata(&mut self) {
+        if self.options.dry_run {
+            return;
+        }
+        let dirs = std::mem::take(&mut self.dirs);
+        for dir in dirs.iter().rev() {
+            if self.options.overwrite == Overwrite::Never && !dir.created {
+                continue;
+            }
+            if let Err(e) = metadata::apply(&dir.path, &dir.node) {
+                self.fail(&dir.snapshot_path, e);
+            }
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! `rewind restore-test`, the restore drill: restore a snapshot (or a
+//! deterministic sample of its files) into a scratch directory, time it,
+//! then check the restored tree against the snapshot — every file's chunks
+//! re-read from disk and hashed against the ids recorded at backup time,
+//! every entry's type, link target, mode, times and extended attributes (and
+//! owner when run as root), nothing missing and nothing extra — and
+//! optionally compare the snapshot with a live tree. The report gives the
+//! time the restore took (the recovery time actually measured) and the
+//! snapshot's age (the recovery point).
+//!
+//! The scratch directory is removed when the drill ends, however it ends:
+//! a drop guard removes it, and a signal stops the work through [`Cancel`]
+//! so that the guard runs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
+use super::{restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
+use crate::backup::read_dir_names;
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::{Repository, Snapshot};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreTestOptions {
+    pub sample: Option<Sample>,
+    /// The directory in which the scratch directory is made.
+    pub scratch: PathBuf,
+    /// A live tree to compare the snapshot with (it stands for the
+    /// snapshot path that is tested).
+    pub against: Option<PathBuf>,
+    /// The drill fails when the snapshot is older than this.
+    pub max_age: Option<Duration>,
+    /// Leave the scratch directory in place (to look at a failure).
+    pub keep_scratch: bool,
+    pub threads: usize,
+    pub show_progress: bool,
+    pub cancel: Cancel,
+}
+
+/// One part of the drill, a test case in JUnit terms.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub seconds: f64,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreTestReport {
+    pub snapshot: String,
+    pub snapshot_time: String,
+    pub host: String,
+    /// The path in the snapshot that was tested.
+    pub path: String,
+    pub sample_percent: Option<f64>,
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    pub entries_checked: u64,
+    /// The time the restore took: the recovery time, measured.
+    pub restore_seconds: f64,
+    /// The time the check of the restored tree took.
+    pub verify_seconds: f64,
+    /// The snapshot's age when the drill ran: the recovery point.
+    pub age_seconds: i64,
+    pub max_age_seconds: Option<u64>,
+    pub checks: Vec<Check>,
+    pub scratch: String,
+    pub scratch_kept: bool,
+    pub ok: bool,
+}
+
+impl RestoreTestReport {
+    pub fn failures(&self) -> impl Iterator<Item = (&Check, &Failure)> {
+        self.checks
+            .iter()
+            .flat_map(|c| c.failures.iter().map(move |f| (c, f)))
+    }
+}
+
+/// A directory that is removed, with everything in it, when dropped.
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn create(parent: &Path, label: &str) -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = parent.join(format!(
+            "rewind-restore-test.{label}.{}.{stamp:09}",
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot create a scratch directory in {}", parent.display()),
+                    e,
+                )
+                .with_hint("choose another place with --scratch DIR")
+            })?;
+        Ok(Scratch { path, keep: false })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = remove_tree(&self.path) {
+                crate::log::warn(&format!(
+                    "cannot remove the scratch directory {}: {e}",
+                    self.path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// Removes a tree even where restored directories have no write or search
+/// permission for us (they keep their snapshot modes): such directories
+/// are opened up first. Symlinks are never followed.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        for name in read_dir_names(&dir).unwrap_or_default() {
+            let child = dir.join(std::ffi::OsStr::from_bytes(&name));
+            if std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
+                stack.push(child);
+            }
+        }
+    }
+    std::fs::remove_dir_all(path)
+}
+
+/// Joins a path in the snapshot and a path relative to it.
+fn in_snapshot(base: &str, rel: &str) -> String {
+    match rel {
+        "." | "" => if base.is_empty() { "/" } else { base }.to_string(),
+        _ => format!("{base}/{rel}"),
+    }
+}
+
+/// A difference between the snapshot and a tree, as a failure.
+fn failure(base: &str, change: &Change, tree: &str) -> Failure {
+    let error = match change.change {
+        ChangeKind::Removed => format!("missing from {tree}"),
+        ChangeKind::Added => format!("in {tree} but not in the snapshot"),
+        ChangeKind::Modified => format!("{} differs in {tree}", change.details.join(", ")),
+        ChangeKind::TypeChanged => format!("{} in {tree}", change.details.join(", ")),
+        ChangeKind::Metadata => format!("{} differs in {tree}", change.details.join(", ")),
+    };
+    Failure {
+        path: in_snapshot(base, &change.path),
+        error,
+    }
+}
+
+/// Runs the drill on `path` of `snapshot`. Returns `ErrorKind::Interrupted`
+/// when cancelled (the scratch directory is gone by then).
+pub fn restore_test(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    path: &str,
+    options: &RestoreTestOptions,
+) -> Result<RestoreTestReport> {
+    let base = match path.trim_matches('/') {
+        "" => String::new(),
+        p => format!("/{p}"),
+    };
+    let filter = PathFilter::new(&[], &[], options.sample)?;
+    // Entry paths in the diffs are relative to `base`.
+    let admits = |rel: &str, is_dir: bool| filter.admits(&in_snapshot(&base, rel), is_dir);
+    let mut scratch = Scratch::create(&options.scratch, &snapshot.id.short())?;
+    scratch.keep = options.keep_scratch;
+    let mut checks = Vec::new();
+
+    let started = Instant::now();
+    let restored = restore(
+        repo,
+        &snapshot.tree,
+        path,
+        &scratch.path,
+        &RestoreOptions {
+            sample: options.sample,
+            overwrite: Overwrite::Always,
+            threads: options.threads,
+            show_progress: options.show_progress,
+            cancel: options.cancel,
+            ..RestoreOptions::default()
+        },
+    );
+    let restore_seconds = started.elapsed().as_secs_f64();
+    let scratch_text = scratch.path.display().to_string();
+    let restore_failures = match restored {
+        Ok(report) => report
+            .errors
+            .into_iter()
+            .map(|f| Failure {
+                error: f
+                    .error
+                    .replace(&scratch_text, if base.is_empty() { "" } else { &base }),
+                ..f
+            })
+            .collect(),
+        Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+        Err(e) => vec![Failure {
+            path: in_snapshot(&base, ""),
+            error: e.to_string(),
+        }],
+    };
+    checks.push(Check {
+        name: "restore".into(),
+        seconds: restore_seconds,
+        failures: restore_failures,
+    });
+
+    let snapshot_side = Side::Snapshot {
+        repo,
+        tree: snapshot.tree,
+        path: path.to_string(),
+    };
+    let started = Instant::now();
+    let verified = diff(
+        &snapshot_side,
+        &Side::Local(scratch.path.clone()),
+        &DiffOptions {
+            metadata: true,
+            filter: Some(&admits),
+            cancel: options.cancel,
+        },
+    )?;
+    let verify_seconds = started.elapsed().as_secs_f64();
+    // Owners are only restored by root; others get their own uid and gid.
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut verify_failures: Vec<Failure> = verified
+        .changes
+        .iter()
+        .filter_map(|change| {
+            let mut change = change.clone();
+            if !as_root {
+                change.details.retain(|d| !d.starts_with("owner "));
+                if change.change == ChangeKind::Metadata && change.details.is_empty() {
+                    return None;
+                }
+            }
+            Some(failure(&base, &change, "the restored tree"))
+        })
+        .collect();
+    verify_failures.extend(verified.errors.iter().map(|e| Failure {
+        path: in_snapshot(&base, ""),
+        error: e.replace(&scratch_text, "<scratch>"),
+    }));
+    checks.push(Check {
+        name: "verify".into(),
+        seconds: verify_seconds,
+        failures: verify_failures,
+    });
+
+    if let Some(dir) = &options.against {
+        let started = Instant::now();
+        let compared = diff(
+            &snapshot_side,
+            &Side::Local(dir.clone()),
+            &DiffOptions {
+                metadata: false,
+                filter: Some(&admits),
+                cancel: options.cancel,
+            },
+        )?;
+        let tree = dir.display().to_string();
+        let mut failures: Vec<Failure> = compared
+            .changes
+            .iter()
+            .map(|c| failure(&base, c, &tree))
+            .collect();
+        failures.extend(compared.errors.iter().map(|e| Failure {
+            path: in_snapshot(&base, ""),
+            error: e.clone(),
+        }));
+        checks.push(Check {
+            name: format!("compare with {tree}"),
+            seconds: started.elapsed().as_secs_f64(),
+            failures,
+        });
+    }
+
+    let age = chrono::Utc::now() - snapshot.time;
+    if let Some(max) = options.max_age {
+        let too_old = age.to_std().is_ok_and(|a| a > max);
+        checks.push(Check {
+            name: "recovery point".into(),
+            seconds: 0.0,
+            failures: if too_old {
+                vec![Failure {
+                    path: in_snapshot(&base, ""),
+                    error: format!(
+                        "the snapshot is {} old, more than the allowed {}",
+                        human_duration(age.num_seconds().max(0) as u64),
+                        human_duration(max.as_secs())
+                    ),
+                }]
+            } else {
+                Vec::new()
+            },
+        });
+    }
+
+    let ok = checks.iter().all(|c| c.failures.is_empty());
+    // A failed drill keeps nothing: the report names every failing path.
+    Ok(RestoreTestReport {
+        snapshot: snapshot.id.to_hex(),
+        snapshot_time: snapshot.time_label(),
+        host: snapshot.host.clone(),
+        path: in_snapshot(&base, ""),
+        sample_percent: options.sample.map(|s| s.percent()),
+        files_checked: verified.summary.files_read,
+        bytes_checked: verified.summary.bytes_read,
+        entries_checked: verified.summary.entries_compared,
+        restore_seconds,
+        verify_seconds,
+        age_seconds: age.num_seconds(),
+        max_age_seconds: options.max_age.map(|d| d.as_secs()),
+        checks,
+        scratch: scratch_text,
+        scratch_kept: scratch.keep,
+        ok,
+    })
+}
+
+/// `90061` → `1d 1h 1m`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .take(3)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Parses `90s`, `45m`, `26h`, `7d` (or plain seconds).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad_duration(text))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return Err(bad_duration(text)),
+    };
+    Ok(Duration::from_secs(n * scale))
+}
+
+fn bad_duration(text: &str) -> Error {
+    Error::usage(format!(
+        "'{text}' is not a duration: use a number with s, m, h, d or w, such as 26h"
+    ))
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 has no way to write other control characters.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl RestoreTestReport {
+    /// The report as JUnit XML, one test case per check, for CI systems.
+    pub fn junit(&self) -> String {
+        let failures = self
+            .checks
+            .iter()
+            .filter(|c| !c.failures.is_empty())
+            .count();
+        let time: f64 = self.checks.iter().map(|c| c.seconds).sum();
+        let suite = xml_escape(&format!(
+            "rewind restore-test {} {}",
+            &self.snapshot[..8.min(self.snapshot.len())],
+            self.path
+        ));
+        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        x += &format!(
+            "<testsuites name=\"rewind restore-test\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">\n",
+            self.checks.len()
+        );
+        x += &format!(
+            "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">\n",
+            self.checks.len()
+        );
+        x += "    <properties>\n";
+        let properties = [
+            ("snapshot", self.snapshot.clone()),
+            ("snapshot_time", self.snapshot_time.clone()),
+            ("host", self.host.clone()),
+            ("path", self.path.clone()),
+            ("age_seconds", self.age_seconds.to_string()),
+            ("restore_seconds", format!("{:.3}", self.restore_seconds)),
+            ("files_checked", self.files_checked.to_string()),
+            ("bytes_checked", self.bytes_checked.to_string()),
+        ];
+        for (name, value) in properties {
+            x += &format!(
+                "      <property name=\"{name}\" value=\"{}\"/>\n",
+                xml_escape(&value)
+            );
+        }
+        x += "    </properties>\n";
+        for check in &self.checks {
+            x += &format!(
+                "    <testcase classname=\"rewind.restore-test\" name=\"{}\" time=\"{:.3}\"",
+                xml_escape(&check.name),
+                check.seconds
+            );
+            if check.failures.is_empty() {
+                x += "/>\n";
+                continue;
+            }
+            x += ">\n";
+            let body: Vec<String> = check
+                .failures
+                .iter()
+                .map(|f| xml_escape(&format!("{}: {}", f.path, f.error)))
+                .collect();
+            x += &format!(
+                "      <failure message=\"{} failures\" type=\"{}\">{}</failure>\n",
+                check.failures.len(),
+                xml_escape(&check.name),
+                body.join("\n")
+            );
+            x += "    </testcase>\n";
+        }
+        x += "  </testsuite>\n</testsuites>\n";
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(
+            parse_duration("26h").unwrap(),
+            Duration::from_secs(26 * 3600)
+        );
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert_eq!(human_duration(90061), "1d 1h 1m");
+        assert_eq!(human_duration(0), "0s");
+    }
+
+    #[test]
+    fn junit_escapes_and_counts_failures() {
+        let report = RestoreTestReport {
+            snapshot: "0123456789abcdef".into(),
+            snapshot_time: "2024-06-01T02:00:00Z".into(),
+            host: "db1".into(),
+            path: "/srv".into(),
+            sample_percent: None,
+            files_checked: 3,
+            bytes_checked: 10,
+            entries_checked: 5,
+            restore_seconds: 1.5,
+            verify_seconds: 0.5,
+            age_seconds: 60,
+            max_age_seconds: None,
+            checks: vec![
+                Check {
+                    name: "restore".into(),
+                    seconds: 1.5,
+                    failures: vec![],
+                },
+                Check {
+                    name: "verify".into(),
+                    seconds: 0.5,
+                    failures: vec![Failure {
+                        path: "/srv/a<&>\u{1}".into(),
+                        error: "content differs".into(),
+                    }],
+                },
+            ],
+            scratch: "/tmp/x".into(),
+            scratch_kept: false,
+            ok: false,
+        };
+        let xml = report.junit();
+        assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+        assert!(
+            xml.contains("/srv/a&lt;&amp;&gt;\u{fffd}: content differs"),
+            "{xml}"
+        );
+        assert!(xml.contains(
+            "<testcase classname=\"rewind.restore-test\" name=\"restore\" time=\"1.500\"/>"
+        ));
+        assert_eq!(xml.matches("<testcase").count(), 2);
+    }
+}
