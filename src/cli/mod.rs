@@ -94,7 +94,16 @@ pub fn run() -> Result<ExitCode> {
 
 /// One line: what happened, and what to do about it when we know.
 pub fn describe(err: &anyhow::Error) -> String {
-    let mut line = format!("{err:#}");
+    // rewind::Error prints its source itself: a cause whose text already
+    // ends the line is not repeated (`{err:#}` would print it twice).
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
     if let Some(hint) = err
         .chain()
         .find_map(|e| e.downcast_ref::<rewind::Error>())
