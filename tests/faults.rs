@@ -539,8 +539,15 @@ fn full_disk_fails_cleanly() {
     let repo = Repo::init(&disk.join("repo"), Encryption::None);
     let first = repo.backup([arg(&small)]);
 
-    repo.run(["backup".as_ref(), big.as_os_str()])
-        .assert_one_line_error(&["no space left"]);
+    let run = repo
+        .run(["backup".as_ref(), big.as_os_str()])
+        .assert_one_line_error(&["no space left", "no snapshot was written"]);
+    assert_eq!(
+        run.stderr.matches("No space left").count(),
+        1,
+        "the cause is said once: {}",
+        run.stderr
+    );
     let snapshots = repo.snapshots();
     assert_eq!(snapshots.len(), 1, "no snapshot of the failed backup");
     assert_eq!(snapshots[0]["id"], first["id"]);
