@@ -363,23 +363,27 @@ fn raise_read_ahead(mountpoint: &std::path::Path) {
 /// Clears a mount left behind by a daemon that was killed: its mountpoint
 /// answers "transport endpoint is not connected". Returns whether it did.
 pub fn clear_stale_mount(mountpoint: &std::path::Path) -> crate::Result<bool> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
-                .map_err(|_| crate::Error::usage("the mountpoint contains a NUL byte"))?;
-            // SAFETY: c is a valid NUL-terminated path.
-            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-                return Err(crate::Error::io(
-                    format!(
-                        "{} holds a stale mount that cannot be cleared",
-                        mountpoint.display()
-                    ),
-                    std::io::Error::last_os_error(),
-                )
-                .with_hint("run `umount -l` on it as root"));
-            }
-            Ok(true)
-        }
-        _ => Ok(false),
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| crate::Error::usage("the mountpoint contains a NUL byte"))?;
+    // statfs always reaches the filesystem; stat may be answered from the
+    // kernel's cached attributes for a second after the daemon died.
+    // SAFETY: c is a valid path and buf a properly sized out-parameter.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut buf) } == 0
+        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN)
+    {
+        return Ok(false);
     }
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(crate::Error::io(
+            format!(
+                "{} holds a stale mount that cannot be cleared",
+                mountpoint.display()
+            ),
+            std::io::Error::last_os_error(),
+        )
+        .with_hint("run `umount -l` on it as root"));
+    }
+    Ok(true)
 }

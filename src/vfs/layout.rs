@@ -49,18 +49,38 @@ fn usable_name(name: &str) -> bool {
 }
 
 impl Layout {
-    pub fn new(mut snapshots: Vec<Snapshot>) -> Layout {
+    pub fn new(snapshots: Vec<Snapshot>) -> Layout {
+        Layout::after(snapshots, &Layout::default())
+    }
+
+    /// The layout of `snapshots` in a running mount: a snapshot keeps the
+    /// name `previous` gave it, so a new snapshot of the same second never
+    /// takes over a name the kernel already caches.
+    pub fn after(mut snapshots: Vec<Snapshot>, previous: &Layout) -> Layout {
         crate::repo::sort_by_time(&mut snapshots);
+        let kept: HashMap<crate::repo::Id, &String> = previous
+            .snapshots
+            .iter()
+            .zip(&previous.labels)
+            .map(|(s, l)| (s.id, l))
+            .collect();
+        let mut taken: std::collections::HashSet<String> = snapshots
+            .iter()
+            .filter_map(|s| kept.get(&s.id).map(|l| (*l).clone()))
+            .collect();
         let mut layout = Layout::default();
-        let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, snapshot) in snapshots.into_iter().enumerate() {
-            let base = format!("@{}", snapshot.time_label());
-            let count = seen.entry(base.clone()).or_insert(0);
-            *count += 1;
-            let label = if *count == 1 {
-                base
-            } else {
-                format!("{base}-{count}")
+            let label = match kept.get(&snapshot.id) {
+                Some(label) => (*label).clone(),
+                None => {
+                    let base = format!("@{}", snapshot.time_label());
+                    let label = std::iter::once(base.clone())
+                        .chain((2..).map(|n| format!("{base}-{n}")))
+                        .find(|l| !taken.contains(l))
+                        .expect("some suffix is free");
+                    taken.insert(label.clone());
+                    label
+                }
             };
             layout.by_label.insert(label.clone(), i);
             layout.labels.push(label);

@@ -325,7 +325,7 @@ impl Vfs {
                 Err(e) => self.record_error(e.to_string()),
             }
         }
-        *self.layout.write().unwrap() = Arc::new(Layout::new(snapshots));
+        *self.layout.write().unwrap() = Arc::new(Layout::after(snapshots, &layout));
         Ok(true)
     }
 
