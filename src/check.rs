@@ -93,9 +93,12 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     let index = repo.index();
     report.packs = index.packs().len();
     let mut bad_packs: BTreeMap<Id, String> = BTreeMap::new();
+    // What is damaged: whole packs, or single blobs where that is known.
+    let mut damaged = IdSet::default();
     for pack in index.packs() {
         if !stored.contains(&pack.id.to_hex()) {
             bad_packs.insert(pack.id, "missing".into());
+            damaged.insert(pack.id);
         }
     }
     for name in &stored {
@@ -129,8 +132,14 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         report.packs_read = chosen.len();
         (report.bytes_read, report.blobs_verified) = verified.into_inner().unwrap();
         for (id, result) in results {
-            if let Err(e) = result {
-                bad_packs.insert(id, e.to_string());
+            if let Err((problem, failing)) = result {
+                bad_packs.insert(id, problem);
+                match failing {
+                    Some(blobs) => damaged.extend(blobs),
+                    None => {
+                        damaged.insert(id);
+                    }
+                }
             }
         }
     }
@@ -142,7 +151,6 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             .push(format!("damaged snapshot manifest: {e}"));
     }
     report.snapshots = snapshots.len();
-    let damaged: IdSet = bad_packs.keys().copied().collect();
     let walk = crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, &damaged));
     report.trees = walk.trees;
     report.errors.extend(walk.errors);
@@ -154,17 +162,18 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     Ok(report)
 }
 
-/// Reads a whole pack and verifies it; returns the bytes read and blobs verified.
-fn verify_pack(repo: &Repository, id: &Id) -> Result<(u64, u64)> {
-    let bytes = repo.backend().read(FileType::Pack, &id.to_hex())?;
-    if Id::of_bytes(&bytes) != *id {
-        return Err(Error::corrupt("its content does not hash to its name"));
-    }
-    let (salt, blobs) = pack::read_trailer(repo.keys(), &bytes)?;
-    for blob in &blobs {
-        let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-        pack::open_blob(repo.keys(), &salt, stored, &blob.id, blob.raw_len)?;
-    }
+/// Reads a whole pack and verifies it; returns the bytes read and blobs
+/// verified, or the problem and the blobs that fail (None: all of them).
+fn verify_pack(
+    repo: &Repository,
+    id: &Id,
+) -> std::result::Result<(u64, u64), (String, Option<Vec<Id>>)> {
+    let bytes = repo
+        .backend()
+        .read(FileType::Pack, &id.to_hex())
+        .map_err(|e| (e.to_string(), None))?;
+    let blobs = verify_pack_bytes(repo, id, &bytes, true)
+        .map_err(|e| (e.to_string(), failing_blobs(repo, id, &bytes)))?;
     let index = repo.index();
     let number = index.packs().iter().position(|p| p.id == *id);
     for blob in &blobs {
@@ -173,15 +182,61 @@ fn verify_pack(repo: &Repository, id: &Id) -> Result<(u64, u64)> {
                 if Some(loc.pack()) == number
                     && (loc.offset != blob.offset || loc.stored_len != blob.stored_len) =>
             {
-                return Err(Error::corrupt(format!(
+                let problem = format!(
                     "the index places blob {} elsewhere than the pack does",
                     blob.id.short()
-                )));
+                );
+                return Err((problem, None));
             }
             _ => {}
         }
     }
     Ok((bytes.len() as u64, blobs.len() as u64))
+}
+
+/// The checks of a pack's bytes: they hash to the pack's name and, `deep`,
+/// the trailer reads and every blob opens and hashes to its id. Returns the
+/// blobs the trailer lists (empty when not deep).
+pub(crate) fn verify_pack_bytes(
+    repo: &Repository,
+    id: &Id,
+    bytes: &[u8],
+    deep: bool,
+) -> Result<Vec<pack::PackedBlob>> {
+    if Id::of_bytes(bytes) != *id {
+        return Err(Error::corrupt("its content does not hash to its name"));
+    }
+    if !deep {
+        return Ok(Vec::new());
+    }
+    let (salt, blobs) = pack::read_trailer(repo.keys(), bytes)?;
+    for blob in &blobs {
+        let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
+        pack::open_blob(repo.keys(), &salt, stored, &blob.id, blob.raw_len)?;
+    }
+    Ok(blobs)
+}
+
+/// The blobs the index places in a damaged pack that do not open and verify
+/// from `data`; None when the whole pack is unusable. Blobs outside the
+/// damage stay readable, so only the files that need the failing ones lose data.
+pub(crate) fn failing_blobs(repo: &Repository, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
+    let index = repo.index();
+    let number = index.packs().iter().position(|p| p.id == *pack)?;
+    let salt = index.pack(number).salt;
+    let mut failing = Vec::new();
+    let mut total = 0;
+    for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
+        total += 1;
+        let start = location.offset as usize;
+        let stored = data.get(start..start + location.stored_len as usize);
+        if stored
+            .is_none_or(|s| pack::open_blob(repo.keys(), &salt, s, &id, location.raw_len).is_err())
+        {
+            failing.push(id);
+        }
+    }
+    (failing.len() < total).then_some(failing)
 }
 
 struct Walk {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
-use crate::repo::{pack, parity, parity_name, Id, IdSet, Repository};
+use crate::repo::{parity, parity_name, Id, IdSet, Repository};
 pub use repair::repair_before_open;
 pub use state::{Finding, ScrubState, Status};
 
@@ -216,7 +216,7 @@ impl<'a> Scrubber<'a> {
         let mut finding =
             repair::finding(FileType::Pack, name, problem, repaired, self.options.repair);
         if finding.status != Status::Repaired {
-            finding.damaged_blobs = self.damaged_blobs(&id, data);
+            finding.damaged_blobs = crate::check::failing_blobs(self.repo, &id, data);
             let damaged: IdSet = match &finding.damaged_blobs {
                 None => IdSet::from_iter([id]),
                 Some(blobs) => blobs.iter().copied().collect(),
@@ -224,27 +224,6 @@ impl<'a> Scrubber<'a> {
             finding.affected = crate::check::affected_paths(self.repo, &damaged)?;
         }
         Ok(finding)
-    }
-
-    /// The blobs the index places in a damaged pack that do not open and
-    /// verify from its bytes; None when the whole pack is unusable.
-    fn damaged_blobs(&self, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
-        let index = self.repo.index();
-        let number = index.packs().iter().position(|p| p.id == *pack)?;
-        let salt = index.pack(number).salt;
-        let mut bad = Vec::new();
-        let mut total = 0;
-        for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
-            total += 1;
-            let start = location.offset as usize;
-            let stored = data.get(start..start + location.stored_len as usize);
-            if stored.is_none_or(|s| {
-                pack::open_blob(self.repo.keys(), &salt, s, &id, location.raw_len).is_err()
-            }) {
-                bad.push(id);
-            }
-        }
-        (bad.len() < total).then_some(bad)
     }
 
     /// A sound pack whose parity is missing or damaged gets new parity.
@@ -283,26 +262,16 @@ impl<'a> Scrubber<'a> {
     }
 }
 
-/// The checks of a pack's bytes: its name is its hash and, deep, every blob
-/// opens and hashes to its id.
-pub(crate) fn verify_pack_bytes(
+fn verify_pack_bytes(
     repo: &Repository,
     name: &str,
     bytes: &[u8],
     deep: bool,
 ) -> std::result::Result<(), String> {
-    if Id::of_bytes(bytes).to_hex() != name {
-        return Err("its content does not hash to its name".into());
-    }
-    if deep {
-        let (salt, blobs) = pack::read_trailer(repo.keys(), bytes).map_err(|e| e.to_string())?;
-        for blob in &blobs {
-            let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-            pack::open_blob(repo.keys(), &salt, stored, &blob.id, blob.raw_len)
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
+    let id = Id::from_hex(name).map_err(|e| e.to_string())?;
+    crate::check::verify_pack_bytes(repo, &id, bytes, deep)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a whole scrub (continuing the last pass unless `restart`).
