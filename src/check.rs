@@ -162,12 +162,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     Ok(report)
 }
 
-/// Reads a whole pack and verifies it; returns the bytes read and blobs
-/// verified, or the problem and the blobs that fail (None: all of them).
-fn verify_pack(
-    repo: &Repository,
-    id: &Id,
-) -> std::result::Result<(u64, u64), (String, Option<Vec<Id>>)> {
+/// What is wrong with a pack, and which of its blobs fail (None: all of them).
+type PackDamage = (String, Option<Vec<Id>>);
+
+/// Reads a whole pack and verifies it; returns the bytes read and blobs verified.
+fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), PackDamage> {
     let bytes = repo
         .backend()
         .read(FileType::Pack, &id.to_hex())
