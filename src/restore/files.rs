@@ -35,6 +35,13 @@ impl Restorer<'_> {
                 .max(2)
                 * 2
         };
+        for link in &self.links {
+            let key = (link.node.device, link.node.inode);
+            self.link_groups
+                .entry(key)
+                .or_default()
+                .push(link.path.clone());
+        }
         let progress = self.progress_bar();
         // Large files first, so one big file does not finish alone at the end.
         self.files
@@ -119,7 +126,10 @@ impl Restorer<'_> {
         if !self.options.dry_run {
             match action {
                 Action::Create | Action::Replace => self.write_file(path, node)?,
-                Action::Keep => metadata::apply(path, node)?,
+                Action::Keep => {
+                    metadata::remove_other_xattrs(path, node)?;
+                    metadata::apply(path, node)?
+                }
                 Action::Skip | Action::Delete => {}
             }
         }
@@ -147,7 +157,7 @@ impl Restorer<'_> {
     /// It is opened without following symlinks and checked on the open
     /// descriptor, so what is compared is what is kept.
     fn holds(&self, path: &Path, node: &Node, meta: &std::fs::Metadata) -> Result<bool> {
-        if !meta.is_file() || meta.len() != node.size || meta.nlink() != 1 {
+        if !meta.is_file() || meta.len() != node.size || !self.links_inside(node, meta) {
             return Ok(false);
         }
         let Ok(file) = crate::backup::open_source(path) else {
@@ -156,11 +166,28 @@ impl Restorer<'_> {
         let opened = file
             .metadata()
             .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
-        if !opened.is_file() || opened.nlink() != 1 {
+        if !opened.is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
             return Ok(false);
         }
         let keys = self.repo.keys();
         Ok(compare_file(keys, &file, path, node, self.options.cancel)?.is_none())
+    }
+
+    /// Whether every hard link of an existing file is one this restore
+    /// makes, so that setting its metadata changes nothing outside the
+    /// target: a single link, or exactly the snapshot's links of the file.
+    fn links_inside(&self, node: &Node, meta: &std::fs::Metadata) -> bool {
+        if meta.nlink() == 1 {
+            return true;
+        }
+        let Some(others) = self.link_groups.get(&(node.device, node.inode)) else {
+            return false;
+        };
+        others.len() as u64 + 1 == meta.nlink()
+            && others.iter().all(|p| {
+                std::fs::symlink_metadata(p)
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+            })
     }
 
     /// Writes a file anew; a partly written file is removed.
@@ -262,7 +289,12 @@ impl Restorer<'_> {
             if self.options.overwrite == Overwrite::Never && !dir.created {
                 continue;
             }
-            if let Err(e) = metadata::apply(&dir.path, &dir.node) {
+            let applied = match dir.created {
+                true => Ok(()),
+                false => metadata::remove_other_xattrs(&dir.path, &dir.node),
+            }
+            .and_then(|()| metadata::apply(&dir.path, &dir.node));
+            if let Err(e) = applied {
                 self.fail(&dir.snapshot_path, e);
             }
         }

@@ -67,6 +67,36 @@ pub fn create_special(path: &Path, node: &Node) -> Result<()> {
     }
 }
 
+/// Removes the extended attributes of an entry that was already there
+/// which the node does not have, so that it ends up with the snapshot's.
+/// The `security.` namespace is the security module's (SELinux labels and
+/// the like), and is left alone.
+pub fn remove_other_xattrs(path: &Path, node: &Node) -> Result<()> {
+    let names = xattr::list(path).map_err(|e| {
+        Error::io(
+            format!("cannot list the extended attributes of {}", path.display()),
+            e,
+        )
+    })?;
+    for name in names {
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b"security.") || node.xattrs.iter().any(|(n, _)| n == bytes) {
+            continue;
+        }
+        xattr::remove(path, &name).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot remove the extended attribute {} of {}",
+                    name.to_string_lossy(),
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn timespec(t: &Timestamp) -> libc::timespec {
     libc::timespec {
         tv_sec: t.sec as libc::time_t,

@@ -216,6 +216,8 @@ struct Restorer<'a> {
     dirs: Vec<DirJob>,
     links: Vec<LinkJob>,
     first_of_link: HashMap<(u64, u64), PathBuf>,
+    /// The other paths of each hardlinked file, by (device, inode) in the snapshot.
+    link_groups: HashMap<(u64, u64), Vec<PathBuf>>,
     report: RestoreReport,
 }
 
@@ -238,6 +240,7 @@ pub fn restore(
         dirs: Vec::new(),
         links: Vec::new(),
         first_of_link: HashMap::new(),
+        link_groups: HashMap::new(),
         report: RestoreReport::default(),
     };
     let start = find_node(repo, root, path)?;

@@ -201,6 +201,7 @@ impl Restorer<'_> {
                 self.report.kept += 1;
                 self.report.other += 1;
                 if !self.options.dry_run {
+                    metadata::remove_other_xattrs(path, node)?;
                     metadata::apply(path, node)?;
                 }
             }
