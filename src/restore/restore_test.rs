@@ -12,13 +12,15 @@
 //! a drop guard removes it, and a signal stops the work through [`Cancel`]
 //! so that the guard runs.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
-use super::{restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
+use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
 use crate::backup::read_dir_names;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::{Repository, Snapshot};
@@ -127,7 +129,6 @@ impl Drop for Scratch {
 /// permission for us (they keep their snapshot modes): such directories
 /// are opened up first. Symlinks are never followed.
 fn remove_tree(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
         return Ok(());
@@ -136,7 +137,7 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
     while let Some(dir) = stack.pop() {
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         for name in read_dir_names(&dir).unwrap_or_default() {
-            let child = dir.join(std::ffi::OsStr::from_bytes(&name));
+            let child = dir.join(OsStr::from_bytes(&name));
             if std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
                 stack.push(child);
             }
@@ -232,10 +233,15 @@ pub fn restore_test(
         tree: snapshot.tree,
         path: path.to_string(),
     };
+    // A file is restored into the scratch directory under its own name.
+    let restored = match find_node(repo, &snapshot.tree, path)? {
+        Some(node) if !node.is_dir() => scratch.path.join(OsStr::from_bytes(&node.name)),
+        _ => scratch.path.clone(),
+    };
     let started = Instant::now();
     let verified = diff(
         &snapshot_side,
-        &Side::Local(scratch.path.clone()),
+        &Side::Local(restored),
         &DiffOptions {
             metadata: true,
             filter: Some(&admits),
