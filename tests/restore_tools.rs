@@ -642,6 +642,20 @@ fn restore_test_reports_checks_and_cleans_up() {
     assert!(xml.contains("failures=\"0\""), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
 
+    // One file: restored under its name in the scratch directory.
+    let one = repo
+        .run([
+            "restore-test".as_ref(),
+            "--json".as_ref(),
+            spec("latest", &src.join("dir/sub/medium.bin")).as_ref(),
+            "--scratch".as_ref(),
+            scratch.as_os_str(),
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(one["files_checked"], 1, "{one}");
+    assert_eq!(one["bytes_checked"], 300_000, "{one}");
+
     // A deterministic sample.
     let sampled = |run: Run| run.assert_ok().json()["files_checked"].as_u64().unwrap();
     let args = [
