@@ -109,8 +109,8 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     let options = DiffOptions {
         metadata: args.metadata,
-        filter: None,
         cancel: cancel_on_signals(),
+        ..DiffOptions::default()
     };
     let report = diff(&sides[0], &sides[1], &options)?;
     for error in &report.errors {

@@ -48,6 +48,9 @@ pub type EntryFilter<'f> = &'f (dyn Fn(&str, bool) -> bool + Sync);
 pub struct DiffOptions<'f> {
     /// Compare mode, owner, modification time and extended attributes too.
     pub metadata: bool,
+    /// Compare local files by size only: their content was checked
+    /// another way (restore-test verifies while it restores).
+    pub sizes_only: bool,
     pub filter: Option<EntryFilter<'f>>,
     pub cancel: Cancel,
 }
@@ -386,6 +389,7 @@ impl Differ<'_, '_> {
             NodeKind::File if a.local.is_none() && b.local.is_none() => {
                 (x.content != y.content).then_some("content")
             }
+            NodeKind::File if self.options.sizes_only => None,
             NodeKind::File => {
                 self.jobs.push(Job {
                     path: path.to_string(),
