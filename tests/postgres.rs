@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use mount_util::{chmod, run, tempdir, Mount, Repo};
+use mount_util::{chmod, run, sh, tempdir, Mount, Repo};
 
 /// The PostgreSQL programs: the newest version Debian installed.
 fn pg_bin(program: &str) -> PathBuf {
@@ -148,6 +148,18 @@ impl Drop for Cluster {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A command with the repository and password in its environment, as
+/// `rewind` commands of `repo` get them.
+fn with_repo(repo: &Repo, mut cmd: Command) -> Command {
+    let rewind = repo.cmd();
+    for (key, value) in rewind.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    cmd
 }
 
 fn as_postgres(program: &Path) -> Command {
@@ -362,6 +374,69 @@ fn pg_dumps_back_up_daily_and_restore_from_the_mount() {
         );
     }
     drop(mount);
+
+    // contrib/pg-nightly-backup.sh: every dump stored, a failing one not.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/pg-nightly-backup.sh");
+    let path = format!(
+        "{}:{}",
+        pg_bin("psql").parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let nightly = run(with_repo(&repo, Command::new(script))
+        .args(["app", "no_such_db"])
+        .env("PATH", path)
+        .env("REWIND", mount_util::bin())
+        .env("FORMAT", "both")
+        .env("PG_USER", "")
+        .env("HOST", "db1")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", cluster.port.to_string())
+        .env("PGUSER", "postgres"));
+    assert_eq!(
+        nightly.code,
+        Some(1),
+        "one database failed: {}",
+        nightly.stderr
+    );
+    assert!(
+        nightly
+            .stderr
+            .contains("no snapshot of db/postgres/no_such_db.sql"),
+        "{}",
+        nightly.stderr
+    );
+    let snapshots = run(repo
+        .cmd()
+        .args(["snapshots", "--json", "--tag", "postgres"]))
+    .assert_ok()
+    .json();
+    let mut stored: Vec<String> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            "/db/postgres/app.dump",
+            "/db/postgres/app.sql",
+            "/db/postgres/globals.sql"
+        ]
+    );
+    let nightly_db = "from_nightly";
+    cluster.sql("postgres", &format!("CREATE DATABASE {nightly_db}"));
+    run(with_repo(&repo, sh(r#""$REWIND" cat --tag postgres-app latest:/db/postgres/app.sql | "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d from_nightly"#))
+        .env("REWIND", mount_util::bin())
+        .env("PSQL", pg_bin("psql"))
+        .env("PORT", cluster.port.to_string()))
+    .assert_ok();
+    assert_eq!(
+        cluster.checksums(nightly_db),
+        expected[&3],
+        "the nightly dump restores"
+    );
 
     // The restore drill on the newest plain dump passes.
     let out = run(repo.cmd().args([
