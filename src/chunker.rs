@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
 
 use crate::error::{Error, Result};
 use crate::repo::ChunkerParams;
@@ -20,7 +20,60 @@ impl Chunker {
     }
 
     /// Splits a stream into chunks, calling `sink` with each in order.
-    pub fn chunk<R: Read>(
+    pub fn chunk<R: Read>(&self, source: R, sink: impl FnMut(Vec<u8>) -> Result<()>) -> Result<()> {
+        self.chunk_sized(source, None, sink)
+    }
+
+    /// Like `chunk`, for a source of about `expected_len` bytes: one no
+    /// larger than a chunk can be is read whole and cut in memory, which
+    /// spares small files the streaming chunker's chunk-sized buffer.
+    pub fn chunk_sized<R: Read>(
+        &self,
+        mut source: R,
+        expected_len: Option<u64>,
+        sink: impl FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let max = self.params.max_size as u64;
+        if let Some(len) = expected_len.filter(|len| *len <= max) {
+            let mut data = Vec::with_capacity(len as usize);
+            // One byte past the expected end tells a file that grew.
+            (&mut source)
+                .take(max + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("read failed", e))?;
+            if data.len() as u64 <= max {
+                return self.cut(data, sink);
+            }
+            // It grew past a chunk: what was read so far leads the stream.
+            return self.stream(std::io::Cursor::new(data).chain(source), sink);
+        }
+        self.stream(source, sink)
+    }
+
+    fn cut(&self, data: Vec<u8>, mut sink: impl FnMut(Vec<u8>) -> Result<()>) -> Result<()> {
+        if data.len() <= self.params.min_size as usize {
+            return if data.is_empty() { Ok(()) } else { sink(data) };
+        }
+        let cuts: Vec<(usize, usize)> = FastCDC::with_level_and_seed(
+            &data,
+            self.params.min_size,
+            self.params.avg_size,
+            self.params.max_size,
+            Normalization::Level1,
+            self.seed,
+        )
+        .map(|c| (c.offset, c.length))
+        .collect();
+        if cuts.len() == 1 {
+            return sink(data);
+        }
+        for (offset, length) in cuts {
+            sink(data[offset..offset + length].to_vec())?;
+        }
+        Ok(())
+    }
+
+    fn stream<R: Read>(
         &self,
         source: R,
         mut sink: impl FnMut(Vec<u8>) -> Result<()>,
@@ -97,6 +150,33 @@ mod tests {
             "only {shared} of {} chunks survived a shift",
             before.len()
         );
+    }
+
+    #[test]
+    fn sized_sources_cut_like_streams() {
+        let chunker = Chunker::new(ChunkerParams::default(), 4);
+        for len in [
+            0usize,
+            10,
+            300_000,
+            3 << 20,
+            4 << 20,
+            (4 << 20) + 1,
+            9 << 20,
+        ] {
+            let data = pseudo_random(len, len as u64);
+            let mut streamed = Vec::new();
+            chunker
+                .chunk(data.as_slice(), |c| Ok(streamed.push(c)))
+                .unwrap();
+            for hint in [len as u64, 1, 0] {
+                let mut sized = Vec::new();
+                chunker
+                    .chunk_sized(data.as_slice(), Some(hint), |c| Ok(sized.push(c)))
+                    .unwrap();
+                assert_eq!(sized, streamed, "length {len}, hint {hint}");
+            }
+        }
     }
 
     #[test]

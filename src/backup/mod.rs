@@ -355,7 +355,7 @@ impl Archiver {
     ) -> Result<Id> {
         let mut extents = Vec::new();
         let size = self
-            .store_chunks(reader, &mut extents, blob_tx)
+            .store_chunks(reader, None, &mut extents, blob_tx)
             .map_err(|e| e.context("reading standard input"))?;
         self.counters.files_new.fetch_add(1, Relaxed);
         self.counters.bytes_total.fetch_add(size, Relaxed);
@@ -455,15 +455,17 @@ impl Archiver {
         Ok(id)
     }
 
-    /// Chunks a stream, queues the new chunks, and appends its extents.
+    /// Chunks a stream of about `expected_len` bytes, queues the new
+    /// chunks, and appends its extents.
     fn store_chunks(
         &self,
         reader: impl Read,
+        expected_len: Option<u64>,
         extents: &mut Vec<Extent>,
         blob_tx: &Sender<NewBlob>,
     ) -> Result<u64> {
         let mut total = 0u64;
-        self.chunker.chunk(reader, |data| {
+        self.chunker.chunk_sized(reader, expected_len, |data| {
             if self.sink.has_failed() {
                 return Err(Error::usage("the backup is stopping"));
             }
@@ -505,8 +507,14 @@ impl Archiver {
                 });
             }
             let reader = source::region_reader(&file, offset, length).map_err(fail)?;
+            // The last region of a file that is not sparse runs to its end.
+            let expected = if length == u64::MAX {
+                metadata.len()
+            } else {
+                length
+            };
             let read = self
-                .store_chunks(reader, &mut extents, blob_tx)
+                .store_chunks(reader, Some(expected), &mut extents, blob_tx)
                 .map_err(|e| e.context(path.display()))?;
             position = offset + read;
         }

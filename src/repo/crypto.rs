@@ -124,14 +124,11 @@ impl Sealer {
 /// `type || data`: zstd when that is smaller, else the data as it is.
 pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
     if level > 0 {
-        let mut out = Vec::with_capacity(data.len() / 2 + 16);
-        out.push(COMPRESSION_ZSTD);
-        let mut encoder =
-            zstd::bulk::Compressor::new(level).map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
-        let compressed = encoder
-            .compress(data)
+        let compressed = with_compressor(level, |c| c.compress(data))
             .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
         if compressed.len() < data.len() {
+            let mut out = Vec::with_capacity(compressed.len() + 1);
+            out.push(COMPRESSION_ZSTD);
             out.extend_from_slice(&compressed);
             return Ok(out);
         }
@@ -140,6 +137,25 @@ pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
     out.push(COMPRESSION_NONE);
     out.extend_from_slice(data);
     Ok(out)
+}
+
+/// Runs `f` with this thread's zstd context for `level`: creating a context
+/// costs more than compressing a small file.
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        f(&mut slot.as_mut().expect("just set").1)
+    })
 }
 
 /// The data of a payload; `limit` bounds the decompressed size so a damaged
