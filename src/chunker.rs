@@ -167,12 +167,18 @@ mod tests {
             let data = pseudo_random(len, len as u64);
             let mut streamed = Vec::new();
             chunker
-                .chunk(data.as_slice(), |c| Ok(streamed.push(c)))
+                .chunk(data.as_slice(), |c| {
+                    streamed.push(c);
+                    Ok(())
+                })
                 .unwrap();
             for hint in [len as u64, 1, 0] {
                 let mut sized = Vec::new();
                 chunker
-                    .chunk_sized(data.as_slice(), Some(hint), |c| Ok(sized.push(c)))
+                    .chunk_sized(data.as_slice(), Some(hint), |c| {
+                        sized.push(c);
+                        Ok(())
+                    })
                     .unwrap();
                 assert_eq!(sized, streamed, "length {len}, hint {hint}");
             }
