@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::scrub::{repair_before_open, scrub, state, Finding, ScrubOptions, Status};
+use rewind::scrub::{repair_before_open, scrub, state, Finding, ScrubOptions, ScrubReport, Status};
 
 use super::Global;
 
@@ -46,14 +46,30 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         Ok(repo) => repo,
         Err(e) => {
             // The config or a key file may be what is damaged: say so, and how to repair.
-            let findings = repair_before_open(&*backend, false);
+            let findings = if args.repair {
+                early
+            } else {
+                repair_before_open(&*backend, false)
+            };
             if findings.is_empty() {
                 return Err(e);
             }
-            print_findings(&findings);
+            if args.json {
+                super::print_json(&ScrubReport {
+                    findings,
+                    ..ScrubReport::default()
+                })?;
+            } else {
+                print_findings(&findings);
+            }
             eprintln!(
-                "rewind: the repository cannot be opened ({}); run `rewind scrub --repair`",
-                super::describe(&e)
+                "rewind: the repository cannot be opened ({}){}",
+                super::describe(&e),
+                if args.repair {
+                    ""
+                } else {
+                    "; run `rewind scrub --repair`"
+                }
             );
             return Ok(ExitCode::from(1));
         }

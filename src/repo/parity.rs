@@ -142,6 +142,25 @@ fn parse(parity: &[u8]) -> Result<Header> {
     })
 }
 
+/// Whether `parity` is whole and protects exactly `data`: its header
+/// parses and every data and parity shard matches its hash. (`repair` calls
+/// a file intact whatever state its parity shards are in.)
+pub fn is_sound(data: &[u8], parity: &[u8]) -> bool {
+    let Ok(header) = parse(parity) else {
+        return false;
+    };
+    data.len() as u64 == header.data_len
+        && data_shards_of(data, header.shard_len, header.data_shards)
+            .iter()
+            .zip(&header.hashes)
+            .all(|(shard, hash)| shard_hash(shard) == *hash)
+        && (0..header.parity_shards).all(|i| {
+            let start = header.parity_start + i * header.shard_len;
+            shard_hash(&parity[start..start + header.shard_len])
+                == header.hashes[header.data_shards + i]
+        })
+}
+
 /// Checks `data` (possibly damaged, truncated or empty) against its parity
 /// and rebuilds it when at most `m` shards are bad.
 pub fn repair(data: &[u8], parity: &[u8]) -> Result<Outcome> {
@@ -250,7 +269,17 @@ mod tests {
     fn damaged_parity_is_detected() {
         let data = sample(100_000);
         let mut parity = compute(&data, 10).unwrap();
+        assert!(is_sound(&data, &parity));
         parity[30] ^= 1;
         assert!(repair(&data, &parity).is_err());
+        assert!(!is_sound(&data, &parity));
+        parity[30] ^= 1;
+        // A damaged parity shard: the file is intact, its parity is not.
+        let last = parity.len() - 1;
+        parity[last] ^= 1;
+        assert_eq!(repair(&data, &parity).unwrap(), Outcome::Intact);
+        assert!(!is_sound(&data, &parity));
+        parity[last] ^= 1;
+        assert!(!is_sound(&data[1..], &parity));
     }
 }

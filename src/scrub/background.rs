@@ -70,6 +70,8 @@ fn one_pass(
             std::thread::sleep(QUIET);
         }
         let Some(finding) = scrubber.step()? else {
+            // The pass is complete: show its end (last_full_pass) too.
+            shown.lock().unwrap().1 = scrubber.state().clone();
             break;
         };
         if let Some(f) = finding {

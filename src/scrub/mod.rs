@@ -10,7 +10,6 @@ pub mod background;
 mod repair;
 pub mod state;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
-use crate::repo::{parity, parity_name, Id, IdSet, Repository};
+use crate::repo::{parity_name, Id, IdSet, Repository};
 pub use repair::repair_before_open;
 pub use state::{Finding, ScrubState, Status};
 
@@ -43,7 +42,8 @@ pub struct ScrubReport {
     pub bytes_checked: u64,
     pub pass_complete: bool,
     pub coverage: f64,
-    /// Findings of this run.
+    /// Findings of this run and, when it continues a pass that an earlier
+    /// run began, of the packs that run checked.
     pub findings: Vec<Finding>,
     pub seconds: f64,
 }
@@ -109,13 +109,27 @@ impl<'a> Scrubber<'a> {
             Some(last) => packs.into_iter().filter(|p| p > last).collect(),
             None => packs,
         };
+        let mut report = ScrubReport::default();
+        if let (Some(_), Some(started)) = (&state.position, state.pass_started) {
+            // This run continues a pass: what the pass's earlier runs found
+            // in the packs they checked is part of its report (and exit code).
+            report.findings = state
+                .findings
+                .iter()
+                .filter(|f| f.found >= started && is_about_a_pack(f))
+                .cloned()
+                .collect();
+        }
+        // Every run checks the metadata files afresh: what earlier runs found
+        // in them is replaced by what this run finds.
+        state.findings.retain(is_about_a_pack);
         let mut scrubber = Scrubber {
             repo,
             options,
             state,
             queue: queue.into_iter(),
             started: Instant::now(),
-            report: ScrubReport::default(),
+            report,
         };
         let metadata = repair::check_metadata(repo, scrubber.options.repair)?;
         for finding in metadata {
@@ -152,6 +166,12 @@ impl<'a> Scrubber<'a> {
             }
             Err(e) => (Vec::new(), Some(format!("the pack cannot be read: {e}"))),
         };
+        // Checked again: what earlier passes found in this pack and its
+        // parity is replaced by what this check finds.
+        let parity_file = FileType::Parity.path(&parity_name(FileType::Pack, &name));
+        self.state
+            .findings
+            .retain(|f| f.file != FileType::Pack.path(&name) && f.file != parity_file);
         self.state.packs_checked += 1;
         self.state.bytes_checked += bytes.len() as u64;
         self.report.packs_checked += 1;
@@ -189,6 +209,7 @@ impl<'a> Scrubber<'a> {
 
     fn record(&mut self, finding: Finding) {
         self.state.findings.retain(|f| f.file != finding.file);
+        self.report.findings.retain(|f| f.file != finding.file);
         self.state.findings.push(finding.clone());
         self.report.findings.push(finding);
     }
@@ -228,38 +249,24 @@ impl<'a> Scrubber<'a> {
 
     /// A sound pack whose parity is missing or damaged gets new parity.
     fn heal_parity(&mut self, name: &str, data: &[u8]) -> Result<()> {
-        let percent = self.repo.config().parity_percent;
-        if percent == 0 {
-            return Ok(());
+        if let Some(finding) = repair::check_parity(
+            &**self.repo.backend(),
+            self.repo.config().parity_percent,
+            FileType::Pack,
+            name,
+            data,
+            self.options.repair,
+        )? {
+            self.record(finding);
         }
-        let parity_file = parity_name(FileType::Pack, name);
-        let sound = match self.repo.backend().read(FileType::Parity, &parity_file) {
-            Ok(p) => matches!(parity::repair(data, &p), Ok(parity::Outcome::Intact)),
-            Err(_) => false,
-        };
-        if sound {
-            return Ok(());
-        }
-        let status = if self.options.repair {
-            self.repo.backend().write(
-                FileType::Parity,
-                &parity_file,
-                &parity::compute(data, percent)?,
-            )?;
-            Status::Repaired
-        } else {
-            Status::Damaged
-        };
-        self.record(Finding {
-            file: FileType::Parity.path(&parity_file),
-            problem: "the parity of a sound pack is missing or damaged (no data is at risk)".into(),
-            status,
-            affected: BTreeMap::new(),
-            damaged_blobs: None,
-            found: Utc::now(),
-        });
         Ok(())
     }
+}
+
+/// Whether a finding is about a pack or a pack's parity (checked one at a
+/// time through a pass), not about a metadata file (checked at every start).
+fn is_about_a_pack(finding: &Finding) -> bool {
+    finding.file.starts_with("data/") || finding.file.starts_with("parity/data.")
 }
 
 fn verify_pack_bytes(

@@ -94,6 +94,49 @@ pub(super) fn finding(
     }
 }
 
+/// Checks the parity of a sound file: parity that is missing, damaged or
+/// made for other bytes is reported and, with `write`, computed anew.
+pub(super) fn check_parity(
+    backend: &dyn Backend,
+    percent: u32,
+    kind: FileType,
+    name: &str,
+    data: &[u8],
+    write: bool,
+) -> Result<Option<Finding>> {
+    if percent == 0 {
+        return Ok(None);
+    }
+    let parity_file = parity_name(kind, name);
+    let sound = backend
+        .read(FileType::Parity, &parity_file)
+        .is_ok_and(|p| parity::is_sound(data, &p));
+    if sound {
+        return Ok(None);
+    }
+    let status = if write {
+        backend.write(
+            FileType::Parity,
+            &parity_file,
+            &parity::compute(data, percent)?,
+        )?;
+        Status::Repaired
+    } else {
+        Status::Damaged
+    };
+    Ok(Some(Finding {
+        file: FileType::Parity.path(&parity_file),
+        problem: format!(
+            "the parity of the sound file {} is missing or damaged (no data is at risk)",
+            kind.path(name)
+        ),
+        status,
+        affected: BTreeMap::new(),
+        damaged_blobs: None,
+        found: Utc::now(),
+    }))
+}
+
 fn named_by_hash(name: &str) -> impl Fn(&[u8]) -> std::result::Result<(), String> + '_ {
     move |data| {
         if Id::of_bytes(data).to_hex() == name {
@@ -114,6 +157,7 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
+    let mut sound_config = None;
     let config_problem = match backend.read(FileType::Config, "config") {
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(bytes) => match config_ok(&bytes) {
@@ -127,13 +171,28 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
                 {
                     Some("its bytes differ from what its parity protects".into())
                 }
-                _ => None,
+                _ => {
+                    sound_config = Some(bytes);
+                    None
+                }
             },
         },
     };
     if let Some(problem) = config_problem {
         let attempt = rebuild(backend, FileType::Config, "config", write, config_ok);
+        let repaired = matches!(attempt, Attempt::Repaired);
         findings.push(finding(FileType::Config, "config", problem, attempt, write));
+        if repaired {
+            sound_config = backend.read(FileType::Config, "config").ok();
+        }
+    }
+    // The parity kept for the config and key files, once the config is sound.
+    let percent = sound_config.as_ref().map_or(0, |bytes| {
+        Config::from_bytes(bytes, &location).map_or(0, |c| c.parity_percent)
+    });
+    if let Some(bytes) = &sound_config {
+        let parity = check_parity(backend, percent, FileType::Config, "config", bytes, write);
+        findings.extend(parity.ok().flatten());
     }
     for name in backend.list(FileType::Key).unwrap_or_default() {
         let verify = |data: &[u8]| {
@@ -144,7 +203,15 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
         };
         let problem = match backend.read(FileType::Key, &name) {
             Err(e) => Some(format!("cannot be read: {e}")),
-            Ok(bytes) => verify(&bytes).err(),
+            Ok(bytes) => match verify(&bytes) {
+                Err(e) => Some(e),
+                Ok(()) => {
+                    let parity =
+                        check_parity(backend, percent, FileType::Key, &name, &bytes, write);
+                    findings.extend(parity.ok().flatten());
+                    None
+                }
+            },
         };
         if let Some(problem) = problem {
             let attempt = rebuild(backend, FileType::Key, &name, write, verify);
@@ -160,9 +227,19 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
 pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
     let backend = &**repo.backend();
     let mut findings = repair_before_open(backend, write);
+    let percent = repo.config().parity_percent;
     let mut lost_index = false;
     for name in backend.list(FileType::Index)? {
         let Err(e) = repo.read_index_file(&name) else {
+            let bytes = backend.read(FileType::Index, &name)?;
+            findings.extend(check_parity(
+                backend,
+                percent,
+                FileType::Index,
+                &name,
+                &bytes,
+                write,
+            )?);
             continue;
         };
         let attempt = rebuild(backend, FileType::Index, &name, write, |data| {
@@ -186,6 +263,15 @@ pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
     let mut lost_manifests = Vec::new();
     for name in backend.list(FileType::Snapshot)? {
         let Err(e) = repo.read_snapshot(&name) else {
+            let bytes = backend.read(FileType::Snapshot, &name)?;
+            findings.extend(check_parity(
+                backend,
+                percent,
+                FileType::Snapshot,
+                &name,
+                &bytes,
+                write,
+            )?);
             continue;
         };
         let attempt = rebuild(

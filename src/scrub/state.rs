@@ -47,13 +47,20 @@ pub struct ScrubState {
     pub bytes_checked: u64,
     pub last_full_pass: Option<DateTime<Utc>>,
     pub last_run: Option<DateTime<Utc>>,
-    /// Findings of the current and the last complete pass.
+    /// What is wrong, as far as the latest check of each file found: a file
+    /// checked again loses its old finding (and gets a new one if it is still
+    /// damaged). Metadata files are checked at every start, packs once per
+    /// pass; `--restart` forgets everything.
     pub findings: Vec<Finding>,
 }
 
 impl ScrubState {
+    /// The share of the current pass's packs checked so far: 0 before any
+    /// scrub ran, 1 for a pass over a repository without packs.
     pub fn coverage(&self) -> f64 {
-        if self.packs_total == 0 {
+        if self.pass_started.is_none() {
+            0.0
+        } else if self.packs_total == 0 {
             1.0
         } else {
             (self.packs_checked as f64 / self.packs_total as f64).min(1.0)
