@@ -35,7 +35,7 @@ pub struct Args {
     /// yielding to reads; progress and findings appear in .rewind/status
     #[arg(long, value_name = "MiB/s", num_args = 0..=1, default_missing_value = "20", require_equals = true)]
     scrub: Option<f64>,
-    /// Seconds between the starts of background scrub passes
+    /// Seconds to wait after a background scrub pass before the next one
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     scrub_interval: u64,
 }

@@ -89,26 +89,27 @@ fn one_pass(
     Ok(())
 }
 
-/// Every blob (or whole pack) the scrub holds damaged or lost fails reads at once.
+/// Every blob (or whole pack) the scrub holds damaged or lost fails reads
+/// at once; one repaired since reads again.
 fn mark(vfs: &Vfs, state: &ScrubState) {
+    let mut damaged = crate::repo::IdSet::default();
     for f in state
         .findings
         .iter()
         .filter(|f| f.status != Status::Repaired)
     {
         match &f.damaged_blobs {
-            Some(blobs) => blobs.iter().for_each(|id| vfs.mark_damaged(*id)),
+            Some(blobs) => damaged.extend(blobs.iter().copied()),
             None => {
                 let pack = f
                     .file
                     .strip_prefix("data/")
                     .and_then(|rest| rest.split('/').nth(1));
-                if let Some(id) = pack.and_then(|name| Id::from_hex(name).ok()) {
-                    vfs.mark_damaged(id);
-                }
+                damaged.extend(pack.and_then(|name| Id::from_hex(name).ok()));
             }
         }
     }
+    vfs.set_damaged(damaged);
 }
 
 fn lower_priority() {

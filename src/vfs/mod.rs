@@ -246,10 +246,11 @@ impl Vfs {
         }
     }
 
-    /// Reads of this chunk, or of every chunk in this pack, fail with EIO
-    /// from now on, without touching the pack.
-    pub fn mark_damaged(&self, blob_or_pack: Id) {
-        self.damaged.write().unwrap().insert(blob_or_pack);
+    /// Reads of these chunks, and of every chunk in these packs, fail with
+    /// EIO without touching the packs; what is no longer listed (repaired)
+    /// reads again.
+    pub fn set_damaged(&self, blobs_and_packs: crate::repo::IdSet) {
+        *self.damaged.write().unwrap() = blobs_and_packs;
     }
 
     /// Waits for the background index load; false if it failed.
@@ -778,13 +779,16 @@ impl Vfs {
                 snapshot,
                 node,
                 starts,
-            } => self.read_content(&file, snapshot, node, starts, offset, size)?,
+            } => {
+                // The scrub yields to readers of backups, not of the status file.
+                self.last_read_ms.store(
+                    self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
+                    Relaxed,
+                );
+                self.read_content(&file, snapshot, node, starts, offset, size)?
+            }
         };
         self.stats.reads.fetch_add(1, Relaxed);
-        self.last_read_ms.store(
-            self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
-            Relaxed,
-        );
         self.stats
             .bytes_served
             .fetch_add(data.len() as u64, Relaxed);
