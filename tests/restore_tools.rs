@@ -642,11 +642,12 @@ fn restore_test_reports_checks_and_cleans_up() {
     assert!(xml.contains("failures=\"0\""), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
 
-    // One file: restored under its name in the scratch directory.
+    // One file: restored under its name in the scratch directory (and read back).
     let one = repo
         .run([
             "restore-test".as_ref(),
             "--json".as_ref(),
+            "--reread".as_ref(),
             spec("latest", &src.join("dir/sub/medium.bin")).as_ref(),
             "--scratch".as_ref(),
             scratch.as_os_str(),

@@ -14,11 +14,12 @@ use super::{FilterArgs, Global};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
-The drill restores into a new directory under --scratch, then checks the restored tree \
-against the snapshot: every file re-read and every chunk hashed against the id recorded at \
-backup time, every entry's type, link target, mode, times and extended attributes (and owner \
-when run as root), nothing missing and nothing extra. The scratch directory is removed at the \
-end, also after Ctrl-C or SIGTERM.
+The drill restores into a new directory under --scratch, checking every chunk against the id \
+recorded at backup time before writing it, then compares the restored tree with the snapshot: \
+every entry's type, size, link target, mode, times and extended attributes (and owner when run \
+as root), nothing missing and nothing extra. It reports the restore time (the recovery time) and \
+the snapshot's age (the recovery point). The scratch directory is removed at the end, also after \
+Ctrl-C or SIGTERM.
 
 Exit status: 0 when every check passed, 1 when one failed, 130 when interrupted.")]
 pub struct Args {
@@ -40,6 +41,9 @@ pub struct Args {
     /// Leave the scratch directory in place, to look at a failure
     #[arg(long)]
     keep_scratch: bool,
+    /// Also read every chunk back from the scratch directory after writing it (restore --verify)
+    #[arg(long)]
+    reread: bool,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -65,6 +69,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         against: args.against.clone(),
         max_age,
         keep_scratch: args.keep_scratch,
+        reread: args.reread,
         threads: 0,
         show_progress: std::io::stderr().is_terminal() && !args.json,
         cancel: cancel_on_signals(),
