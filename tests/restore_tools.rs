@@ -314,6 +314,10 @@ fn a_snapshot_equals_its_source_its_mount_and_its_restore_in_every_detail() {
         .run(["diff", "--metadata", &snap, in_mount.to_str().unwrap()])
         .assert_code(0);
     assert!(run.stdout.is_empty(), "{}", run.stdout_text());
+    // A side may be a symlink to a directory, such as `latest` itself.
+    let whole = mountpoint.join("latest");
+    repo.run(["diff", "latest", whole.to_str().unwrap()])
+        .assert_code(0);
 }
 
 /// Birth times of the regular files under `root`: a file that is kept keeps

@@ -3,8 +3,8 @@
 //! hashed with the repository's id key, every hole must read as zeros. No
 //! repository data is read, and the file's own hole layout does not matter.
 //!
-//! Used by `restore --verify`, `restore --overwrite if-changed` (and so by
-//! resuming a restore), `diff` against a local directory and `restore-test`.
+//! Used by `restore --overwrite if-changed` (and so by resuming a restore),
+//! `diff` against a local directory, and `restore-test --against`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -279,15 +279,18 @@ impl Differ<'_, '_> {
                     synthetic: true,
                 },
             }),
-            Side::Local(path) => {
-                // The root may be a symlink to a directory (`latest` in a mount).
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| Error::io(format!("cannot compare {}", path.display()), e))?;
+            Side::Local(given) => {
+                // The root may be a symlink to a directory (`latest` in a
+                // mount): it is resolved here, and nothing below it is followed.
+                let path = std::fs::canonicalize(given)
+                    .map_err(|e| Error::io(format!("cannot compare {}", given.display()), e))?;
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("cannot compare {}", given.display()), e))?;
                 let name = path.file_name().map_or(&[][..], |n| n.as_bytes());
-                let node = node_from_stat(name, path, &meta, &self.owners, self.options.metadata)?;
+                let node = node_from_stat(name, &path, &meta, &self.owners, self.options.metadata)?;
                 Ok(Entry {
                     node,
-                    local: Some(path.clone()),
+                    local: Some(path),
                     synthetic: false,
                 })
             }
