@@ -4,6 +4,7 @@
 //! and `restore-test`, passing, failing and interrupted.
 
 mod common;
+mod mount_util;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -253,29 +254,6 @@ fn diff_against_a_directory_reads_only_local_files() {
         .assert_one_line_error(&["not in the snapshot"]);
 }
 
-/// `rewind mount` as a daemon, unmounted (lazily) when dropped.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn new(repo: &Repo, mountpoint: &Path, log: &Path) -> Mounted {
-        mkdirs(mountpoint);
-        repo.run([
-            "mount".as_ref(),
-            mountpoint.as_os_str(),
-            "--log-file".as_ref(),
-            log.as_os_str(),
-        ])
-        .assert_ok();
-        Mounted(mountpoint.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_snapshot_equals_its_source_its_mount_and_its_restore_in_every_detail() {
     let (_tmp, dir) = tempdir();
@@ -308,7 +286,17 @@ fn a_snapshot_equals_its_source_its_mount_and_its_restore_in_every_detail() {
     assert_eq!(run.stdout_text(), "U  small.txt  (mode 0644 → 0640)\n");
 
     let mountpoint = dir.join("mnt");
-    let _mount = Mounted::new(&repo, &mountpoint, &dir.join("mount.log"));
+    // The mount tests' daemon guard (it always unmounts), on this repository
+    // with this test's password (--password-file wins over theirs).
+    let password_file = dir.join("password");
+    write(&password_file, PASSWORD.as_bytes());
+    let _mount = mount_util::Mount::start(
+        &mount_util::Repo {
+            path: repo.path.clone(),
+        },
+        &mountpoint,
+        &["--password-file", password_file.to_str().unwrap()],
+    );
     let in_mount = under(&mountpoint.join("latest"), &src);
     let run = repo
         .run(["diff", "--metadata", &snap, in_mount.to_str().unwrap()])
