@@ -10,6 +10,7 @@
 //! Every queue is bounded, so memory stays flat whatever the input size.
 
 mod packer;
+mod readahead;
 mod source;
 
 use std::collections::BTreeMap;
@@ -187,6 +188,41 @@ fn normalize(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Threads listing directories ahead of the walker.
+const METADATA_READ_AHEAD_THREADS: usize = 6;
+/// Threads reading files.
+const READERS: usize = 6;
+/// Files larger than a chunk that may be read at once.
+const LARGE_FILES_AT_ONCE: usize = 2;
+
+/// A counting semaphore; the permit is returned when dropped.
+struct Semaphore {
+    tokens: (Sender<()>, Receiver<()>),
+}
+
+impl Semaphore {
+    fn new(permits: usize) -> Semaphore {
+        let tokens = crossbeam_channel::bounded(permits);
+        for _ in 0..permits {
+            tokens.0.send(()).expect("room for every permit");
+        }
+        Semaphore { tokens }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        self.tokens.1.recv().expect("the semaphore owns its sender");
+        Permit(&self.tokens.0)
+    }
+}
+
+struct Permit<'a>(&'a Sender<()>);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     files_new: AtomicU64,
@@ -301,13 +337,33 @@ impl Archiver {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (blob_tx, packers) = packer::start(&self.sink, threads, threads * 2);
         let trie = PathTrie::from_paths(paths);
+        let read_ahead = readahead::ReadAhead::new(paths);
+        let root_devices: Vec<u64> = paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.dev()))
+            .collect();
+        // Reading small files is waiting on the disk: several readers
+        // overlap the waits. Large files stream, a few at a time, so memory
+        // stays bounded however many readers there are.
+        let large_files = Semaphore::new(LARGE_FILES_AT_ONCE);
         let walked = std::thread::scope(|scope| {
+            for _ in 0..METADATA_READ_AHEAD_THREADS {
+                scope.spawn(|| {
+                    read_ahead.work(|path, name, meta| {
+                        self.excluded(path, name)
+                            || (self.one_file_system && !root_devices.contains(&meta.dev()))
+                    })
+                });
+            }
             let (job_tx, job_rx) = crossbeam_channel::bounded::<FileJob>(256);
-            for _ in 0..threads.max(2) {
+            for _ in 0..READERS.max(threads) {
                 let job_rx = job_rx.clone();
                 let blob_tx = blob_tx.clone();
+                let large_files = &large_files;
                 scope.spawn(move || {
                     for job in job_rx.iter() {
+                        let large = job.metadata.len() > self.repo.config().chunker.max_size as u64;
+                        let _permit = large.then(|| large_files.acquire());
                         let result = self.read_file(&job.path, &job.metadata, &blob_tx);
                         let _ = job.reply.send(result);
                     }
@@ -322,7 +378,11 @@ impl Archiver {
                 archiver: self,
                 jobs: job_tx,
             };
-            crate::tree::with_deep_stack(|| walker.dir_tree(Path::new("/"), previous, scope_root))
+            let walked = crate::tree::with_deep_stack(|| {
+                walker.dir_tree(Path::new("/"), previous, scope_root)
+            });
+            read_ahead.stop();
+            walked
         });
         let walked = walked.and_then(|root| {
             root.ok_or_else(|| {
@@ -671,13 +731,26 @@ impl Walker<'_> {
                 return Ok(None);
             }
         };
-        let mut node = match source::node_from_metadata(name, path, &metadata, &a.owners) {
-            Ok(node) => node,
-            Err(e) => {
-                a.warn(e.to_string());
-                return Ok(None);
-            }
-        };
+        // Any change of extended attributes moves ctime: an entry whose inode
+        // and ctime match the parent snapshot keeps the xattrs recorded there.
+        let recorded = previous.filter(|p| {
+            p.inode == metadata.ino()
+                && p.ctime.sec == metadata.ctime()
+                && p.ctime.nsec == metadata.ctime_nsec() as u32
+        });
+        let mut node =
+            match source::node_from_stat(name, path, &metadata, &a.owners, recorded.is_none()) {
+                Ok(mut node) => {
+                    if let Some(p) = recorded {
+                        node.xattrs = p.xattrs.clone();
+                    }
+                    node
+                }
+                Err(e) => {
+                    a.warn(e.to_string());
+                    return Ok(None);
+                }
+            };
         match node.kind {
             NodeKind::Dir => {
                 a.counters.dirs.fetch_add(1, Relaxed);

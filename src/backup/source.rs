@@ -88,17 +88,8 @@ fn kind_of(meta: &Metadata) -> NodeKind {
 }
 
 /// A node with everything but content and subtree, from `lstat` data.
-pub fn node_from_metadata(
-    name: &[u8],
-    path: &Path,
-    meta: &Metadata,
-    owners: &OwnerNames,
-) -> Result<Node> {
-    node_from_stat(name, path, meta, owners, true)
-}
-
-/// Like [`node_from_metadata`]; extended attributes are read only if
-/// `with_xattrs` (a comparison that ignores them saves a system call per entry).
+/// Extended attributes are read only if `with_xattrs` (where they are known
+/// otherwise, that saves a system call per entry).
 pub fn node_from_stat(
     name: &[u8],
     path: &Path,
