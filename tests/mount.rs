@@ -29,7 +29,7 @@ fn label(time: &str) -> String {
 /// Day 1: every kind of entry a backup keeps.
 fn build_day1(src: &Path, rng: &mut Rng) {
     let p = |rel: &str| src.join(rel);
-    write(&p("plain.txt"), &rng.text(400));
+    write(&p("plain.txt"), &rng.lines(400));
     write(&p("big.bin"), &rng.bytes(3 << 20));
     write(&p("empty"), b"");
     write(&p("dir with spaces/file with spaces.txt"), b"spaces\n");
@@ -118,7 +118,7 @@ fn build_day1(src: &Path, rng: &mut Rng) {
             .assert_ok();
         }
     }
-    let big_value = format!("0x{}", hex(&rng.bytes(1500)));
+    let big_value = format!("0x{}", hex::encode(rng.bytes(1500)));
     run(Command::new("setfattr")
         .args(["-n", "user.big", "-v", &big_value])
         .arg(p("big.bin")))
@@ -134,7 +134,7 @@ fn build_day1(src: &Path, rng: &mut Rng) {
 fn change_day2(src: &Path, rng: &mut Rng) {
     let p = |rel: &str| src.join(rel);
     let mut text = std::fs::read(p("plain.txt")).unwrap();
-    text.extend_from_slice(&rng.text(50));
+    text.extend_from_slice(&rng.lines(50));
     write(&p("plain.txt"), &text);
     write_at(&p("big.bin"), 1 << 20, &rng.bytes(100));
     std::fs::remove_file(p("empty")).unwrap();
@@ -171,7 +171,7 @@ fn change_day3(src: &Path, rng: &mut Rng) {
     std::fs::remove_file(p("links/dangling")).unwrap();
     symlink("/etc/hostname-elsewhere", &p("links/dangling"));
     std::fs::remove_dir(p("empty-dir")).unwrap();
-    write(&p("new-dir/with/file"), &rng.text(20));
+    write(&p("new-dir/with/file"), &rng.lines(20));
     std::fs::remove_file(p("hard/b")).unwrap();
     write(&p("hard/b"), b"no longer a link\n");
     run(Command::new("setfattr")
@@ -179,10 +179,6 @@ fn change_day3(src: &Path, rng: &mut Rng) {
         .arg(p("xattrs/file")))
     .assert_ok();
     rng.set_all_times(src);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the ordinary tools saw on the source on one day, before its backup.
@@ -545,7 +541,7 @@ fn a_damaged_pack_gives_eio_for_its_file_and_correct_bytes_for_the_others() {
     // chunks land in packs of their own.
     let first = dir.join("first");
     let mut files: Vec<(PathBuf, Vec<u8>)> = (0..5)
-        .map(|i| (first.join(format!("small-{i}.txt")), rng.text(20 + 30 * i)))
+        .map(|i| (first.join(format!("small-{i}.txt")), rng.lines(20 + 30 * i)))
         .collect();
     files.push((first.join("big1.bin"), rng.bytes(2 << 20)));
     for (path, data) in &files {

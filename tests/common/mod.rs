@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rewind::backend::LocalBackend;
 use rewind::repo::{
@@ -122,6 +123,34 @@ impl Rng {
         out.truncate(len);
         out
     }
+
+    /// `lines` compressible lines of text.
+    pub fn lines(&mut self, lines: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..lines {
+            out.extend_from_slice(
+                format!("line {i}: value {} status ok\n", self.below(1000)).as_bytes(),
+            );
+        }
+        out
+    }
+
+    /// Random times with nanoseconds for every entry under `root` and
+    /// `root` itself, children first so that directory times stick.
+    pub fn set_all_times(&mut self, root: &Path) {
+        let mut all = all_paths(root);
+        all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for path in all {
+            let mut t = || {
+                (
+                    1_000_000_000 + self.below(700_000_000) as i64,
+                    self.below(1_000_000_000) as i64,
+                )
+            };
+            let (a, m) = (t(), t());
+            set_times(&path, a, m);
+        }
+    }
 }
 
 // ------------------------------------------------------------ running rewind
@@ -130,7 +159,34 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rewind")
 }
 
-/// The result of one run of the binary.
+/// Runs a command to its end, capturing both outputs; stdin is /dev/null.
+pub fn run(cmd: &mut Command) -> Run {
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
+    Run::of(what, out)
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; returns
+/// how long it took.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The result of one run of a command (the binary or an ordinary tool).
 pub struct Run {
     pub what: String,
     pub code: Option<i32>,
@@ -139,45 +195,64 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn stdout_text(&self) -> String {
+    fn of(what: String, out: std::process::Output) -> Run {
+        Run {
+            what,
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.text()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Fails the test, showing the run, unless `holds`.
+    #[track_caller]
+    fn assert_that(self, holds: bool, expected: &str) -> Run {
+        assert!(
+            holds,
+            "`{}` {expected}; exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.code,
+            self.text(),
+            self.stderr
+        );
+        self
     }
 
     #[track_caller]
     pub fn assert_ok(self) -> Run {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "`{}` failed\nstderr:\n{}",
-            self.what,
-            self.stderr
-        );
-        self
+        let holds = self.ok();
+        self.assert_that(holds, "failed")
+    }
+
+    /// A failure whose stderr says `why` (e.g. "Read-only file system").
+    #[track_caller]
+    pub fn assert_fails_with(self, why: &str) -> Run {
+        let holds = !self.ok() && self.stderr.contains(why);
+        self.assert_that(holds, &format!("should fail with {why:?}"))
     }
 
     #[track_caller]
     pub fn assert_code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "`{}`: expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.stdout_text(),
-            self.stderr
-        );
-        self
+        let holds = self.code == Some(code);
+        self.assert_that(holds, &format!("should exit with code {code}"))
     }
 
     #[track_caller]
     pub fn assert_failed(self) -> Run {
-        assert!(
-            matches!(self.code, Some(c) if c != 0),
-            "`{}` should fail with a non-zero exit code, got {:?}\nstderr:\n{}",
-            self.what,
-            self.code,
-            self.stderr
-        );
-        self
+        let holds = matches!(self.code, Some(c) if c != 0);
+        self.assert_that(holds, "should fail with a non-zero exit code")
     }
 
     /// A failure explained in exactly one line of stderr, which contains
@@ -311,13 +386,7 @@ impl Repo {
                 let _ = pipe.write_all(&input);
             });
         }
-        let out = child.wait_with_output().unwrap();
-        Run {
-            what,
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(what, child.wait_with_output().unwrap())
     }
 
     /// `rewind backup --json ARGS...`, which must succeed; the snapshot as JSON.
@@ -479,12 +548,28 @@ pub fn hard_link(from: &Path, to: &Path) {
     check_rc(rc, "link", to);
 }
 
+/// Writes a file, making its parent directories first.
 pub fn write(path: &Path, data: &[u8]) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Writes `data` at `offset` without truncating (keeps the inode and holes).
+pub fn write_at(path: &Path, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(data, offset).unwrap();
 }
 
 pub fn mkdirs(path: &Path) {
     std::fs::create_dir_all(path).unwrap();
+}
+
+pub fn symlink(target: &str, link: &Path) {
+    std::os::unix::fs::symlink(target, link)
+        .unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
 }
 
 /// The names in a directory, read without updating its access time.
@@ -1167,6 +1252,11 @@ pub fn all_paths(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every path under `root` (not `root` itself), parents before children.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    all_paths(root).split_off(1)
+}
+
 /// Unmounts on drop, so a failing test does not leave a mount behind.
 pub struct Mount(pub PathBuf);
 
@@ -1187,4 +1277,87 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
+}
+
+// ------------------------------------------------------------------- mounts
+
+/// Is something mounted exactly at `mountpoint` (per /proc/self/mounts)?
+pub fn is_mounted(mountpoint: &Path) -> bool {
+    mounts_at(mountpoint) > 0
+}
+
+/// How many mounts /proc/self/mounts lists at `mountpoint` (stacked mounts
+/// count each).
+pub fn mounts_at(mountpoint: &Path) -> usize {
+    let mounts = std::fs::read("/proc/self/mounts").unwrap();
+    mounts
+        .split(|b| *b == b'\n')
+        .filter(|line| {
+            line.split(|b| *b == b' ').nth(1).is_some_and(|field| {
+                unescape_mount_field(field) == mountpoint.as_os_str().as_bytes()
+            })
+        })
+        .count()
+}
+
+/// /proc/mounts writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_field(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if field[i] == b'\\' => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Detaches (`umount -l`) every mount stacked at `mountpoint`.
+pub fn unmount_all(mountpoint: &Path) {
+    for _ in 0..4 {
+        if !is_mounted(mountpoint) {
+            break;
+        }
+        let _ = run(Command::new("umount").arg("-l").arg(mountpoint));
+    }
+}
+
+/// Detaches (`umount -l`) every mount left at a path when dropped.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        unmount_all(&self.0);
+    }
+}
+
+/// Is `pid` a live process (not gone, not a zombie waiting to be reaped)?
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // "pid (comm) S ...": the state follows the last ')'.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory effects; pid is a process this test started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
 }

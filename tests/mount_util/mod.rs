@@ -5,93 +5,29 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+// The shared helpers, included here rather than from the crate root because
+// tests/postgres.rs uses this module without declaring `mod common;`. A
+// crate that declares both (tests/restore_tools.rs) compiles it twice, which
+// is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/mod.rs"]
+mod common;
+
+// What the mount tests (and tests/postgres.rs) use from it; not every
+// test crate that includes this module uses all of it.
+#[allow(unused_imports)]
+pub use self::common::{
+    alive, bin, chmod, hard_link, is_mounted, kill, lchown, mkdirs, mounts_at, run, set_times,
+    symlink, unmount_all, wait_for, walk, write, write_at, Rng, Run, Unmount,
+};
 
 pub const PASSWORD: &str = "mount tests are real";
-
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rewind")
-}
-
-// ------------------------------------------------------------ running things
-
-/// What a command did.
-pub struct Out {
-    pub what: String,
-    pub code: Option<i32>,
-    pub stdout: Vec<u8>,
-    pub stderr: String,
-}
-
-impl Out {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    pub fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    #[track_caller]
-    pub fn assert_ok(self) -> Out {
-        assert!(
-            self.ok(),
-            "`{}` failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.code,
-            self.text(),
-            self.stderr
-        );
-        self
-    }
-
-    /// A failure whose stderr says `why` (e.g. "Read-only file system").
-    #[track_caller]
-    pub fn assert_fails_with(self, why: &str) -> Out {
-        assert!(
-            !self.ok() && self.stderr.contains(why),
-            "`{}` should fail with {why:?}; exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.code,
-            self.text(),
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "`{}` did not print JSON ({e}):\n{}\nstderr:\n{}",
-                self.what,
-                self.text(),
-                self.stderr
-            )
-        })
-    }
-}
-
-/// Runs a command to its end, capturing both outputs; stdin is /dev/null.
-pub fn run(cmd: &mut Command) -> Out {
-    let what = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
-    Out {
-        what,
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// `bash -c SCRIPT` with `set -eo pipefail`: pass paths in through
 /// `.env(...)` so that any byte in them is safe.
@@ -112,21 +48,6 @@ pub fn as_nobody(program: &str) -> Command {
         program,
     ]);
     cmd
-}
-
-/// Polls `check` every 50 ms until it holds or `timeout` passes; returns
-/// how long it took.
-pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[track_caller]
@@ -199,62 +120,6 @@ impl Repo {
 
 // ------------------------------------------------------------------- mounts
 
-/// Is something mounted exactly at `mountpoint` (per /proc/self/mounts)?
-pub fn is_mounted(mountpoint: &Path) -> bool {
-    mounts_at(mountpoint) > 0
-}
-
-/// How many mounts /proc/self/mounts lists at `mountpoint` (stacked mounts
-/// count each).
-pub fn mounts_at(mountpoint: &Path) -> usize {
-    let mounts = std::fs::read("/proc/self/mounts").unwrap();
-    mounts
-        .split(|b| *b == b'\n')
-        .filter(|line| {
-            line.split(|b| *b == b' ').nth(1).is_some_and(|field| {
-                unescape_mount_field(field) == mountpoint.as_os_str().as_bytes()
-            })
-        })
-        .count()
-}
-
-/// /proc/mounts writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_field(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) if field[i] == b'\\' => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            _ => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Is `pid` a live process (not gone, not a zombie waiting to be reaped)?
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // "pid (comm) S ...": the state follows the last ')'.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or("?");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
-}
-
 /// The live `rewind mount` daemons serving `mountpoint` (found through
 /// /proc: their command line names our binary, `mount` and the mountpoint).
 pub fn daemons_of(mountpoint: &Path) -> Vec<u32> {
@@ -282,12 +147,6 @@ pub fn daemons_of(mountpoint: &Path) -> Vec<u32> {
     pids
 }
 
-pub fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill has no memory effects; pid is a daemon this test started.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
-}
-
 /// A running `rewind mount` daemon. Dropping it always unmounts (`umount
 /// -l`) and makes sure the daemon is gone, even when the test panicked.
 pub struct Mount {
@@ -297,7 +156,7 @@ pub struct Mount {
     pub log: PathBuf,
     pub pid: u32,
     /// What `rewind mount` printed.
-    pub started: Out,
+    pub started: Run,
 }
 
 impl Mount {
@@ -384,31 +243,12 @@ impl Mount {
     }
 }
 
-/// Detaches (`umount -l`) every mount left at a path when dropped.
-pub struct Unmount(pub PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        for _ in 0..4 {
-            if !is_mounted(&self.0) {
-                break;
-            }
-            let _ = run(Command::new("umount").arg("-l").arg(&self.0));
-        }
-    }
-}
-
 impl Drop for Mount {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        for _ in 0..4 {
-            if !is_mounted(&self.mountpoint) {
-                break;
-            }
-            let _ = run(Command::new("umount").arg("-l").arg(&self.mountpoint));
-        }
+        unmount_all(&self.mountpoint);
         if self.pid != 0
             && wait_for(Duration::from_secs(5), || !alive(self.pid)).is_none()
             && daemons_of(&self.mountpoint).contains(&self.pid)
@@ -419,169 +259,6 @@ impl Drop for Mount {
                 self.mountpoint.display()
             );
             kill(self.pid, libc::SIGKILL);
-        }
-    }
-}
-
-// -------------------------------------------------------- building trees
-
-fn cpath(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).unwrap()
-}
-
-#[track_caller]
-fn check(rc: libc::c_int, what: &str, path: &Path) {
-    assert_eq!(
-        rc,
-        0,
-        "{what} {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-pub fn write(path: &Path, data: &[u8]) {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// Writes `data` at `offset` without truncating (keeps the inode and holes).
-pub fn write_at(path: &Path, offset: u64, data: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(data, offset).unwrap();
-}
-
-pub fn mkdirs(path: &Path) {
-    std::fs::create_dir_all(path).unwrap();
-}
-
-pub fn symlink(target: &str, link: &Path) {
-    std::os::unix::fs::symlink(target, link)
-        .unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
-}
-
-/// A hard link that does not follow a symlink at `from`.
-pub fn hard_link(from: &Path, to: &Path) {
-    let (a, b) = (cpath(from), cpath(to));
-    // SAFETY: valid NUL-terminated paths.
-    let rc = unsafe { libc::linkat(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), 0) };
-    check(rc, "link", to);
-}
-
-pub fn chmod(path: &Path, mode: u32) {
-    let c = cpath(path);
-    // SAFETY: valid NUL-terminated path.
-    check(
-        unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) },
-        "chmod",
-        path,
-    );
-}
-
-pub fn lchown(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("lchown {}: {e}", path.display()));
-}
-
-/// Sets atime and mtime (seconds, nanoseconds) of `path` itself, not of a
-/// symlink's target.
-pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) {
-    let ts = |(sec, nsec): (i64, i64)| libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: nsec as libc::c_long,
-    };
-    let times = [ts(atime), ts(mtime)];
-    let c = cpath(path);
-    // SAFETY: a valid path and two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    check(rc, "utimensat", path);
-}
-
-/// Every path under `root` (not `root` itself), parents before children.
-pub fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for path in entries {
-            if std::fs::symlink_metadata(&path).unwrap().is_dir() {
-                stack.push(path.clone());
-            }
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Deterministic pseudo-random numbers and bytes (SplitMix64, BLAKE3 XOF).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// `len` incompressible bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len];
-        blake3::Hasher::new_keyed(blake3::hash(&self.next_u64().to_le_bytes()).as_bytes())
-            .finalize_xof()
-            .fill(&mut out);
-        out
-    }
-
-    /// Compressible lines of text.
-    pub fn text(&mut self, lines: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..lines {
-            out.extend_from_slice(
-                format!("line {i}: value {} status ok\n", self.below(1000)).as_bytes(),
-            );
-        }
-        out
-    }
-
-    /// Random times with nanoseconds for every entry under `root` and
-    /// `root` itself, children first so that directory times stick.
-    pub fn set_all_times(&mut self, root: &Path) {
-        let mut all = walk(root);
-        all.push(root.to_path_buf());
-        all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for path in all {
-            let mut t = || {
-                (
-                    1_000_000_000 + self.below(700_000_000) as i64,
-                    self.below(1_000_000_000) as i64,
-                )
-            };
-            let (a, m) = (t(), t());
-            set_times(&path, a, m);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rewind::repo::{pack, BlobKind, Encryption, Id, PackedBlob};
 use rewind::tree::{Extent, NodeKind};
@@ -192,7 +193,7 @@ impl Fixture {
             }
             dirs.push(root.clone());
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut rng = Rng::new(seed(&format!("scrub fixture {name}")));
         let repo = Repo::at(&root.join("repo"), encryption);
         let flag = match encryption {
@@ -704,16 +705,6 @@ pub fn restore_all_but(
 
 // -------------------------------------------------------------------- mounts
 
-/// Is something mounted exactly at `mountpoint` (per /proc/self/mounts;
-/// test paths have no characters that it escapes)?
-pub fn is_mounted(mountpoint: &Path) -> bool {
-    let want = mountpoint.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .any(|line| line.split(' ').nth(1) == Some(want))
-}
-
 /// `rewind mount MOUNTPOINT --foreground EXTRA...` in a child process, its
 /// standard error in a file (the detached daemon sends it to /dev/null,
 /// where a panic message would be lost). Dropping it always unmounts
@@ -752,7 +743,7 @@ impl ForegroundMount {
             stderr_file,
             child,
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         while !is_mounted(mountpoint) {
             if let Some(status) = mount.child.try_wait().unwrap() {
                 panic!(
@@ -761,12 +752,12 @@ impl ForegroundMount {
                 );
             }
             assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
+                started.elapsed() < Duration::from_secs(30),
                 "no mount at {} after 30 s:\n{}",
                 mountpoint.display(),
                 mount.stderr()
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         mount
     }
@@ -785,8 +776,8 @@ impl ForegroundMount {
     /// Waits for the background scrub's first complete pass (polling the
     /// status slowly: every read makes the scrub yield for a while).
     #[track_caller]
-    pub fn wait_for_scrub_pass(&self, timeout: std::time::Duration) -> Value {
-        let started = std::time::Instant::now();
+    pub fn wait_for_scrub_pass(&self, timeout: Duration) -> Value {
+        let started = Instant::now();
         loop {
             let status = self.status();
             if !status["scrub"]["last_full_pass"].is_null() {
@@ -798,31 +789,22 @@ impl ForegroundMount {
                 "no complete scrub pass after {timeout:?}: {status:#}\n{}",
                 self.stderr()
             );
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
 }
 
 impl Drop for ForegroundMount {
     fn drop(&mut self) {
-        for _ in 0..4 {
-            if !is_mounted(&self.mountpoint) {
-                break;
-            }
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
-        let started = std::time::Instant::now();
-        while self.child.try_wait().ok().flatten().is_none() {
-            if started.elapsed() > std::time::Duration::from_secs(5) {
-                eprintln!("rewind mount outlived its unmount: killing it");
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        unmount_all(&self.mountpoint);
+        if wait_for(Duration::from_secs(5), || {
+            self.child.try_wait().ok().flatten().is_some()
+        })
+        .is_none()
+        {
+            eprintln!("rewind mount outlived its unmount: killing it");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
