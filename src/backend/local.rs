@@ -153,6 +153,14 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn prefetch(&self, kind: FileType, name: &str) {
+        use std::os::fd::AsRawFd;
+        if let Ok(file) = File::open(self.path(kind, name)) {
+            // SAFETY: advice on a valid descriptor; the kernel reads ahead asynchronously.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        }
+    }
+
     fn size(&self, kind: FileType, name: &str) -> Result<u64> {
         let path = self.path(kind, name);
         fs::metadata(&path)

@@ -61,6 +61,8 @@ pub trait Backend: Send + Sync {
     /// survives a crash, and no reader ever sees it half-written.
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()>;
     fn remove(&self, kind: FileType, name: &str) -> Result<()>;
+    /// A hint that a file will be read soon; a backend may start fetching it.
+    fn prefetch(&self, _kind: FileType, _name: &str) {}
     /// The size of a file, for scrubbing and progress.
     fn size(&self, kind: FileType, name: &str) -> Result<u64>;
 }

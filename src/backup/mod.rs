@@ -101,6 +101,9 @@ pub fn backup(
         }
     });
 
+    if previous_root.is_some() {
+        prefetch_tree_packs(&repo);
+    }
     let archiver = Archiver::new(Arc::clone(&repo), options)?;
     let root = match source {
         Source::Paths(_) => archiver.run_paths(&paths, previous_root.as_ref())?,
@@ -141,6 +144,24 @@ pub fn backup(
     snapshot.id = repo.save_snapshot(&snapshot)?;
     let warnings = std::mem::take(&mut *archiver.warnings.lock().unwrap());
     Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// Starts reading every pack that holds directory trees: an incremental
+/// backup reads the parent's tree of every directory it walks, and on a cold
+/// cache each of those would otherwise be a disk wait on the walker thread.
+fn prefetch_tree_packs(repo: &Repository) {
+    let index = repo.index();
+    let packs: std::collections::BTreeSet<usize> = index
+        .blobs()
+        .filter(|(_, l)| l.kind() == BlobKind::Tree)
+        .map(|(_, l)| l.pack())
+        .collect();
+    for pack in packs {
+        repo.backend().prefetch(
+            crate::backend::FileType::Pack,
+            &index.pack(pack).id.to_hex(),
+        );
+    }
 }
 
 /// Globs where `*` and `?` never match `/`.

@@ -163,11 +163,29 @@ fn with_compressor<T>(
 pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     match payload.split_first() {
         Some((&COMPRESSION_NONE, data)) => Ok(data.to_vec()),
-        Some((&COMPRESSION_ZSTD, data)) => zstd::bulk::decompress(data, limit)
+        Some((&COMPRESSION_ZSTD, data)) => with_decompressor(|d| d.decompress(data, limit))
             .map_err(|e| Error::corrupt(format!("cannot decompress: {e}"))),
         Some((t, _)) => Err(Error::corrupt(format!("unknown compression type {t}"))),
         None => Err(Error::corrupt("empty payload")),
     }
+}
+
+/// Runs `f` with this thread's zstd decompression context (creating one
+/// costs a noticeable share of reading small blobs).
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        f(slot.as_mut().expect("just set"))
+    })
 }
 
 pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
