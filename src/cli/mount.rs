@@ -247,6 +247,8 @@ fn serve(
             restart: false,
             repair: false,
             deep: true,
+            // One pack at a time: the background scrub must stay out of the way.
+            threads: 1,
             state_file: rewind::scrub::state::default_path(&vfs.repository().config().id.short()),
         };
         background::start(

@@ -82,6 +82,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         restart: args.restart,
         repair: args.repair,
         deep: !args.shallow,
+        threads: std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2),
         state_file: args
             .state
             .clone()

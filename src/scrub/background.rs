@@ -69,12 +69,12 @@ fn one_pass(
         while vfs.idle_for() < QUIET {
             std::thread::sleep(QUIET);
         }
-        let Some(finding) = scrubber.step()? else {
+        let Some(findings) = scrubber.step()? else {
             // The pass is complete: show its end (last_full_pass) too.
             shown.lock().unwrap().1 = scrubber.state().clone();
             break;
         };
-        if let Some(f) = finding {
+        for f in findings {
             crate::log::error(&format!("scrub: {} {:?}: {}", f.file, f.status, f.problem));
         }
         mark(vfs, scrubber.state());

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
-use crate::repo::{parity_name, Id, IdSet, Repository};
+use crate::repo::{parallel_map, parity_name, Id, IdSet, Repository};
 pub use repair::repair_before_open;
 pub use state::{Finding, ScrubState, Status};
 
@@ -32,6 +32,8 @@ pub struct ScrubOptions {
     pub repair: bool,
     /// Also decrypt and re-hash every blob, not only every file.
     pub deep: bool,
+    /// Packs read and verified at once.
+    pub threads: usize,
     pub state_file: PathBuf,
 }
 
@@ -144,10 +146,15 @@ impl<'a> Scrubber<'a> {
         &self.state
     }
 
-    /// Checks the next pack; None once the pass is complete. Returns the
-    /// finding for a damaged pack.
-    pub fn step(&mut self) -> Result<Option<Option<Finding>>> {
-        let Some(name) = self.queue.next() else {
+    /// Checks the next packs (`threads` of them, read and verified in
+    /// parallel); None once the pass is complete. Returns what was found.
+    pub fn step(&mut self) -> Result<Option<Vec<Finding>>> {
+        let batch: Vec<String> = self
+            .queue
+            .by_ref()
+            .take(self.options.threads.max(1))
+            .collect();
+        if batch.is_empty() {
             if !self.report.pass_complete {
                 self.report.pass_complete = true;
                 self.state.last_full_pass = Some(Utc::now());
@@ -155,10 +162,11 @@ impl<'a> Scrubber<'a> {
                 self.state.save(&self.options.state_file)?;
             }
             return Ok(None);
-        };
-        let (bytes, problem) = match self.repo.backend().read(FileType::Pack, &name) {
+        }
+        let deep = self.options.deep;
+        let check = |name: &String| match self.repo.backend().read(FileType::Pack, name) {
             Ok(bytes) => {
-                let problem = verify_pack_bytes(self.repo, &name, &bytes, self.options.deep).err();
+                let problem = verify_pack_bytes(self.repo, name, &bytes, deep).err();
                 (bytes, problem)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -166,31 +174,37 @@ impl<'a> Scrubber<'a> {
             }
             Err(e) => (Vec::new(), Some(format!("the pack cannot be read: {e}"))),
         };
-        // Checked again: what earlier passes found in this pack and its
-        // parity is replaced by what this check finds.
-        let parity_file = FileType::Parity.path(&parity_name(FileType::Pack, &name));
-        self.state
-            .findings
-            .retain(|f| f.file != FileType::Pack.path(&name) && f.file != parity_file);
-        self.state.packs_checked += 1;
-        self.state.bytes_checked += bytes.len() as u64;
-        self.report.packs_checked += 1;
-        self.report.bytes_checked += bytes.len() as u64;
-        let finding = match problem {
-            None => {
-                self.heal_parity(&name, &bytes)?;
-                None
-            }
-            Some(problem) => Some(self.handle_damaged_pack(&name, problem, &bytes)?),
+        let checked = if batch.len() == 1 {
+            vec![check(&batch[0])]
+        } else {
+            parallel_map(&batch, check)
         };
-        if let Some(f) = &finding {
-            self.record(f.clone());
+        let mut findings = Vec::new();
+        for (name, (bytes, problem)) in batch.iter().zip(checked) {
+            // Checked again: what earlier passes found in this pack and its
+            // parity is replaced by what this check finds.
+            let parity_file = FileType::Parity.path(&parity_name(FileType::Pack, name));
+            self.state
+                .findings
+                .retain(|f| f.file != FileType::Pack.path(name) && f.file != parity_file);
+            self.state.packs_checked += 1;
+            self.state.bytes_checked += bytes.len() as u64;
+            self.report.packs_checked += 1;
+            self.report.bytes_checked += bytes.len() as u64;
+            match problem {
+                None => self.heal_parity(name, &bytes)?,
+                Some(problem) => {
+                    let finding = self.handle_damaged_pack(name, problem, &bytes)?;
+                    self.record(finding.clone());
+                    findings.push(finding);
+                }
+            }
         }
-        self.state.position = Some(name);
+        self.state.position = batch.last().cloned();
         self.state.last_run = Some(Utc::now());
         self.state.save(&self.options.state_file)?;
         self.throttle();
-        Ok(Some(finding))
+        Ok(Some(findings))
     }
 
     /// Runs the rest of the pass and reports.
