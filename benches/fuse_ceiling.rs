@@ -162,6 +162,8 @@ fn main() {
             "1024",
         );
     }
+    // Served from another thread, as rewind serves, until unmounted.
+    let serving = std::thread::spawn(move || session.run());
     println!("ready");
-    session.run().expect("serve");
+    serving.join().expect("the session thread").expect("serve");
 }

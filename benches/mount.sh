@@ -26,7 +26,7 @@ if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
     REWIND_BIN=$PWD/target/release/rewind
 fi
-cargo build --release --quiet --bench fuse_ceiling
+[[ ${CEILING:-0} == 1 ]] && cargo build --release --quiet --bench fuse_ceiling
 CEILING_BIN=$(find target/release/deps -maxdepth 1 -name 'fuse_ceiling-*' -type f -executable -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 
 rm -rf "$WORK"
@@ -48,7 +48,7 @@ mount_tool() {
     case $1 in
     rewind)
         "$REWIND_BIN" --repo "$WORK/rewind" mount "$MNT" --log-file "$WORK/rewind.log" 2>/dev/null
-        DAEMON=$(pgrep -f "rewind --repo $WORK/rewind mount" | tail -1)
+        DAEMON=$(pgrep -f -- "--repo $WORK/rewind mount" | tail -1 || true)
         ROOT=$MNT/latest$CORPUS ;;
     restic)
         restic -r "$WORK/restic" mount "$MNT" >/dev/null 2>&1 &
@@ -57,7 +57,7 @@ mount_tool() {
         ROOT=$MNT/snapshots/latest$CORPUS ;;
     borg)
         borg mount "$WORK/borg" "$MNT"
-        DAEMON=$(pgrep -f "borg mount $WORK/borg" | head -1)
+        DAEMON=$(pgrep -f "borg mount $WORK/borg" | head -1 || true)
         ROOT=$MNT/corpus${CORPUS} ;;
     esac
     wait_mounted
@@ -106,13 +106,18 @@ for tool in rewind restic borg; do
 done
 
 # The ceiling: the same size through a trivial in-memory FUSE filesystem.
-size_mib=$(( $(stat -c %s "$CORPUS/$BIG") / 1048576 ))
-drop
-"$CEILING_BIN" "$MNT" "$size_mib" >/dev/null 2>&1 &
-wait_mounted
-start=$(now); dd if="$MNT/file" of=/dev/null bs=1M status=none; end=$(now)
-ceiling=$(echo "$size_mib * 1048576 / $(secs "$start" "$end") / 1000000" | bc -l)
-unmount
+# CEILING=1 only: benches/fuse_ceiling.rs does not answer the kernel yet (its
+# mount hangs on the first getattr; see the closing note of issue 3).
+ceiling=0
+if [[ ${CEILING:-0} == 1 ]]; then
+    size_mib=$(( $(stat -c %s "$CORPUS/$BIG") / 1048576 ))
+    drop
+    "$CEILING_BIN" "$MNT" "$size_mib" >/dev/null 2>&1 &
+    wait_mounted
+    start=$(now); dd if="$MNT/file" of=/dev/null bs=1M status=none; end=$(now)
+    ceiling=$(echo "$size_mib * 1048576 / $(secs "$start" "$end") / 1000000" | bc -l)
+    unmount
+fi
 
 # shellcheck disable=SC2154 # SEQ_rewind and the others are set by eval above
 {
@@ -121,9 +126,12 @@ unmount
     echo "| tool | mount (s) | first ls (s) | seq read $BIG (MB/s) | cat $DUMP (MB/s) | tar of the snapshot (s) | tar MB | daemon peak RSS during tar (MiB) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
-    printf '| FUSE ceiling (in-memory) | | | %.0f | | | | |\n' "$ceiling"
+    if [[ $ceiling != 0 ]]; then
+        printf '| FUSE ceiling (in-memory) | | | %.0f | | | | |\n' "$ceiling"
+        echo
+        printf 'rewind sequential read = %.0f%% of the FUSE ceiling measured in this run.\n' "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)"
+    fi
     echo
-    printf 'rewind sequential read = %.0f%% of the FUSE ceiling measured in this run.\n' "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)"
     for peer in restic borg; do
         [[ -n ${T[$peer]:-} ]] || continue
         seq_peer=SEQ_$peer; tar_peer=TAR_$peer; rss_peer=RSS_$peer; dump_peer=DUMP_$peer
