@@ -138,8 +138,11 @@ fn main() {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("fuse-ceiling".into()),
+        MountOption::Subtype("ceiling".into()),
         MountOption::RO,
         MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
     ];
     config.n_threads = Some(
         std::thread::available_parallelism()
