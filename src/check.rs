@@ -174,7 +174,7 @@ fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), Pa
     let blobs = verify_pack_bytes(repo, id, &bytes, true)
         .map_err(|e| (e.to_string(), failing_blobs(repo, id, &bytes)))?;
     let index = repo.index();
-    let number = index.packs().iter().position(|p| p.id == *id);
+    let number = index.pack_number(id);
     for blob in &blobs {
         match index.get(&blob.id) {
             Some(loc)
@@ -221,7 +221,7 @@ pub(crate) fn verify_pack_bytes(
 /// damage stay readable, so only the files that need the failing ones lose data.
 pub(crate) fn failing_blobs(repo: &Repository, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
     let index = repo.index();
-    let number = index.packs().iter().position(|p| p.id == *pack)?;
+    let number = index.pack_number(pack)?;
     let salt = index.pack(number).salt;
     let mut failing = Vec::new();
     let mut total = 0;

@@ -612,13 +612,16 @@ impl Archiver {
         } else {
             position
         };
-        self.progress.set_message(format!(
-            "{} files, {} read",
-            self.counters.files_new.load(Relaxed)
-                + self.counters.files_changed.load(Relaxed)
-                + self.counters.files_unchanged.load(Relaxed),
-            indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
-        ));
+        // A message per file is formatted only for a bar someone sees.
+        if !self.progress.is_hidden() {
+            self.progress.set_message(format!(
+                "{} files, {} read",
+                self.counters.files_new.load(Relaxed)
+                    + self.counters.files_changed.load(Relaxed)
+                    + self.counters.files_unchanged.load(Relaxed),
+                indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
+            ));
+        }
         Ok((extents, size))
     }
 

@@ -147,6 +147,11 @@ impl Index {
         &self.packs
     }
 
+    /// The number of a pack, as `BlobLocation::pack` gives it.
+    pub fn pack_number(&self, id: &Id) -> Option<usize> {
+        self.pack_numbers.get(id).map(|n| *n as usize)
+    }
+
     pub fn has_pack(&self, id: &Id) -> bool {
         self.pack_numbers.contains_key(id)
     }
