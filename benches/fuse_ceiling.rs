@@ -152,6 +152,9 @@ fn main() {
     );
     config.clone_fd = true;
     let session = fuser::Session::new(Memory { data }, mountpoint, &config).expect("mount");
+    // Serve before touching the mountpoint: the stat below needs an answer
+    // from the kernel's first requests, and only the session gives it.
+    let serving = std::thread::spawn(move || session.run());
     // The same read-ahead window rewind sets.
     if let Ok(meta) = std::fs::metadata(mountpoint) {
         use std::os::unix::fs::MetadataExt;
@@ -165,8 +168,6 @@ fn main() {
             "1024",
         );
     }
-    // Served from another thread, as rewind serves, until unmounted.
-    let serving = std::thread::spawn(move || session.run());
     println!("ready");
     serving.join().expect("the session thread").expect("serve");
 }
