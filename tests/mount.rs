@@ -977,6 +977,28 @@ fn umount_ends_the_daemon() {
     );
 }
 
+#[test]
+fn a_repository_given_by_a_relative_path_mounts() {
+    // The daemon leaves the directory it was started in.
+    require_root();
+    let (_tmp, dir) = tempdir();
+    let (_repo, src) = small_repo(&dir);
+    let mut rewind = Repo {
+        path: PathBuf::from("repo"),
+    }
+    .cmd();
+    rewind.current_dir(&dir);
+    let mount = Mount::start_with(rewind, &dir.join("mnt"), &[]);
+    assert_eq!(
+        run(Command::new("cat").arg(inside(&mount.path("latest"), &src).join("file.txt")))
+            .assert_ok()
+            .text(),
+        "hello\n",
+        "log:\n{}",
+        mount.log_text()
+    );
+}
+
 /// Starts a daemon on `mountpoint` and kills it with SIGKILL, leaving its
 /// mount behind; returns once the daemon is gone.
 fn leave_a_stale_mount(repo: &Repo, mountpoint: &Path) -> Unmount {

@@ -13,8 +13,13 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
+    /// A relative `root` is made absolute now: the mount daemon leaves the
+    /// directory it was started in.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        let root = root.into();
+        LocalBackend {
+            root: std::path::absolute(&root).unwrap_or(root),
+        }
     }
 
     fn path(&self, kind: FileType, name: &str) -> PathBuf {

@@ -164,6 +164,13 @@ impl Mount {
     /// and leave exactly one daemon behind.
     #[track_caller]
     pub fn start(repo: &Repo, mountpoint: &Path, extra: &[&str]) -> Mount {
+        Mount::start_with(repo.cmd(), mountpoint, extra)
+    }
+
+    /// [`Mount::start`] with a prepared `rewind` command (say, one run in
+    /// another directory).
+    #[track_caller]
+    pub fn start_with(mut rewind: Command, mountpoint: &Path, extra: &[&str]) -> Mount {
         // A stale mount answers ENOTCONN: leave it for `rewind mount`.
         if let Err(e) = std::fs::symlink_metadata(mountpoint) {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -171,8 +178,7 @@ impl Mount {
             }
         }
         let log = mountpoint.with_extension("log");
-        let started = run(repo
-            .cmd()
+        let started = run(rewind
             .arg("mount")
             .arg(mountpoint)
             .arg("--log-file")
