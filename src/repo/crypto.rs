@@ -163,8 +163,22 @@ fn with_compressor<T>(
 pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     match payload.split_first() {
         Some((&COMPRESSION_NONE, data)) => Ok(data.to_vec()),
-        Some((&COMPRESSION_ZSTD, data)) => with_decompressor(|d| d.decompress(data, limit))
-            .map_err(|e| Error::corrupt(format!("cannot decompress: {e}"))),
+        Some((&COMPRESSION_ZSTD, data)) => {
+            // Reserve what the frame says it holds: reserving `limit` (up to
+            // 1 GiB for metadata) for every file costs address space and
+            // page-table churn. A frame that claims too little fails to decode.
+            let capacity = match zstd::zstd_safe::get_frame_content_size(data) {
+                Ok(Some(claimed)) if claimed > limit as u64 => {
+                    return Err(Error::corrupt(format!(
+                        "claims {claimed} bytes uncompressed, more than the {limit} allowed"
+                    )))
+                }
+                Ok(Some(claimed)) => claimed as usize,
+                _ => limit,
+            };
+            with_decompressor(|d| d.decompress(data, capacity))
+                .map_err(|e| Error::corrupt(format!("cannot decompress: {e}")))
+        }
         Some((t, _)) => Err(Error::corrupt(format!("unknown compression type {t}"))),
         None => Err(Error::corrupt("empty payload")),
     }
@@ -239,6 +253,14 @@ mod tests {
         let packed = compress(&random, 3).unwrap();
         assert_eq!(decompress(&packed, random.len()).unwrap(), random);
         assert!(decompress(&compress(&text, 3).unwrap(), 10).is_err());
+    }
+
+    #[test]
+    fn decompression_reserves_what_the_frame_holds_not_the_limit() {
+        let text = b"index entries ".repeat(1000);
+        let data = decompress(&compress(&text, 3).unwrap(), 1 << 30).unwrap();
+        assert_eq!(data, text);
+        assert_eq!(data.capacity(), text.len());
     }
 
     #[test]
