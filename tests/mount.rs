@@ -978,6 +978,58 @@ fn umount_ends_the_daemon() {
 }
 
 #[test]
+fn the_status_file_is_whole_and_fresh_while_files_are_read() {
+    // Files are opened without a round trip to the daemon, so the status
+    // file lives in the page cache like any other: each `cat` must still
+    // get one whole, current text, even while its counters keep moving.
+    require_root();
+    let (_tmp, dir) = tempdir();
+    let (repo, src) = small_repo(&dir);
+    let mount = Mount::start(&repo, &dir.join("mnt"), &[]);
+    let file = inside(&mount.path("latest"), &src).join("file.txt");
+    // O_DIRECT: every read reaches the daemon and moves its counters.
+    let read_direct = || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut content = Vec::new();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&file)
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        assert_eq!(content, b"hello\n");
+    };
+    let served = |status: &serde_json::Value| status["bytes_served"].as_u64().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                read_direct();
+            }
+        });
+        let mut last = 0;
+        for _ in 0..100 {
+            let status = mount.status();
+            assert!(
+                served(&status) >= last,
+                "counters never go back: {status:#}"
+            );
+            last = served(&status);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let last = served(&mount.status());
+    read_direct();
+    assert_eq!(
+        served(&mount.status()),
+        last + 6,
+        "each open shows the current counters"
+    );
+}
+
+#[test]
 fn a_repository_given_by_a_relative_path_mounts() {
     // The daemon leaves the directory it was started in.
     require_root();

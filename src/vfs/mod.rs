@@ -55,8 +55,26 @@ pub struct Attr {
     pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    pub caching: Caching,
+}
+
+/// How long the kernel may trust what it was told about an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
     /// Content of snapshots never changes: the kernel may cache it for long.
-    pub immutable: bool,
+    Forever,
+    /// The top levels change when backups finish or snapshots are forgotten.
+    Briefly,
+    /// `.rewind/status` changes with every read.
+    Never,
+}
+
+/// `.rewind/status` as last written: made anew at each lookup (every open
+/// by path makes one), then served unchanged to getattr and read, so the
+/// size and bytes a reader gets belong to one text.
+struct StatusText {
+    bytes: Vec<u8>,
+    made: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,23 +112,23 @@ struct Stats {
     recent_errors: Mutex<VecDeque<String>>,
 }
 
-struct OpenFile {
+/// A file being read. Reads carry no handle (the kernel opens files
+/// without asking us, see `crate::fuse`), so this is kept per inode, for
+/// the most recently read files.
+struct Reader {
     ino: Ino,
-    content: FileContent,
+    snapshot: Arc<Snapshot>,
+    node: Arc<Node>,
+    /// Where each extent starts in the file: seeks are a binary search.
+    starts: Vec<u64>,
     /// Where the last read ended: a read starting there is sequential.
     last_end: AtomicU64,
     /// Extents up to here were handed to the read-ahead workers.
     readahead_until: AtomicUsize,
 }
 
-enum FileContent {
-    Snapshot {
-        snapshot: Arc<Snapshot>,
-        node: Arc<Node>,
-        starts: Vec<u64>,
-    },
-    Bytes(Vec<u8>),
-}
+/// Files whose read state is kept; one that falls out starts afresh.
+const READERS_KEPT: usize = 256;
 
 /// Extra sections of `.rewind/status` supplied by the mount daemon (scrub).
 pub type StatusExtra = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -123,7 +141,8 @@ pub struct Vfs {
     inodes: Inodes,
     trees: Mutex<LruCache<Id, Arc<Tree>>>,
     chunks: Arc<ChunkCache>,
-    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    readers: Mutex<LruCache<Ino, Arc<Reader>>>,
+    status_text: Mutex<Arc<StatusText>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
     readahead: Option<Sender<Id>>,
@@ -184,7 +203,13 @@ impl Vfs {
             inodes: Inodes::new(),
             trees: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(1024).unwrap())),
             chunks: Arc::clone(&chunks),
-            files: Mutex::new(HashMap::new()),
+            readers: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(READERS_KEPT).unwrap(),
+            )),
+            status_text: Mutex::new(Arc::new(StatusText {
+                bytes: Vec::new(),
+                made: UNIX_EPOCH,
+            })),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             readahead: readahead.as_ref().map(|(tx, _)| tx.clone()),
@@ -474,6 +499,7 @@ impl Vfs {
                     .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
             }
             Group::Control if name_str == "status" => {
+                self.write_status_text();
                 Ok(self.inodes.child(parent, name, None, || Inode::Status))
             }
             _ => Err(libc::ENOENT),
@@ -497,7 +523,7 @@ impl Vfs {
             atime: self.mounted_at,
             mtime: self.mounted_at,
             ctime: self.mounted_at,
-            immutable: false,
+            caching: Caching::Briefly,
         };
         Ok(match &record.inode {
             Inode::Root | Inode::Group(_) => virtual_dir(0o555),
@@ -507,7 +533,7 @@ impl Vfs {
                     atime: time,
                     mtime: time,
                     ctime: time,
-                    immutable: true,
+                    caching: Caching::Forever,
                     ..virtual_dir(0o755)
                 }
             }
@@ -521,13 +547,20 @@ impl Vfs {
                     ..virtual_dir(0o777)
                 }
             }
-            Inode::Status => Attr {
-                kind: EntryKind::File,
-                size: self.status().len() as u64,
-                perm: 0o444,
-                nlink: 1,
-                ..virtual_dir(0o444)
-            },
+            Inode::Status => {
+                // A new mtime for a new text makes the kernel drop the one it cached.
+                let text = self.status_text();
+                Attr {
+                    kind: EntryKind::File,
+                    size: text.bytes.len() as u64,
+                    perm: 0o444,
+                    nlink: 1,
+                    mtime: text.made,
+                    ctime: text.made,
+                    caching: Caching::Never,
+                    ..virtual_dir(0o444)
+                }
+            }
             Inode::Entry { node, .. } => {
                 let size = match node.kind {
                     NodeKind::Symlink => node.link_target.len() as u64,
@@ -557,7 +590,7 @@ impl Vfs {
                     atime: system_time(&node.atime),
                     mtime: system_time(&node.mtime),
                     ctime: system_time(&node.ctime),
-                    immutable: true,
+                    caching: Caching::Forever,
                 }
             }
         })
@@ -725,69 +758,56 @@ impl Vfs {
 
     // ---- files ----
 
-    pub fn open(&self, ino: Ino) -> VfsResult<u64> {
-        let content = match &self.record(ino)?.inode {
+    /// The read state of a file, made at its first read.
+    fn reader(&self, ino: Ino) -> VfsResult<Arc<Reader>> {
+        if let Some(reader) = self.readers.lock().unwrap().get(&ino) {
+            return Ok(Arc::clone(reader));
+        }
+        let reader = match &self.record(ino)?.inode {
             Inode::Entry { snapshot, node, .. } if node.kind == NodeKind::File => {
-                let mut starts = Vec::with_capacity(node.content.len());
-                let mut offset = 0u64;
-                for extent in &node.content {
-                    starts.push(offset);
-                    offset += extent.len();
-                }
-                FileContent::Snapshot {
+                let starts = node
+                    .content
+                    .iter()
+                    .scan(0u64, |offset, extent| {
+                        let start = *offset;
+                        *offset += extent.len();
+                        Some(start)
+                    })
+                    .collect();
+                Arc::new(Reader {
+                    ino,
                     snapshot: Arc::clone(snapshot),
                     node: Arc::clone(node),
                     starts,
-                }
+                    last_end: AtomicU64::new(0),
+                    readahead_until: AtomicUsize::new(0),
+                })
             }
-            Inode::Status => FileContent::Bytes(self.status().into_bytes()),
             Inode::Entry { .. } | Inode::Link(_) => return Err(libc::EINVAL),
             _ => return Err(libc::EISDIR),
         };
-        let handle = self.next_handle.fetch_add(1, Relaxed);
-        let file = OpenFile {
-            ino,
-            content,
-            last_end: AtomicU64::new(0),
-            readahead_until: AtomicUsize::new(0),
-        };
-        self.files.lock().unwrap().insert(handle, Arc::new(file));
-        Ok(handle)
+        self.readers.lock().unwrap().put(ino, Arc::clone(&reader));
+        Ok(reader)
     }
 
-    pub fn release(&self, handle: u64) {
-        self.files.lock().unwrap().remove(&handle);
-    }
-
-    /// Up to `size` bytes at `offset`. Every byte comes from a chunk that
-    /// passed its AEAD tag and BLAKE3 id check; a chunk that fails gives EIO.
-    pub fn read(&self, handle: u64, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
-        let file = self
-            .files
-            .lock()
-            .unwrap()
-            .get(&handle)
-            .cloned()
-            .ok_or(libc::EBADF)?;
-        let data = match &file.content {
-            FileContent::Bytes(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                bytes[start..end].to_vec()
-            }
-            FileContent::Snapshot {
-                snapshot,
-                node,
-                starts,
-            } => {
-                // The scrub yields to readers of backups, not of the status file.
-                self.last_read_ms.store(
-                    self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
-                    Relaxed,
-                );
-                self.read_content(&file, snapshot, node, starts, offset, size)?
-            }
-        };
+    /// Up to `size` bytes of file `ino` at `offset`. Every byte comes from
+    /// a chunk that passed its AEAD tag and BLAKE3 id check; a chunk that
+    /// fails gives EIO.
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        if matches!(self.record(ino)?.inode, Inode::Status) {
+            // Not counted: reading the status must not change it.
+            let text = self.status_text();
+            let start = (offset as usize).min(text.bytes.len());
+            let end = start.saturating_add(size as usize).min(text.bytes.len());
+            return Ok(text.bytes[start..end].to_vec());
+        }
+        let reader = self.reader(ino)?;
+        // The scrub yields to readers of backups, not of the status file.
+        self.last_read_ms.store(
+            self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
+            Relaxed,
+        );
+        let data = self.read_content(&reader, offset, size)?;
         self.stats.reads.fetch_add(1, Relaxed);
         self.stats
             .bytes_served
@@ -795,15 +815,8 @@ impl Vfs {
         Ok(data)
     }
 
-    fn read_content(
-        &self,
-        file: &OpenFile,
-        snapshot: &Snapshot,
-        node: &Node,
-        starts: &[u64],
-        offset: u64,
-        size: u32,
-    ) -> VfsResult<Vec<u8>> {
+    fn read_content(&self, reader: &Reader, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+        let (node, starts) = (&reader.node, &reader.starts);
         if offset >= node.size {
             return Ok(Vec::new());
         }
@@ -818,9 +831,9 @@ impl Vfs {
             let take_end = end.min(start + extent.len());
             match extent {
                 Extent::Data { id, len } => {
-                    let chunk = self.chunk(file, snapshot, id)?;
+                    let chunk = self.chunk(reader, id)?;
                     if chunk.len() != *len as usize {
-                        self.report_bad_chunk(file, snapshot, id, "has the wrong length");
+                        self.report_bad_chunk(reader, id, "has the wrong length");
                         return Err(libc::EIO);
                     }
                     out.extend_from_slice(
@@ -835,17 +848,18 @@ impl Vfs {
             }
         }
         out.resize((end - offset) as usize, 0);
-        if file.last_end.swap(end, Relaxed) == offset {
-            self.read_ahead(file, node, i);
+        if reader.last_end.swap(end, Relaxed) == offset {
+            self.read_ahead(reader, i);
         }
         Ok(out)
     }
 
     /// Hands the next chunks of a sequential reader to the read-ahead workers.
-    fn read_ahead(&self, file: &OpenFile, node: &Node, next: usize) {
+    fn read_ahead(&self, reader: &Reader, next: usize) {
         let Some(queue) = &self.readahead else { return };
+        let node = &reader.node;
         let until = (next + self.options.readahead_chunks).min(node.content.len());
-        let from = file.readahead_until.load(Relaxed).max(next);
+        let from = reader.readahead_until.load(Relaxed).max(next);
         for extent in node.content.get(from..until).unwrap_or_default() {
             if let Extent::Data { id, .. } = extent {
                 if !self.chunks.contains(id) && queue.try_send(*id).is_err() {
@@ -853,10 +867,10 @@ impl Vfs {
                 }
             }
         }
-        file.readahead_until.fetch_max(until, Relaxed);
+        reader.readahead_until.fetch_max(until, Relaxed);
     }
 
-    fn chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id) -> VfsResult<cache::Chunk> {
+    fn chunk(&self, reader: &Reader, id: &Id) -> VfsResult<cache::Chunk> {
         self.wait_index()?;
         let fetch = || {
             if self.known_damaged(id) {
@@ -872,7 +886,7 @@ impl Vfs {
                 Ok(chunk)
             }
             Err(e) => {
-                self.report_bad_chunk(file, snapshot, id, &e);
+                self.report_bad_chunk(reader, id, &e);
                 Err(libc::EIO)
             }
         }
@@ -890,7 +904,7 @@ impl Vfs {
                 .is_some_and(|l| damaged.contains(&index.pack(l.pack()).id))
     }
 
-    fn report_bad_chunk(&self, file: &OpenFile, snapshot: &Snapshot, id: &Id, problem: &str) {
+    fn report_bad_chunk(&self, reader: &Reader, id: &Id, problem: &str) {
         self.stats.eio.fetch_add(1, Relaxed);
         let pack = {
             let index = self.repo.index();
@@ -899,15 +913,27 @@ impl Vfs {
                 .map(|l| index.pack(l.pack()).id.short())
                 .unwrap_or_else(|| "none (not indexed)".into())
         };
-        let path = self.inodes.path_of(file.ino);
+        let path = self.inodes.path_of(reader.ino);
         self.record_error(format!(
             "EIO: snapshot {} path {path}: chunk {} in pack {pack}: {problem}",
-            snapshot.id.short(),
+            reader.snapshot.id.short(),
             id.short()
         ));
     }
 
     // ---- status ----
+
+    fn write_status_text(&self) {
+        let text = StatusText {
+            bytes: self.status().into_bytes(),
+            made: SystemTime::now(),
+        };
+        *self.status_text.lock().unwrap() = Arc::new(text);
+    }
+
+    fn status_text(&self) -> Arc<StatusText> {
+        Arc::clone(&self.status_text.lock().unwrap())
+    }
 
     /// `.rewind/status`: JSON for admins and monitoring.
     pub fn status(&self) -> String {

@@ -88,16 +88,14 @@ fn walk(vfs: &Vfs, path: &str) -> VfsResult<Attr> {
 }
 
 fn read_all(vfs: &Vfs, ino: Ino) -> VfsResult<Vec<u8>> {
-    let handle = vfs.open(ino)?;
     let mut out = Vec::new();
     loop {
-        let piece = vfs.read(handle, out.len() as u64, 128 * 1024)?;
+        let piece = vfs.read(ino, out.len() as u64, 128 * 1024)?;
         if piece.is_empty() {
             break;
         }
         out.extend(piece);
     }
-    vfs.release(handle);
     Ok(out)
 }
 
@@ -226,12 +224,11 @@ fn files_read_back_exactly_with_their_metadata() {
         "holes hold no blocks: {} blocks",
         sparse.blocks
     );
-    let handle = f.vfs.open(sparse.ino).unwrap();
     assert_eq!(
-        f.vfs.read(handle, (5 << 20) - 2, 8).unwrap(),
+        f.vfs.read(sparse.ino, (5 << 20) - 2, 8).unwrap(),
         b"\0\0data\0\0"
     );
-    assert_eq!(f.vfs.read(handle, 10 << 20, 8).unwrap(), b"");
+    assert_eq!(f.vfs.read(sparse.ino, 10 << 20, 8).unwrap(), b"");
 
     let sym = walk(&f.vfs, &format!("{base}/sub/sym")).unwrap();
     assert_eq!(f.vfs.readlink(sym.ino).unwrap(), b"../small.txt");
@@ -246,7 +243,6 @@ fn random_offsets_read_the_right_bytes() {
         &format!("@2024-06-02T02:00:00Z{}/sub/big.bin", f.source.display()),
     )
     .unwrap();
-    let handle = f.vfs.open(attr.ino).unwrap();
     let mut x = 12345u64;
     for _ in 0..200 {
         x = x
@@ -256,7 +252,7 @@ fn random_offsets_read_the_right_bytes() {
         let size = ((x >> 13) % 300_000) as u32;
         let end = (offset as usize + size as usize).min(expected.len());
         assert_eq!(
-            f.vfs.read(handle, offset, size).unwrap(),
+            f.vfs.read(attr.ino, offset, size).unwrap(),
             &expected[offset as usize..end]
         );
     }
@@ -361,8 +357,7 @@ fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
     bytes[offset as usize] ^= 0xff;
     std::fs::write(&pack_path, bytes).unwrap();
 
-    let handle = f.vfs.open(attr.ino).unwrap();
-    assert_eq!(f.vfs.read(handle, 0, 4096).unwrap_err(), libc::EIO);
+    assert_eq!(f.vfs.read(attr.ino, 0, 4096).unwrap_err(), libc::EIO);
     let small = walk(
         &f.vfs,
         &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
@@ -385,7 +380,9 @@ fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
 fn directories_are_not_files_and_links_are_not_directories() {
     let f = fixture();
     assert_eq!(
-        f.vfs.open(walk(&f.vfs, "hosts").unwrap().ino).unwrap_err(),
+        f.vfs
+            .read(walk(&f.vfs, "hosts").unwrap().ino, 0, 4096)
+            .unwrap_err(),
         libc::EISDIR
     );
     // The kernel follows symlinks; the vfs never does.
@@ -396,4 +393,32 @@ fn directories_are_not_files_and_links_are_not_directories() {
         libc::ENOTDIR
     );
     assert_eq!(f.vfs.getattr(999_999).unwrap_err(), libc::ENOENT);
+}
+
+#[test]
+fn the_status_file_is_fresh_at_every_open_and_steady_while_read() {
+    let f = fixture();
+    // The kernel looks the name up at every open by path (its TTL is 0).
+    let status = || walk(&f.vfs, ".rewind/status").unwrap();
+    let json = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+    let opened = status();
+    let before = read_all(&f.vfs, opened.ino).unwrap();
+    assert_eq!(before.len() as u64, opened.size);
+    let small = walk(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
+    )
+    .unwrap();
+    read_all(&f.vfs, small.ino).unwrap();
+    assert_eq!(
+        read_all(&f.vfs, opened.ino).unwrap(),
+        before,
+        "the same text until the next open"
+    );
+    assert_eq!(f.vfs.getattr(opened.ino).unwrap(), opened);
+    let after = json(read_all(&f.vfs, status().ino).unwrap());
+    assert!(
+        after["bytes_served"].as_u64() > json(before)["bytes_served"].as_u64(),
+        "{after:#}"
+    );
 }
