@@ -143,11 +143,15 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.position(name).map(|i| &self.nodes[i])
+    }
+
+    /// Where the entry named `name` is in `nodes`.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
         self.nodes
             .binary_search_by(|n| n.name.as_slice().cmp(name))
             .ok()
-            .map(|i| &self.nodes[i])
-            .or_else(|| self.nodes.iter().find(|n| n.name == name))
+            .or_else(|| self.nodes.iter().position(|n| n.name == name))
     }
 
     pub fn sort(&mut self) {

@@ -1,6 +1,7 @@
-//! A byte-budgeted LRU of decoded, verified chunks, shared by the readers and
-//! the read-ahead workers. A chunk being fetched is fetched once: a second
-//! reader waits for the first instead of reading the pack again.
+//! Byte-budgeted LRUs of decoded, verified objects (chunks of files,
+//! directory trees), shared by the readers and the read-ahead workers. An
+//! object being fetched is fetched once: a second reader waits for the
+//! first instead of reading the pack again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,21 +11,26 @@ use lru::LruCache;
 
 use crate::error::Result;
 use crate::repo::Id;
+use crate::tree::{Extent, Node, Tree};
 
 pub type Chunk = Arc<Vec<u8>>;
+pub type ChunkCache = Cache<Chunk>;
+pub type TreeCache = Cache<Arc<Tree>>;
 
-type Pending = Arc<(Mutex<Option<std::result::Result<Chunk, String>>>, Condvar)>;
+type Pending<V> = Arc<(Mutex<Option<std::result::Result<V, String>>>, Condvar)>;
 
-pub struct ChunkCache {
+pub struct Cache<V> {
     budget: usize,
-    inner: Mutex<Lru>,
-    pending: Mutex<HashMap<Id, Pending>>,
+    /// The bytes an object holds in memory.
+    weigh: fn(&V) -> usize,
+    inner: Mutex<Lru<V>>,
+    pending: Mutex<HashMap<Id, Pending<V>>>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
 
-struct Lru {
-    chunks: LruCache<Id, Chunk>,
+struct Lru<V> {
+    entries: LruCache<Id, (V, usize)>,
     bytes: usize,
 }
 
@@ -36,11 +42,42 @@ pub enum Source {
 }
 
 impl ChunkCache {
-    pub fn new(budget: usize) -> ChunkCache {
-        ChunkCache {
+    pub fn for_chunks(budget: usize) -> ChunkCache {
+        Cache::new(budget, |chunk| chunk.len())
+    }
+}
+
+impl TreeCache {
+    pub fn for_trees(budget: usize) -> TreeCache {
+        Cache::new(budget, |tree| tree_bytes(tree))
+    }
+}
+
+/// About what a decoded tree holds in memory.
+fn tree_bytes(tree: &Tree) -> usize {
+    tree.nodes
+        .iter()
+        .map(|node| {
+            std::mem::size_of::<Node>()
+                + node.name.len()
+                + node.link_target.len()
+                + node.content.len() * std::mem::size_of::<Extent>()
+                + node
+                    .xattrs
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len() + 48)
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+impl<V: Clone> Cache<V> {
+    pub fn new(budget: usize, weigh: fn(&V) -> usize) -> Cache<V> {
+        Cache {
             budget,
+            weigh,
             inner: Mutex::new(Lru {
-                chunks: LruCache::unbounded(),
+                entries: LruCache::unbounded(),
                 bytes: 0,
             }),
             pending: Mutex::new(HashMap::new()),
@@ -49,27 +86,28 @@ impl ChunkCache {
         }
     }
 
+    /// Whether the object is in memory or being fetched.
     pub fn contains(&self, id: &Id) -> bool {
-        self.inner.lock().unwrap().chunks.contains(id)
+        self.inner.lock().unwrap().entries.contains(id)
             || self.pending.lock().unwrap().contains_key(id)
     }
 
-    /// The chunk from memory, or from `fetch` (called at most once at a time per id).
+    /// The object from memory, or from `fetch` (called at most once at a time per id).
     pub fn get_or_fetch(
         &self,
         id: &Id,
-        fetch: impl FnOnce() -> Result<Vec<u8>>,
-    ) -> std::result::Result<(Chunk, Source), String> {
-        if let Some(chunk) = self.inner.lock().unwrap().chunks.get(id) {
+        fetch: impl FnOnce() -> Result<V>,
+    ) -> std::result::Result<(V, Source), String> {
+        if let Some((value, _)) = self.inner.lock().unwrap().entries.get(id) {
             self.hits.fetch_add(1, Relaxed);
-            return Ok((Arc::clone(chunk), Source::Cache));
+            return Ok((value.clone(), Source::Cache));
         }
         let (slot, leader) = {
             let mut pending = self.pending.lock().unwrap();
             match pending.get(id) {
                 Some(slot) => (Arc::clone(slot), false),
                 None => {
-                    let slot: Pending = Arc::new((Mutex::new(None), Condvar::new()));
+                    let slot: Pending<V> = Arc::new((Mutex::new(None), Condvar::new()));
                     pending.insert(*id, Arc::clone(&slot));
                     (slot, true)
                 }
@@ -82,34 +120,43 @@ impl ChunkCache {
                 result = ready.wait(result).unwrap();
             }
             self.hits.fetch_add(1, Relaxed);
-            return result.clone().unwrap().map(|c| (c, Source::Cache));
+            return result.clone().unwrap().map(|v| (v, Source::Cache));
         }
         self.misses.fetch_add(1, Relaxed);
-        let result = fetch().map(Arc::new).map_err(|e| e.to_string());
-        if let Ok(chunk) = &result {
-            self.insert(*id, Arc::clone(chunk));
+        let result = fetch().map_err(|e| e.to_string());
+        if let Ok(value) = &result {
+            self.insert(*id, value.clone());
         }
         let (lock, ready) = &*slot;
         *lock.lock().unwrap() = Some(result.clone());
         ready.notify_all();
         self.pending.lock().unwrap().remove(id);
-        result.map(|c| (c, Source::Fetched))
+        result.map(|v| (v, Source::Fetched))
     }
 
-    fn insert(&self, id: Id, chunk: Chunk) {
+    /// Evicts the least recently used objects beyond the budget, but
+    /// always keeps the newest: one directory larger than the whole budget
+    /// must not be decoded again at every lookup in it.
+    fn insert(&self, id: Id, value: V) {
+        let bytes = (self.weigh)(&value);
         let mut lru = self.inner.lock().unwrap();
-        if chunk.len() > self.budget {
-            return;
+        lru.bytes += bytes;
+        if let Some((_, (_, old))) = lru.entries.push(id, (value, bytes)) {
+            lru.bytes -= old;
         }
-        lru.bytes += chunk.len();
-        if let Some(old) = lru.chunks.put(id, chunk) {
-            lru.bytes -= old.len();
-        }
-        while lru.bytes > self.budget {
-            match lru.chunks.pop_lru() {
-                Some((_, evicted)) => lru.bytes -= evicted.len(),
+        while lru.bytes > self.budget && lru.entries.len() > 1 {
+            match lru.entries.pop_lru() {
+                Some((_, (_, evicted))) => lru.bytes -= evicted,
                 None => break,
             }
+        }
+    }
+
+    /// Forgets an object that will not be asked for again soon.
+    pub fn remove(&self, id: &Id) {
+        let mut lru = self.inner.lock().unwrap();
+        if let Some((_, bytes)) = lru.entries.pop(id) {
+            lru.bytes -= bytes;
         }
     }
 
@@ -124,13 +171,13 @@ mod tests {
 
     #[test]
     fn stays_within_budget_and_fetches_once() {
-        let cache = ChunkCache::new(10);
+        let cache = ChunkCache::for_chunks(10);
         let fetches = AtomicU64::new(0);
         for i in 0..5u8 {
             let (chunk, _) = cache
                 .get_or_fetch(&Id([i; 32]), || {
                     fetches.fetch_add(1, Relaxed);
-                    Ok(vec![i; 4])
+                    Ok(Arc::new(vec![i; 4]))
                 })
                 .unwrap();
             assert_eq!(*chunk, vec![i; 4]);
@@ -146,8 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_newest_even_over_budget_and_forgets_on_request() {
+        let cache = ChunkCache::for_chunks(10);
+        let put = |i: u8, len: usize| {
+            cache
+                .get_or_fetch(&Id([i; 32]), || Ok(Arc::new(vec![i; len])))
+                .unwrap()
+        };
+        put(1, 4);
+        put(2, 50);
+        assert!(cache.contains(&Id([2; 32])), "the newest stays");
+        assert!(!cache.contains(&Id([1; 32])), "older ones make room");
+        assert_eq!(cache.bytes(), 50);
+        put(3, 4);
+        assert_eq!(
+            cache.bytes(),
+            4,
+            "the oversized one goes once it is not the newest"
+        );
+        cache.remove(&Id([3; 32]));
+        assert_eq!(cache.bytes(), 0);
+        assert!(!cache.contains(&Id([3; 32])));
+    }
+
+    #[test]
     fn concurrent_readers_share_one_fetch() {
-        let cache = Arc::new(ChunkCache::new(1 << 20));
+        let cache = Arc::new(ChunkCache::for_chunks(1 << 20));
         let fetches = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -157,7 +228,7 @@ mod tests {
                         .get_or_fetch(&Id([1; 32]), || {
                             fetches.fetch_add(1, Relaxed);
                             std::thread::sleep(std::time::Duration::from_millis(50));
-                            Ok(vec![7; 100])
+                            Ok(Arc::new(vec![7; 100]))
                         })
                         .unwrap()
                 })

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::layout::Scope;
-use crate::repo::Snapshot;
-use crate::tree::Node;
+use crate::repo::{Id, Snapshot};
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
@@ -39,11 +38,15 @@ pub enum Inode {
     Group(Group),
     /// `@<time>`: the root of a snapshot.
     Snapshot(Arc<Snapshot>),
-    /// An entry inside a snapshot; `view` is the inode of its `@<time>` directory.
+    /// An entry inside a snapshot: entry `index` of the tree `tree` (its
+    /// parent directory's). `view` is the inode of its `@<time>` directory.
+    /// The entry itself is looked up in the tree cache when needed: a copy
+    /// per inode would double the memory of a mount that `tar` walked.
     Entry {
         snapshot: Arc<Snapshot>,
         view: Ino,
-        node: Arc<Node>,
+        tree: Id,
+        index: u32,
     },
     Link(LinkTarget),
     Status,

@@ -118,7 +118,7 @@ struct Stats {
 struct Reader {
     ino: Ino,
     snapshot: Arc<Snapshot>,
-    node: Arc<Node>,
+    node: EntryNode,
     /// Where each extent starts in the file: seeks are a binary search.
     starts: Vec<u64>,
     /// Where the last read ended: a read starting there is sequential.
@@ -130,6 +130,29 @@ struct Reader {
 /// Files whose read state is kept; one that falls out starts afresh.
 const READERS_KEPT: usize = 256;
 
+/// Budget of the decoded-tree cache: the directories being walked.
+const TREE_CACHE_BYTES: usize = 16 << 20;
+
+/// How far ahead of a reader the files after it in its directory are
+/// decoded: tar, cp -a and rsync read a directory's files in order.
+const SIBLING_WINDOW_FILES: usize = 64;
+const SIBLING_WINDOW_BYTES: u64 = 4 << 20;
+
+/// An entry of a snapshot, inside the decoded tree of its directory.
+#[derive(Clone)]
+struct EntryNode {
+    tree_id: Id,
+    tree: Arc<Tree>,
+    index: usize,
+}
+
+impl std::ops::Deref for EntryNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.tree.nodes[self.index]
+    }
+}
+
 /// Extra sections of `.rewind/status` supplied by the mount daemon (scrub).
 pub type StatusExtra = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
@@ -139,9 +162,12 @@ pub struct Vfs {
     known_index_files: Mutex<HashSet<String>>,
     index_ready: (Mutex<Option<std::result::Result<(), String>>>, Condvar),
     inodes: Inodes,
-    trees: Mutex<LruCache<Id, Arc<Tree>>>,
+    trees: cache::TreeCache,
     chunks: Arc<ChunkCache>,
     readers: Mutex<LruCache<Ino, Arc<Reader>>>,
+    /// For the directories being read: the entries up to here went to the
+    /// read-ahead workers.
+    siblings_queued: Mutex<LruCache<Id, usize>>,
     status_text: Mutex<Arc<StatusText>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
@@ -195,17 +221,18 @@ impl Vfs {
             let (tx, rx) = crossbeam_channel::bounded::<Id>(64);
             (tx, rx)
         });
-        let chunks = Arc::new(ChunkCache::new(options.cache_bytes));
+        let chunks = Arc::new(ChunkCache::for_chunks(options.cache_bytes));
         let vfs = Arc::new(Vfs {
             layout: RwLock::new(Arc::new(Layout::new(snapshots))),
             known_index_files: Mutex::new(HashSet::new()),
             index_ready: (Mutex::new(None), Condvar::new()),
             inodes: Inodes::new(),
-            trees: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(1024).unwrap())),
+            trees: cache::TreeCache::for_trees(TREE_CACHE_BYTES),
             chunks: Arc::clone(&chunks),
             readers: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(READERS_KEPT).unwrap(),
             )),
+            siblings_queued: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(16).unwrap())),
             status_text: Mutex::new(Arc::new(StatusText {
                 bytes: Vec::new(),
                 made: UNIX_EPOCH,
@@ -230,7 +257,7 @@ impl Vfs {
                     .spawn(move || {
                         for id in rx.iter() {
                             // A failure is reported by the read that needs the chunk.
-                            let _ = chunks.get_or_fetch(&id, || repo.read_blob(&id));
+                            let _ = chunks.get_or_fetch(&id, || repo.read_blob(&id).map(Arc::new));
                         }
                     })
                     .map_err(|e| crate::Error::io("cannot start read-ahead threads", e))?;
@@ -369,38 +396,66 @@ impl Vfs {
     }
 
     fn tree(&self, id: &Id) -> VfsResult<Arc<Tree>> {
-        if let Some(tree) = self.trees.lock().unwrap().get(id) {
-            return Ok(Arc::clone(tree));
+        let fetch = || {
+            self.wait_index()
+                .map_err(|_| crate::Error::corrupt("the index could not be loaded"))?;
+            self.repo.read_tree(id).map(Arc::new)
+        };
+        self.trees
+            .get_or_fetch(id, fetch)
+            .map(|(tree, _)| tree)
+            .map_err(|e| {
+                self.stats.eio.fetch_add(1, Relaxed);
+                self.record_error(format!("cannot read directory listing {}: {e}", id.short()));
+                libc::EIO
+            })
+    }
+
+    /// The snapshot entry an inode shows, if it is one.
+    fn entry_node(&self, inode: &Inode) -> VfsResult<Option<EntryNode>> {
+        let Inode::Entry { tree, index, .. } = inode else {
+            return Ok(None);
+        };
+        let tree_id = *tree;
+        let tree = self.tree(&tree_id)?;
+        let index = *index as usize;
+        // Cannot fail: a tree id names one immutable content.
+        if index >= tree.nodes.len() {
+            return Err(libc::EIO);
         }
-        self.wait_index()?;
-        let tree = self.repo.read_tree(id).map_err(|e| {
-            self.stats.eio.fetch_add(1, Relaxed);
-            self.record_error(format!("cannot read directory listing {}: {e}", id.short()));
-            libc::EIO
-        })?;
-        let tree = Arc::new(tree);
-        self.trees.lock().unwrap().put(*id, Arc::clone(&tree));
-        Ok(tree)
+        Ok(Some(EntryNode {
+            tree_id,
+            tree,
+            index,
+        }))
     }
 
     /// The tree a directory inode shows, with its snapshot and view.
-    fn snapshot_dir(&self, ino: Ino, inode: &Inode) -> Option<(Arc<Snapshot>, Ino, Id)> {
+    fn snapshot_dir(&self, ino: Ino, inode: &Inode) -> VfsResult<(Arc<Snapshot>, Ino, Id)> {
         match inode {
-            Inode::Snapshot(s) => Some((Arc::clone(s), ino, s.tree)),
-            Inode::Entry {
-                snapshot,
-                view,
-                node,
-            } if node.is_dir() => Some((
-                Arc::clone(snapshot),
-                *view,
-                node.subtree.unwrap_or_default(),
-            )),
-            _ => None,
+            Inode::Snapshot(s) => Ok((Arc::clone(s), ino, s.tree)),
+            Inode::Entry { snapshot, view, .. } => match self.entry_node(inode)? {
+                Some(node) if node.is_dir() => Ok((
+                    Arc::clone(snapshot),
+                    *view,
+                    node.subtree.unwrap_or_default(),
+                )),
+                _ => Err(libc::ENOTDIR),
+            },
+            _ => Err(libc::ENOTDIR),
         }
     }
 
-    fn entry_child(&self, parent: Ino, snapshot: &Arc<Snapshot>, view: Ino, node: &Node) -> Ino {
+    /// The inode of entry `index` of `tree`, the listing of directory `parent`.
+    fn entry_child(
+        &self,
+        parent: Ino,
+        snapshot: &Arc<Snapshot>,
+        view: Ino,
+        (tree_id, tree): (&Id, &Tree),
+        index: usize,
+    ) -> Ino {
+        let node = &tree.nodes[index];
         let hardlink = node
             .is_hardlinked()
             .then_some((view, node.device, node.inode));
@@ -408,7 +463,8 @@ impl Vfs {
             .child(parent, &node.name, hardlink, || Inode::Entry {
                 snapshot: Arc::clone(snapshot),
                 view,
-                node: Arc::new(node.clone()),
+                tree: *tree_id,
+                index: index as u32,
             })
     }
 
@@ -420,14 +476,13 @@ impl Vfs {
             Inode::Root => self.lookup_scoped(parent, name, &Scope::All, true)?,
             Inode::Group(group) => self.lookup_group(parent, name, group)?,
             inode => {
-                let (snapshot, view, tree_id) =
-                    self.snapshot_dir(parent, inode).ok_or(libc::ENOTDIR)?;
+                let (snapshot, view, tree_id) = self.snapshot_dir(parent, inode)?;
                 let tree = self.tree(&tree_id)?;
-                let node = tree
-                    .find(name)
-                    .filter(|n| n.name_is_safe())
+                let index = tree
+                    .position(name)
+                    .filter(|&i| tree.nodes[i].name_is_safe())
                     .ok_or(libc::ENOENT)?;
-                self.entry_child(parent, &snapshot, view, node)
+                self.entry_child(parent, &snapshot, view, (&tree_id, &tree), index)
             }
         };
         self.getattr(ino)
@@ -561,7 +616,8 @@ impl Vfs {
                     ..virtual_dir(0o444)
                 }
             }
-            Inode::Entry { node, .. } => {
+            inode @ Inode::Entry { .. } => {
+                let node = self.entry_node(inode)?.ok_or(libc::EIO)?;
                 let size = match node.kind {
                     NodeKind::Symlink => node.link_target.len() as u64,
                     NodeKind::File => node.size,
@@ -606,11 +662,12 @@ impl Vfs {
     }
 
     pub fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
-        match &self.record(ino)?.inode {
-            Inode::Link(target) => self.link_target(target).ok_or(libc::ENOENT),
-            Inode::Entry { node, .. } if node.kind == NodeKind::Symlink => {
-                Ok(node.link_target.clone())
-            }
+        let record = self.record(ino)?;
+        if let Inode::Link(target) = &record.inode {
+            return self.link_target(target).ok_or(libc::ENOENT);
+        }
+        match self.entry_node(&record.inode)? {
+            Some(node) if node.kind == NodeKind::Symlink => Ok(node.link_target.clone()),
             _ => Err(libc::EINVAL),
         }
     }
@@ -693,11 +750,13 @@ impl Vfs {
                 }
             }
             inode => {
-                let (snapshot, view, tree_id) =
-                    self.snapshot_dir(ino, inode).ok_or(libc::ENOTDIR)?;
+                let (snapshot, view, tree_id) = self.snapshot_dir(ino, inode)?;
                 let tree = self.tree(&tree_id)?;
-                for node in tree.nodes.iter().filter(|n| n.name_is_safe()) {
-                    let child = self.entry_child(ino, &snapshot, view, node);
+                for (index, node) in tree.nodes.iter().enumerate() {
+                    if !node.name_is_safe() {
+                        continue;
+                    }
+                    let child = self.entry_child(ino, &snapshot, view, (&tree_id, &tree), index);
                     out.push(DirEntry {
                         ino: child,
                         name: node.name.clone(),
@@ -733,8 +792,8 @@ impl Vfs {
     // ---- extended attributes ----
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> VfsResult<Vec<u8>> {
-        match &self.record(ino)?.inode {
-            Inode::Entry { node, .. } => node
+        match self.entry_node(&self.record(ino)?.inode)? {
+            Some(node) => node
                 .xattrs
                 .iter()
                 .find(|(n, _)| n == name)
@@ -747,7 +806,7 @@ impl Vfs {
     /// Attribute names, each followed by a NUL, as listxattr returns them.
     pub fn listxattr(&self, ino: Ino) -> VfsResult<Vec<u8>> {
         let mut out = Vec::new();
-        if let Inode::Entry { node, .. } = &self.record(ino)?.inode {
+        if let Some(node) = self.entry_node(&self.record(ino)?.inode)? {
             for (name, _) in &node.xattrs {
                 out.extend_from_slice(name);
                 out.push(0);
@@ -763,8 +822,9 @@ impl Vfs {
         if let Some(reader) = self.readers.lock().unwrap().get(&ino) {
             return Ok(Arc::clone(reader));
         }
-        let reader = match &self.record(ino)?.inode {
-            Inode::Entry { snapshot, node, .. } if node.kind == NodeKind::File => {
+        let record = self.record(ino)?;
+        let reader = match (&record.inode, self.entry_node(&record.inode)?) {
+            (Inode::Entry { snapshot, .. }, Some(node)) if node.kind == NodeKind::File => {
                 let starts = node
                     .content
                     .iter()
@@ -774,16 +834,17 @@ impl Vfs {
                         Some(start)
                     })
                     .collect();
+                self.read_ahead_siblings(&node);
                 Arc::new(Reader {
                     ino,
                     snapshot: Arc::clone(snapshot),
-                    node: Arc::clone(node),
+                    node,
                     starts,
                     last_end: AtomicU64::new(0),
                     readahead_until: AtomicUsize::new(0),
                 })
             }
-            Inode::Entry { .. } | Inode::Link(_) => return Err(libc::EINVAL),
+            (Inode::Entry { .. } | Inode::Link(_), _) => return Err(libc::EINVAL),
             _ => return Err(libc::EISDIR),
         };
         self.readers.lock().unwrap().put(ino, Arc::clone(&reader));
@@ -821,6 +882,7 @@ impl Vfs {
             return Ok(Vec::new());
         }
         let end = node.size.min(offset + size as u64);
+        let sequential = reader.last_end.swap(end, Relaxed) == offset;
         let mut out = Vec::with_capacity((end - offset) as usize);
         // O(log n): the extent holding `offset`.
         let mut i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
@@ -839,6 +901,11 @@ impl Vfs {
                     out.extend_from_slice(
                         &chunk[(position - start) as usize..(take_end - start) as usize],
                     );
+                    // A sequential reader is done with it, and the kernel keeps
+                    // the pages: holding it too would only cost memory.
+                    if sequential && take_end == start + extent.len() {
+                        self.chunks.remove(id);
+                    }
                 }
                 Extent::Hole { .. } => out.resize(out.len() + (take_end - position) as usize, 0),
             }
@@ -848,10 +915,46 @@ impl Vfs {
             }
         }
         out.resize((end - offset) as usize, 0);
-        if reader.last_end.swap(end, Relaxed) == offset {
+        if sequential {
             self.read_ahead(reader, i);
         }
         Ok(out)
+    }
+
+    /// Hands the first chunks of the files after `entry` in its directory
+    /// to the read-ahead workers, up to a window ahead of it.
+    fn read_ahead_siblings(&self, entry: &EntryNode) {
+        let Some(queue) = &self.readahead else { return };
+        let mut queued = self.siblings_queued.lock().unwrap();
+        let from = queued
+            .get(&entry.tree_id)
+            .copied()
+            .unwrap_or(0)
+            .max(entry.index + 1);
+        let nodes = &entry.tree.nodes;
+        let last = (entry.index + SIBLING_WINDOW_FILES).min(nodes.len().saturating_sub(1));
+        let mut window_bytes = 0u64;
+        let mut next = entry.index + 1;
+        while next <= last && window_bytes < SIBLING_WINDOW_BYTES {
+            let node = &nodes[next];
+            if node.kind == NodeKind::File {
+                window_bytes += node.size;
+                if next >= from {
+                    let first_chunks = node.content.iter().take(self.options.readahead_chunks);
+                    for extent in first_chunks {
+                        if let Extent::Data { id, .. } = extent {
+                            if !self.chunks.contains(id) && queue.try_send(*id).is_err() {
+                                // The workers are busy: try again from here.
+                                queued.put(entry.tree_id, next);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            next += 1;
+        }
+        queued.put(entry.tree_id, next.max(from));
     }
 
     /// Hands the next chunks of a sequential reader to the read-ahead workers.
@@ -876,7 +979,7 @@ impl Vfs {
             if self.known_damaged(id) {
                 return Err(crate::Error::corrupt("the scrub found it damaged"));
             }
-            self.repo.read_blob(id)
+            self.repo.read_blob(id).map(Arc::new)
         };
         match self.chunks.get_or_fetch(id, fetch) {
             Ok((chunk, source)) => {
