@@ -5,13 +5,13 @@
 pub mod cache;
 mod inodes;
 mod layout;
+mod readahead;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Sender;
 use lru::LruCache;
 use serde_json::json;
 
@@ -171,7 +171,7 @@ pub struct Vfs {
     status_text: Mutex<Arc<StatusText>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
-    readahead: Option<Sender<Id>>,
+    readahead: Option<Arc<readahead::ReadAhead>>,
     options: VfsOptions,
     stats: Stats,
     mounted_at: SystemTime,
@@ -217,11 +217,20 @@ impl Vfs {
     /// background, so the mount is ready at once; reads wait for it.
     pub fn new(repo: Arc<Repository>, options: VfsOptions) -> Result<Arc<Vfs>> {
         let snapshots = repo.snapshots()?;
-        let readahead = (options.readahead_chunks > 0).then(|| {
-            let (tx, rx) = crossbeam_channel::bounded::<Id>(64);
-            (tx, rx)
-        });
         let chunks = Arc::new(ChunkCache::for_chunks(options.cache_bytes));
+        let readahead = if options.readahead_chunks > 0 {
+            let (chunks, repo) = (Arc::clone(&chunks), Arc::clone(&repo));
+            Some(readahead::ReadAhead::start(
+                options.readahead_threads,
+                64,
+                move |id| {
+                    // A failure is reported by the read that needs the chunk.
+                    let _ = chunks.get_or_fetch(id, || repo.read_blob(id).map(Arc::new));
+                },
+            )?)
+        } else {
+            None
+        };
         let vfs = Arc::new(Vfs {
             layout: RwLock::new(Arc::new(Layout::new(snapshots))),
             known_index_files: Mutex::new(HashSet::new()),
@@ -239,7 +248,7 @@ impl Vfs {
             })),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            readahead: readahead.as_ref().map(|(tx, _)| tx.clone()),
+            readahead,
             stats: Stats::default(),
             mounted_at: SystemTime::now(),
             refresh_running: AtomicBool::new(false),
@@ -249,20 +258,6 @@ impl Vfs {
             options,
             repo: Arc::clone(&repo),
         });
-        if let Some((_, rx)) = readahead {
-            for _ in 0..vfs.options.readahead_threads.max(1) {
-                let (rx, chunks, repo) = (rx.clone(), Arc::clone(&chunks), Arc::clone(&repo));
-                std::thread::Builder::new()
-                    .name("rewind-readahead".into())
-                    .spawn(move || {
-                        for id in rx.iter() {
-                            // A failure is reported by the read that needs the chunk.
-                            let _ = chunks.get_or_fetch(&id, || repo.read_blob(&id).map(Arc::new));
-                        }
-                    })
-                    .map_err(|e| crate::Error::io("cannot start read-ahead threads", e))?;
-            }
-        }
         let loader = Arc::clone(&vfs);
         std::thread::Builder::new()
             .name("rewind-index".into())
@@ -943,7 +938,7 @@ impl Vfs {
                     let first_chunks = node.content.iter().take(self.options.readahead_chunks);
                     for extent in first_chunks {
                         if let Extent::Data { id, .. } = extent {
-                            if !self.chunks.contains(id) && queue.try_send(*id).is_err() {
+                            if !self.chunks.contains(id) && !queue.offer(*id) {
                                 // The workers are busy: try again from here.
                                 queued.put(entry.tree_id, next);
                                 return;
@@ -965,7 +960,7 @@ impl Vfs {
         let from = reader.readahead_until.load(Relaxed).max(next);
         for extent in node.content.get(from..until).unwrap_or_default() {
             if let Extent::Data { id, .. } = extent {
-                if !self.chunks.contains(id) && queue.try_send(*id).is_err() {
+                if !self.chunks.contains(id) && !queue.offer(*id) {
                     return; // the workers are busy; the reader fetches itself
                 }
             }
@@ -1070,6 +1065,14 @@ impl Vfs {
         let mut text = serde_json::to_string_pretty(&status).expect("status serializes");
         text.push('\n');
         text
+    }
+}
+
+impl Drop for Vfs {
+    fn drop(&mut self) {
+        if let Some(readahead) = &self.readahead {
+            readahead.close();
+        }
     }
 }
 
