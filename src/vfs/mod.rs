@@ -131,7 +131,7 @@ struct Reader {
 const READERS_KEPT: usize = 256;
 
 /// Budget of the decoded-tree cache: the directories being walked.
-const TREE_CACHE_BYTES: usize = 16 << 20;
+const TREE_CACHE_BYTES: usize = 8 << 20;
 
 /// How far ahead of a reader the files after it in its directory are
 /// decoded: tar, cp -a and rsync read a directory's files in order.
@@ -163,6 +163,9 @@ pub struct Vfs {
     index_ready: (Mutex<Option<std::result::Result<(), String>>>, Condvar),
     inodes: Inodes,
     trees: cache::TreeCache,
+    /// The tree each directory inode shows: opening a directory must not
+    /// need its parent's tree, which may be large and long evicted.
+    subtrees: RwLock<HashMap<Ino, Id>>,
     chunks: Arc<ChunkCache>,
     readers: Mutex<LruCache<Ino, Arc<Reader>>>,
     /// For the directories being read: the entries up to here went to the
@@ -237,6 +240,7 @@ impl Vfs {
             index_ready: (Mutex::new(None), Condvar::new()),
             inodes: Inodes::new(),
             trees: cache::TreeCache::for_trees(TREE_CACHE_BYTES),
+            subtrees: RwLock::new(HashMap::new()),
             chunks: Arc::clone(&chunks),
             readers: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(READERS_KEPT).unwrap(),
@@ -429,14 +433,10 @@ impl Vfs {
     fn snapshot_dir(&self, ino: Ino, inode: &Inode) -> VfsResult<(Arc<Snapshot>, Ino, Id)> {
         match inode {
             Inode::Snapshot(s) => Ok((Arc::clone(s), ino, s.tree)),
-            Inode::Entry { snapshot, view, .. } => match self.entry_node(inode)? {
-                Some(node) if node.is_dir() => Ok((
-                    Arc::clone(snapshot),
-                    *view,
-                    node.subtree.unwrap_or_default(),
-                )),
-                _ => Err(libc::ENOTDIR),
-            },
+            Inode::Entry { snapshot, view, .. } => {
+                let subtree = self.subtrees.read().unwrap().get(&ino).copied();
+                Ok((Arc::clone(snapshot), *view, subtree.ok_or(libc::ENOTDIR)?))
+            }
             _ => Err(libc::ENOTDIR),
         }
     }
@@ -454,13 +454,21 @@ impl Vfs {
         let hardlink = node
             .is_hardlinked()
             .then_some((view, node.device, node.inode));
-        self.inodes
+        let ino = self
+            .inodes
             .child(parent, &node.name, hardlink, || Inode::Entry {
                 snapshot: Arc::clone(snapshot),
                 view,
                 tree: *tree_id,
                 index: index as u32,
-            })
+            });
+        if node.is_dir() {
+            // Every backed-up directory has a tree; one without (a damaged
+            // listing) names no blob and lists as EIO.
+            let subtree = node.subtree.unwrap_or_default();
+            self.subtrees.write().unwrap().entry(ino).or_insert(subtree);
+        }
+        ino
     }
 
     // ---- names ----
