@@ -24,10 +24,10 @@ OUT=${OUT:-target/mount-results.md}
 export REWIND_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
-    REWIND_BIN=$PWD/target/release/rewind
+    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
 fi
 cargo build --release --quiet --bench fuse_ceiling
-CEILING_BIN=$(find target/release/deps -maxdepth 1 -name 'fuse_ceiling-*' -type f -executable -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+CEILING_BIN=$(find "${CARGO_TARGET_DIR:-target}/release/deps" -maxdepth 1 -name 'fuse_ceiling-*' -type f -executable -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 
 rm -rf "$WORK"
 mkdir -p "$WORK/mnt"
