@@ -158,11 +158,20 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn prefetch(&self, kind: FileType, name: &str) {
+    fn prefetch(&self, kind: FileType, name: &str, range: Option<(u64, u64)>) {
         use std::os::fd::AsRawFd;
+        // Length 0 means to the end of the file.
+        let (offset, length) = range.unwrap_or((0, 0));
         if let Ok(file) = File::open(self.path(kind, name)) {
             // SAFETY: advice on a valid descriptor; the kernel reads ahead asynchronously.
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+            unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    offset as libc::off_t,
+                    length as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
         }
     }
 

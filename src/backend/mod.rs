@@ -61,8 +61,9 @@ pub trait Backend: Send + Sync {
     /// survives a crash, and no reader ever sees it half-written.
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()>;
     fn remove(&self, kind: FileType, name: &str) -> Result<()>;
-    /// A hint that a file will be read soon; a backend may start fetching it.
-    fn prefetch(&self, _kind: FileType, _name: &str) {}
+    /// A hint that a file, or `length` bytes of it at `offset`, will be
+    /// read soon; a backend may start fetching them.
+    fn prefetch(&self, _kind: FileType, _name: &str, _range: Option<(u64, u64)>) {}
     /// The size of a file, for scrubbing and progress.
     fn size(&self, kind: FileType, name: &str) -> Result<u64>;
 }

@@ -160,6 +160,7 @@ fn prefetch_tree_packs(repo: &Repository) {
         repo.backend().prefetch(
             crate::backend::FileType::Pack,
             &index.pack(pack).id.to_hex(),
+            None,
         );
     }
 }

@@ -5,8 +5,8 @@
 //! from the master key and a per-file salt (so no key ever approaches the
 //! GCM limit on random nonces), as `nonce(12) || ciphertext || tag(16)`.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
 use super::id::Id;
 use crate::error::{Error, Result};
@@ -108,16 +108,34 @@ impl Sealer {
 
     /// The payload, or a `Corrupt` error if the tag does not verify.
     pub fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
+        let mut buf = stored.to_vec();
+        let payload = self.open_in_place(&mut buf)?;
+        buf.truncate(payload.end);
+        buf.drain(..payload.start);
+        Ok(buf)
+    }
+
+    /// [`Sealer::open`] where the data lies, for large blobs: no second
+    /// buffer. The payload is then `stored[returned range]`.
+    pub fn open_in_place(&self, stored: &mut [u8]) -> Result<std::ops::Range<usize>> {
         let Some(cipher) = &self.cipher else {
-            return Ok(stored.to_vec());
+            return Ok(0..stored.len());
         };
         if stored.len() < NONCE_LEN + TAG_LEN {
             return Err(Error::corrupt("sealed data is too short"));
         }
-        let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
+        let tag_at = stored.len() - TAG_LEN;
+        let (sealed, tag) = stored.split_at_mut(tag_at);
+        let (nonce, ciphertext) = sealed.split_at_mut(NONCE_LEN);
         cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| Error::corrupt("authentication tag does not verify"))
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                b"",
+                ciphertext,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| Error::corrupt("authentication tag does not verify"))?;
+        Ok(NONCE_LEN..tag_at)
     }
 }
 
@@ -182,6 +200,21 @@ pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
         Some((t, _)) => Err(Error::corrupt(format!("unknown compression type {t}"))),
         None => Err(Error::corrupt("empty payload")),
     }
+}
+
+/// [`decompress`] of `buf[payload]`, reusing `buf` for data that was
+/// stored as it is (incompressible chunks: most of a large file's bytes).
+pub fn decompress_owned(
+    mut buf: Vec<u8>,
+    payload: std::ops::Range<usize>,
+    limit: usize,
+) -> Result<Vec<u8>> {
+    if buf.get(payload.start) == Some(&COMPRESSION_NONE) {
+        buf.truncate(payload.end);
+        buf.drain(..payload.start + 1);
+        return Ok(buf);
+    }
+    decompress(&buf[payload], limit)
 }
 
 /// Runs `f` with this thread's zstd decompression context (creating one

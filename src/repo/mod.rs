@@ -320,8 +320,28 @@ impl Repository {
             location.offset as u64,
             location.stored_len,
         )?;
-        pack::open_blob(&self.keys, salt, &stored, id, location.raw_len)
+        pack::open_blob(&self.keys, salt, stored, id, location.raw_len)
             .map_err(|e| e.context(format!("pack {}", pack.short())))
+    }
+
+    /// Tells the backend which pack bytes these blobs will be read from, so
+    /// that it can fetch them while earlier ones are being decoded.
+    pub fn prefetch_blobs(&self, ids: &[Id]) {
+        let mut ranges: std::collections::HashMap<Id, (u64, u64)> = Default::default();
+        {
+            let index = self.index();
+            for location in ids.iter().filter_map(|id| index.get(id)) {
+                let start = location.offset as u64;
+                let end = start + location.stored_len as u64;
+                let pack = index.pack(location.pack()).id;
+                let range = ranges.entry(pack).or_insert((start, end));
+                *range = (range.0.min(start), range.1.max(end));
+            }
+        }
+        for (pack, (start, end)) in ranges {
+            self.backend
+                .prefetch(FileType::Pack, &pack.to_hex(), Some((start, end - start)));
+        }
     }
 
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {

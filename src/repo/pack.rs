@@ -158,12 +158,12 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
 pub fn open_blob(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
-    stored: &[u8],
+    mut stored: Vec<u8>,
     id: &Id,
     raw_len: u32,
 ) -> Result<Vec<u8>> {
-    let payload = keys.sealer(salt).open(stored)?;
-    let plain = crypto::decompress(&payload, raw_len as usize)?;
+    let payload = keys.sealer(salt).open_in_place(&mut stored)?;
+    let plain = crypto::decompress_owned(stored, payload, raw_len as usize)?;
     if plain.len() != raw_len as usize || keys.blob_id(&plain) != *id {
         return Err(Error::corrupt(format!(
             "blob {} does not hash to its id",
@@ -193,7 +193,7 @@ mod tests {
             let stored =
                 &pack.bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
             assert_eq!(
-                &open_blob(&keys, &salt, stored, &blob.id, blob.raw_len).unwrap(),
+                &open_blob(&keys, &salt, stored.to_vec(), &blob.id, blob.raw_len).unwrap(),
                 plain
             );
         }

@@ -125,7 +125,14 @@ struct Reader {
     last_end: AtomicU64,
     /// Extents up to here were handed to the read-ahead workers.
     readahead_until: AtomicUsize,
+    /// The pack bytes of extents up to here were announced to the backend.
+    hinted_until: AtomicUsize,
 }
+
+/// How many chunks beyond those handed to the read-ahead workers a
+/// sequential reader has the backend fetch (a disk read of the pack bytes,
+/// while the workers decode): ~8 MiB.
+const PACK_HINT_CHUNKS: usize = 8;
 
 /// Files whose read state is kept; one that falls out starts afresh.
 const READERS_KEPT: usize = 256;
@@ -845,6 +852,7 @@ impl Vfs {
                     starts,
                     last_end: AtomicU64::new(0),
                     readahead_until: AtomicUsize::new(0),
+                    hinted_until: AtomicUsize::new(0),
                 })
             }
             (Inode::Entry { .. } | Inode::Link(_), _) => return Err(libc::EINVAL),
@@ -965,6 +973,21 @@ impl Vfs {
         let Some(queue) = &self.readahead else { return };
         let node = &reader.node;
         let until = (next + self.options.readahead_chunks).min(node.content.len());
+        let hint_until = (until + PACK_HINT_CHUNKS).min(node.content.len());
+        let hint_from = reader
+            .hinted_until
+            .fetch_max(hint_until, Relaxed)
+            .max(until);
+        if hint_from < hint_until {
+            let ids: Vec<Id> = node.content[hint_from..hint_until]
+                .iter()
+                .filter_map(|extent| match extent {
+                    Extent::Data { id, .. } => Some(*id),
+                    Extent::Hole { .. } => None,
+                })
+                .collect();
+            self.repo.prefetch_blobs(&ids);
+        }
         let from = reader.readahead_until.load(Relaxed).max(next);
         for extent in node.content.get(from..until).unwrap_or_default() {
             if let Extent::Data { id, .. } = extent {
