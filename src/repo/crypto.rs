@@ -5,8 +5,7 @@
 //! from the master key and a per-file salt (so no key ever approaches the
 //! GCM limit on random nonces), as `nonce(12) || ciphertext || tag(16)`.
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 use super::id::Id;
 use crate::error::{Error, Result};
@@ -67,42 +66,60 @@ impl Keys {
         u64::from_le_bytes(k[..8].try_into().unwrap())
     }
 
-    fn cipher(&self, salt: &[u8; SALT_LEN]) -> Option<Aes256Gcm> {
-        self.encryption.as_ref().map(|key| {
-            let mut material = [0u8; 64];
-            material[..32].copy_from_slice(key);
-            material[32..].copy_from_slice(salt);
-            let subkey = blake3::derive_key("rewind 2026-11 file subkey", &material);
-            Aes256Gcm::new(&subkey.into())
-        })
-    }
-
     /// A sealer for one file (pack or metadata file) with its own salt.
     pub fn sealer(&self, salt: &[u8; SALT_LEN]) -> Sealer {
         Sealer {
-            cipher: self.cipher(salt),
+            cipher: self.encryption.as_ref().map(|key| {
+                let mut material = [0u8; 64];
+                material[..32].copy_from_slice(key);
+                material[32..].copy_from_slice(salt);
+                cipher(&blake3::derive_key("rewind 2026-11 file subkey", &material))
+            }),
         }
     }
 }
 
-/// Seals and opens payloads under one file's subkey.
+/// AES-256-GCM under `key`. ring's assembly opens 1 MiB chunks about five
+/// times as fast as the aes-gcm crate here (8.7 vs 1.65 GB/s; its GHASH
+/// takes one block per multiplication), and reads of the mount spend most
+/// of their time opening chunks.
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key"))
+}
+
+/// Seals and opens payloads under one key: a file's subkey, or the key
+/// that wraps the master key in a key file.
 pub struct Sealer {
-    cipher: Option<Aes256Gcm>,
+    cipher: Option<LessSafeKey>,
 }
 
 impl Sealer {
+    /// A sealer under `key` itself, always encrypting.
+    pub fn with_key(key: &[u8; 32]) -> Sealer {
+        Sealer {
+            cipher: Some(cipher(key)),
+        }
+    }
+
+    /// `nonce || ciphertext || tag` with a random nonce (the payload as it
+    /// is in an unencrypted repository).
     pub fn seal(&self, payload: Vec<u8>) -> Result<Vec<u8>> {
         let Some(cipher) = &self.cipher else {
             return Ok(payload);
         };
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), payload.as_slice())
-            .map_err(|_| Error::corrupt("encryption failed"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        let mut out = Vec::with_capacity(NONCE_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        out.extend_from_slice(&payload);
+        let tag = cipher
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut out[NONCE_LEN..],
+            )
+            .map_err(|_| Error::corrupt("encryption failed"))?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -124,18 +141,13 @@ impl Sealer {
         if stored.len() < NONCE_LEN + TAG_LEN {
             return Err(Error::corrupt("sealed data is too short"));
         }
-        let tag_at = stored.len() - TAG_LEN;
-        let (sealed, tag) = stored.split_at_mut(tag_at);
-        let (nonce, ciphertext) = sealed.split_at_mut(NONCE_LEN);
-        cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                b"",
-                ciphertext,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| Error::corrupt("authentication tag does not verify"))?;
-        Ok(NONCE_LEN..tag_at)
+        let (nonce, sealed) = stored.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
+        let plain_len = cipher
+            .open_in_place(nonce, Aad::empty(), sealed)
+            .map_err(|_| Error::corrupt("authentication tag does not verify"))?
+            .len();
+        Ok(NONCE_LEN..NONCE_LEN + plain_len)
     }
 }
 
@@ -265,6 +277,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The format is plain AES-256-GCM: an independent implementation
+    /// opens what we seal, and we open what it seals.
+    #[test]
+    fn sealing_is_standard_aes_256_gcm() {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let key = [9u8; 32];
+        let independent = aes_gcm::Aes256Gcm::new(&key.into());
+        let payload = b"payload bytes".repeat(100);
+        let sealed = Sealer::with_key(&key).seal(payload.clone()).unwrap();
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        assert_eq!(
+            independent
+                .decrypt(aes_gcm::Nonce::from_slice(nonce), rest)
+                .unwrap(),
+            payload
+        );
+        let nonce = [4u8; NONCE_LEN];
+        let mut theirs = nonce.to_vec();
+        theirs.extend(
+            independent
+                .encrypt(aes_gcm::Nonce::from_slice(&nonce), payload.as_slice())
+                .unwrap(),
+        );
+        assert_eq!(Sealer::with_key(&key).open(&theirs).unwrap(), payload);
     }
 
     #[test]

@@ -1,11 +1,9 @@
 //! Key files (`keys/<id>`): the master key, wrapped by a key derived from a
 //! password with Argon2id. Several key files can open the same repository.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{random_bytes, MASTER_KEY_LEN, NONCE_LEN};
+use super::crypto::{random_bytes, Sealer, MASTER_KEY_LEN, NONCE_LEN};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,11 +41,9 @@ impl KeyFile {
             salt,
         };
         let kek = derive(&kdf, password)?;
-        let mut nonce = vec![0u8; NONCE_LEN];
-        random_bytes(&mut nonce)?;
-        let wrapped = Aes256Gcm::new(&kek.into())
-            .encrypt(Nonce::from_slice(&nonce), master.as_slice())
-            .map_err(|_| Error::corrupt("cannot wrap the master key"))?;
+        let mut sealed = Sealer::with_key(&kek).seal(master.to_vec())?;
+        let wrapped = sealed.split_off(NONCE_LEN);
+        let nonce = sealed;
         Ok(KeyFile {
             version: 1,
             created: chrono::Utc::now().to_rfc3339(),
@@ -64,8 +60,9 @@ impl KeyFile {
             return Err(Error::corrupt("key file has a nonce of the wrong size"));
         }
         let kek = derive(&self.kdf, password)?;
-        let master = Aes256Gcm::new(&kek.into())
-            .decrypt(Nonce::from_slice(&self.nonce), self.wrapped.as_slice())
+        let sealed = [self.nonce.as_slice(), &self.wrapped].concat();
+        let master = Sealer::with_key(&kek)
+            .open(&sealed)
             .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
         master
             .try_into()
