@@ -2,7 +2,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{Backend, FileType};
@@ -102,8 +101,7 @@ impl Backend for LocalBackend {
     fn read_range(&self, kind: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
         let file = File::open(&path).map_err(|e| self.not_found(&path, e))?;
-        let mut buf = vec![0u8; length as usize];
-        file.read_exact_at(&mut buf, offset).map_err(|e| {
+        read_exact_at_uninit(&file, length as usize, offset).map_err(|e| {
             if e.kind() == IoKind::UnexpectedEof {
                 Error::corrupt(format!(
                     "{} is shorter than the index says ({} bytes at offset {offset})",
@@ -114,8 +112,7 @@ impl Backend for LocalBackend {
             } else {
                 Error::io(format!("cannot read {}", path.display()), e)
             }
-        })?;
-        Ok(buf)
+        })
     }
 
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()> {
@@ -181,6 +178,41 @@ impl Backend for LocalBackend {
             .map(|m| m.len())
             .map_err(|e| self.not_found(&path, e))
     }
+}
+
+/// `length` bytes at `offset`, read into fresh memory without zeroing it
+/// first: the mount reads every chunk through here, and clearing a buffer
+/// the kernel is about to fill was a pass over every byte.
+fn read_exact_at_uninit(file: &File, length: usize, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(length);
+    while buf.len() < length {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: pread writes at most `spare.len()` bytes into the spare
+        // capacity, a valid writable region of the vector's allocation.
+        let read = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                (offset + buf.len() as u64) as libc::off_t,
+            )
+        };
+        match read {
+            0 => return Err(IoKind::UnexpectedEof.into()),
+            n if n > 0 => {
+                // SAFETY: the kernel initialised these `n` bytes.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+            }
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != IoKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(buf)
 }
 
 fn read_dir_names(dir: &Path) -> Result<Vec<String>> {

@@ -214,19 +214,20 @@ pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     }
 }
 
-/// [`decompress`] of `buf[payload]`, reusing `buf` for data that was
-/// stored as it is (incompressible chunks: most of a large file's bytes).
-pub fn decompress_owned(
-    mut buf: Vec<u8>,
+/// [`decompress`] of `buf[payload]`, as a buffer and where the data lies
+/// in it: data stored as it is (incompressible chunks, most of a large
+/// file's bytes) stays where it is, without a copy.
+pub fn decompress_in_place(
+    buf: Vec<u8>,
     payload: std::ops::Range<usize>,
     limit: usize,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, std::ops::Range<usize>)> {
     if buf.get(payload.start) == Some(&COMPRESSION_NONE) {
-        buf.truncate(payload.end);
-        buf.drain(..payload.start + 1);
-        return Ok(buf);
+        return Ok((buf, payload.start + 1..payload.end));
     }
-    decompress(&buf[payload], limit)
+    let data = decompress(&buf[payload], limit)?;
+    let len = data.len();
+    Ok((data, 0..len))
 }
 
 /// Runs `f` with this thread's zstd decompression context (creating one

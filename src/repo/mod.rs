@@ -295,6 +295,11 @@ impl Repository {
 
     /// A blob's plaintext, verified against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        self.read_blob_framed(id).map(pack::unframe)
+    }
+
+    /// [`Repository::read_blob`], left where it was decoded in its buffer.
+    pub fn read_blob_framed(&self, id: &Id) -> Result<pack::Framed> {
         let (location, pack) = {
             let index = self.index();
             let location = index.get(id).ok_or_else(|| {
@@ -303,25 +308,14 @@ impl Repository {
             })?;
             (location, *index.pack(location.pack()))
         };
-        self.read_blob_at(id, &location, &pack.id, &pack.salt)
-    }
-
-    pub fn read_blob_at(
-        &self,
-        id: &Id,
-        location: &BlobLocation,
-        pack: &Id,
-        salt: &[u8; SALT_LEN],
-    ) -> Result<Vec<u8>> {
-        let pack_name = pack.to_hex();
         let stored = self.backend.read_range(
             FileType::Pack,
-            &pack_name,
+            &pack.id.to_hex(),
             location.offset as u64,
             location.stored_len,
         )?;
-        pack::open_blob(&self.keys, salt, stored, id, location.raw_len)
-            .map_err(|e| e.context(format!("pack {}", pack.short())))
+        pack::open_blob_framed(&self.keys, &pack.salt, stored, id, location.raw_len)
+            .map_err(|e| e.context(format!("pack {}", pack.id.short())))
     }
 
     /// Tells the backend which pack bytes these blobs will be read from, so

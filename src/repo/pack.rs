@@ -158,19 +158,42 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
 pub fn open_blob(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
-    mut stored: Vec<u8>,
+    stored: Vec<u8>,
     id: &Id,
     raw_len: u32,
 ) -> Result<Vec<u8>> {
+    open_blob_framed(keys, salt, stored, id, raw_len).map(unframe)
+}
+
+/// A verified blob in the buffer it was opened in: `buffer[range]`.
+pub type Framed = (Vec<u8>, std::ops::Range<usize>);
+
+/// [`open_blob`] without moving the blob to the start of its buffer, for
+/// readers that can keep the buffer as it is (the mount's chunk cache).
+pub fn open_blob_framed(
+    keys: &Keys,
+    salt: &[u8; SALT_LEN],
+    mut stored: Vec<u8>,
+    id: &Id,
+    raw_len: u32,
+) -> Result<Framed> {
     let payload = keys.sealer(salt).open_in_place(&mut stored)?;
-    let plain = crypto::decompress_owned(stored, payload, raw_len as usize)?;
-    if plain.len() != raw_len as usize || keys.blob_id(&plain) != *id {
+    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)?;
+    let plain = &buffer[range.clone()];
+    if plain.len() != raw_len as usize || keys.blob_id(plain) != *id {
         return Err(Error::corrupt(format!(
             "blob {} does not hash to its id",
             id.short()
         )));
     }
-    Ok(plain)
+    Ok((buffer, range))
+}
+
+/// The blob alone, moved to the start of its buffer.
+pub fn unframe((mut buffer, range): Framed) -> Vec<u8> {
+    buffer.truncate(range.end);
+    buffer.drain(..range.start);
+    buffer
 }
 
 #[cfg(test)]

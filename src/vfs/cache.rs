@@ -10,10 +10,30 @@ use std::sync::{Arc, Condvar, Mutex};
 use lru::LruCache;
 
 use crate::error::Result;
+use crate::repo::pack::Framed;
 use crate::repo::Id;
 use crate::tree::{Extent, Node, Tree};
 
-pub type Chunk = Arc<Vec<u8>>;
+/// A decoded, verified chunk, left in the buffer it was decoded in (a
+/// chunk stored uncompressed starts a few bytes in: moving it would be
+/// one more pass over every byte read).
+pub struct ChunkBytes {
+    buffer: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buffer[self.range.clone()]
+    }
+}
+
+pub type Chunk = Arc<ChunkBytes>;
+
+pub fn chunk((buffer, range): Framed) -> Chunk {
+    Arc::new(ChunkBytes { buffer, range })
+}
 pub type ChunkCache = Cache<Chunk>;
 pub type TreeCache = Cache<Arc<Tree>>;
 
@@ -43,7 +63,7 @@ pub enum Source {
 
 impl ChunkCache {
     pub fn for_chunks(budget: usize) -> ChunkCache {
-        Cache::new(budget, |chunk| chunk.len())
+        Cache::new(budget, |chunk| chunk.buffer.capacity())
     }
 }
 
@@ -177,10 +197,10 @@ mod tests {
             let (chunk, _) = cache
                 .get_or_fetch(&Id([i; 32]), || {
                     fetches.fetch_add(1, Relaxed);
-                    Ok(Arc::new(vec![i; 4]))
+                    Ok(chunk((vec![i; 4], 0..4)))
                 })
                 .unwrap();
-            assert_eq!(*chunk, vec![i; 4]);
+            assert_eq!(&chunk[..], &[i; 4]);
         }
         assert!(cache.bytes() <= 10);
         let (_, source) = cache.get_or_fetch(&Id([4; 32]), || unreachable!()).unwrap();
@@ -197,7 +217,7 @@ mod tests {
         let cache = ChunkCache::for_chunks(10);
         let put = |i: u8, len: usize| {
             cache
-                .get_or_fetch(&Id([i; 32]), || Ok(Arc::new(vec![i; len])))
+                .get_or_fetch(&Id([i; 32]), || Ok(chunk((vec![i; len], 0..len))))
                 .unwrap()
         };
         put(1, 4);
@@ -228,14 +248,14 @@ mod tests {
                         .get_or_fetch(&Id([1; 32]), || {
                             fetches.fetch_add(1, Relaxed);
                             std::thread::sleep(std::time::Duration::from_millis(50));
-                            Ok(Arc::new(vec![7; 100]))
+                            Ok(chunk((vec![7; 100], 0..100)))
                         })
                         .unwrap()
                 })
             })
             .collect();
         for t in threads {
-            assert_eq!(*t.join().unwrap().0, vec![7; 100]);
+            assert_eq!(&t.join().unwrap().0[..], &[7; 100]);
         }
         assert_eq!(fetches.load(Relaxed), 1);
     }

@@ -235,7 +235,7 @@ impl Vfs {
                 64,
                 move |id| {
                     // A failure is reported by the read that needs the chunk.
-                    let _ = chunks.get_or_fetch(id, || repo.read_blob(id).map(Arc::new));
+                    let _ = chunks.get_or_fetch(id, || repo.read_blob_framed(id).map(cache::chunk));
                 },
             )?)
         } else {
@@ -1005,7 +1005,7 @@ impl Vfs {
             if self.known_damaged(id) {
                 return Err(crate::Error::corrupt("the scrub found it damaged"));
             }
-            self.repo.read_blob(id).map(Arc::new)
+            self.repo.read_blob_framed(id).map(cache::chunk)
         };
         match self.chunks.get_or_fetch(id, fetch) {
             Ok((chunk, source)) => {
