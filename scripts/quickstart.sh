@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo build --release
-rewind="$PWD/target/release/rewind"
+rewind="${CARGO_TARGET_DIR:-$PWD/target}/release/rewind"
 
 work=$(mktemp -d /tmp/rewind-quickstart.XXXXXX)
 cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
