@@ -13,7 +13,7 @@ cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 export REWIND_REPO="$work/repo" REWIND_PASSWORD="quickstart password"
 mkdir -p "$work/mnt" "$work/data/etc"
-cp -a /etc/hostname /etc/os-release "$work/data/etc/" 2>/dev/null || echo demo > "$work/data/etc/hostname"
+cp -L /etc/hostname /etc/os-release "$work/data/etc/" 2>/dev/null || echo demo > "$work/data/etc/hostname"
 seq 1 200000 > "$work/data/numbers.txt"
 
 set -x
