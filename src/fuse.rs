@@ -2,10 +2,11 @@
 //! requests, answers every write with EROFS, and sets the caching flags
 //! that immutable snapshot content allows.
 //!
-//! Files are opened by the kernel alone: the first OPEN is answered with
-//! ENOSYS, which tells the kernel never to send OPEN or RELEASE again and
-//! to keep file pages cached. Two round trips fewer per file is what makes
-//! `tar`, `rsync` or `cp -a` of many small files fast.
+//! Files and directories are opened by the kernel alone: the first OPEN
+//! (OPENDIR) is answered with ENOSYS, which tells the kernel never to send
+//! OPEN and RELEASE (OPENDIR and RELEASEDIR) again, and to keep file pages
+//! (directory listings) cached. Two round trips fewer per file and per
+//! directory is what makes `tar`, `rsync` or `cp -a` of a snapshot fast.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::vfs::{Attr, Caching, EntryKind, Vfs};
@@ -91,12 +92,15 @@ impl Filesystem for RewindFs {
         // READDIRPLUS_AUTO would): attributes cost us nothing, and each entry
         // listed without them costs a LOOKUP round trip when tar or rsync
         // stats it (24,800 of them in a tar of the benchmark corpus).
-        // AUTO_INVAL_DATA: a file whose mtime changed (only the status
-        // file's does) loses its cached pages, which opens without a
-        // round trip would otherwise keep.
+        // AUTO_INVAL_DATA: a file whose mtime changed (the status file's)
+        // loses its cached pages, and a directory whose mtime changed (those
+        // above the snapshots, when snapshots come and go) its cached
+        // listing, which opens without a round trip would otherwise keep.
+        // CACHE_SYMLINKS: no link ever changes its target (see `Inode::Link`).
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }
@@ -147,80 +151,60 @@ impl Filesystem for RewindFs {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.vfs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // As for files: the kernel opens directories itself from now on,
+        // and keeps their listings cached (see `Vfs::read_dir`).
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.vfs.dir_handle(fh.0) {
-            Ok(entries) => entries,
-            Err(e) => return reply.error(errno(e)),
-        };
-        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(
+        let listed = self.vfs.read_dir(ino.0, offset, |next, entry| {
+            reply.add(
                 INodeNo(entry.ino),
-                (i + 1) as u64,
+                next,
                 file_type(entry.kind),
                 OsStr::from_bytes(&entry.name),
-            ) {
-                break;
-            }
+            )
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
         }
-        reply.ok();
     }
 
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.vfs.dir_handle(fh.0) {
-            Ok(entries) => entries,
-            Err(e) => return reply.error(errno(e)),
-        };
-        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+        let listed = self.vfs.read_dir(ino.0, offset, |next, entry| {
             let Ok(attr) = self.vfs.getattr(entry.ino) else {
-                continue;
+                return false;
             };
-            let name = OsStr::from_bytes(&entry.name);
             // The kernel takes a lookup reference for every entry but . and ..
-            if reply.add(
+            reply.add(
                 INodeNo(entry.ino),
-                (i + 1) as u64,
-                name,
+                next,
+                OsStr::from_bytes(&entry.name),
                 &ttl(&attr),
                 &file_attr(&attr),
                 Generation(0),
-            ) {
-                break;
-            }
+            )
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
         }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.vfs.releasedir(fh.0);
-        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -23,16 +23,6 @@ pub enum Group {
 }
 
 #[derive(Clone, Debug)]
-pub enum LinkTarget {
-    Fixed(Vec<u8>),
-    /// `latest` or an `@TIME` prefix, resolved anew at every readlink.
-    Resolve {
-        name: String,
-        scope: Scope,
-    },
-}
-
-#[derive(Clone, Debug)]
 pub enum Inode {
     Root,
     Group(Group),
@@ -48,7 +38,10 @@ pub enum Inode {
         tree: Id,
         index: u32,
     },
-    Link(LinkTarget),
+    /// A symbolic link above the snapshots. Its target never changes: a
+    /// `latest` or `@TIME` name that comes to select another snapshot is
+    /// another inode (as `ln -sfn` makes), so the kernel may cache targets.
+    Link(Vec<u8>),
     Status,
 }
 
@@ -85,6 +78,8 @@ impl Inodes {
 
     /// The inode of `name` in `parent`, made with `make` the first time.
     /// `hardlink` is (view, device, inode) for a file with several links.
+    /// A `name` may carry a NUL and a variant after the name itself (a
+    /// link's target): each variant is its own inode.
     pub fn child(
         &self,
         parent: Ino,
@@ -124,7 +119,8 @@ impl Inodes {
         let mut parts = Vec::new();
         while ino != ROOT_INO {
             let Some(record) = self.get(ino) else { break };
-            parts.push(String::from_utf8_lossy(&record.name).into_owned());
+            let name = record.name.split(|b| *b == 0).next().unwrap_or_default();
+            parts.push(String::from_utf8_lossy(name).into_owned());
             ino = record.parent;
         }
         parts.reverse();

@@ -21,7 +21,7 @@ use crate::repo::{Id, Repository, Snapshot};
 use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
 use cache::ChunkCache;
 use inodes::Inodes;
-pub use inodes::{Group, Ino, Inode, LinkTarget, ROOT_INO};
+pub use inodes::{Group, Ino, Inode, ROOT_INO};
 pub use layout::{Layout, Scope};
 
 /// An errno for the kernel.
@@ -166,6 +166,9 @@ pub type StatusExtra = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 pub struct Vfs {
     repo: Arc<Repository>,
     layout: RwLock<Arc<Layout>>,
+    /// When the snapshots shown last changed: the mtime of the directories
+    /// above them, which tells the kernel to drop the listings it cached.
+    layout_changed: Mutex<SystemTime>,
     known_index_files: Mutex<HashSet<String>>,
     index_ready: (Mutex<Option<std::result::Result<(), String>>>, Condvar),
     inodes: Inodes,
@@ -179,8 +182,6 @@ pub struct Vfs {
     /// read-ahead workers.
     siblings_queued: Mutex<LruCache<Id, usize>>,
     status_text: Mutex<Arc<StatusText>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
-    next_handle: AtomicU64,
     readahead: Option<Arc<readahead::ReadAhead>>,
     options: VfsOptions,
     stats: Stats,
@@ -243,6 +244,7 @@ impl Vfs {
         };
         let vfs = Arc::new(Vfs {
             layout: RwLock::new(Arc::new(Layout::new(snapshots))),
+            layout_changed: Mutex::new(SystemTime::now()),
             known_index_files: Mutex::new(HashSet::new()),
             index_ready: (Mutex::new(None), Condvar::new()),
             inodes: Inodes::new(),
@@ -257,8 +259,6 @@ impl Vfs {
                 bytes: Vec::new(),
                 made: UNIX_EPOCH,
             })),
-            dirs: Mutex::new(HashMap::new()),
-            next_handle: AtomicU64::new(1),
             readahead,
             stats: Stats::default(),
             mounted_at: SystemTime::now(),
@@ -385,6 +385,7 @@ impl Vfs {
             }
         }
         *self.layout.write().unwrap() = Arc::new(Layout::after(snapshots, &layout));
+        *self.layout_changed.lock().unwrap() = SystemTime::now();
         Ok(true)
     }
 
@@ -521,16 +522,13 @@ impl Vfs {
                 .inodes
                 .child(parent, name, None, || Inode::Snapshot(snapshot)));
         }
-        if (name_str == "latest" || name_str.starts_with('@'))
-            && layout.resolve(name_str, scope).is_some()
-        {
-            let target = LinkTarget::Resolve {
-                name: name_str.to_string(),
-                scope: scope.clone(),
-            };
-            return Ok(self
-                .inodes
-                .child(parent, name, None, || Inode::Link(target)));
+        if name_str == "latest" || name_str.starts_with('@') {
+            if let Some(target) = layout.resolve(name_str, scope) {
+                let variant = [name, b"\0", target.as_bytes()].concat();
+                return Ok(self
+                    .inodes
+                    .child(parent, &variant, None, || Inode::Link(target.into_bytes())));
+            }
         }
         Err(libc::ENOENT)
     }
@@ -547,9 +545,9 @@ impl Vfs {
                     .position(|s| s.id.short() == name_str)
                     .ok_or(libc::ENOENT)?;
                 let target = format!("../{}", layout.labels[i]).into_bytes();
-                Ok(self.inodes.child(parent, name, None, || {
-                    Inode::Link(LinkTarget::Fixed(target))
-                }))
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Link(target)))
             }
             Group::Hosts if layout.hosts.contains_key(name_str) => {
                 let scope = Scope::Host(name_str.to_string());
@@ -591,7 +589,14 @@ impl Vfs {
             caching: Caching::Briefly,
         };
         Ok(match &record.inode {
-            Inode::Root | Inode::Group(_) => virtual_dir(0o555),
+            Inode::Root | Inode::Group(_) => {
+                let changed = *self.layout_changed.lock().unwrap();
+                Attr {
+                    mtime: changed,
+                    ctime: changed,
+                    ..virtual_dir(0o555)
+                }
+            }
             Inode::Snapshot(s) => {
                 let time = SystemTime::from(s.time);
                 Attr {
@@ -603,7 +608,7 @@ impl Vfs {
                 }
             }
             Inode::Link(target) => {
-                let size = self.link_target(target).map_or(0, |t| t.len() as u64);
+                let size = target.len() as u64;
                 Attr {
                     kind: EntryKind::Symlink,
                     size,
@@ -662,19 +667,10 @@ impl Vfs {
         })
     }
 
-    fn link_target(&self, target: &LinkTarget) -> Option<Vec<u8>> {
-        match target {
-            LinkTarget::Fixed(t) => Some(t.clone()),
-            LinkTarget::Resolve { name, scope } => {
-                self.layout().resolve(name, scope).map(String::into_bytes)
-            }
-        }
-    }
-
     pub fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
         let record = self.record(ino)?;
         if let Inode::Link(target) = &record.inode {
-            return self.link_target(target).ok_or(libc::ENOENT);
+            return Ok(target.clone());
         }
         match self.entry_node(&record.inode)? {
             Some(node) if node.kind == NodeKind::Symlink => Ok(node.link_target.clone()),
@@ -686,19 +682,70 @@ impl Vfs {
 
     /// Every entry of a directory, `.` and `..` first.
     pub fn list(&self, ino: Ino) -> VfsResult<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        self.read_dir(ino, 0, |_, entry| {
+            out.push(entry);
+            false
+        })?;
+        Ok(out)
+    }
+
+    /// The entries of directory `ino` from position `offset` on (`.` is 0
+    /// and `..` is 1), each passed to `add` with the position after it,
+    /// until `add` says the kernel's buffer is full. Listings carry no
+    /// handle (the kernel opens directories itself, see `crate::fuse`): in
+    /// a snapshot directory a position is an index into its tree, so a
+    /// batch costs only its own entries, however large the directory.
+    pub fn read_dir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(u64, DirEntry) -> bool,
+    ) -> VfsResult<()> {
         let record = self.record(ino)?;
-        let mut out = vec![
-            DirEntry {
-                ino,
-                name: b".".to_vec(),
+        let dots = [(ino, &b"."[..]), (record.parent, &b".."[..])];
+        for (position, (dot_ino, name)) in dots.into_iter().enumerate().skip(offset as usize) {
+            let entry = DirEntry {
+                ino: dot_ino,
+                name: name.to_vec(),
                 kind: EntryKind::Dir,
-            },
-            DirEntry {
-                ino: record.parent,
-                name: b"..".to_vec(),
-                kind: EntryKind::Dir,
-            },
-        ];
+            };
+            if add(position as u64 + 1, entry) {
+                return Ok(());
+            }
+        }
+        let first = offset.saturating_sub(2) as usize;
+        if let Inode::Root | Inode::Group(_) = &record.inode {
+            let entries = self.virtual_entries(ino, &record.inode)?;
+            for (index, entry) in entries.into_iter().enumerate().skip(first) {
+                if add(index as u64 + 3, entry) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let (snapshot, view, tree_id) = self.snapshot_dir(ino, &record.inode)?;
+        let tree = self.tree(&tree_id)?;
+        for (index, node) in tree.nodes.iter().enumerate().skip(first) {
+            if !node.name_is_safe() {
+                continue;
+            }
+            let entry = DirEntry {
+                ino: self.entry_child(ino, &snapshot, view, (&tree_id, &tree), index),
+                name: node.name.clone(),
+                kind: entry_kind(node.kind),
+            };
+            if add(index as u64 + 3, entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of a directory above the snapshots (the root, `ids/`,
+    /// `hosts/`...), without `.` and `..`.
+    fn virtual_entries(&self, ino: Ino, inode: &Inode) -> VfsResult<Vec<DirEntry>> {
+        let mut out = Vec::new();
         let layout = self.layout();
         let add_scoped = |out: &mut Vec<DirEntry>, scope: &Scope| {
             let members = layout.members(scope);
@@ -724,7 +771,7 @@ impl Vfs {
                 }
             }
         };
-        match &record.inode {
+        match inode {
             Inode::Root => {
                 for name in [".rewind", "hosts", "ids", "tags"] {
                     let child = self.lookup_scoped(ino, name.as_bytes(), &Scope::All, true)?;
@@ -759,44 +806,9 @@ impl Vfs {
                     });
                 }
             }
-            inode => {
-                let (snapshot, view, tree_id) = self.snapshot_dir(ino, inode)?;
-                let tree = self.tree(&tree_id)?;
-                for (index, node) in tree.nodes.iter().enumerate() {
-                    if !node.name_is_safe() {
-                        continue;
-                    }
-                    let child = self.entry_child(ino, &snapshot, view, (&tree_id, &tree), index);
-                    out.push(DirEntry {
-                        ino: child,
-                        name: node.name.clone(),
-                        kind: entry_kind(node.kind),
-                    });
-                }
-            }
+            _ => return Err(libc::ENOTDIR),
         }
         Ok(out)
-    }
-
-    pub fn opendir(&self, ino: Ino) -> VfsResult<u64> {
-        let entries = Arc::new(self.list(ino)?);
-        let handle = self.next_handle.fetch_add(1, Relaxed);
-        self.dirs.lock().unwrap().insert(handle, entries);
-        Ok(handle)
-    }
-
-    /// The listing taken at opendir, so that offsets stay meaningful.
-    pub fn dir_handle(&self, handle: u64) -> VfsResult<Arc<Vec<DirEntry>>> {
-        self.dirs
-            .lock()
-            .unwrap()
-            .get(&handle)
-            .cloned()
-            .ok_or(libc::EBADF)
-    }
-
-    pub fn releasedir(&self, handle: u64) {
-        self.dirs.lock().unwrap().remove(&handle);
     }
 
     // ---- extended attributes ----

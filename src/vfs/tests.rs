@@ -421,3 +421,32 @@ fn the_status_file_is_fresh_at_every_open_and_steady_while_read() {
         "{after:#}"
     );
 }
+
+#[test]
+fn listings_resume_from_the_position_the_kernel_was_given() {
+    let f = fixture();
+    for dir in [
+        "",
+        "ids",
+        &format!("@2024-06-01T02:00:00Z{}", f.source.display()),
+    ] {
+        let ino = walk(&f.vfs, dir).unwrap().ino;
+        let whole = f.vfs.list(ino).unwrap();
+        // Batches of two, as a kernel with a tiny buffer would ask.
+        let (mut batched, mut offset) = (Vec::new(), 0);
+        loop {
+            let mut batch = Vec::new();
+            f.vfs
+                .read_dir(ino, offset, |next, entry| {
+                    batch.push((next, entry));
+                    batch.len() == 2
+                })
+                .unwrap();
+            let Some((next, _)) = batch.last() else { break };
+            offset = *next;
+            batched.extend(batch.into_iter().map(|(_, entry)| entry));
+        }
+        assert_eq!(batched, whole, "listing of /{dir}");
+        assert!(whole.len() > 3, "/{dir} has entries");
+    }
+}
