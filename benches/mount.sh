@@ -10,7 +10,9 @@
 # random.bin) and a text file DUMP (default dump.sql).
 # Phases, each on a fresh mount after dropping the page cache:
 #   ls      the first `ls` of the mount root
-#   seq     `dd` of BIG through the mount (the ceiling serves the same size)
+#   seq     `dd` of BIG through the mount, the median of SEQ_RUNS (default 3)
+#           reads by fresh daemons (the ceiling serves the same size, and
+#           gets the same median of SEQ_RUNS cold reads)
 #   dump    `cat` of DUMP through the mount
 #   tar     `tar cf - . | wc -c` of the whole snapshot; the daemon's peak RSS
 # Needs root, restic, borg and python3-pyfuse3 for the peers (skipped if absent).
@@ -20,6 +22,7 @@ CORPUS=$(realpath "${CORPUS:?set CORPUS to a directory to back up}")
 BIG=${BIG:-random.bin}
 DUMP=${DUMP:-dump.sql}
 WORK=${BENCH_DIR:-/tmp/rewind-mount-bench}
+SEQ_RUNS=${SEQ_RUNS:-3}
 OUT=${OUT:-target/mount-results.md}
 export REWIND_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 if [[ -z ${REWIND_BIN:-} ]]; then
@@ -41,6 +44,7 @@ rows=()
 
 wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$MNT" && ls "$MNT" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 unmount() { umount "$MNT" 2>/dev/null || umount -l "$MNT"; sleep 0.5; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 # mount_tool TOOL: mounts; sets DAEMON (pid) and ROOT (the snapshot's copy of CORPUS)
@@ -86,11 +90,15 @@ for tool in rewind restic borg; do
     esac
     T[$tool]=1
     read -r mount_s ls_s < <(first_ls "$tool")
-    # seq read of BIG, fresh daemon
-    unmount; drop; mount_tool "$tool"
-    size=$(stat -c %s "$ROOT/$BIG")
-    start=$(now); dd if="$ROOT/$BIG" of=/dev/null bs=1M status=none; end=$(now)
-    seq_mbs=$(echo "$size / $(secs "$start" "$end") / 1000000" | bc -l)
+    # seq read of BIG: median of SEQ_RUNS reads, each by a fresh daemon
+    seq_runs=()
+    for _ in $(seq 1 "$SEQ_RUNS"); do
+        unmount; drop; mount_tool "$tool"
+        size=$(stat -c %s "$ROOT/$BIG")
+        start=$(now); dd if="$ROOT/$BIG" of=/dev/null bs=1M status=none; end=$(now)
+        seq_runs+=("$(echo "$size / $(secs "$start" "$end") / 1000000" | bc -l)")
+    done
+    seq_mbs=$(median "${seq_runs[@]}")
     unmount; drop; mount_tool "$tool"
     dsize=$(stat -c %s "$ROOT/$DUMP")
     start=$(now); cat "$ROOT/$DUMP" >/dev/null; end=$(now)
@@ -106,30 +114,30 @@ for tool in rewind restic borg; do
 done
 
 # The ceiling: the same size through a trivial in-memory FUSE filesystem,
-# mounted with rewind's options. Best of three cold reads, so the ceiling is
-# never understated.
+# mounted with rewind's options; the median of SEQ_RUNS cold reads, as for
+# the tools.
 size_mib=$(( $(stat -c %s "$CORPUS/$BIG") / 1048576 ))
 "$CEILING_BIN" "$MNT" "$size_mib" >/dev/null 2>&1 &
 wait_mounted
-ceiling=0
-for _ in 1 2 3; do
+ceiling_runs=()
+for _ in $(seq 1 "$SEQ_RUNS"); do
     drop
     start=$(now); dd if="$MNT/file" of=/dev/null bs=1M status=none; end=$(now)
-    mbs=$(echo "$size_mib * 1048576 / $(secs "$start" "$end") / 1000000" | bc -l)
-    ceiling=$(echo "if ($mbs > $ceiling) $mbs else $ceiling" | bc -l)
+    ceiling_runs+=("$(echo "$size_mib * 1048576 / $(secs "$start" "$end") / 1000000" | bc -l)")
 done
+ceiling=$(median "${ceiling_runs[@]}")
 unmount
 
 # shellcheck disable=SC2154 # SEQ_rewind and the others are set by eval above
 {
     echo "Corpus: $CORPUS ($(du -sh --apparent-size "$CORPUS" | cut -f1), $(find "$CORPUS" | wc -l) entries); page cache dropped and a fresh mount before each phase."
     echo
-    echo "| tool | mount (s) | first ls (s) | seq read $BIG (MB/s) | cat $DUMP (MB/s) | tar of the snapshot (s) | tar MB | daemon peak RSS during tar (MiB) |"
+    echo "| tool | mount (s) | first ls (s) | seq read $BIG (MB/s, median of $SEQ_RUNS) | cat $DUMP (MB/s) | tar of the snapshot (s) | tar MB | daemon peak RSS during tar (MiB) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
     printf '| FUSE ceiling (in-memory) | | | %.0f | | | | |\n' "$ceiling"
     echo
-    printf 'rewind sequential read = %.0f%% of the FUSE ceiling measured in this run.\n' "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)"
+    printf 'rewind sequential read = %.0f%% of the FUSE ceiling measured in this run (medians of '"$SEQ_RUNS"' reads each).\n' "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)"
     echo
     for peer in restic borg; do
         [[ -n ${T[$peer]:-} ]] || continue
