@@ -127,9 +127,7 @@ impl Sealer {
     pub fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         let mut buf = stored.to_vec();
         let payload = self.open_in_place(&mut buf)?;
-        buf.truncate(payload.end);
-        buf.drain(..payload.start);
-        Ok(buf)
+        Ok(unframe((buf, payload)))
     }
 
     /// [`Sealer::open`] where the data lies, for large blobs: no second
@@ -214,6 +212,16 @@ pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     }
 }
 
+/// Data in the buffer it was opened in: `buffer[range]`.
+pub type Framed = (Vec<u8>, std::ops::Range<usize>);
+
+/// The data alone, moved to the start of its buffer.
+pub fn unframe((mut buffer, range): Framed) -> Vec<u8> {
+    buffer.truncate(range.end);
+    buffer.drain(..range.start);
+    buffer
+}
+
 /// [`decompress`] of `buf[payload]`, as a buffer and where the data lies
 /// in it: data stored as it is (incompressible chunks, most of a large
 /// file's bytes) stays where it is, without a copy.
@@ -221,7 +229,7 @@ pub fn decompress_in_place(
     buf: Vec<u8>,
     payload: std::ops::Range<usize>,
     limit: usize,
-) -> Result<(Vec<u8>, std::ops::Range<usize>)> {
+) -> Result<Framed> {
     if buf.get(payload.start) == Some(&COMPRESSION_NONE) {
         return Ok((buf, payload.start + 1..payload.end));
     }

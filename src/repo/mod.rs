@@ -295,7 +295,7 @@ impl Repository {
 
     /// A blob's plaintext, verified against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        self.read_blob_framed(id).map(pack::unframe)
+        self.read_blob_framed(id).map(crypto::unframe)
     }
 
     /// [`Repository::read_blob`], left where it was decoded in its buffer.

@@ -162,11 +162,10 @@ pub fn open_blob(
     id: &Id,
     raw_len: u32,
 ) -> Result<Vec<u8>> {
-    open_blob_framed(keys, salt, stored, id, raw_len).map(unframe)
+    open_blob_framed(keys, salt, stored, id, raw_len).map(crypto::unframe)
 }
 
-/// A verified blob in the buffer it was opened in: `buffer[range]`.
-pub type Framed = (Vec<u8>, std::ops::Range<usize>);
+pub use crypto::Framed;
 
 /// [`open_blob`] without moving the blob to the start of its buffer, for
 /// readers that can keep the buffer as it is (the mount's chunk cache).
@@ -187,13 +186,6 @@ pub fn open_blob_framed(
         )));
     }
     Ok((buffer, range))
-}
-
-/// The blob alone, moved to the start of its buffer.
-pub fn unframe((mut buffer, range): Framed) -> Vec<u8> {
-    buffer.truncate(range.end);
-    buffer.drain(..range.start);
-    buffer
 }
 
 #[cfg(test)]

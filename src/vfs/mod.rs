@@ -65,7 +65,7 @@ pub enum Caching {
     Forever,
     /// The top levels change when backups finish or snapshots are forgotten.
     Briefly,
-    /// `.rewind/status` changes with every read.
+    /// `.rewind/status`: the kernel must look it up at every open.
     Never,
 }
 
@@ -839,12 +839,12 @@ impl Vfs {
 
     // ---- files ----
 
-    /// The read state of a file, made at its first read.
-    fn reader(&self, ino: Ino) -> VfsResult<Arc<Reader>> {
+    /// The read state of file `ino` (whose record is `record`), made at
+    /// its first read.
+    fn reader(&self, ino: Ino, record: &inodes::Record) -> VfsResult<Arc<Reader>> {
         if let Some(reader) = self.readers.lock().unwrap().get(&ino) {
             return Ok(Arc::clone(reader));
         }
-        let record = self.record(ino)?;
         let reader = match (&record.inode, self.entry_node(&record.inode)?) {
             (Inode::Entry { snapshot, .. }, Some(node)) if node.kind == NodeKind::File => {
                 let starts = node
@@ -878,14 +878,15 @@ impl Vfs {
     /// a chunk that passed its AEAD tag and BLAKE3 id check; a chunk that
     /// fails gives EIO.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
-        if matches!(self.record(ino)?.inode, Inode::Status) {
+        let record = self.record(ino)?;
+        if let Inode::Status = record.inode {
             // Not counted: reading the status must not change it.
             let text = self.status_text();
             let start = (offset as usize).min(text.bytes.len());
             let end = start.saturating_add(size as usize).min(text.bytes.len());
             return Ok(text.bytes[start..end].to_vec());
         }
-        let reader = self.reader(ino)?;
+        let reader = self.reader(ino, &record)?;
         // The scrub yields to readers of backups, not of the status file.
         self.last_read_ms.store(
             self.mounted_at.elapsed().unwrap_or_default().as_millis() as u64,
