@@ -21,13 +21,21 @@ use fuser::{
 
 use crate::vfs::{Attr, Caching, EntryKind, Vfs};
 
+mod busy_poll;
+use busy_poll::BusyPoll;
+
 pub struct RewindFs {
     vfs: Arc<Vfs>,
+    busy_poll: Arc<BusyPoll>,
 }
 
 impl RewindFs {
     pub fn new(vfs: Arc<Vfs>) -> RewindFs {
-        RewindFs { vfs }
+        Self::with_busy_poll(vfs, Arc::new(BusyPoll::new(Duration::ZERO)))
+    }
+
+    fn with_busy_poll(vfs: Arc<Vfs>, busy_poll: Arc<BusyPoll>) -> RewindFs {
+        RewindFs { vfs, busy_poll }
     }
 }
 
@@ -106,6 +114,7 @@ impl Filesystem for RewindFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.busy_poll.request(0);
         match self.vfs.lookup(parent.0, name.as_bytes()) {
             Ok(attr) => reply.entry(&ttl(&attr), &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(errno(e)),
@@ -113,6 +122,7 @@ impl Filesystem for RewindFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.busy_poll.request(0);
         match self.vfs.getattr(ino.0) {
             Ok(attr) => reply.attr(&ttl(&attr), &file_attr(&attr)),
             Err(e) => reply.error(errno(e)),
@@ -120,6 +130,7 @@ impl Filesystem for RewindFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.busy_poll.request(0);
         match self.vfs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(e)),
@@ -145,6 +156,7 @@ impl Filesystem for RewindFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.busy_poll.request(size);
         match self.vfs.read(ino.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
@@ -165,6 +177,7 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.busy_poll.request(0);
         let listed = self.vfs.read_dir(ino.0, offset, |next, entry| {
             reply.add(
                 INodeNo(entry.ino),
@@ -187,6 +200,7 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.busy_poll.request(0);
         let listed = self.vfs.read_dir(ino.0, offset, |next, entry| {
             let Ok(attr) = self.vfs.getattr(entry.ino) else {
                 return false;
@@ -212,6 +226,7 @@ impl Filesystem for RewindFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.busy_poll.request(0);
         match self.vfs.getxattr(ino.0, name.as_bytes()) {
             Ok(value) => xattr_reply(value, size, reply),
             Err(e) => reply.error(errno(e)),
@@ -219,6 +234,7 @@ impl Filesystem for RewindFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.busy_poll.request(0);
         match self.vfs.listxattr(ino.0) {
             Ok(names) => xattr_reply(names, size, reply),
             Err(e) => reply.error(errno(e)),
@@ -242,6 +258,9 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Threads answering the kernel.
     pub threads: usize,
+    /// How long one thread keeps polling the device after a short request
+    /// (see `busy_poll`); zero never polls.
+    pub busy_poll: Duration,
 }
 
 /// A mounted filesystem, served on background threads until unmounted.
@@ -275,13 +294,21 @@ pub fn mount(
     };
     options.n_threads = Some(config.threads.max(1));
     options.clone_fd = true;
-    let mut session = fuser::Session::new(RewindFs::new(vfs), mountpoint, &options)
+    let busy_poll = Arc::new(BusyPoll::new(config.busy_poll));
+    let filesystem = RewindFs::with_busy_poll(vfs, Arc::clone(&busy_poll));
+    let mut session = fuser::Session::new(filesystem, mountpoint, &options)
         .map_err(|e| crate::Error::io(format!("cannot mount at {}", mountpoint.display()), e))?;
+    if let Err(e) = busy_poll.attach(&session) {
+        crate::log::info(&format!(
+            "cannot poll the FUSE device ({e}); every request wakes a thread"
+        ));
+    }
     let unmounter = session.unmount_callable();
     let serving = std::thread::Builder::new()
         .name("rewind-fuse".into())
         .spawn(move || {
             let result = session.run();
+            busy_poll.stop();
             on_end();
             result
         })

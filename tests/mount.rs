@@ -1119,3 +1119,38 @@ fn a_restart_right_after_kill_9_clears_the_stale_mount() {
     let _stale = leave_a_stale_mount(&repo, &mountpoint);
     check_remount(&repo, &src, &mountpoint);
 }
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn the_daemon_stops_polling_when_requests_stop() {
+    // Lookups and listings make one FUSE thread poll the device; once they
+    // stop, the daemon must go back to sleep instead of spinning a CPU.
+    require_root();
+    let (_tmp, dir) = tempdir();
+    let (repo, _src) = small_repo(&dir);
+    let mount = Mount::start(&repo, &dir.join("mnt"), &[]);
+    for _ in 0..20 {
+        run(Command::new("find").arg(&mount.mountpoint).arg("-ls")).assert_ok();
+        run(Command::new("getfattr")
+            .args(["-R", "-d"])
+            .arg(&mount.mountpoint));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_seconds(mount.pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_seconds(mount.pid) - before;
+    assert!(
+        used < 0.2,
+        "an idle daemon used {used:.2} s of CPU in 1 s\nlog:\n{}",
+        mount.log_text()
+    );
+}

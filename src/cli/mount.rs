@@ -28,6 +28,12 @@ pub struct Args {
     /// Where the background daemon logs (default: /var/log/rewind-mount.log as root, else ~/.cache/rewind/mount.log)
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// Milliseconds one FUSE thread keeps polling for the next request after
+    /// a short one, instead of sleeping (0: never poll). Polling spends a CPU
+    /// while lookups, listings and small reads stream in and saves a thread
+    /// wake-up per request (a tar of many small files runs ~20% faster)
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 5)]
+    busy_poll: u64,
     /// Seconds between looks for new snapshots
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     refresh: u64,
@@ -210,6 +216,7 @@ fn serve(
             .map_or(2, |n| n.get())
             .max(2)
             * 2,
+        busy_poll: Duration::from_millis(args.busy_poll),
     };
     let refresh = Duration::from_secs(args.refresh.max(1));
     // Block the stop signals in every thread; this one waits for them.
