@@ -18,7 +18,10 @@
 #           each read is by a fresh daemon)
 #   dump    `cat` of DUMP through the mount
 #   tar     `tar cf - . | wc -c` of the whole snapshot, the median of SEQ_RUNS
-#           runs by fresh daemons; the highest of the daemons' peak RSS
+#           runs by fresh daemons; the highest of the daemons' peak RSS, the
+#           median of the CPU time (user + system) they spent
+#   disk    `cat` of rewind's pack files with the page cache dropped, the
+#           median of SEQ_RUNS: what this disk gives a cold sequential read
 # Needs root, restic, borg and python3-pyfuse3 for the peers (skipped if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +53,9 @@ wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$MNT" && ls "$MNT" >/d
 unmount() { umount "$MNT" 2>/dev/null || umount -l "$MNT"; sleep 0.5; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+# CPU seconds (user + system, all threads) of a process; the command name
+# may hold spaces, so count fields from its closing parenthesis
+cpu_secs() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($12 + $13) / hz}' || echo "?"; }
 
 # mount_tool TOOL: mounts; sets DAEMON (pid) and ROOT (the snapshot's copy of CORPUS)
 mount_tool() {
@@ -120,17 +126,21 @@ for tool in rewind restic borg; do
     # tar of the whole snapshot: median time of SEQ_RUNS, each by a fresh
     # daemon; the highest of their peak RSS
     tar_runs=()
+    cpu_runs=()
     rss=0
     for _ in $(seq 1 "$SEQ_RUNS"); do
         unmount; drop; mount_tool "$tool"
+        cpu_before=$(cpu_secs "$DAEMON")
         start=$(now); bytes=$( (cd "$ROOT" && tar cf - . 2>/dev/null) | wc -c); end=$(now)
         tar_runs+=("$(secs "$start" "$end")")
+        cpu_runs+=("$(echo "$(cpu_secs "$DAEMON") - $cpu_before" | bc -l)")
         peak=$(peak_rss_mib "$DAEMON")
         if [[ $peak =~ ^[0-9]+$ ]] && ((peak > rss)); then rss=$peak; fi
     done
     tar_s=$(median "${tar_runs[@]}")
+    tar_cpu=$(median "${cpu_runs[@]}")
     unmount
-    rows+=("$(printf '| %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.1f | %s | %s |' "$tool" "$mount_s" "$ls_s" "$seq_mbs" "$warm_mbs" "$dump_mbs" "$tar_s" "$((bytes / 1000000))" "$rss")")
+    rows+=("$(printf '| %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.1f | %s | %s | %.1f |' "$tool" "$mount_s" "$ls_s" "$seq_mbs" "$warm_mbs" "$dump_mbs" "$tar_s" "$((bytes / 1000000))" "$rss" "$tar_cpu")")
     eval "SEQ_$tool=$seq_mbs; WARM_$tool=$warm_mbs; TAR_$tool=$tar_s; RSS_$tool=$rss; LS_$tool=$ls_s; DUMP_$tool=$dump_mbs"
     echo "$tool done" >&2
 done
@@ -150,16 +160,26 @@ done
 ceiling=$(median "${ceiling_runs[@]}")
 unmount
 
+# The disk: a cold sequential read of rewind's pack files, outside FUSE
+disk_runs=()
+pack_bytes=$(du -sb "$WORK/rewind/data" | cut -f1)
+for _ in $(seq 1 "$SEQ_RUNS"); do
+    drop
+    start=$(now); find "$WORK/rewind/data" -type f -exec cat {} + >/dev/null; end=$(now)
+    disk_runs+=("$(echo "$pack_bytes / $(secs "$start" "$end") / 1000000" | bc -l)")
+done
+disk=$(median "${disk_runs[@]}")
+
 # shellcheck disable=SC2154 # SEQ_rewind and the others are set by eval above
 {
     echo "Corpus: $CORPUS ($(du -sh --apparent-size "$CORPUS" | cut -f1), $(find "$CORPUS" | wc -l) entries); page cache dropped and a fresh mount before each phase."
     echo
-    echo "| tool | mount (s) | first ls (s) | seq read $BIG (MB/s, median of $SEQ_RUNS) | the same, repository in page cache | cat $DUMP (MB/s) | tar of the snapshot (s, median of $SEQ_RUNS) | tar MB | daemon peak RSS during tar (MiB, highest of $SEQ_RUNS) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| tool | mount (s) | first ls (s) | seq read $BIG (MB/s, median of $SEQ_RUNS) | the same, repository in page cache | cat $DUMP (MB/s) | tar of the snapshot (s, median of $SEQ_RUNS) | tar MB | daemon peak RSS during tar (MiB, highest of $SEQ_RUNS) | daemon CPU during tar (s, median) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
-    printf '| FUSE ceiling (in-memory) | | | %.0f | %.0f | | | | |\n' "$ceiling" "$ceiling"
+    printf '| FUSE ceiling (in-memory) | | | %.0f | %.0f | | | | | |\n' "$ceiling" "$ceiling"
     echo
-    printf 'rewind sequential read = %.0f%% of the FUSE ceiling measured in this run, %.0f%% with the repository in the page cache (medians of '"$SEQ_RUNS"' reads each).\n' "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)" "$(echo "100 * $WARM_rewind / $ceiling" | bc -l)"
+    printf 'rewind sequential read, cold daemon cache (a fresh daemon; the repository in the page cache, as the ceiling serves from memory) = %.0f%% of the FUSE ceiling measured in this run; with the page cache dropped too %.0f%%, where this disk reads the pack files at %.0f MB/s (cat, cold; medians of '"$SEQ_RUNS"' each).\n' "$(echo "100 * $WARM_rewind / $ceiling" | bc -l)" "$(echo "100 * $SEQ_rewind / $ceiling" | bc -l)" "$disk"
     echo
     for peer in restic borg; do
         [[ -n ${T[$peer]:-} ]] || continue
