@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SNAPSHOTS=${SNAPSHOTS:-1000}
 if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
-    REWIND_BIN=$PWD/target/release/rewind
+    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
 fi
 work=$(mktemp -d /tmp/rewind-many.XXXXXX)
 cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }

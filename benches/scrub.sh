@@ -14,7 +14,7 @@ WORK=${BENCH_DIR:-/tmp/rewind-scrub-bench}
 export REWIND_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench XDG_CACHE_HOME=$WORK/cache
 if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
-    REWIND_BIN=$PWD/target/release/rewind
+    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
 fi
 rm -rf "$WORK"
 mkdir -p "$WORK/mnt"
