@@ -24,19 +24,9 @@ use crate::vfs::{Attr, Caching, EntryKind, Vfs};
 mod busy_poll;
 use busy_poll::BusyPoll;
 
-pub struct RewindFs {
+struct RewindFs {
     vfs: Arc<Vfs>,
     busy_poll: Arc<BusyPoll>,
-}
-
-impl RewindFs {
-    pub fn new(vfs: Arc<Vfs>) -> RewindFs {
-        Self::with_busy_poll(vfs, Arc::new(BusyPoll::new(Duration::ZERO)))
-    }
-
-    fn with_busy_poll(vfs: Arc<Vfs>, busy_poll: Arc<BusyPoll>) -> RewindFs {
-        RewindFs { vfs, busy_poll }
-    }
 }
 
 fn errno(code: i32) -> Errno {
@@ -295,7 +285,10 @@ pub fn mount(
     options.n_threads = Some(config.threads.max(1));
     options.clone_fd = true;
     let busy_poll = Arc::new(BusyPoll::new(config.busy_poll));
-    let filesystem = RewindFs::with_busy_poll(vfs, Arc::clone(&busy_poll));
+    let filesystem = RewindFs {
+        vfs,
+        busy_poll: Arc::clone(&busy_poll),
+    };
     let mut session = fuser::Session::new(filesystem, mountpoint, &options)
         .map_err(|e| crate::Error::io(format!("cannot mount at {}", mountpoint.display()), e))?;
     if let Err(e) = busy_poll.attach(&session) {
