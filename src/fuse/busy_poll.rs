@@ -3,7 +3,8 @@
 //! A request that finds every FUSE thread asleep costs a wake-up, and on a
 //! virtual machine waking a thread on another CPU costs more than serving a
 //! small file: a `tar` of the benchmark corpus (72,500 requests) took 4.5 s
-//! with the daemon and tar on one CPU, 8.2 s on two. While short requests
+//! with the daemon and tar pinned to one CPU, 8.2 s pinned to different
+//! ones. While short requests
 //! (lookups, listings, small reads) keep coming, the thread reading the
 //! session's own device file reads it without blocking (fuser retries on
 //! EAGAIN) and so finds the next request without being woken. It blocks
