@@ -29,9 +29,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
     /// Milliseconds one FUSE thread keeps polling for the next request after
-    /// a short one, instead of sleeping (0: never poll). Polling spends a CPU
-    /// while lookups, listings and small reads stream in, and saves a thread
-    /// wake-up per request
+    /// a short one, instead of sleeping (0, or a single CPU: never poll).
+    /// Polling spends a CPU while lookups, listings and small reads stream
+    /// in, and saves a thread wake-up per request
     #[arg(long, value_name = "MILLISECONDS", default_value_t = 5)]
     busy_poll: u64,
     /// Seconds between looks for new snapshots
@@ -210,13 +210,17 @@ fn serve(
         cache_bytes: args.cache_size,
         ..VfsOptions::default()
     };
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let config = MountConfig {
         allow_other: args.allow_other,
-        threads: std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-            * 2,
-        busy_poll: Duration::from_millis(args.busy_poll),
+        threads: cpus.max(2) * 2,
+        // With one CPU a polling thread only takes turns with the reader it
+        // waits for: a tar confined to one CPU took 5.0-5.4 s polling, 4.4-4.5 s not.
+        busy_poll: if cpus > 1 {
+            Duration::from_millis(args.busy_poll)
+        } else {
+            Duration::ZERO
+        },
     };
     let refresh = Duration::from_secs(args.refresh.max(1));
     // Block the stop signals in every thread; this one waits for them.
