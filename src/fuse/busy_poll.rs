@@ -4,10 +4,10 @@
 //! virtual machine waking a thread on another CPU costs more than serving a
 //! small file: a `tar` of the benchmark corpus (72,500 requests) took 4.5 s
 //! with the daemon and tar pinned to one CPU, 8.2 s pinned to different
-//! ones. While short requests
-//! (lookups, listings, small reads) keep coming, the thread reading the
-//! session's own device file reads it without blocking (fuser retries on
-//! EAGAIN) and so finds the next request without being woken. It blocks
+//! ones. While short requests (lookups, listings, small reads) keep coming,
+//! the thread reading the session's own device file reads it without
+//! blocking (fuser's `receive_retrying` retries on EAGAIN) and so finds the
+//! next request without being woken. It blocks
 //! again after the idle window without a short request, or at once when a
 //! large read arrives: a sequential reader needs that CPU for decryption
 //! more than it needs a faster wake-up.
@@ -40,7 +40,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// A duplicate of the session's first device file: file status flags
+    /// A duplicate of the session's own device file: file status flags
     /// belong to the open file, so O_NONBLOCK set here is what fuser's
     /// reading thread sees.
     device: Option<OwnedFd>,
