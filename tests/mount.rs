@@ -907,6 +907,33 @@ fn sigterm_and_sigint_unmount_and_end_the_daemon() {
     }
 }
 
+/// A child process, killed and reaped whatever happens.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Ends a foreground `rewind mount` with SIGTERM, as `systemctl stop` does:
+/// it must exit 0 within 5 s and leave nothing mounted.
+fn stop_with_sigterm(mut child: Reaped, mountpoint: &Path) {
+    kill(child.0.id(), libc::SIGTERM);
+    let status = wait_for(Duration::from_secs(5), || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert!(status.is_some(), "SIGTERM ends rewind mount --foreground");
+    let mut stderr = String::new();
+    if let Some(pipe) = child.0.stderr.as_mut() {
+        std::io::Read::read_to_string(pipe, &mut stderr).unwrap();
+    }
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    assert!(!is_mounted(mountpoint), "unmounted after SIGTERM");
+}
+
 #[test]
 fn foreground_stays_attached_until_sigterm() {
     require_root();
@@ -925,15 +952,7 @@ fn foreground_stays_attached_until_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Killed (and reaped) whatever happens.
-    struct Child(std::process::Child);
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Child(child);
+    let mut child = Reaped(child);
     assert!(
         wait_for(Duration::from_secs(5), || is_mounted(&mountpoint)).is_some(),
         "rewind mount --foreground did not mount"
@@ -948,16 +967,91 @@ fn foreground_stays_attached_until_sigterm() {
         child.0.try_wait().unwrap().is_none(),
         "--foreground stays attached"
     );
-    kill(child.0.id(), libc::SIGTERM);
-    let status = wait_for(Duration::from_secs(5), || {
-        child.0.try_wait().unwrap().is_some()
-    });
-    assert!(status.is_some(), "SIGTERM ends rewind mount --foreground");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
-    assert!(!is_mounted(&mountpoint), "unmounted after SIGTERM");
+    stop_with_sigterm(child, &mountpoint);
+}
+
+#[test]
+fn the_contrib_systemd_unit_mounts_and_stops_as_systemd_runs_it() {
+    // contrib/rewind-mount.service with this test's binary, repository and
+    // mountpoint: ExecStartPre, then ExecStart until ExecStartPost returns,
+    // then SIGTERM for `systemctl stop`.
+    require_root();
+    let (_tmp, dir) = tempdir();
+    let (repo, src) = small_repo(&dir);
+    let mountpoint = dir.join("mnt/backups");
+    let _cleanup = Unmount(mountpoint.clone());
+    let password_file = dir.join("password");
+    write(&password_file, PASSWORD.as_bytes());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/rewind-mount.service"
+    ))
+    .unwrap();
+    let settings = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(|value| {
+                value
+                    .replace("/usr/local/bin/rewind", bin())
+                    .replace("/mnt/backups", mountpoint.to_str().unwrap())
+            })
+            .collect()
+    };
+    let names: Vec<String> = settings("Environment")
+        .iter()
+        .map(|assignment| assignment.split_once('=').unwrap().0.to_owned())
+        .collect();
+    assert_eq!(names, ["REWIND_REPO", "REWIND_PASSWORD_FILE"]);
+    // systemd runs commands without a shell, in an environment of its own;
+    // these command lines need no quoting that sh would read otherwise.
+    let command = |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(line)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("REWIND_REPO", &repo.path)
+            .env("REWIND_PASSWORD_FILE", &password_file);
+        cmd
+    };
+    for pre in settings("ExecStartPre") {
+        run(&mut command(&pre)).assert_ok();
+    }
+    let [start] = &settings("ExecStart")[..] else {
+        panic!("one ExecStart in the unit");
+    };
+    let service = Reaped(
+        command(&format!("exec {start}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    for post in settings("ExecStartPost") {
+        run(&mut command(&format!("timeout 10 {post}"))).assert_ok();
+    }
+    assert!(
+        is_mounted(&mountpoint),
+        "mounted once ExecStartPost returns"
+    );
+    let snapshot = inside(&mountpoint.join("latest"), &src);
+    assert_eq!(
+        run(Command::new("cat").arg(snapshot.join("file.txt")))
+            .assert_ok()
+            .text(),
+        "hello\n"
+    );
+    // --allow-other: another user may enter, and read what the modes allow.
+    let read = run(as_nobody("cat").arg(snapshot.join("public.txt"))).assert_ok();
+    assert_eq!(read.text(), "anyone may read this\n");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mountpoint.join(".rewind/status")).unwrap()).unwrap();
+    assert!(
+        status["scrub"].is_object(),
+        "--scrub runs a background scrub: {status:#}"
+    );
+    stop_with_sigterm(service, &mountpoint);
 }
 
 #[test]
