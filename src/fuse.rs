@@ -249,7 +249,7 @@ pub struct MountConfig {
     /// Threads answering the kernel.
     pub threads: usize,
     /// How long one thread keeps polling the device after a short request
-    /// (see `busy_poll`); zero never polls.
+    /// (see `busy_poll`); zero, or a single CPU, never polls.
     pub busy_poll: Duration,
 }
 

@@ -210,17 +210,13 @@ fn serve(
         cache_bytes: args.cache_size,
         ..VfsOptions::default()
     };
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let config = MountConfig {
         allow_other: args.allow_other,
-        threads: cpus.max(2) * 2,
-        // With one CPU a polling thread only takes turns with the reader it
-        // waits for: a tar confined to one CPU took 5.0-5.4 s polling, 4.4-4.5 s not.
-        busy_poll: if cpus > 1 {
-            Duration::from_millis(args.busy_poll)
-        } else {
-            Duration::ZERO
-        },
+        threads: std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+            * 2,
+        busy_poll: Duration::from_millis(args.busy_poll),
     };
     let refresh = Duration::from_secs(args.refresh.max(1));
     // Block the stop signals in every thread; this one waits for them.
