@@ -2,17 +2,19 @@
 //! the metadata of directories, deepest first.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::content::{compare_file, reads_as_zeros};
-use super::plan::make_room;
-use super::{metadata, Action, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
+use super::target::{apply_metadata, check_kind, remove_other_xattrs};
+use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{Extent, Node, NodeKind};
+use rustix::fs::{FileType, Stat};
 
 /// What the workers add up.
 #[derive(Default)]
@@ -40,7 +42,7 @@ impl Restorer<'_> {
             self.link_groups
                 .entry(key)
                 .or_default()
-                .push(link.path.clone());
+                .push(link.rel.clone());
         }
         let progress = self.progress_bar();
         // Large files first, so one big file does not finish alone at the end.
@@ -64,13 +66,13 @@ impl Restorer<'_> {
                             i,
                             Planned {
                                 action,
-                                path: job.path.clone(),
+                                path: self.target.show(&job.rel),
                             },
                         )),
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::Interrupted => break,
                         Err(e) => {
-                            failed_paths.lock().unwrap().insert(job.path.clone());
+                            failed_paths.lock().unwrap().insert(job.rel.clone());
                             errors.lock().unwrap().push(Failure {
                                 path: job.snapshot_path.clone(),
                                 error: e.to_string(),
@@ -121,16 +123,17 @@ impl Restorer<'_> {
 
     /// Decides what to do with one file and does it.
     fn restore_file(&self, job: &FileJob, tally: &Tally) -> Result<Action> {
-        let (path, node) = (&job.path, &job.node);
-        let action = self.decide(path, node, |meta| self.holds(path, node, meta))?;
+        let (rel, node) = (&job.rel, &job.node);
+        let (action, kept) = self.decide(rel, node, |stat| self.holds(rel, node, stat))?;
         if !self.options.dry_run {
-            match action {
-                Action::Create | Action::Replace => self.write_file(path, node)?,
-                Action::Keep => {
-                    metadata::remove_other_xattrs(path, node)?;
-                    metadata::apply(path, node)?
+            match (action, kept) {
+                (Action::Create | Action::Replace, _) => self.write_file(rel, node)?,
+                (Action::Keep, Some(file)) => {
+                    let shown = self.target.show(rel);
+                    remove_other_xattrs(file.as_fd(), node, &shown)?;
+                    apply_metadata(file.as_fd(), node, &shown)?
                 }
-                Action::Skip | Action::Delete => {}
+                _ => {}
             }
         }
         match action {
@@ -153,61 +156,64 @@ impl Restorer<'_> {
         Ok(action)
     }
 
-    /// Whether the regular file at `path` already holds the node's content.
-    /// It is opened without following symlinks and checked on the open
-    /// descriptor, so what is compared is what is kept.
-    fn holds(&self, path: &Path, node: &Node, meta: &std::fs::Metadata) -> Result<bool> {
-        if !meta.is_file() || meta.len() != node.size || !self.links_inside(node, meta) {
-            return Ok(false);
+    /// The regular file at `rel`, open, if it already holds the node's
+    /// content. It is opened without following symlinks and checked on the
+    /// open descriptor, which is what is then kept and given its metadata.
+    fn holds(&self, rel: &Path, node: &Node, stat: &Stat) -> Result<Option<File>> {
+        let is_file = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile;
+        if !is_file || stat.st_size as u64 != node.size || !self.links_inside(node, stat) {
+            return Ok(None);
         }
-        let Ok(file) = crate::backup::open_source(path) else {
-            return Ok(false);
+        let Ok(file) = self.target.open_file(rel) else {
+            return Ok(None);
         };
+        let shown = self.target.show(rel);
         let opened = file
             .metadata()
-            .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
-        if !opened.is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-            return Ok(false);
+            .map_err(|e| Error::io(format!("cannot inspect {}", shown.display()), e))?;
+        if (opened.dev(), opened.ino()) != (stat.st_dev, stat.st_ino) {
+            return Ok(None);
         }
         let keys = self.repo.keys();
-        Ok(compare_file(keys, &file, path, node, self.options.cancel)?.is_none())
+        let equal = compare_file(keys, &file, &shown, node, self.options.cancel)?.is_none();
+        Ok(equal.then_some(file))
     }
 
     /// Whether every hard link of an existing file is one this restore
     /// makes, so that setting its metadata changes nothing outside the
     /// target: a single link, or exactly the snapshot's links of the file.
-    fn links_inside(&self, node: &Node, meta: &std::fs::Metadata) -> bool {
-        if meta.nlink() == 1 {
+    fn links_inside(&self, node: &Node, stat: &Stat) -> bool {
+        if stat.st_nlink == 1 {
             return true;
         }
         let Some(others) = self.link_groups.get(&(node.device, node.inode)) else {
             return false;
         };
-        others.len() as u64 + 1 == meta.nlink()
+        others.len() as u64 + 1 == stat.st_nlink
             && others.iter().all(|p| {
-                std::fs::symlink_metadata(p)
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+                self.target
+                    .lstat(p)
+                    .is_ok_and(|m| (m.st_dev, m.st_ino) == (stat.st_dev, stat.st_ino))
             })
     }
 
-    /// Writes a file anew; a partly written file is removed.
-    fn write_file(&self, path: &Path, node: &Node) -> Result<()> {
-        make_room(path, self.options.delete)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        let written = self.write_content(&file, path, node);
+    /// Writes a file anew, and gives it its metadata through the descriptor
+    /// it was written by; a partly written file is removed.
+    fn write_file(&self, rel: &Path, node: &Node) -> Result<()> {
+        self.make_room(rel)?;
+        let file = self
+            .target
+            .create_file(rel)
+            .map_err(|e| self.io_error("create", rel, e))?;
+        let shown = self.target.show(rel);
+        let written = self
+            .write_content(&file, &shown, node)
+            .and_then(|()| apply_metadata(file.as_fd(), node, &shown));
         drop(file);
         if written.is_err() {
-            let _ = std::fs::remove_file(path);
+            let _ = self.target.remove(rel, false);
         }
-        written?;
-        metadata::apply(path, node)
+        written
     }
 
     fn write_content(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
@@ -293,15 +299,15 @@ impl Restorer<'_> {
             if failed.contains(&job.first) {
                 let error = format!(
                     "{}: not linked, its first link {} failed",
-                    job.path.display(),
-                    job.first.display()
+                    self.target.show(&job.rel).display(),
+                    self.target.show(&job.first).display()
                 );
                 self.fail(&job.snapshot_path, error);
                 continue;
             }
-            match self.restore_link(&job.path, &job.node, &job.first) {
+            match self.restore_link(&job.rel, &job.node, &job.first) {
                 Ok(action) => {
-                    self.note(action, &job.path);
+                    self.note(action, &job.rel);
                     let file = u64::from(job.node.kind == NodeKind::File);
                     match action {
                         Action::Skip => self.report.skipped += 1,
@@ -317,15 +323,19 @@ impl Restorer<'_> {
         }
     }
 
-    fn restore_link(&self, path: &Path, node: &Node, first: &Path) -> Result<Action> {
-        let action = self.decide(path, node, |meta| {
-            Ok(std::fs::symlink_metadata(first)
-                .is_ok_and(|f| f.dev() == meta.dev() && f.ino() == meta.ino()))
+    fn restore_link(&self, rel: &Path, node: &Node, first: &Path) -> Result<Action> {
+        let (action, _) = self.decide(rel, node, |stat| {
+            let same = self
+                .target
+                .lstat(first)
+                .is_ok_and(|f| (f.st_dev, f.st_ino) == (stat.st_dev, stat.st_ino));
+            Ok(same.then_some(()))
         })?;
         if matches!(action, Action::Create | Action::Replace) && !self.options.dry_run {
-            make_room(path, self.options.delete)?;
-            std::fs::hard_link(first, path)
-                .map_err(|e| Error::io(format!("cannot link {}", path.display()), e))?;
+            self.make_room(rel)?;
+            self.target
+                .hard_link(first, rel)
+                .map_err(|e| self.io_error("link", rel, e))?;
         }
         Ok(action)
     }
@@ -337,17 +347,36 @@ impl Restorer<'_> {
         }
         let dirs = std::mem::take(&mut self.dirs);
         for dir in dirs.iter().rev() {
-            if self.options.overwrite == Overwrite::Never && !dir.created {
+            if self.options.overwrite == Overwrite::Never && !dir.inode.created {
                 continue;
             }
-            let applied = match dir.created {
-                true => Ok(()),
-                false => metadata::remove_other_xattrs(&dir.path, &dir.node),
-            }
-            .and_then(|()| metadata::apply(&dir.path, &dir.node));
-            if let Err(e) = applied {
+            if let Err(e) = self.restore_dir_metadatum(dir) {
                 self.fail(&dir.snapshot_path, e);
             }
         }
+    }
+
+    /// Sets a directory's metadata, on the directory this restore made or
+    /// found there, never on one that has since taken its place.
+    fn restore_dir_metadatum(&self, dir: &DirJob) -> Result<()> {
+        let shown = self.target.show(&dir.rel);
+        let handle = self
+            .target
+            .handle(&dir.rel)
+            .map_err(|e| self.io_error("open", &dir.rel, e))?;
+        let stat = check_kind(handle.as_fd(), &dir.node, &shown)?;
+        if dir.inode.id != Some((stat.st_dev, stat.st_ino)) {
+            return Err(Error::new(
+                ErrorKind::Unsafe,
+                format!(
+                    "{} was replaced by another directory while it was restored; its metadata was not set",
+                    shown.display()
+                ),
+            ));
+        }
+        if !dir.inode.created {
+            remove_other_xattrs(handle.as_fd(), &dir.node, &shown)?;
+        }
+        apply_metadata(handle.as_fd(), &dir.node, &shown)
     }
 }

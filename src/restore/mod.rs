@@ -2,9 +2,10 @@
 //! then file contents on several threads, then hardlinks, and the metadata of
 //! directories last so their times survive the writes into them.
 //!
-//! Nothing is ever written outside the target: every name is checked, files
-//! are created with `O_NOFOLLOW`, and a directory that already exists must be
-//! a real directory, never a symlink.
+//! Nothing is ever written outside the target: every name is checked, and
+//! every operation goes through [`target::Target`], which resolves each path
+//! beneath the target's directory descriptor through no symlink, and sets
+//! metadata on descriptors, never by name (see `SECURITY.md`).
 //!
 //! What is already in the target is handled by [`Overwrite`]: by default an
 //! existing file whose content already matches the snapshot's chunk ids is
@@ -18,9 +19,9 @@ mod content;
 pub mod diff;
 mod files;
 mod filter;
-mod metadata;
 mod plan;
 pub mod restore_test;
+mod target;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::repo::{Id, Repository};
 use crate::tree::Node;
+use target::Target;
 
 pub use content::{compare_file, Mismatch};
 pub use filter::{PathFilter, Sample};
@@ -185,23 +187,23 @@ pub fn find_node(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node
     Ok(found)
 }
 
+/// Paths of jobs (`rel`) are relative to the target.
 struct FileJob {
-    path: PathBuf,
+    rel: PathBuf,
     snapshot_path: String,
     node: Node,
 }
 
 struct DirJob {
-    path: PathBuf,
+    rel: PathBuf,
     snapshot_path: String,
     node: Node,
-    /// Whether this restore made it (`Overwrite::Never` leaves others alone).
-    created: bool,
+    inode: plan::DirInode,
 }
 
 /// A hardlinked entry after the first of its group.
 struct LinkJob {
-    path: PathBuf,
+    rel: PathBuf,
     snapshot_path: String,
     node: Node,
     first: PathBuf,
@@ -209,6 +211,7 @@ struct LinkJob {
 
 struct Restorer<'a> {
     repo: &'a Repository,
+    target: Target,
     options: &'a RestoreOptions,
     filter: PathFilter,
     files: Vec<FileJob>,
@@ -232,8 +235,11 @@ pub fn restore(
     target: &Path,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    let start = find_node(repo, root, path)?;
+    let target_created = prepare_target(target, options)?;
     let mut restorer = Restorer {
         repo,
+        target: Target::open(target, options.dry_run)?,
         options,
         filter: PathFilter::new(&options.includes, &options.excludes, options.sample)?,
         files: Vec::new(),
@@ -243,32 +249,65 @@ pub fn restore(
         link_groups: HashMap::new(),
         report: RestoreReport::default(),
     };
-    let start = find_node(repo, root, path)?;
-    let target_created = restorer.prepare_target(target)?;
+    if target_created {
+        restorer.note(Action::Create, Path::new(""));
+    }
     let snapshot_path = format!("/{}", path.trim_matches('/'));
     crate::tree::with_deep_stack(|| -> Result<()> {
         match start {
             None => {
                 let tree = repo.read_tree(root)?;
-                restorer.plan_tree(&tree, target, "")
+                restorer.plan_tree(&tree, Path::new(""), "")
             }
             Some(node) if node.is_dir() => {
                 let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
                 let dir = snapshot_path.trim_end_matches('/');
-                restorer.plan_tree(&tree, target, dir)?;
+                let inode = plan::DirInode {
+                    id: restorer
+                        .target
+                        .lstat(Path::new(""))
+                        .ok()
+                        .map(|s| (s.st_dev, s.st_ino)),
+                    created: target_created,
+                };
+                restorer.plan_tree(&tree, Path::new(""), dir)?;
                 restorer.dirs.push(DirJob {
-                    path: target.to_path_buf(),
+                    rel: PathBuf::new(),
                     snapshot_path: snapshot_path.clone(),
                     node,
-                    created: target_created,
+                    inode,
                 });
                 Ok(())
             }
             Some(node) => {
                 let parent = snapshot_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                restorer.plan_node(node, target, parent)
+                restorer.plan_node(node, Path::new(""), parent)
             }
         }
     })?;
     restorer.run()
+}
+
+/// Creates the target if it is missing; returns whether it was created.
+/// The target itself may be a symlink to a directory: the admin named it.
+fn prepare_target(target: &Path, options: &RestoreOptions) -> Result<bool> {
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_dir() => Ok(false),
+        Ok(_) => Err(Error::usage(format!(
+            "the target {} exists and is not a directory",
+            target.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !options.dry_run {
+                std::fs::create_dir_all(target).map_err(|e| {
+                    Error::io(format!("cannot create the target {}", target.display()), e)
+                })?;
+            }
+            Ok(true)
+        }
+        Err(e) => Err(Error::io(
+            format!("cannot use the target {}", target.display()),
+            e,
+        )),
+    }
 }

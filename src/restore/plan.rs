@@ -1,18 +1,20 @@
 //! The walk over the snapshot: directories are created (or checked) as they
 //! are reached, special entries made, entries the snapshot does not have
 //! deleted (`--delete`), and files and hardlinks queued for the workers in
-//! `files.rs`. In a dry run every step is only noted.
+//! `files.rs`. In a dry run every step is only noted. Every path here is
+//! relative to the target and goes through [`Target`](super::target::Target).
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fmt::Display;
-use std::fs::Metadata;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{metadata, Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, Restorer};
-use crate::backup::read_dir_names;
+use rustix::fs::{FileType, Stat};
+
+use super::target::{apply_metadata, check_kind, remove_other_xattrs};
+use super::{Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, Restorer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -29,37 +31,26 @@ impl Restorer<'_> {
     }
 
     /// Notes a step of a dry run.
-    pub(super) fn note(&mut self, action: Action, path: &Path) {
+    pub(super) fn note(&mut self, action: Action, rel: &Path) {
         if self.options.dry_run {
-            self.report.planned.push(Planned {
-                action,
-                path: path.to_path_buf(),
-            });
+            let path = self.target.show(rel);
+            self.report.planned.push(Planned { action, path });
         }
     }
 
-    /// Creates the target if it is missing; returns whether it was created.
-    /// The target itself may be a symlink to a directory: the admin named it.
-    pub(super) fn prepare_target(&mut self, target: &Path) -> Result<bool> {
-        match std::fs::metadata(target) {
-            Ok(m) if m.is_dir() => Ok(false),
-            Ok(_) => Err(Error::usage(format!(
-                "the target {} exists and is not a directory",
-                target.display()
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.note(Action::Create, target);
-                if !self.options.dry_run {
-                    std::fs::create_dir_all(target).map_err(|e| {
-                        Error::io(format!("cannot create the target {}", target.display()), e)
-                    })?;
-                }
-                Ok(true)
-            }
-            Err(e) => Err(Error::io(
-                format!("cannot use the target {}", target.display()),
-                e,
-            )),
+    /// An I/O error on `rel`: a symlink or a path out of the target met on
+    /// the way is named as what it is, a refusal.
+    pub(super) fn io_error(&self, what: &str, rel: &Path, e: std::io::Error) -> Error {
+        let shown = self.target.show(rel);
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EXDEV) => Error::new(
+                ErrorKind::Unsafe,
+                format!(
+                    "refusing to {what} {}: a symlink is in the way, and a restore never writes through one",
+                    shown.display()
+                ),
+            ),
+            _ => Error::io(format!("cannot {what} {}", shown.display()), e),
         }
     }
 
@@ -97,37 +88,32 @@ impl Restorer<'_> {
             self.fail(snapshot_dir, error);
             return Ok(());
         }
-        let path = dir.join(OsStr::from_bytes(&node.name));
+        let rel = dir.join(OsStr::from_bytes(&node.name));
         match node.kind {
-            NodeKind::Dir => self.plan_dir(path, snapshot_path, node)?,
+            NodeKind::Dir => self.plan_dir(rel, snapshot_path, node)?,
             _ if node.is_hardlinked() => {
                 let key = (node.device, node.inode);
                 match self.first_of_link.get(&key) {
                     Some(first) => self.links.push(LinkJob {
-                        path,
+                        rel,
                         snapshot_path,
                         node,
                         first: first.clone(),
                     }),
                     None => {
-                        self.first_of_link.insert(key, path.clone());
-                        self.plan_leaf(path, snapshot_path, node);
+                        self.first_of_link.insert(key, rel.clone());
+                        self.plan_leaf(rel, snapshot_path, node);
                     }
                 }
             }
-            _ => self.plan_leaf(path, snapshot_path, node),
+            _ => self.plan_leaf(rel, snapshot_path, node),
         }
         Ok(())
     }
 
-    fn plan_dir(
-        &mut self,
-        path: std::path::PathBuf,
-        snapshot_path: String,
-        node: Node,
-    ) -> Result<()> {
-        let created = match self.prepare_dir(&path) {
-            Ok(created) => created,
+    fn plan_dir(&mut self, rel: PathBuf, snapshot_path: String, node: Node) -> Result<()> {
+        let inode = match self.prepare_dir(&rel) {
+            Ok(inode) => inode,
             Err(e) => {
                 self.fail(&snapshot_path, e);
                 return Ok(());
@@ -139,39 +125,42 @@ impl Restorer<'_> {
             None => Ok(Tree::default()),
         };
         match subtree {
-            Ok(tree) => self.plan_tree(&tree, &path, &snapshot_path)?,
+            Ok(tree) => self.plan_tree(&tree, &rel, &snapshot_path)?,
             Err(e) => self.fail(&snapshot_path, format!("cannot read its contents: {e}")),
         }
         self.dirs.push(DirJob {
-            path,
+            rel,
             snapshot_path,
             node,
-            created,
+            inode,
         });
         Ok(())
     }
 
-    fn plan_leaf(&mut self, path: std::path::PathBuf, snapshot_path: String, node: Node) {
+    fn plan_leaf(&mut self, rel: PathBuf, snapshot_path: String, node: Node) {
         if node.kind == NodeKind::File {
             self.files.push(FileJob {
-                path,
+                rel,
                 snapshot_path,
                 node,
             });
-        } else if let Err(e) = self.restore_special(&path, &node) {
+        } else if let Err(e) = self.restore_special(&rel, &node) {
             self.fail(&snapshot_path, e);
         }
     }
 
     /// Creates a directory, or accepts one that is already there and is not
-    /// a symlink; returns whether it was created.
-    fn prepare_dir(&mut self, path: &Path) -> Result<bool> {
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => return Ok(false),
+    /// a symlink. Returns the directory's inode, and whether this restore
+    /// made it: its metadata is set at the end on that inode only.
+    fn prepare_dir(&mut self, rel: &Path) -> Result<DirInode> {
+        match self.target.lstat(rel) {
+            Ok(stat) if is_dir(&stat) => return Ok(DirInode::existing(&stat)),
             Ok(_) if self.options.delete => {
-                self.note(Action::Replace, path);
+                self.note(Action::Replace, rel);
                 if !self.options.dry_run {
-                    make_room(path, true)?;
+                    self.target
+                        .remove(rel, true)
+                        .map_err(|e| self.io_error("replace", rel, e))?;
                 }
             }
             Ok(_) => {
@@ -179,37 +168,66 @@ impl Restorer<'_> {
                     ErrorKind::Unsafe,
                     format!(
                         "refusing to restore into {}: it exists and is not a directory (--delete replaces it)",
-                        path.display()
+                        self.target.show(rel).display()
                     ),
                 ))
             }
-            Err(_) => self.note(Action::Create, path),
+            Err(e) if is_absent(&e) => self.note(Action::Create, rel),
+            Err(e) => return Err(self.io_error("restore into", rel, e)),
         }
-        if !self.options.dry_run {
-            make_dir(path)?;
+        if self.options.dry_run {
+            return Ok(DirInode::planned());
         }
-        Ok(true)
+        match self.target.create_dir(rel) {
+            Ok(()) => {}
+            // Made by someone else meanwhile: accepted below if it is a directory.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.io_error("create", rel, e)),
+        }
+        let stat = self
+            .target
+            .lstat(rel)
+            .map_err(|e| self.io_error("inspect", rel, e))?;
+        if !is_dir(&stat) {
+            return Err(Error::new(
+                ErrorKind::Unsafe,
+                format!(
+                    "refusing to restore into {}: it exists and is not a directory",
+                    self.target.show(rel).display()
+                ),
+            ));
+        }
+        Ok(DirInode::created(&stat))
     }
 
     /// A symlink, fifo, device node or socket.
-    fn restore_special(&mut self, path: &Path, node: &Node) -> Result<()> {
-        let action = self.decide(path, node, |meta| Ok(same_special(meta, path, node)))?;
-        self.note(action, path);
+    fn restore_special(&mut self, rel: &Path, node: &Node) -> Result<()> {
+        let (action, kept) = self.decide(rel, node, |stat| self.same_special(stat, rel, node))?;
+        self.note(action, rel);
         match action {
             Action::Skip => self.report.skipped += 1,
             Action::Keep => {
                 self.report.kept += 1;
                 self.report.other += 1;
-                if !self.options.dry_run {
-                    metadata::remove_other_xattrs(path, node)?;
-                    metadata::apply(path, node)?;
+                if let (Some(handle), false) = (kept, self.options.dry_run) {
+                    let shown = self.target.show(rel);
+                    remove_other_xattrs(handle.as_fd(), node, &shown)?;
+                    apply_metadata(handle.as_fd(), node, &shown)?;
                 }
             }
             _ => {
                 if !self.options.dry_run {
-                    make_room(path, self.options.delete)?;
-                    metadata::create_special(path, node)?;
-                    metadata::apply(path, node)?;
+                    self.make_room(rel)?;
+                    self.target
+                        .create_special(rel, node)
+                        .map_err(|e| self.io_error("create", rel, e))?;
+                    let handle = self
+                        .target
+                        .handle(rel)
+                        .map_err(|e| self.io_error("open", rel, e))?;
+                    let shown = self.target.show(rel);
+                    check_kind(handle.as_fd(), node, &shown)?;
+                    apply_metadata(handle.as_fd(), node, &shown)?;
                 }
                 self.report.other += 1;
             }
@@ -217,46 +235,84 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// What to do at `path` for a non-directory `node`. `same` tells whether
-    /// the existing entry already is the node's content; it must not accept
-    /// an entry with other hard links (its metadata would change through
-    /// them), unless that is the link the snapshot has.
-    pub(super) fn decide(
+    /// What to do at `rel` for a non-directory `node`. `same` tells whether
+    /// the existing entry already is the node's content and, if so, hands
+    /// back the descriptor it checked, so that what was checked is what is
+    /// kept (and given its metadata). It must not accept an entry with other
+    /// hard links (its metadata would change through them), unless that is
+    /// the link the snapshot has.
+    pub(super) fn decide<T>(
         &self,
-        path: &Path,
+        rel: &Path,
         node: &Node,
-        same: impl FnOnce(&Metadata) -> Result<bool>,
-    ) -> Result<Action> {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if is_absent(&e) => return Ok(Action::Create),
-            Err(e) => return Err(Error::io(format!("cannot inspect {}", path.display()), e)),
+        same: impl FnOnce(&Stat) -> Result<Option<T>>,
+    ) -> Result<(Action, Option<T>)> {
+        let stat = match self.target.lstat(rel) {
+            Ok(stat) => stat,
+            Err(e) if is_absent(&e) => return Ok((Action::Create, None)),
+            Err(e) => return Err(self.io_error("inspect", rel, e)),
         };
         if self.options.overwrite == Overwrite::Never {
-            return Ok(Action::Skip);
+            return Ok((Action::Skip, None));
         }
-        if meta.is_dir() && !node.is_dir() && !self.options.delete {
+        if is_dir(&stat) && !node.is_dir() && !self.options.delete {
             return Err(Error::new(
                 ErrorKind::Unsafe,
                 format!(
                     "cannot restore {}: a directory is in the way (--delete replaces it)",
-                    path.display()
+                    self.target.show(rel).display()
                 ),
             ));
         }
-        if self.options.overwrite == Overwrite::IfChanged && !meta.is_dir() && same(&meta)? {
-            return Ok(Action::Keep);
+        if self.options.overwrite == Overwrite::IfChanged && !is_dir(&stat) {
+            if let Some(kept) = same(&stat)? {
+                return Ok((Action::Keep, Some(kept)));
+            }
         }
-        Ok(Action::Replace)
+        Ok((Action::Replace, None))
+    }
+
+    /// Removes what is at `rel` to make room for a new entry (a directory
+    /// only with `--delete`; `decide` refused it otherwise). The new entry
+    /// is then created, never written through an old one.
+    pub(super) fn make_room(&self, rel: &Path) -> Result<()> {
+        self.target
+            .remove(rel, self.options.delete)
+            .map_err(|e| self.io_error("replace", rel, e))
+    }
+
+    /// Whether an existing special entry is already the node: its handle if so.
+    fn same_special(&self, stat: &Stat, rel: &Path, node: &Node) -> Result<Option<OwnedFd>> {
+        if stat.st_nlink != 1 || !same_special_kind(stat, node) {
+            return Ok(None);
+        }
+        let Ok(handle) = self.target.handle(rel) else {
+            return Ok(None);
+        };
+        let Ok(opened) = rustix::fs::fstat(&handle) else {
+            return Ok(None);
+        };
+        if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino)
+            || !same_special_kind(&opened, node)
+        {
+            return Ok(None);
+        }
+        if node.kind == NodeKind::Symlink {
+            let target = rustix::fs::readlinkat(&handle, c"", Vec::new());
+            if !target.is_ok_and(|t| t.as_bytes() == node.link_target.as_slice()) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(handle))
     }
 
     /// Removes what `dir` has and `tree` does not, where the globs allow.
     fn delete_extras(&mut self, tree: &Tree, dir: &Path, snapshot_dir: &str) {
-        let names = match read_dir_names(dir) {
+        let names = match self.target.list(dir) {
             Ok(names) => names,
             Err(e) if self.options.dry_run && is_absent(&e) => return,
             Err(e) => {
-                let error = format!("cannot list {} to delete extra entries: {e}", dir.display());
+                let error = self.io_error("list the entries to delete in", dir, e);
                 self.fail(snapshot_dir, error);
                 return;
             }
@@ -270,17 +326,58 @@ impl Restorer<'_> {
             if !self.filter.owns(&snapshot_path) {
                 continue;
             }
-            let path = dir.join(OsStr::from_bytes(&name));
-            self.note(Action::Delete, &path);
-            match self.options.dry_run {
-                true => self.report.deleted += 1,
-                false => match make_room(&path, true) {
-                    Ok(()) => self.report.deleted += 1,
-                    Err(e) => self.fail(&snapshot_path, e),
-                },
+            let rel = dir.join(OsStr::from_bytes(&name));
+            self.note(Action::Delete, &rel);
+            if self.options.dry_run {
+                self.report.deleted += 1;
+                continue;
+            }
+            match self.target.remove(&rel, true) {
+                Ok(()) => self.report.deleted += 1,
+                Err(e) => {
+                    let error = self.io_error("delete", &rel, e);
+                    self.fail(&snapshot_path, error)
+                }
             }
         }
     }
+}
+
+/// The inode of a directory a restore writes into, so that its metadata is
+/// set on that directory at the end, and on nothing that replaced it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DirInode {
+    /// (device, inode); `None` in a dry run, where nothing is made.
+    pub id: Option<(u64, u64)>,
+    /// Whether this restore made it (`Overwrite::Never` leaves others alone).
+    pub created: bool,
+}
+
+impl DirInode {
+    fn existing(stat: &Stat) -> DirInode {
+        DirInode {
+            id: Some((stat.st_dev, stat.st_ino)),
+            created: false,
+        }
+    }
+
+    fn created(stat: &Stat) -> DirInode {
+        DirInode {
+            id: Some((stat.st_dev, stat.st_ino)),
+            created: true,
+        }
+    }
+
+    fn planned() -> DirInode {
+        DirInode {
+            id: None,
+            created: true,
+        }
+    }
+}
+
+fn is_dir(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == FileType::Directory
 }
 
 /// Not there, or not reachable because a parent is not a directory (yet).
@@ -288,58 +385,15 @@ pub(super) fn is_absent(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-/// Whether an existing special entry is already the node.
-fn same_special(meta: &Metadata, path: &Path, node: &Node) -> bool {
-    let ft = meta.file_type();
-    meta.nlink() == 1
-        && match node.kind {
-            NodeKind::Symlink => {
-                ft.is_symlink()
-                    && std::fs::read_link(path)
-                        .is_ok_and(|t| t.as_os_str().as_bytes() == node.link_target.as_slice())
-            }
-            NodeKind::Fifo => ft.is_fifo(),
-            NodeKind::CharDevice => ft.is_char_device() && meta.rdev() == node.rdev,
-            NodeKind::BlockDevice => ft.is_block_device() && meta.rdev() == node.rdev,
-            NodeKind::Socket => ft.is_socket(),
-            NodeKind::File | NodeKind::Dir => false,
-        }
-}
-
-/// Makes room for an entry at `path`: whatever non-directory is there is
-/// removed (unlink never follows a symlink, and the new entry is then
-/// created, never written through an old one). A directory is removed with
-/// everything in it only if `replace_dirs`; otherwise it stays, and creating
-/// the entry fails with an error.
-pub(super) fn make_room(path: &Path, replace_dirs: bool) -> Result<()> {
-    let removed = match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.is_dir() => std::fs::remove_file(path),
-        // remove_dir_all does not follow symlinks inside the tree.
-        Ok(_) if replace_dirs => std::fs::remove_dir_all(path),
-        _ => Ok(()),
-    };
-    removed.map_err(|e| Error::io(format!("cannot replace {}", path.display()), e))
-}
-
-/// Creates a directory, or accepts one that is already there and is not a symlink.
-fn make_dir(path: &Path) -> Result<()> {
-    match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let meta = std::fs::symlink_metadata(path)
-                .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
-            if meta.is_dir() {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    ErrorKind::Unsafe,
-                    format!(
-                        "refusing to restore into {}: it exists and is not a directory",
-                        path.display()
-                    ),
-                ))
-            }
-        }
-        Err(e) => Err(Error::io(format!("cannot create {}", path.display()), e)),
+/// Whether an existing special entry is of the node's kind (and device).
+fn same_special_kind(stat: &Stat, node: &Node) -> bool {
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    match node.kind {
+        NodeKind::Symlink => kind == FileType::Symlink,
+        NodeKind::Fifo => kind == FileType::Fifo,
+        NodeKind::CharDevice => kind == FileType::CharacterDevice && stat.st_rdev == node.rdev,
+        NodeKind::BlockDevice => kind == FileType::BlockDevice && stat.st_rdev == node.rdev,
+        NodeKind::Socket => kind == FileType::Socket,
+        NodeKind::File | NodeKind::Dir => false,
     }
 }

@@ -24,7 +24,6 @@ use serde::Serialize;
 
 use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
 use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
-use crate::backup::read_dir_names;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::{Repository, Snapshot};
 
@@ -124,7 +123,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if !self.keep {
-            if let Err(e) = remove_tree(&self.path) {
+            if let Err(e) = super::target::remove_dir_tree(&self.path) {
                 crate::log::warn(&format!(
                     "cannot remove the scratch directory {}: {e}",
                     self.path.display()
@@ -132,27 +131,6 @@ impl Drop for Scratch {
             }
         }
     }
-}
-
-/// Removes a tree even where restored directories have no write or search
-/// permission for us (they keep their snapshot modes): such directories
-/// are opened up first. Symlinks are never followed.
-fn remove_tree(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
-        return Ok(());
-    }
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        for name in read_dir_names(&dir).unwrap_or_default() {
-            let child = dir.join(OsStr::from_bytes(&name));
-            if std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
-                stack.push(child);
-            }
-        }
-    }
-    std::fs::remove_dir_all(path)
 }
 
 /// Joins a path in the snapshot and a path relative to it.
