@@ -166,6 +166,22 @@ impl std::fmt::Display for NameProblem {
     }
 }
 
+/// What a reader logs about a change [`Tree::into_shown`] made to the
+/// directory at `dir` (a path, as the reader shows it).
+pub fn not_shown_message(dir: &str, name: &[u8], problem: NameProblem) -> String {
+    if problem == NameProblem::OutOfOrder {
+        return format!("{dir}: {problem}; shown sorted");
+    }
+    let mut shown: String = String::from_utf8_lossy(name).escape_debug().collect();
+    if shown.chars().count() > 64 {
+        shown = shown.chars().take(64).chain("...".chars()).collect();
+    }
+    format!(
+        "{}/\"{shown}\": not shown: {problem}",
+        dir.trim_end_matches('/')
+    )
+}
+
 /// An entry of a tree whose name breaks the format's rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadName {
