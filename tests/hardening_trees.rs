@@ -257,3 +257,163 @@ fn ls_stops_at_the_entry_limit_with_an_error_naming_the_snapshot() {
         .collect();
     assert_eq!(paths, ["/a/b/a", "/a/b/a/a", "/a/b/a/b"]);
 }
+
+#[test]
+fn diff_stops_at_the_entry_limit_with_an_error_naming_the_snapshots() {
+    let (_tmp, _dir, repo) = new_repo();
+    let lib = repo.open();
+    let crafted = doubling_snapshot(&lib, vec![node(b"f", NodeKind::Fifo)]);
+    let small_root = store_tree(&lib, vec![node(b"f", NodeKind::Fifo)]);
+    let small = save_snapshot(&lib, small_root, &["/"]);
+    let run = bounded(
+        &repo,
+        [
+            "diff",
+            &small.short(),
+            &crafted.short(),
+            "--max-entries",
+            "5000",
+        ],
+    );
+    let run = run.assert_one_line_error(&["more than 5000 entries", &crafted.short()]);
+    assert!(run.stderr.contains(&small.short()), "{}", run.stderr);
+}
+
+// ----------------------------------------------------------- finding 10
+
+/// A tree that breaks every naming rule: a duplicate, an unsafe name, one
+/// over 255 bytes, and entries out of order.
+fn misnamed_tree(lib: &Repository) -> Id {
+    let mut first = file_node(lib, b"dup", b"first\n");
+    first.inode = 1;
+    let mut second = file_node(lib, b"dup", b"second\n");
+    second.inode = 2;
+    store_tree(
+        lib,
+        vec![
+            node(b"ok", NodeKind::Fifo),
+            first,
+            second,
+            node(b"..", NodeKind::Fifo),
+            node(&[b'n'; 256], NodeKind::Fifo),
+            node(b"b", NodeKind::Fifo),
+        ],
+    )
+}
+
+#[test]
+fn check_reports_each_broken_naming_rule_once_with_snapshot_and_path() {
+    let (_tmp, _dir, repo) = new_repo();
+    let lib = repo.open();
+    let bad = misnamed_tree(&lib);
+    // Reached by two paths: still one report per problem.
+    let root = store_tree(&lib, vec![dir_node(b"x", bad), dir_node(b"y", bad)]);
+    let snapshot = save_snapshot(&lib, root, &["/"]);
+    let report = bounded(&repo, ["check", "--json"]).assert_code(1).json();
+    let errors: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    let prefix = format!("snapshot {}: ", snapshot.short());
+    let long = "n".repeat(256);
+    let expected = [
+        ("/x/dup: ", "listed twice"),
+        ("/x/..: ", "empty, `.` or `..`"),
+        (&format!("/x/{long}: ")[..], "longer than 255 bytes"),
+        ("/x: ", "not sorted"),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (path, problem) in expected {
+        let found: Vec<_> = errors
+            .iter()
+            .filter(|e| e.starts_with(&format!("{prefix}{path}")) && e.contains(problem))
+            .collect();
+        assert_eq!(found.len(), 1, "{path} {problem}: {errors:#?}");
+        assert!(found[0].contains("at 1 more paths"), "{}", found[0]);
+    }
+
+    // ls lists each name once, sorted, and says what it left out.
+    let run = bounded(&repo, ["ls", "latest:/x"]).assert_ok();
+    assert_eq!(run.stdout_text(), "/x\n/x/b\n/x/dup\n/x/ok\n");
+    assert!(run.stderr.contains("\"dup\": not shown"), "{}", run.stderr);
+    assert!(run.stderr.contains("not sorted"), "{}", run.stderr);
+}
+
+#[test]
+fn diff_skips_misnamed_entries_with_an_error_instead_of_pairing_them() {
+    let (_tmp, _dir, repo) = new_repo();
+    let lib = repo.open();
+    let bad = misnamed_tree(&lib);
+    let a = save_snapshot(&lib, store_tree(&lib, vec![dir_node(b"x", bad)]), &["/"]);
+    let good = store_tree(
+        &lib,
+        vec![node(b"b", NodeKind::Fifo), node(b"ok", NodeKind::Fifo)],
+    );
+    let b = save_snapshot(&lib, store_tree(&lib, vec![dir_node(b"x", good)]), &["/"]);
+    let run = bounded(&repo, ["diff", "--json", &a.short(), &b.short()]);
+    let report = run.json();
+    assert_eq!(run.code, Some(2), "errors make exit code 2: {report:#}");
+    let changes = report["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 0, "{report:#}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{report:#}");
+    assert!(errors
+        .iter()
+        .any(|e| e.as_str().unwrap().contains("x/\"dup\": not shown")));
+}
+
+// ------------------------------------------------------------ the mount
+
+mod mount_util;
+
+/// `rewind mount` of `repo` with `extra` arguments.
+fn mount(repo: &Repo, dir: &std::path::Path, extra: &[&str]) -> mount_util::Mount {
+    mount_util::require_root();
+    mount_util::Mount::start_with(repo.command(), &dir.join("mnt"), extra)
+}
+
+#[test]
+fn the_mount_lists_no_duplicate_unsafe_or_overlong_name_and_logs_them() {
+    let (_tmp, dir, repo) = new_repo();
+    let lib = repo.open();
+    let snapshot = save_snapshot(&lib, misnamed_tree(&lib), &["/"]);
+    let mounted = mount(&repo, &dir, &[]);
+    let root = mounted.path(&format!("ids/{}/", snapshot.short()));
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b", "dup", "ok"]);
+    assert_eq!(std::fs::read(root.join("dup")).unwrap(), b"first\n");
+    assert!(std::fs::symlink_metadata(root.join("n".repeat(256))).is_err());
+    let log = mounted.log_text();
+    for needle in ["\"dup\": not shown", "longer than 255 bytes", "not sorted"] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+}
+
+#[test]
+fn the_mount_stops_expanding_a_snapshot_at_the_entry_limit() {
+    let (_tmp, dir, repo) = new_repo();
+    let lib = repo.open();
+    let snapshot = doubling_snapshot(&lib, vec![node(b"f", NodeKind::Fifo)]);
+    let mounted = mount(&repo, &dir, &["--max-entries", "3000"]);
+    let mut find = Command::new("find");
+    find.arg("-H")
+        .arg(mounted.path(&format!("ids/{}", snapshot.short())));
+    let run = run_bounded(find);
+    assert_ne!(run.code, Some(0), "find met errors past the limit");
+    let listed = run.stdout_text().lines().count();
+    assert!((3000..3100).contains(&listed), "{listed} paths listed");
+    let status = mounted.status();
+    assert!(status["inodes"].as_u64().unwrap() < 3100, "{status:#}");
+    let log = mounted.log_text();
+    let needle = format!(
+        "snapshot {}: it expands to more than 3000 entries",
+        snapshot.short()
+    );
+    assert!(log.contains(&needle), "{log}");
+}
