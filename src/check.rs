@@ -5,7 +5,6 @@
 //! affects.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -13,7 +12,7 @@ use serde::Serialize;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::repo::{pack, parallel_map, Id, IdMap, IdSet, Index, Repository, Snapshot};
-use crate::tree::Extent;
+use crate::tree::{Extent, NameProblem, Tree, MAX_DEPTH};
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,7 +150,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             .push(format!("damaged snapshot manifest: {e}"));
     }
     report.snapshots = snapshots.len();
-    let walk = crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, &damaged));
+    let walk = walk_snapshots(repo, &snapshots, &damaged);
     report.trees = walk.trees;
     report.errors.extend(walk.errors);
     report.affected = walk.affected;
@@ -244,16 +243,21 @@ struct Walk {
     affected: BTreeMap<String, Vec<String>>,
 }
 
+/// How many paths are named for one problem; the rest are counted. A
+/// crafted snapshot can reach one tree by 2^40 paths.
+const PATHS_PER_PROBLEM: usize = 10;
+
 /// Walks every snapshot's trees, reporting blobs that are not indexed or live
-/// in a damaged pack, and the paths that need them. Each distinct tree is read
-/// once, however many snapshots share it.
+/// in a damaged pack, names that break the format's rules, and the paths
+/// that need them. Each distinct tree is read once, however many snapshots
+/// and paths share it, and each problem is reported once per snapshot.
 fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) -> Walk {
     let index = repo.index();
     let mut walker = TreeWalker {
         repo,
         index: &index,
         damaged,
-        seen: IdMap::default(),
+        facts: IdMap::default(),
     };
     let mut walk = Walk {
         trees: 0,
@@ -261,53 +265,126 @@ fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) ->
         affected: BTreeMap::new(),
     };
     for snapshot in snapshots {
-        let problems = walker.problems(&snapshot.tree, 0);
-        if !problems.is_empty() {
-            for (path, problem) in problems.iter() {
-                let shown = if path.is_empty() { "/" } else { path };
-                walk.errors.push(format!(
-                    "snapshot {}: {shown}: {problem}",
-                    snapshot.id.short()
-                ));
-            }
-            walk.affected.insert(
-                snapshot.id.short(),
-                problems
-                    .iter()
-                    .map(|(p, _)| if p.is_empty() { "/".into() } else { p.clone() })
-                    .collect(),
-            );
+        walker.explore(&snapshot.tree);
+        let found = walker.snapshot_problems(&snapshot.tree);
+        if found.is_empty() {
+            continue;
         }
+        let short = snapshot.id.short();
+        let mut affected = Vec::new();
+        for problem in found {
+            let first = problem.paths.first().map_or("/", String::as_str);
+            let others = problem.reached_by.saturating_sub(1);
+            let also = match others {
+                0 => String::new(),
+                n => format!(" (the same entry is at {n} more paths)"),
+            };
+            walk.errors
+                .push(format!("snapshot {short}: {first}: {}{also}", problem.what));
+            affected.extend(problem.paths.iter().cloned());
+            let unnamed = problem.reached_by - problem.paths.len() as u64;
+            if unnamed > 0 {
+                affected.push(format!("... and {unnamed} more paths"));
+            }
+        }
+        walk.affected.insert(short, affected);
     }
-    walk.trees = walker.seen.len();
+    walk.trees = walker.facts.len();
     walk
 }
 
-type Problems = Rc<Vec<(String, String)>>;
+/// What the walk learned about one tree, whatever path reaches it.
+#[derive(Default)]
+struct TreeFacts {
+    /// Directory levels below it: 0 when it has no subdirectory.
+    height: usize,
+    /// What is wrong in it: (the entry's name, or empty for the tree
+    /// itself; the problem).
+    problems: Vec<(Vec<u8>, String)>,
+    /// Its subdirectories that have problems below them.
+    damaged_children: Vec<(Vec<u8>, Id)>,
+}
+
+impl TreeFacts {
+    fn damaged_below(&self) -> bool {
+        !self.problems.is_empty() || !self.damaged_children.is_empty()
+    }
+}
+
+/// A tree being explored: its subdirectories, and how many were visited.
+struct Frame {
+    id: Id,
+    subdirs: Vec<(Vec<u8>, Id)>,
+    next: usize,
+    facts: TreeFacts,
+}
+
+/// One problem of a snapshot: where it is (a bounded number of paths) and
+/// by how many paths it is reached in all.
+struct Found {
+    what: String,
+    paths: Vec<String>,
+    reached_by: u64,
+}
+
+/// How a tree is reached from a snapshot's root: the number of paths, and
+/// the first few as (parent tree, the parent's sample, index of the entry
+/// in the parent's `damaged_children`); None is the root itself.
+#[derive(Default)]
+struct Reach {
+    count: u64,
+    samples: Vec<Option<(Id, usize, usize)>>,
+}
 
 struct TreeWalker<'a> {
     repo: &'a Repository,
     index: &'a Index,
     damaged: &'a IdSet,
-    /// Problems found under each tree, as (path relative to the tree, problem).
-    seen: IdMap<Problems>,
+    facts: IdMap<TreeFacts>,
 }
 
 impl TreeWalker<'_> {
-    fn problems(&mut self, tree_id: &Id, depth: usize) -> Problems {
-        if let Some(known) = self.seen.get(tree_id) {
-            return Rc::clone(known);
+    /// Learns the facts of every tree under `root` not known yet, depth
+    /// first with its own stack: a crafted chain of trees may be far deeper
+    /// than any thread's stack.
+    fn explore(&mut self, root: &Id) {
+        if self.facts.contains_key(root) {
+            return;
         }
-        if depth > crate::tree::MAX_DEPTH {
-            // Not remembered: the same tree may be fine higher up.
-            return Rc::new(vec![(
-                String::new(),
-                format!(
-                    "directories nest deeper than {} levels",
-                    crate::tree::MAX_DEPTH
-                ),
-            )]);
+        let mut on_stack = IdSet::from_iter([*root]);
+        let mut stack = vec![self.open(root)];
+        while let Some(frame) = stack.last_mut() {
+            if let Some((name, child)) = frame.subdirs.get(frame.next).cloned() {
+                frame.next += 1;
+                if self.facts.contains_key(&child) {
+                    continue;
+                }
+                if on_stack.contains(&child) {
+                    // A tree cannot name itself without breaking its hash;
+                    // met anyway, it must not loop.
+                    let problem = "the directory contains itself".to_string();
+                    frame.facts.problems.push((name, problem));
+                    continue;
+                }
+                on_stack.insert(child);
+                stack.push(self.open(&child));
+                continue;
+            }
+            let done = stack.pop().expect("the loop saw a frame");
+            on_stack.remove(&done.id);
+            let facts = self.finish(done.facts, &done.subdirs);
+            self.facts.insert(done.id, facts);
         }
+    }
+
+    /// Reads a tree and finds what is wrong in it, apart from its subtrees.
+    fn open(&self, tree_id: &Id) -> Frame {
+        let mut frame = Frame {
+            id: *tree_id,
+            subdirs: Vec::new(),
+            next: 0,
+            facts: TreeFacts::default(),
+        };
         let tree = match blob_problem(self.index, tree_id, self.damaged) {
             Some(problem) => Err(format!("its directory listing {problem}")),
             None => self
@@ -315,31 +392,195 @@ impl TreeWalker<'_> {
                 .read_tree(tree_id)
                 .map_err(|e| format!("its directory listing cannot be read: {e}")),
         };
+        let tree = match tree {
+            Ok(tree) => tree,
+            Err(problem) => {
+                frame.facts.problems.push((Vec::new(), problem));
+                return frame;
+            }
+        };
+        frame.facts.problems = name_problems(&tree);
+        for node in &tree.nodes {
+            let chunk_problem = node.content.iter().find_map(|e| match e {
+                Extent::Data { id, .. } => blob_problem(self.index, id, self.damaged),
+                Extent::Hole { .. } => None,
+            });
+            if let Some(problem) = chunk_problem {
+                let problem = format!("a chunk {problem}");
+                frame.facts.problems.push((node.name.clone(), problem));
+            }
+            if let Some(subtree) = node.subtree {
+                frame.subdirs.push((node.name.clone(), subtree));
+            }
+        }
+        frame
+    }
+
+    /// The facts of a tree whose subtrees are all known.
+    fn finish(&self, mut facts: TreeFacts, subdirs: &[(Vec<u8>, Id)]) -> TreeFacts {
+        for (name, child) in subdirs {
+            // Unknown only when the tree contains itself (reported).
+            let Some(below) = self.facts.get(child) else {
+                continue;
+            };
+            facts.height = facts.height.max(below.height + 1);
+            if below.damaged_below() {
+                facts.damaged_children.push((name.clone(), *child));
+            }
+        }
+        facts
+    }
+
+    /// The problems of the snapshot whose root tree is `root` (explored).
+    fn snapshot_problems(&self, root: &Id) -> Vec<Found> {
         let mut found = Vec::new();
-        match tree {
-            Err(problem) => found.push((String::new(), problem)),
-            Ok(tree) => {
-                for node in &tree.nodes {
-                    let path = format!("/{}", node.name_lossy());
-                    let chunk_problem = node.content.iter().find_map(|e| match e {
-                        Extent::Data { id, .. } => blob_problem(self.index, id, self.damaged),
-                        Extent::Hole { .. } => None,
-                    });
-                    if let Some(problem) = chunk_problem {
-                        found.push((path.clone(), format!("a chunk {problem}")));
-                    }
-                    if let Some(subtree) = node.subtree {
-                        for (sub, problem) in self.problems(&subtree, depth + 1).iter() {
-                            found.push((format!("{path}{sub}"), problem.clone()));
+        if self.facts[root].height > MAX_DEPTH {
+            found.push(Found {
+                what: format!("directories nest deeper than {MAX_DEPTH} levels"),
+                paths: vec![self.deep_path(root)],
+                reached_by: 1,
+            });
+        }
+        if !self.facts[root].damaged_below() {
+            return found;
+        }
+        let (order, reach) = self.reach(root);
+        for tree_id in &order {
+            let how = &reach[tree_id];
+            for (entry, what) in &self.facts[tree_id].problems {
+                let paths = (0..how.samples.len())
+                    .map(|sample| {
+                        let mut path = self.sample_path(&reach, tree_id, sample);
+                        if !entry.is_empty() {
+                            path.push('/');
+                            path.push_str(&String::from_utf8_lossy(entry));
                         }
+                        if path.is_empty() {
+                            path.push('/');
+                        }
+                        path
+                    })
+                    .collect();
+                found.push(Found {
+                    what: what.clone(),
+                    paths,
+                    reached_by: how.count,
+                });
+            }
+        }
+        found
+    }
+
+    /// How each damaged tree under `root` is reached (counted, not
+    /// enumerated), and those trees, each before its subtrees.
+    fn reach(&self, root: &Id) -> (Vec<Id>, IdMap<Reach>) {
+        let order = self.damaged_in_topological_order(root);
+        let mut reach: IdMap<Reach> = order.iter().map(|id| (*id, Reach::default())).collect();
+        reach.insert(
+            *root,
+            Reach {
+                count: 1,
+                samples: vec![None],
+            },
+        );
+        for parent_id in &order {
+            let parent = &reach[parent_id];
+            let (count, samples) = (parent.count, parent.samples.len());
+            let children = &self.facts[parent_id].damaged_children;
+            for (child_index, (_, child)) in children.iter().enumerate() {
+                let child = reach
+                    .get_mut(child)
+                    .expect("every damaged tree is in order");
+                child.count = child.count.saturating_add(count);
+                let room = PATHS_PER_PROBLEM.saturating_sub(child.samples.len());
+                child.samples.extend(
+                    (0..samples.min(room)).map(|sample| Some((*parent_id, sample, child_index))),
+                );
+            }
+        }
+        (order, reach)
+    }
+
+    /// The damaged trees under `root` (included), each before its subtrees.
+    fn damaged_in_topological_order(&self, root: &Id) -> Vec<Id> {
+        let mut finished = Vec::new();
+        let mut visited = IdSet::from_iter([*root]);
+        let mut stack = vec![(*root, 0usize)];
+        while let Some((id, next)) = stack.last_mut() {
+            let children = &self.facts[id].damaged_children;
+            match children.get(*next) {
+                Some((_, child)) => {
+                    *next += 1;
+                    if visited.insert(*child) {
+                        stack.push((*child, 0));
                     }
+                }
+                None => {
+                    finished.push(*id);
+                    stack.pop();
                 }
             }
         }
-        let found = Rc::new(found);
-        self.seen.insert(*tree_id, Rc::clone(&found));
-        found
+        finished.reverse();
+        finished
     }
+
+    /// The path of sample `sample` of how `tree` is reached: empty for the root.
+    fn sample_path(&self, reach: &IdMap<Reach>, tree: &Id, sample: usize) -> String {
+        let mut names = Vec::new();
+        let (mut tree, mut sample) = (*tree, sample);
+        while let Some((parent, parent_sample, child_index)) = reach[&tree].samples[sample] {
+            names.push(&self.facts[&parent].damaged_children[child_index].0);
+            (tree, sample) = (parent, parent_sample);
+        }
+        names
+            .iter()
+            .rev()
+            .map(|name| format!("/{}", String::from_utf8_lossy(name)))
+            .collect()
+    }
+
+    /// A path of directories that nests deeper than [`MAX_DEPTH`] levels,
+    /// down to the first directory too deep: found by reading the deepest
+    /// branch again (only a malformed snapshot gets here).
+    fn deep_path(&self, root: &Id) -> String {
+        let mut path = String::new();
+        let mut tree_id = *root;
+        for _ in 0..=MAX_DEPTH {
+            let height = self.facts[&tree_id].height;
+            let deepest = self.repo.read_tree(&tree_id).ok().and_then(|tree| {
+                tree.nodes.into_iter().find_map(|node| {
+                    let subtree = node.subtree?;
+                    let below = self.facts.get(&subtree)?;
+                    (below.height + 1 == height).then_some((node.name, subtree))
+                })
+            });
+            let Some((name, subtree)) = deepest else {
+                break;
+            };
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(&name));
+            tree_id = subtree;
+        }
+        path
+    }
+}
+
+/// The tree's entries whose names break the format's rules, each once.
+fn name_problems(tree: &Tree) -> Vec<(Vec<u8>, String)> {
+    let mut problems = Vec::new();
+    let mut unsorted = false;
+    for bad in tree.bad_names() {
+        if bad.problem == NameProblem::OutOfOrder {
+            unsorted = true;
+        } else {
+            problems.push((tree.nodes[bad.index].name.clone(), bad.problem.to_string()));
+        }
+    }
+    if unsorted {
+        problems.push((Vec::new(), NameProblem::OutOfOrder.to_string()));
+    }
+    problems
 }
 
 /// `damaged` holds the ids of damaged packs, and of damaged blobs when a
@@ -368,5 +609,5 @@ fn blob_problem(index: &Index, id: &Id, damaged: &IdSet) -> Option<String> {
 /// packs, whose ids are in `damaged`.
 pub fn affected_paths(repo: &Repository, damaged: &IdSet) -> Result<BTreeMap<String, Vec<String>>> {
     let snapshots = repo.snapshots()?;
-    Ok(crate::tree::with_deep_stack(|| walk_snapshots(repo, &snapshots, damaged)).affected)
+    Ok(walk_snapshots(repo, &snapshots, damaged).affected)
 }

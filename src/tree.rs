@@ -2,6 +2,9 @@
 //! sorted by name; a directory entry names the tree of its contents, so a
 //! snapshot is a Merkle tree and unchanged directories share their blobs.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -28,6 +31,162 @@ pub fn with_deep_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// The longest name a Linux filesystem holds (`NAME_MAX`): a backup never
+/// reads a longer one, and nothing can be created under it.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// How far a reader expands a snapshot into paths before it gives up.
+/// Directories are shared by id, so a few crafted trees that each name the
+/// one below twice make 2^40 paths: whatever walks paths (ls, the mount,
+/// restore, diff) must stop long before that, while an honest snapshot of
+/// 100 million files passes with room to spare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpansionLimits {
+    /// Entries (files, directories, links...) of one snapshot.
+    pub entries: u64,
+    /// Directory levels below the snapshot's root.
+    pub depth: usize,
+    /// Bytes of file content (holes not counted) of one snapshot.
+    pub data_bytes: u64,
+}
+
+impl ExpansionLimits {
+    pub const DEFAULT: ExpansionLimits = ExpansionLimits {
+        entries: 1 << 30,
+        depth: MAX_DEPTH,
+        data_bytes: 1 << 60,
+    };
+}
+
+impl Default for ExpansionLimits {
+    fn default() -> Self {
+        ExpansionLimits::DEFAULT
+    }
+}
+
+/// What one expansion of one snapshot has used of its [`ExpansionLimits`].
+/// Shared by the threads of a mount, so it counts with atomics.
+#[derive(Debug)]
+pub struct ExpansionBudget {
+    limits: ExpansionLimits,
+    /// Names the snapshot in errors (its short id).
+    snapshot: String,
+    entries: AtomicU64,
+    data_bytes: AtomicU64,
+}
+
+impl ExpansionBudget {
+    pub fn new(snapshot: impl Into<String>, limits: ExpansionLimits) -> Self {
+        ExpansionBudget {
+            limits,
+            snapshot: snapshot.into(),
+            entries: AtomicU64::new(0),
+            data_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn limits(&self) -> ExpansionLimits {
+        self.limits
+    }
+
+    /// Entries admitted so far.
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Relaxed)
+    }
+
+    /// Counts `node`, an entry `depth` path components below the
+    /// snapshot's root (`/etc` is 1), or says which limit it breaks.
+    pub fn admit(&self, node: &Node, depth: usize) -> Result<()> {
+        self.admit_depth(depth)?;
+        if self.entries.fetch_add(1, Relaxed) >= self.limits.entries {
+            return Err(self.exceeded(format!(
+                "it expands to more than {} entries",
+                self.limits.entries
+            )));
+        }
+        let data = node.data_bytes();
+        let before = self.data_bytes.fetch_add(data, Relaxed);
+        if before.saturating_add(data) > self.limits.data_bytes {
+            return Err(self.exceeded(format!(
+                "its files hold more than {} bytes",
+                self.limits.data_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks only the depth: for a reader that opens a directory it
+    /// counted already, or a path it was given.
+    pub fn admit_depth(&self, depth: usize) -> Result<()> {
+        if depth > self.limits.depth + 1 {
+            return Err(self.exceeded(format!(
+                "directories nest deeper than {} levels",
+                self.limits.depth
+            )));
+        }
+        Ok(())
+    }
+
+    fn exceeded(&self, what: String) -> Error {
+        Error::corrupt(format!(
+            "snapshot {}: {what}; a backup does not make such a snapshot, but crafted \
+             trees that name the same directories over and over do",
+            self.snapshot
+        ))
+        .with_hint(
+            "run `rewind check`; if the snapshot is honest, raise the limit with \
+             --max-entries (REWIND_MAX_ENTRIES)",
+        )
+    }
+}
+
+/// How an entry's name breaks the format's rules (see rewind-format(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Empty, `.`, `..`, or holding `/` or NUL: it would escape its directory.
+    Unsafe,
+    /// Longer than [`MAX_NAME_BYTES`].
+    TooLong,
+    /// An earlier entry of the tree has the same name.
+    Duplicate,
+    /// Sorts before the entry listed ahead of it.
+    OutOfOrder,
+}
+
+impl std::fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameProblem::Unsafe => "the name is empty, `.` or `..`, or holds `/` or NUL",
+            NameProblem::TooLong => "the name is longer than 255 bytes",
+            NameProblem::Duplicate => "the name is listed twice in its directory",
+            NameProblem::OutOfOrder => "the entries of its directory are not sorted by name",
+        })
+    }
+}
+
+/// What a reader logs about a change [`Tree::into_shown`] made to the
+/// directory at `dir` (a path, as the reader shows it).
+pub fn not_shown_message(dir: &str, name: &[u8], problem: NameProblem) -> String {
+    if problem == NameProblem::OutOfOrder {
+        return format!("{dir}: {problem}; shown sorted");
+    }
+    let mut shown: String = String::from_utf8_lossy(name).escape_debug().collect();
+    if shown.chars().count() > 64 {
+        shown = shown.chars().take(64).chain("...".chars()).collect();
+    }
+    format!(
+        "{}/\"{shown}\": not shown: {problem}",
+        dir.trim_end_matches('/')
+    )
+}
+
+/// An entry of a tree whose name breaks the format's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadName {
+    pub index: usize,
+    pub problem: NameProblem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +275,14 @@ impl Node {
         self.kind == NodeKind::Dir
     }
 
+    /// The bytes of content a restore writes: holes not counted.
+    pub fn data_bytes(&self) -> u64 {
+        self.content
+            .iter()
+            .filter(|e| matches!(e, Extent::Data { .. }))
+            .fold(0u64, |sum, e| sum.saturating_add(e.len()))
+    }
+
     pub fn is_hardlinked(&self) -> bool {
         self.kind != NodeKind::Dir && self.links > 1
     }
@@ -156,6 +323,60 @@ impl Tree {
 
     pub fn sort(&mut self) {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// The entries whose names break the format's rules, in order; each
+    /// entry once, with the first rule it breaks.
+    pub fn bad_names(&self) -> Vec<BadName> {
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(self.nodes.len());
+        let mut bad = Vec::new();
+        let mut previous: Option<&[u8]> = None;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let name = node.name.as_slice();
+            let problem = if !node.name_is_safe() {
+                Some(NameProblem::Unsafe)
+            } else if name.len() > MAX_NAME_BYTES {
+                Some(NameProblem::TooLong)
+            } else if !seen.insert(name) {
+                Some(NameProblem::Duplicate)
+            } else if previous.is_some_and(|p| name < p) {
+                Some(NameProblem::OutOfOrder)
+            } else {
+                None
+            };
+            if problem.is_none_or(|p| p == NameProblem::OutOfOrder) {
+                previous = Some(name);
+            }
+            if let Some(problem) = problem {
+                bad.push(BadName { index, problem });
+            }
+        }
+        bad
+    }
+
+    /// The tree as a reader may show it: entries with unusable names and
+    /// later duplicates dropped, the rest sorted. Also returns what it
+    /// changed, for the log: each dropped entry's name with its problem,
+    /// and an unnamed [`NameProblem::OutOfOrder`] if it had to sort.
+    pub fn into_shown(mut self) -> (Tree, Vec<(Vec<u8>, NameProblem)>) {
+        let bad = self.bad_names();
+        if bad.is_empty() {
+            return (self, Vec::new());
+        }
+        let mut dropped = Vec::new();
+        let mut drop_at = vec![false; self.nodes.len()];
+        for BadName { index, problem } in &bad {
+            if *problem != NameProblem::OutOfOrder {
+                drop_at[*index] = true;
+                dropped.push((self.nodes[*index].name.clone(), *problem));
+            } else if dropped.iter().all(|(_, p)| *p != NameProblem::OutOfOrder) {
+                dropped.push((Vec::new(), NameProblem::OutOfOrder));
+            }
+        }
+        let mut keep = drop_at.iter().map(|d| !d);
+        self.nodes.retain(|_| keep.next().unwrap_or(true));
+        self.sort();
+        (self, dropped)
     }
 }
 
@@ -214,5 +435,92 @@ pub(crate) mod tests {
             assert!(!sample_node(bad).name_is_safe(), "{bad:?}");
         }
         assert!(sample_node(b"...").name_is_safe());
+    }
+
+    fn named(names: &[&[u8]]) -> Tree {
+        Tree {
+            nodes: names.iter().map(|n| sample_node(n)).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_names_are_found_once_each() {
+        let long = [b'x'; MAX_NAME_BYTES + 1];
+        let tree = named(&[b"a", b"a", b"..", &long, b"c", b"b"]);
+        let found: Vec<(usize, NameProblem)> = tree
+            .bad_names()
+            .into_iter()
+            .map(|b| (b.index, b.problem))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, NameProblem::Duplicate),
+                (2, NameProblem::Unsafe),
+                (3, NameProblem::TooLong),
+                (5, NameProblem::OutOfOrder),
+            ]
+        );
+        assert!(named(&[b"a", b"b", &[b'y'; MAX_NAME_BYTES]])
+            .bad_names()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_shown_tree_keeps_the_first_of_duplicates_and_is_sorted() {
+        let mut first = sample_node(b"b");
+        first.inode = 1;
+        let mut second = sample_node(b"b");
+        second.inode = 2;
+        let tree = Tree {
+            nodes: vec![first, sample_node(b"a/"), second, sample_node(b"a")],
+        };
+        let (shown, dropped) = tree.into_shown();
+        let names: Vec<&[u8]> = shown.nodes.iter().map(|n| n.name.as_slice()).collect();
+        assert_eq!(names, [&b"a"[..], b"b"]);
+        assert_eq!(shown.find(b"b").unwrap().inode, 1);
+        assert_eq!(
+            dropped,
+            [
+                (b"a/".to_vec(), NameProblem::Unsafe),
+                (b"b".to_vec(), NameProblem::Duplicate),
+                (Vec::new(), NameProblem::OutOfOrder),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_budget_stops_at_each_limit_and_names_the_snapshot() {
+        let limits = ExpansionLimits {
+            entries: 2,
+            depth: 3,
+            data_bytes: 5,
+        };
+        let file = sample_node(b"f"); // 3 bytes of data, 2 of hole
+        let budget = ExpansionBudget::new("1234abcd", limits);
+        budget.admit(&file, 1).unwrap();
+        let err = budget.admit(&file, 1).unwrap_err();
+        assert!(err.to_string().contains("snapshot 1234abcd"), "{err}");
+        assert!(err.to_string().contains("more than 5 bytes"), "{err}");
+
+        let mut dir = sample_node(b"d");
+        dir.content.clear();
+        let budget = ExpansionBudget::new("1234abcd", limits);
+        budget.admit(&dir, 4).unwrap();
+        let err = budget.admit(&dir, 5).unwrap_err();
+        assert!(err.to_string().contains("deeper than 3 levels"), "{err}");
+        budget.admit(&dir, 1).unwrap();
+        let err = budget.admit(&dir, 1).unwrap_err();
+        assert!(err.to_string().contains("more than 2 entries"), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt);
+        assert!(err.hint().unwrap().contains("--max-entries"));
+    }
+
+    #[test]
+    fn an_honest_snapshot_of_100_million_files_fits_the_default_limits() {
+        let limits = ExpansionLimits::default();
+        assert!(limits.entries >= 1_000_000_000);
+        assert!(limits.depth == MAX_DEPTH);
+        assert!(limits.data_bytes >= 1 << 60);
     }
 }

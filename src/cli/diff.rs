@@ -110,9 +110,11 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
     let options = DiffOptions {
         metadata: args.metadata,
         cancel: cancel_on_signals(),
+        limits: global.expansion_limits(),
         ..DiffOptions::default()
     };
-    let report = diff(&sides[0], &sides[1], &options)?;
+    let report = diff(&sides[0], &sides[1], &options)
+        .map_err(|e| e.context(format!("cannot compare {} with {}", labels[0], labels[1])))?;
     for error in &report.errors {
         rewind::log::error(error);
     }

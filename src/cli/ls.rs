@@ -2,9 +2,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::repo::Repository;
+use rewind::repo::{Id, Repository};
 use rewind::restore::find_node;
-use rewind::tree::{Node, NodeKind};
+use rewind::tree::{ExpansionBudget, Node, NodeKind};
 use serde::Serialize;
 
 use super::{FilterArgs, Global};
@@ -86,27 +86,88 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let repo = global.open_with_index()?;
     let (snapshot, path) = super::select(&repo, &args.snapshot, &args.filter)?;
     let base = format!("/{}", path.trim_matches('/'));
-    let mut entries: Vec<(String, Node)> = Vec::new();
     let start = find_node(&repo, &snapshot.tree, &path)?;
+    let lister = Lister {
+        repo: &repo,
+        snapshot: snapshot.id.short(),
+        budget: global.expansion_budget(&snapshot),
+        recurse: !args.no_recurse,
+    };
+    // Printed as found: a listing of millions of entries is never held whole.
     rewind::tree::with_deep_stack(|| -> Result<()> {
+        let mut out = Printer {
+            writer: std::io::BufWriter::new(std::io::stdout().lock()),
+            json: args.json,
+            long: args.long,
+            printed: 0,
+        };
+        out.begin()?;
         match start {
-            None => collect(&repo, &snapshot.tree, "", !args.no_recurse, 0, &mut entries),
+            None => lister.list(&snapshot.tree, "", 0, &mut out)?,
             Some(node) => {
+                let depth = base.matches('/').count();
+                lister.budget.admit(&node, depth)?;
                 let subtree = node.subtree.filter(|_| node.is_dir());
-                let dir = base.trim_end_matches('/').to_string();
-                entries.push((base.clone(), node));
-                match subtree {
-                    Some(tree) => collect(&repo, &tree, &dir, !args.no_recurse, 0, &mut entries),
-                    None => Ok(()),
+                out.entry(&base, &node)?;
+                if let Some(tree) = subtree {
+                    lister.list(&tree, base.trim_end_matches('/'), depth, &mut out)?;
                 }
             }
         }
+        out.end()
     })?;
-    if args.json {
-        let list: Vec<Entry> = entries
-            .iter()
-            .map(|(path, n)| Entry {
-                path: path.clone(),
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Lister<'a> {
+    repo: &'a Repository,
+    /// Short id, for warnings.
+    snapshot: String,
+    budget: ExpansionBudget,
+    recurse: bool,
+}
+
+impl Lister<'_> {
+    /// Prints the entries of `tree`, the directory at `dir` (`depth`
+    /// components below the root), and below them when recursing.
+    fn list(&self, tree: &Id, dir: &str, depth: usize, out: &mut Printer) -> Result<()> {
+        let (tree, not_shown) = self.repo.read_tree(tree)?.into_shown();
+        for (name, problem) in not_shown {
+            let message = rewind::tree::not_shown_message(dir, &name, problem);
+            rewind::log::warn(&format!("snapshot {}: {message}", self.snapshot));
+        }
+        for node in tree.nodes {
+            self.budget.admit(&node, depth + 1)?;
+            let path = format!("{dir}/{}", node.name_lossy());
+            out.entry(&path, &node)?;
+            if let Some(subtree) = node.subtree.filter(|_| node.is_dir() && self.recurse) {
+                self.list(&subtree, &path, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes entries as text lines or as the elements of one JSON array.
+struct Printer {
+    writer: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    json: bool,
+    long: bool,
+    printed: u64,
+}
+
+impl Printer {
+    fn begin(&mut self) -> Result<()> {
+        if self.json {
+            self.writer.write_all(b"[")?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &str, n: &Node) -> Result<()> {
+        if self.json {
+            let entry = Entry {
+                path: path.to_string(),
                 kind: kind_name(n.kind),
                 mode: format!("{:04o}", n.mode),
                 uid: n.uid,
@@ -119,14 +180,11 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                     .then(|| String::from_utf8_lossy(&n.link_target).into_owned()),
                 links: n.links,
                 inode: n.inode,
-            })
-            .collect();
-        super::print_json(&list)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (path, n) in &entries {
-        if args.long {
+            };
+            let separator: &[u8] = if self.printed == 0 { b"\n  " } else { b",\n  " };
+            self.writer.write_all(separator)?;
+            serde_json::to_writer(&mut self.writer, &entry)?;
+        } else if self.long {
             let owner = n.user.clone().unwrap_or_else(|| n.uid.to_string());
             let group = n.group.clone().unwrap_or_else(|| n.gid.to_string());
             let target = if n.kind == NodeKind::Symlink {
@@ -135,7 +193,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                 String::new()
             };
             writeln!(
-                out,
+                self.writer,
                 "{} {:<8} {:<8} {:>12} {} {path}{target}",
                 mode_string(n),
                 owner,
@@ -144,34 +202,17 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                 time_string(n)
             )?;
         } else {
-            writeln!(out, "{path}")?;
+            writeln!(self.writer, "{path}")?;
         }
+        self.printed += 1;
+        Ok(())
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
-}
 
-fn collect(
-    repo: &Repository,
-    tree: &rewind::repo::Id,
-    dir: &str,
-    recurse: bool,
-    depth: usize,
-    out: &mut Vec<(String, Node)>,
-) -> Result<()> {
-    if depth > rewind::tree::MAX_DEPTH {
-        anyhow::bail!(
-            "directories nest deeper than {} levels: the snapshot is malformed",
-            rewind::tree::MAX_DEPTH
-        );
-    }
-    for node in repo.read_tree(tree)?.nodes {
-        let path = format!("{dir}/{}", node.name_lossy());
-        let subtree = node.subtree.filter(|_| node.is_dir() && recurse);
-        out.push((path.clone(), node));
-        if let Some(subtree) = subtree {
-            collect(repo, &subtree, &path, recurse, depth + 1, out)?;
+    fn end(&mut self) -> Result<()> {
+        if self.json {
+            self.writer.write_all(b"\n]\n")?;
         }
+        self.writer.flush()?;
+        Ok(())
     }
-    Ok(())
 }

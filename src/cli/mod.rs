@@ -26,6 +26,7 @@ use clap::{Parser, Subcommand};
 use rewind::backend::LocalBackend;
 use rewind::repo::{Repository, Snapshot};
 use rewind::selector::{split_selector, Filter};
+use rewind::tree::{ExpansionBudget, ExpansionLimits};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
@@ -44,6 +45,11 @@ pub struct Global {
     /// Read the password from this file (else REWIND_PASSWORD, else a prompt)
     #[arg(long, global = true, value_name = "FILE", env = "REWIND_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
+    /// Refuse a snapshot that expands to more entries than this (ls, diff,
+    /// mount, restore): crafted trees can name one directory over and over
+    #[arg(long, global = true, value_name = "N", env = "REWIND_MAX_ENTRIES",
+          default_value_t = ExpansionLimits::DEFAULT.entries)]
+    max_entries: u64,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +166,18 @@ impl Global {
     pub fn open(&self) -> Result<Arc<Repository>> {
         let repo = Repository::open(self.backend()?, || self.password(false))?;
         Ok(Arc::new(repo))
+    }
+
+    pub fn expansion_limits(&self) -> ExpansionLimits {
+        ExpansionLimits {
+            entries: self.max_entries,
+            ..ExpansionLimits::DEFAULT
+        }
+    }
+
+    /// What listing `snapshot` may expand to.
+    pub fn expansion_budget(&self, snapshot: &Snapshot) -> ExpansionBudget {
+        ExpansionBudget::new(snapshot.id.short(), self.expansion_limits())
     }
 
     /// Opens the repository with its index loaded, warning about damaged index files.

@@ -97,15 +97,21 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     // Everything that may prompt or fail on bad input happens before detaching.
     let repo = global.open()?;
     if args.foreground {
-        return serve(repo, &mountpoint, args, |result| {
-            if let Ok(()) = result {
-                eprintln!(
-                    "rewind: serving the repository at {}; stop with Ctrl-C or `umount {}`",
-                    mountpoint.display(),
-                    mountpoint.display()
-                );
-            }
-        });
+        return serve(
+            repo,
+            &mountpoint,
+            args,
+            global.expansion_limits(),
+            |result| {
+                if let Ok(()) = result {
+                    eprintln!(
+                        "rewind: serving the repository at {}; stop with Ctrl-C or `umount {}`",
+                        mountpoint.display(),
+                        mountpoint.display()
+                    );
+                }
+            },
+        );
     }
     let log_path = args.log_file.clone().unwrap_or_else(default_log_file);
     if let Some(dir) = log_path.parent() {
@@ -129,13 +135,19 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             drop(read_end);
             detach(log);
             let mut ready = std::fs::File::from(write_end);
-            let code = serve(repo, &mountpoint, args, |result| {
-                let message = match result {
-                    Ok(()) => "ok\n".to_string(),
-                    Err(e) => format!("{}\n", super::describe(e)),
-                };
-                let _ = ready.write_all(message.as_bytes());
-            });
+            let code = serve(
+                repo,
+                &mountpoint,
+                args,
+                global.expansion_limits(),
+                |result| {
+                    let message = match result {
+                        Ok(()) => "ok\n".to_string(),
+                        Err(e) => format!("{}\n", super::describe(e)),
+                    };
+                    let _ = ready.write_all(message.as_bytes());
+                },
+            );
             let failed = code.is_err();
             if let Err(e) = code {
                 rewind::log::error(&super::describe(&e));
@@ -204,10 +216,12 @@ fn serve(
     repo: Arc<rewind::repo::Repository>,
     mountpoint: &Path,
     args: &Args,
+    limits: rewind::tree::ExpansionLimits,
     ready: impl FnOnce(&Result<()>),
 ) -> Result<ExitCode> {
     let options = VfsOptions {
         cache_bytes: args.cache_size,
+        limits,
         ..VfsOptions::default()
     };
     let config = MountConfig {

@@ -25,7 +25,7 @@ use super::{find_node, Cancel};
 use crate::backup::{node_from_stat, open_source, read_dir_names, OwnerNames};
 use crate::error::{Error, Result};
 use crate::repo::{parallel_map, Id, Keys, Repository};
-use crate::tree::{Node, NodeKind, Timestamp};
+use crate::tree::{ExpansionBudget, ExpansionLimits, Node, NodeKind, Timestamp};
 
 /// One side of a comparison.
 pub enum Side<'a> {
@@ -53,6 +53,8 @@ pub struct DiffOptions<'f> {
     pub sizes_only: bool,
     pub filter: Option<EntryFilter<'f>>,
     pub cancel: Cancel,
+    /// What each snapshot side may expand to (see `ExpansionLimits`).
+    pub limits: ExpansionLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,8 +127,16 @@ impl DiffReport {
 
 /// Compares A with B: what B adds, removes and changes.
 pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
+    let budget = |side: &Side| match side {
+        Side::Snapshot { tree, .. } => Some(ExpansionBudget::new(
+            format!("with root tree {}", tree.short()),
+            options.limits,
+        )),
+        Side::Local(_) => None,
+    };
     let mut differ = Differ {
         sides: [a, b],
+        budgets: [budget(a), budget(b)],
         options,
         owners: OwnerNames::default(),
         items: Vec::new(),
@@ -167,6 +177,9 @@ struct Job {
 
 struct Differ<'a, 'f> {
     sides: [&'a Side<'a>; 2],
+    /// What each snapshot side has expanded to: shared directories can make
+    /// a few trees stand for 2^40 paths.
+    budgets: [Option<ExpansionBudget>; 2],
     options: &'a DiffOptions<'f>,
     owners: OwnerNames,
     items: Vec<Item>,
@@ -299,15 +312,15 @@ impl Differ<'_, '_> {
 
     /// The entries of a directory, sorted by name; entries of a local
     /// directory that cannot be inspected come back as (name, error).
-    fn children(&self, side: &Side, dir: &Entry) -> Result<Listing> {
+    fn children(&self, side: &Side, path: &str, dir: &Entry) -> Result<Listing> {
         match (side, &dir.local) {
             (Side::Snapshot { repo, .. }, _) => {
-                let mut nodes = match dir.node.subtree {
-                    Some(id) => repo.read_tree(&id)?.nodes,
-                    None => Vec::new(),
+                let (tree, not_shown) = match dir.node.subtree {
+                    Some(id) => repo.read_tree(&id)?.into_shown(),
+                    None => Default::default(),
                 };
-                nodes.sort_by(|x, y| x.name.cmp(&y.name));
-                let entries = nodes
+                let entries = tree
+                    .nodes
                     .into_iter()
                     .map(|node| Entry {
                         node,
@@ -315,7 +328,17 @@ impl Differ<'_, '_> {
                         synthetic: false,
                     })
                     .collect();
-                Ok((entries, Vec::new()))
+                // Entries with unusable or twice-listed names are not
+                // compared: which of two of the same name is meant is unknown.
+                let failed = not_shown
+                    .into_iter()
+                    .filter(|(name, _)| !name.is_empty())
+                    .map(|(name, problem)| {
+                        let message = crate::tree::not_shown_message(&shown(path), &name, problem);
+                        (name, message)
+                    })
+                    .collect();
+                Ok((entries, failed))
             }
             (Side::Local(_), Some(path)) => {
                 let names = read_dir_names(path)
@@ -433,7 +456,10 @@ impl Differ<'_, '_> {
             )));
         }
         let [side_a, side_b] = self.sides;
-        let listed = [self.children(side_a, a), self.children(side_b, b)];
+        let listed = [
+            self.children(side_a, path, a),
+            self.children(side_b, path, b),
+        ];
         let [la, lb] = listed;
         let ((xs, fa), (ys, fb)) = match (la, lb) {
             (Ok(x), Ok(y)) => (x, y),
@@ -442,6 +468,8 @@ impl Differ<'_, '_> {
                 return Ok(());
             }
         };
+        self.admit(0, path, &xs)?;
+        self.admit(1, path, &ys)?;
         let mut failed: Vec<Vec<u8>> = Vec::new();
         for (name, error) in fa.into_iter().chain(fb) {
             self.report.errors.push(error);
@@ -499,13 +527,14 @@ impl Differ<'_, '_> {
                 crate::tree::MAX_DEPTH
             )));
         }
-        let (children, failed) = match self.children(self.sides[side], entry) {
+        let (children, failed) = match self.children(self.sides[side], path, entry) {
             Ok(listed) => listed,
             Err(e) => {
                 self.report.errors.push(format!("{path}: {e}"));
                 return Ok(());
             }
         };
+        self.admit(side, path, &children)?;
         self.report
             .errors
             .extend(failed.into_iter().map(|(_, error)| error));
@@ -516,6 +545,22 @@ impl Differ<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Counts the entries listed in `dir` of side `side` against its
+    /// budget; past the budget the whole comparison stops.
+    fn admit(&self, side: usize, dir: &str, entries: &[Entry]) -> Result<()> {
+        let Some(budget) = &self.budgets[side] else {
+            return Ok(());
+        };
+        let depth = if dir.is_empty() {
+            1
+        } else {
+            dir.matches('/').count() + 2
+        };
+        entries
+            .iter()
+            .try_for_each(|entry| budget.admit(&entry.node, depth))
     }
 
     fn keys(&self) -> Option<&Keys> {

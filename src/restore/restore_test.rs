@@ -244,6 +244,7 @@ pub fn restore_test(
             sizes_only: true,
             filter: Some(&admits),
             cancel: options.cancel,
+            ..DiffOptions::default()
         },
     )?;
     let verify_seconds = started.elapsed().as_secs_f64();

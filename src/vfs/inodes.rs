@@ -47,6 +47,8 @@ pub enum Inode {
 
 pub struct Record {
     pub parent: Ino,
+    /// Names from the mount's root to it: `/@<time>/etc` is 2.
+    pub depth: usize,
     pub name: Vec<u8>,
     pub inode: Inode,
 }
@@ -61,6 +63,7 @@ impl Inodes {
     pub fn new() -> Inodes {
         let root = Arc::new(Record {
             parent: ROOT_INO,
+            depth: 0,
             name: Vec::new(),
             inode: Inode::Root,
         });
@@ -97,8 +100,10 @@ impl Inodes {
             return ino;
         }
         let mut records = self.records.write().unwrap();
+        let depth = records[parent as usize - 1].depth + 1;
         records.push(Arc::new(Record {
             parent,
+            depth,
             name: name.to_vec(),
             inode: make(),
         }));
@@ -108,6 +113,17 @@ impl Inodes {
             hardlinks.insert(key, ino);
         }
         ino
+    }
+
+    /// The inode `name` in `parent` already has, if any.
+    pub fn existing(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let by_name = self.by_name.lock().unwrap();
+        by_name.get(&(parent, name.to_vec())).copied()
+    }
+
+    /// Names from the mount's root to `ino` (0 for an unknown inode).
+    pub fn depth(&self, ino: Ino) -> usize {
+        self.get(ino).map_or(0, |record| record.depth)
     }
 
     pub fn len(&self) -> usize {

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::backend::FileType;
 use crate::error::Result;
 use crate::repo::{Id, Repository, Snapshot};
-use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
+use crate::tree::{ExpansionBudget, ExpansionLimits, Extent, Node, NodeKind, Timestamp, Tree};
 use cache::ChunkCache;
 use inodes::Inodes;
 pub use inodes::{Group, Ino, Inode, ROOT_INO};
@@ -91,6 +91,9 @@ pub struct VfsOptions {
     /// Chunks fetched ahead of a sequential reader.
     pub readahead_chunks: usize,
     pub readahead_threads: usize,
+    /// What one snapshot may expand to: inodes, one per path looked up,
+    /// are never forgotten while mounted.
+    pub limits: ExpansionLimits,
 }
 
 impl Default for VfsOptions {
@@ -99,6 +102,7 @@ impl Default for VfsOptions {
             cache_bytes: 64 << 20,
             readahead_chunks: 4,
             readahead_threads: 3,
+            limits: ExpansionLimits::DEFAULT,
         }
     }
 }
@@ -188,6 +192,11 @@ pub struct Vfs {
     mounted_at: SystemTime,
     refresh_running: AtomicBool,
     status_extra: Mutex<Option<StatusExtra>>,
+    /// What each snapshot view (by the inode of its `@<time>` directory)
+    /// has expanded to.
+    budgets: Mutex<HashMap<Ino, Arc<ExpansionBudget>>>,
+    /// Trees whose entries broke the naming rules, logged once each.
+    misnamed_logged: Mutex<crate::repo::IdSet>,
     /// Chunks, and packs, a scrub found damaged: reads of them fail at once.
     damaged: RwLock<crate::repo::IdSet>,
     /// Milliseconds since mounting, at the last read: the scrub yields to readers.
@@ -265,6 +274,8 @@ impl Vfs {
             refresh_running: AtomicBool::new(false),
             status_extra: Mutex::new(None),
             damaged: RwLock::new(crate::repo::IdSet::default()),
+            budgets: Mutex::new(HashMap::new()),
+            misnamed_logged: Mutex::new(crate::repo::IdSet::default()),
             last_read_ms: AtomicU64::new(0),
             options,
             repo: Arc::clone(&repo),
@@ -402,11 +413,23 @@ impl Vfs {
         self.inodes.get(ino).ok_or(libc::ENOENT)
     }
 
-    fn tree(&self, id: &Id) -> VfsResult<Arc<Tree>> {
+    /// The tree `id`, the listing of directory `dir`, as it may be shown:
+    /// entries whose names break the format's rules are left out (and
+    /// logged), so no listing holds a duplicate, an unsafe or an overlong
+    /// name, and lookups by name find what listings show.
+    fn tree(&self, id: &Id, dir: Ino) -> VfsResult<Arc<Tree>> {
         let fetch = || {
             self.wait_index()
                 .map_err(|_| crate::Error::corrupt("the index could not be loaded"))?;
-            self.repo.read_tree(id).map(Arc::new)
+            let (tree, not_shown) = self.repo.read_tree(id)?.into_shown();
+            if !not_shown.is_empty() && self.misnamed_logged.lock().unwrap().insert(*id) {
+                let path = self.inodes.path_of(dir);
+                for (name, problem) in not_shown {
+                    let message = crate::tree::not_shown_message(&path, &name, problem);
+                    crate::log::warn(&format!("directory listing {}: {message}", id.short()));
+                }
+            }
+            Ok(Arc::new(tree))
         };
         self.trees
             .get_or_fetch(id, fetch)
@@ -419,12 +442,12 @@ impl Vfs {
     }
 
     /// The snapshot entry an inode shows, if it is one.
-    fn entry_node(&self, inode: &Inode) -> VfsResult<Option<EntryNode>> {
-        let Inode::Entry { tree, index, .. } = inode else {
+    fn entry_node(&self, record: &inodes::Record) -> VfsResult<Option<EntryNode>> {
+        let Inode::Entry { tree, index, .. } = &record.inode else {
             return Ok(None);
         };
         let tree_id = *tree;
-        let tree = self.tree(&tree_id)?;
+        let tree = self.tree(&tree_id, record.parent)?;
         let index = *index as usize;
         // Cannot fail: a tree id names one immutable content.
         if index >= tree.nodes.len() {
@@ -457,8 +480,11 @@ impl Vfs {
         view: Ino,
         (tree_id, tree): (&Id, &Tree),
         index: usize,
-    ) -> Ino {
+    ) -> VfsResult<Ino> {
         let node = &tree.nodes[index];
+        if self.inodes.existing(parent, &node.name).is_none() {
+            self.admit(parent, snapshot, view, node)?;
+        }
         let hardlink = node
             .is_hardlinked()
             .then_some((view, node.device, node.inode));
@@ -476,7 +502,23 @@ impl Vfs {
             let subtree = node.subtree.unwrap_or_default();
             self.subtrees.write().unwrap().entry(ino).or_insert(subtree);
         }
-        ino
+        Ok(ino)
+    }
+
+    /// Counts a new inode for `node` in `parent` against its snapshot's
+    /// budget: a crafted snapshot that names the same directories over and
+    /// over must not grow the inode table without end.
+    fn admit(&self, parent: Ino, snapshot: &Snapshot, view: Ino, node: &Node) -> VfsResult<()> {
+        let budget = Arc::clone(self.budgets.lock().unwrap().entry(view).or_insert_with(|| {
+            let limits = self.options.limits;
+            Arc::new(ExpansionBudget::new(snapshot.id.short(), limits))
+        }));
+        let depth = self.inodes.depth(parent) - self.inodes.depth(view) + 1;
+        budget.admit(node, depth).map_err(|e| {
+            self.stats.eio.fetch_add(1, Relaxed);
+            self.record_error(format!("{}: {e}", self.inodes.path_of(parent)));
+            libc::EIO
+        })
     }
 
     // ---- names ----
@@ -488,12 +530,9 @@ impl Vfs {
             Inode::Group(group) => self.lookup_group(parent, name, group)?,
             inode => {
                 let (snapshot, view, tree_id) = self.snapshot_dir(parent, inode)?;
-                let tree = self.tree(&tree_id)?;
-                let index = tree
-                    .position(name)
-                    .filter(|&i| tree.nodes[i].name_is_safe())
-                    .ok_or(libc::ENOENT)?;
-                self.entry_child(parent, &snapshot, view, (&tree_id, &tree), index)
+                let tree = self.tree(&tree_id, parent)?;
+                let index = tree.position(name).ok_or(libc::ENOENT)?;
+                self.entry_child(parent, &snapshot, view, (&tree_id, &tree), index)?
             }
         };
         self.getattr(ino)
@@ -631,8 +670,8 @@ impl Vfs {
                     ..virtual_dir(0o444)
                 }
             }
-            inode @ Inode::Entry { .. } => {
-                let node = self.entry_node(inode)?.ok_or(libc::EIO)?;
+            Inode::Entry { .. } => {
+                let node = self.entry_node(&record)?.ok_or(libc::EIO)?;
                 let size = match node.kind {
                     NodeKind::Symlink => node.link_target.len() as u64,
                     NodeKind::File => node.size,
@@ -672,7 +711,7 @@ impl Vfs {
         if let Inode::Link(target) = &record.inode {
             return Ok(target.clone());
         }
-        match self.entry_node(&record.inode)? {
+        match self.entry_node(&record)? {
             Some(node) if node.kind == NodeKind::Symlink => Ok(node.link_target.clone()),
             _ => Err(libc::EINVAL),
         }
@@ -725,13 +764,10 @@ impl Vfs {
             return Ok(());
         }
         let (snapshot, view, tree_id) = self.snapshot_dir(ino, &record.inode)?;
-        let tree = self.tree(&tree_id)?;
+        let tree = self.tree(&tree_id, ino)?;
         for (index, node) in tree.nodes.iter().enumerate().skip(first) {
-            if !node.name_is_safe() {
-                continue;
-            }
             let entry = DirEntry {
-                ino: self.entry_child(ino, &snapshot, view, (&tree_id, &tree), index),
+                ino: self.entry_child(ino, &snapshot, view, (&tree_id, &tree), index)?,
                 name: node.name.clone(),
                 kind: entry_kind(node.kind),
             };
@@ -814,7 +850,7 @@ impl Vfs {
     // ---- extended attributes ----
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> VfsResult<Vec<u8>> {
-        match self.entry_node(&self.record(ino)?.inode)? {
+        match self.entry_node(&*self.record(ino)?)? {
             Some(node) => node
                 .xattrs
                 .iter()
@@ -828,7 +864,7 @@ impl Vfs {
     /// Attribute names, each followed by a NUL, as listxattr returns them.
     pub fn listxattr(&self, ino: Ino) -> VfsResult<Vec<u8>> {
         let mut out = Vec::new();
-        if let Some(node) = self.entry_node(&self.record(ino)?.inode)? {
+        if let Some(node) = self.entry_node(&*self.record(ino)?)? {
             for (name, _) in &node.xattrs {
                 out.extend_from_slice(name);
                 out.push(0);
@@ -845,7 +881,7 @@ impl Vfs {
         if let Some(reader) = self.readers.lock().unwrap().get(&ino) {
             return Ok(Arc::clone(reader));
         }
-        let reader = match (&record.inode, self.entry_node(&record.inode)?) {
+        let reader = match (&record.inode, self.entry_node(record)?) {
             (Inode::Entry { snapshot, .. }, Some(node)) if node.kind == NodeKind::File => {
                 let starts = node
                     .content

@@ -337,7 +337,7 @@ fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
     .unwrap();
     // Damage the pack holding the big file's first chunk, in the chunk's bytes.
     let record = f.vfs.inodes.get(attr.ino).unwrap();
-    let node = f.vfs.entry_node(&record.inode).unwrap().expect("an entry");
+    let node = f.vfs.entry_node(&record).unwrap().expect("an entry");
     let Extent::Data { id, .. } = node.content[0] else {
         panic!("no data")
     };
