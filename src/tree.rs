@@ -101,10 +101,7 @@ impl ExpansionBudget {
     pub fn admit(&self, node: &Node, depth: usize) -> Result<()> {
         self.admit_depth(depth)?;
         if self.entries.fetch_add(1, Relaxed) >= self.limits.entries {
-            return Err(self.exceeded(format!(
-                "it expands to more than {} entries",
-                self.limits.entries
-            )));
+            return Err(self.too_many_entries());
         }
         let data = node.data_bytes();
         let before = self.data_bytes.fetch_add(data, Relaxed);
@@ -127,6 +124,14 @@ impl ExpansionBudget {
             )));
         }
         Ok(())
+    }
+
+    /// The error for a snapshot that expands to more entries than allowed.
+    pub fn too_many_entries(&self) -> Error {
+        self.exceeded(format!(
+            "it expands to more than {} entries",
+            self.limits.entries
+        ))
     }
 
     fn exceeded(&self, what: String) -> Error {

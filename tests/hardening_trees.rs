@@ -417,3 +417,49 @@ fn the_mount_stops_expanding_a_snapshot_at_the_entry_limit() {
     );
     assert!(log.contains(&needle), "{log}");
 }
+
+/// A restore works out what a snapshot expands to, once per tree, before it
+/// writes anything: the doubling snapshot is refused with the default limit
+/// and an empty target stays empty (the old code created directories until
+/// the disk or the test's patience ran out).
+#[test]
+fn restore_refuses_a_snapshot_beyond_the_entry_limit_before_writing_anything() {
+    let (_tmp, dir, repo) = new_repo();
+    let lib = repo.open();
+    doubling_snapshot(&lib, vec![node(b"f", NodeKind::Fifo)]);
+    let root = lib.read_snapshot(&lib.snapshots().unwrap()[0].id.to_hex());
+    let root = root.unwrap().tree;
+    let target = dir.join("target");
+    for extra in [&[][..], &["--delete"][..]] {
+        let mut cmd = repo.command();
+        cmd.args(["restore", "latest", "--target"])
+            .arg(&target)
+            .args(extra);
+        let run = run_bounded(cmd).assert_code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("with root tree {}", root.short()))
+                && run.stderr.contains("more than")
+                && run.stderr.contains("--max-entries"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            list_dir(&target).is_empty(),
+            "the restore wrote into its target"
+        );
+    }
+    // Five levels above the leaf, 2 + 4 + 8 + 16 + 32 directories and 32
+    // fifos: within a limit of 100, given by the environment.
+    let five_above_the_leaf: String = (0..LEVELS - 5).map(|_| "/a").collect();
+    let mut cmd = repo.command();
+    cmd.env("REWIND_MAX_ENTRIES", "100")
+        .args([
+            "restore",
+            &format!("latest:{five_above_the_leaf}"),
+            "--target",
+        ])
+        .arg(&target);
+    run_bounded(cmd).assert_ok();
+    assert_eq!(all_paths(&target).len(), 1 + 62 + 32);
+}

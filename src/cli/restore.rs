@@ -73,6 +73,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         threads: 0,
         show_progress: std::io::stderr().is_terminal() && !args.json,
         cancel: cancel_on_signals(),
+        limits: global.expansion_limits(),
     };
     let report = match restore(&repo, &snapshot.tree, &path, &args.target, &options) {
         Ok(report) => report,

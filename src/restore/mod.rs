@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::repo::{Id, Repository};
-use crate::tree::Node;
+use crate::tree::{ExpansionBudget, ExpansionLimits, Node};
 use target::Target;
 
 pub use content::{compare_file, Mismatch};
@@ -95,6 +95,9 @@ pub struct RestoreOptions {
     pub threads: usize,
     pub show_progress: bool,
     pub cancel: Cancel,
+    /// How far the snapshot may expand (shared subtrees make a few objects
+    /// stand for any number of paths).
+    pub limits: ExpansionLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -212,6 +215,7 @@ struct LinkJob {
 struct Restorer<'a> {
     repo: &'a Repository,
     target: Target,
+    budget: ExpansionBudget,
     options: &'a RestoreOptions,
     filter: PathFilter,
     files: Vec<FileJob>,
@@ -240,6 +244,7 @@ pub fn restore(
     let mut restorer = Restorer {
         repo,
         target: Target::open(target, options.dry_run)?,
+        budget: ExpansionBudget::new(format!("with root tree {}", root.short()), options.limits),
         options,
         filter: PathFilter::new(&options.includes, &options.excludes, options.sample)?,
         files: Vec::new(),
@@ -253,11 +258,23 @@ pub fn restore(
         restorer.note(Action::Create, Path::new(""));
     }
     let snapshot_path = format!("/{}", path.trim_matches('/'));
+    let tree_to_plan = match &start {
+        None => Some(*root),
+        Some(node) if node.is_dir() => Some(node.subtree.unwrap_or_default()),
+        Some(_) => None,
+    };
+    if let Some(tree) = tree_to_plan {
+        crate::tree::with_deep_stack(|| {
+            let start_depth =
+                snapshot_path.matches('/').count() - usize::from(snapshot_path == "/");
+            Expansion::new(repo, &restorer.budget).check(&tree, start_depth)
+        })?;
+    }
     crate::tree::with_deep_stack(|| -> Result<()> {
         match start {
             None => {
                 let tree = repo.read_tree(root)?;
-                restorer.plan_tree(&tree, Path::new(""), "")
+                restorer.plan_tree(tree, Path::new(""), "")
             }
             Some(node) if node.is_dir() => {
                 let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
@@ -270,7 +287,7 @@ pub fn restore(
                         .map(|s| (s.st_dev, s.st_ino)),
                     created: target_created,
                 };
-                restorer.plan_tree(&tree, Path::new(""), dir)?;
+                restorer.plan_tree(tree, Path::new(""), dir)?;
                 restorer.dirs.push(DirJob {
                     rel: PathBuf::new(),
                     snapshot_path: snapshot_path.clone(),
@@ -309,5 +326,56 @@ fn prepare_target(target: &Path, options: &RestoreOptions) -> Result<bool> {
             format!("cannot use the target {}", target.display()),
             e,
         )),
+    }
+}
+
+/// What a tree expands to, worked out once per tree id before anything is
+/// written: shared subtrees let 41 objects stand for 2^40 paths, and a
+/// restore must refuse such a snapshot before it creates the first of a
+/// billion directories, not after.
+struct Expansion<'a> {
+    repo: &'a Repository,
+    budget: &'a ExpansionBudget,
+    /// Per tree: the entries below it, and how many levels of directories.
+    memo: HashMap<Id, (u64, usize)>,
+}
+
+impl<'a> Expansion<'a> {
+    fn new(repo: &'a Repository, budget: &'a ExpansionBudget) -> Self {
+        Expansion {
+            repo,
+            budget,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// Fails if the tree `id`, `depth` levels below the snapshot's root,
+    /// expands beyond the budget's limits.
+    fn check(&mut self, id: &Id, depth: usize) -> Result<()> {
+        let (entries, levels) = self.measure(id, depth)?;
+        self.budget.admit_depth(depth + 1 + levels)?;
+        if entries > self.budget.limits().entries {
+            return Err(self.budget.too_many_entries());
+        }
+        Ok(())
+    }
+
+    fn measure(&mut self, id: &Id, depth: usize) -> Result<(u64, usize)> {
+        if let Some(known) = self.memo.get(id) {
+            return Ok(*known);
+        }
+        self.budget.admit_depth(depth + 1)?;
+        let tree = self.repo.read_tree(id)?;
+        let (mut entries, mut levels) = (0u64, 0usize);
+        for node in &tree.nodes {
+            entries = entries.saturating_add(1);
+            if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
+                let (below, deeper) = self.measure(&subtree, depth + 1)?;
+                entries = entries.saturating_add(below);
+                levels = levels.max(deeper + 1);
+            }
+        }
+        self.memo.insert(*id, (entries, levels));
+        Ok((entries, levels))
     }
 }

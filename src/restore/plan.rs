@@ -16,7 +16,7 @@ use rustix::fs::{FileType, Stat};
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
 use super::{Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, Restorer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{NameProblem, Node, NodeKind, Tree};
 
 impl Restorer<'_> {
     pub(super) fn fail(&mut self, snapshot_path: &str, error: impl Display) {
@@ -54,25 +54,49 @@ impl Restorer<'_> {
         }
     }
 
-    /// Plans the entries of a tree restored into `dir`, depth first.
-    pub(super) fn plan_tree(&mut self, tree: &Tree, dir: &Path, snapshot_dir: &str) -> Result<()> {
+    /// Plans the entries of a tree restored into `dir`, depth first. Entries
+    /// whose names break the format's rules (unsafe, too long, listed twice)
+    /// are refused, each with an error; the rest is restored.
+    pub(super) fn plan_tree(&mut self, tree: Tree, dir: &Path, snapshot_dir: &str) -> Result<()> {
         self.options.cancel.check()?;
+        let (tree, dropped) = tree.into_shown();
+        for (name, problem) in dropped {
+            if problem != NameProblem::OutOfOrder {
+                let error = format!(
+                    "refusing the entry {:?} in {}: {problem}",
+                    String::from_utf8_lossy(&name),
+                    if snapshot_dir.is_empty() {
+                        "/"
+                    } else {
+                        snapshot_dir
+                    }
+                );
+                self.fail(snapshot_dir, error);
+            }
+        }
         for node in &tree.nodes {
             self.plan_node(node.clone(), dir, snapshot_dir)?;
         }
         if self.options.delete {
-            self.delete_extras(tree, dir, snapshot_dir);
+            self.delete_extras(&tree, dir, snapshot_dir);
         }
         Ok(())
     }
 
+    /// Plans one entry. A snapshot that expands beyond the limits (shared
+    /// subtrees named over and over) stops the whole restore.
     pub(super) fn plan_node(&mut self, node: Node, dir: &Path, snapshot_dir: &str) -> Result<()> {
         let snapshot_path = format!("{snapshot_dir}/{}", node.name_lossy());
         if !node.name_is_safe() {
             let error = format!(
-                "refusing the entry {:?} in {}: a name must not be empty, '.', '..', or contain '/' or NUL",
+                "refusing the entry {:?} in {}: {}",
                 String::from_utf8_lossy(&node.name),
-                if snapshot_dir.is_empty() { "/" } else { snapshot_dir }
+                if snapshot_dir.is_empty() {
+                    "/"
+                } else {
+                    snapshot_dir
+                },
+                NameProblem::Unsafe
             );
             self.fail(snapshot_dir, error);
             return Ok(());
@@ -80,14 +104,8 @@ impl Restorer<'_> {
         if !self.filter.admits(&snapshot_path, node.is_dir()) {
             return Ok(());
         }
-        if node.is_dir() && snapshot_path.matches('/').count() > crate::tree::MAX_DEPTH {
-            let error = format!(
-                "refusing a directory nested deeper than {} levels: the snapshot is malformed",
-                crate::tree::MAX_DEPTH
-            );
-            self.fail(snapshot_dir, error);
-            return Ok(());
-        }
+        self.budget
+            .admit(&node, snapshot_path.matches('/').count())?;
         let rel = dir.join(OsStr::from_bytes(&node.name));
         match node.kind {
             NodeKind::Dir => self.plan_dir(rel, snapshot_path, node)?,
@@ -125,7 +143,7 @@ impl Restorer<'_> {
             None => Ok(Tree::default()),
         };
         match subtree {
-            Ok(tree) => self.plan_tree(&tree, &rel, &snapshot_path)?,
+            Ok(tree) => self.plan_tree(tree, &rel, &snapshot_path)?,
             Err(e) => self.fail(&snapshot_path, format!("cannot read its contents: {e}")),
         }
         self.dirs.push(DirJob {

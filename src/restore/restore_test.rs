@@ -26,6 +26,7 @@ use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
 use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::{Repository, Snapshot};
+use crate::tree::ExpansionLimits;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreTestOptions {
@@ -48,6 +49,8 @@ pub struct RestoreTestOptions {
     pub threads: usize,
     pub show_progress: bool,
     pub cancel: Cancel,
+    /// How far the snapshot may expand (see `tree::ExpansionLimits`).
+    pub limits: ExpansionLimits,
 }
 
 /// One part of the drill, a test case in JUnit terms.
@@ -188,6 +191,7 @@ pub fn restore_test(
             threads: options.threads,
             show_progress: options.show_progress,
             cancel: options.cancel,
+            limits: options.limits,
             ..RestoreOptions::default()
         },
     );
@@ -244,6 +248,7 @@ pub fn restore_test(
             sizes_only: true,
             filter: Some(&admits),
             cancel: options.cancel,
+            limits: options.limits,
             ..DiffOptions::default()
         },
     )?;
@@ -283,6 +288,7 @@ pub fn restore_test(
             &DiffOptions {
                 filter: Some(&admits),
                 cancel: options.cancel,
+                limits: options.limits,
                 ..DiffOptions::default()
             },
         )?;
