@@ -249,7 +249,6 @@ pub fn restore_test(
             filter: Some(&admits),
             cancel: options.cancel,
             limits: options.limits,
-            ..DiffOptions::default()
         },
     )?;
     let verify_seconds = started.elapsed().as_secs_f64();
