@@ -1,0 +1,257 @@
+//! Issue 10, repository trust and recovery: an attacker who can write the
+//! repository cannot change what the client does (the config is
+//! authenticated), other local users cannot read it (private modes), lost
+//! index files and manifests are noticed and rebuilt, and no state is
+//! written through a shared directory.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use rewind::repo::{Encryption, Id};
+
+/// A uid with no entry in the password database: no home directory to fall back on.
+const VICTIM: u32 = 54321;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every file and directory under `root` (not `root` itself).
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn source(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    write_tree(&src, &[("a.txt", b"secret data of root".to_vec())]);
+    src
+}
+
+fn short_id(repo: &Repo) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.path.join("config")).unwrap()).unwrap();
+    Id::from_hex(config["id"].as_str().unwrap())
+        .unwrap()
+        .short()
+}
+
+// ------------------------------------------------------------ finding 3
+
+/// Key files, config, packs, index files and manifests are 0600 and every
+/// directory 0700, so no other local user can copy a key file or read an
+/// unencrypted repository.
+#[test]
+fn a_new_repository_is_private() {
+    let (_tmp, dir) = tempdir();
+    let src = source(&dir);
+    for encryption in [Encryption::Aes256Gcm, Encryption::None] {
+        let repo = Repo::init(&dir.join(format!("repo-{encryption:?}")), encryption);
+        repo.backup([arg(&src)]);
+        assert_eq!(mode(&repo.path), 0o700, "the repository directory");
+        let all = walk(&repo.path);
+        assert!(all
+            .iter()
+            .any(|p| p.starts_with(repo.path.join("data")) && p.is_file()));
+        for path in all {
+            let want = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&path), want, "{}", path.display());
+        }
+    }
+}
+
+/// A repository its owner made group-readable stays so: new files are
+/// group-readable too, and nothing that exists is changed.
+#[test]
+fn a_group_readable_repository_keeps_its_modes() {
+    let (_tmp, dir) = tempdir();
+    let src = source(&dir);
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    for path in walk(&repo.path) {
+        chmod(&path, if path.is_dir() { 0o750 } else { 0o640 });
+    }
+    let key = std::fs::read_dir(repo.path.join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    chmod(&key, 0o644); // a choice of the owner's, however unwise
+    let before: Vec<PathBuf> = walk(&repo.path);
+    repo.backup([arg(&src)]);
+    assert_eq!(mode(&key), 0o644, "an existing file is not changed");
+    let new: Vec<PathBuf> = walk(&repo.path)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!new.is_empty());
+    for path in new {
+        let want = if path.is_dir() { 0o750 } else { 0o640 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+}
+
+// ------------------------------------------------------------ finding 8
+
+/// A repository that `VICTIM` owns and backs up to, in a directory others
+/// may traverse; and a file of the victim's that an attacker would like
+/// overwritten.
+struct VictimSetup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    repo: Repo,
+    precious: PathBuf,
+}
+
+fn victim_setup() -> VictimSetup {
+    // SAFETY: getpwuid with any uid is safe; it returns null when unknown.
+    assert!(
+        unsafe { libc::getpwuid(VICTIM) }.is_null(),
+        "uid {VICTIM} must have no home directory for this test"
+    );
+    let (tmp, dir) = tempdir();
+    chmod(&dir, 0o755);
+    let home = dir.join("victim");
+    mkdirs(&home);
+    lchown(&home, VICTIM, VICTIM);
+    let src = source(&home);
+    lchown(&src, VICTIM, VICTIM);
+    lchown(&src.join("a.txt"), VICTIM, VICTIM);
+    let precious = home.join("precious");
+    write(&precious, b"the victim's own file\n");
+    lchown(&precious, VICTIM, VICTIM);
+    let mut repo = Repo::at(&home.join("repo"), Encryption::None);
+    repo.run_as = Some(VICTIM);
+    repo.run(["init", "--encryption", "none"]).assert_ok();
+    repo.backup([arg(&src)]);
+    VictimSetup {
+        _tmp: tmp,
+        dir,
+        repo,
+        precious,
+    }
+}
+
+/// What an attacker plants in the shared directory the old code fell back
+/// to: links from the names rewind would write to the victim's file.
+fn plant_links(names: &[String], target: &Path) -> Vec<PathBuf> {
+    let shared = Path::new("/tmp/.cache/rewind");
+    std::fs::create_dir_all(shared).unwrap();
+    chmod(Path::new("/tmp/.cache"), 0o1777);
+    chmod(shared, 0o1777);
+    names
+        .iter()
+        .map(|name| {
+            let link = shared.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            link
+        })
+        .collect()
+}
+
+fn without_home(mut cmd: Command) -> Command {
+    cmd.env_remove("HOME").env_remove("XDG_CACHE_HOME");
+    cmd
+}
+
+/// Without HOME, a user with no home directory gets a clear error instead
+/// of a scrub state in /tmp, where a planted link made rewind overwrite a
+/// file of the attacker's choosing.
+#[test]
+fn scrub_state_is_never_written_through_a_shared_directory() {
+    let setup = victim_setup();
+    let short = short_id(&setup.repo);
+    let links = plant_links(
+        &[format!("scrub-{short}.json"), format!("scrub-{short}.tmp")],
+        &setup.precious,
+    );
+    let run = run(without_home(setup.repo.command()).arg("scrub"));
+    for link in &links {
+        let _ = std::fs::remove_file(link);
+    }
+    assert_eq!(
+        std::fs::read(&setup.precious).unwrap(),
+        b"the victim's own file\n",
+        "the planted link was written through:\n{}",
+        run.stderr
+    );
+    run.assert_one_line_error(&["HOME", "--state"]);
+}
+
+/// A state file named with --state is replaced, never written through:
+/// a link planted at its name or beside it is not followed.
+#[test]
+fn scrub_state_replaces_a_planted_link() {
+    let setup = victim_setup();
+    let state_dir = setup.dir.join("state");
+    mkdirs(&state_dir);
+    chmod(&state_dir, 0o777);
+    let state = state_dir.join("scrub.json");
+    std::os::unix::fs::symlink(&setup.precious, &state).unwrap();
+    std::os::unix::fs::symlink(&setup.precious, state_dir.join("scrub.tmp")).unwrap();
+    setup
+        .repo
+        .run(["scrub".as_ref(), "--state".as_ref(), state.as_os_str()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read(&setup.precious).unwrap(),
+        b"the victim's own file\n"
+    );
+    let meta = std::fs::symlink_metadata(&state).unwrap();
+    assert!(meta.is_file(), "the link was replaced by the state");
+    assert_eq!((meta.uid(), mode(&state)), (VICTIM, 0o600));
+
+    // With a home, the state goes there, in a private directory.
+    let home = setup.dir.join("victim");
+    let mut cmd = without_home(setup.repo.command());
+    run(cmd.env("HOME", &home).arg("scrub")).assert_ok();
+    let cache = home.join(".cache/rewind");
+    assert_eq!(mode(&cache), 0o700);
+    let short = short_id(&setup.repo);
+    assert_eq!(mode(&cache.join(format!("scrub-{short}.json"))), 0o600);
+}
+
+/// The mount daemon's default log, likewise: no fallback to /tmp.
+#[test]
+fn mount_log_is_never_opened_through_a_shared_directory() {
+    let setup = victim_setup();
+    let links = plant_links(&["mount.log".to_string()], &setup.precious);
+    let mountpoint = setup.dir.join("victim/mnt");
+    mkdirs(&mountpoint);
+    lchown(&mountpoint, VICTIM, VICTIM);
+    let run = run(without_home(setup.repo.command())
+        .arg("mount")
+        .arg(&mountpoint));
+    // If an old build got as far as mounting, unmount before judging.
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(&mountpoint)
+        .stderr(std::process::Stdio::null())
+        .status();
+    for link in &links {
+        let _ = std::fs::remove_file(link);
+    }
+    assert_eq!(
+        std::fs::read(&setup.precious).unwrap(),
+        b"the victim's own file\n",
+        "the planted link was written through:\n{}",
+        run.stderr
+    );
+    run.assert_one_line_error(&["HOME", "--log-file"]);
+}
