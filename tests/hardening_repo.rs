@@ -255,3 +255,149 @@ fn mount_log_is_never_opened_through_a_shared_directory() {
     );
     run.assert_one_line_error(&["HOME", "--log-file"]);
 }
+
+// ------------------------------------------------------------ findings 6 and 7
+
+/// An encrypted repository with two backups of a small tree.
+fn two_backups(dir: &Path) -> (Repo, PathBuf, Vec<serde_json::Value>) {
+    let src = dir.join("src");
+    write_tree(
+        &src,
+        &[
+            ("a.txt", b"first version".to_vec()),
+            ("b.bin", Rng::new(7).bytes(300_000)),
+        ],
+    );
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    let first = repo.backup([arg(&src)]);
+    write(&src.join("a.txt"), b"second version");
+    let second = repo.backup([arg(&src)]);
+    (repo, src, vec![first, second])
+}
+
+fn scrub(repo: &Repo, state: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["scrub", "--json", "--state", state.to_str().unwrap()];
+    args.extend(extra);
+    repo.run(args)
+}
+
+fn finding_statuses(run: &Run) -> Vec<String> {
+    run.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Deleting the index file of a backup's packs: `check` says what to run,
+/// `scrub` reports it, `scrub --repair` indexes the packs again from their
+/// trailers, and then everything checks and restores.
+#[test]
+fn a_deleted_index_file_is_rebuilt_by_scrub_repair() {
+    let (_tmp, dir) = tempdir();
+    let (repo, src, _) = two_backups(&dir);
+    let expected = freeze(&src);
+    let library = repo.open();
+    let data_index = std::fs::read_dir(repo.path.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|name| {
+            let file = library.read_index_file(name).unwrap();
+            file.packs.iter().any(|p| {
+                p.blobs
+                    .iter()
+                    .any(|b| b.kind == rewind::repo::BlobKind::Data)
+            })
+        })
+        .unwrap();
+    drop(library);
+    std::fs::remove_file(repo.path.join("index").join(&data_index)).unwrap();
+
+    let check = repo.run(["check"]).assert_code(1);
+    assert!(
+        check.stderr.contains("rewind scrub --repair"),
+        "check says what to run:\n{}",
+        check.stderr
+    );
+    let state = dir.join("scrub.json");
+    let run = scrub(&repo, &state, &[]).assert_code(1);
+    assert_eq!(finding_statuses(&run), ["damaged"], "{}", run.text());
+    let run = scrub(&repo, &state, &["--repair"]).assert_code(4);
+    assert_eq!(finding_statuses(&run), ["repaired"], "{}", run.text());
+    repo.run(["check", "--read-data"]).assert_ok();
+    scrub(&repo, &state, &[]).assert_ok();
+    let target = dir.join("restore");
+    repo.restore("latest", &target, &[]).assert_ok();
+    expected.assert_same(&Manifest::of(&under(&target, &src)), "after the rebuild");
+}
+
+/// Deleting the latest snapshot's manifest: `check` (with or without
+/// --read-data) and `scrub` fail and name the snapshot, and `scrub
+/// --repair` brings the manifest back from its copy in the packs, so
+/// `latest` is the latest snapshot again.
+#[test]
+fn a_deleted_manifest_is_reported_and_brought_back() {
+    let (_tmp, dir) = tempdir();
+    let (repo, _src, backups) = two_backups(&dir);
+    let latest = &backups[1];
+    let manifest = repo
+        .path
+        .join("snapshots")
+        .join(latest["id"].as_str().unwrap());
+    std::fs::remove_file(&manifest).unwrap();
+
+    for args in [&["check"][..], &["check", "--read-data"]] {
+        let run = repo.run(args).assert_code(1);
+        assert!(
+            run.stderr.contains("no readable manifest")
+                && run.stderr.contains("rewind scrub --repair"),
+            "{args:?} names the loss and the repair:\n{}",
+            run.stderr
+        );
+    }
+    let state = dir.join("scrub.json");
+    let run = scrub(&repo, &state, &[]).assert_code(1);
+    assert_eq!(finding_statuses(&run), ["damaged"], "{}", run.text());
+    let run = scrub(&repo, &state, &["--repair"]).assert_code(4);
+    assert_eq!(finding_statuses(&run), ["repaired"], "{}", run.text());
+
+    let times: Vec<serde_json::Value> =
+        repo.snapshots().iter().map(|s| s["time"].clone()).collect();
+    assert_eq!(times, [backups[0]["time"].clone(), latest["time"].clone()]);
+    repo.run(["check", "--read-data"]).assert_ok();
+    scrub(&repo, &state, &["--repair"]).assert_ok();
+}
+
+/// A snapshot forgotten through the library leaves a tombstone: its copy
+/// in the packs is not mistaken for a lost manifest, and no repair brings
+/// it back.
+#[test]
+fn a_forgotten_snapshot_is_not_a_lost_one() {
+    let (_tmp, dir) = tempdir();
+    let (repo, _src, backups) = two_backups(&dir);
+    let library = repo.open();
+    let first = library
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id.to_hex() == backups[0]["id"].as_str().unwrap())
+        .unwrap();
+    let tombstone = library.forget_snapshot(&first).unwrap();
+    assert!(repo
+        .path
+        .join("forgotten")
+        .join(tombstone.to_hex())
+        .is_file());
+    drop(library);
+
+    assert_eq!(repo.snapshots().len(), 1);
+    repo.run(["check", "--read-data"]).assert_ok();
+    let state = dir.join("scrub.json");
+    scrub(&repo, &state, &["--repair"]).assert_ok();
+    assert_eq!(
+        repo.snapshots().len(),
+        1,
+        "the forgotten snapshot stays forgotten"
+    );
+}

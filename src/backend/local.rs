@@ -104,6 +104,7 @@ impl Backend for LocalBackend {
             FileType::Index,
             FileType::Snapshot,
             FileType::Lock,
+            FileType::Forgotten,
             FileType::Parity,
         ]
         .iter()

@@ -8,6 +8,7 @@ mod keyfile;
 pub mod pack;
 pub mod parity;
 mod snapshot;
+mod tombstone;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -18,6 +19,7 @@ pub use index::{BlobLocation, Index, IndexFile, IndexedPack};
 pub use keyfile::KeyFile;
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
 pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
+pub use tombstone::{snapshot_key, SnapshotKey, Tombstone, TOMBSTONE_VERSION};
 
 use crate::backend::{Backend, FileType};
 use crate::chunker::Chunker;
@@ -421,6 +423,69 @@ impl Repository {
                 })
             })
             .collect()
+    }
+}
+
+impl Repository {
+    /// Forgets a snapshot: records a tombstone for it, durably, and then
+    /// removes its manifest. Its copy in the packs stays until a prune; the
+    /// tombstone tells `check` and `scrub --repair` that the manifest is
+    /// gone on purpose. A crash in between leaves the snapshot listed, and
+    /// forgetting it again finishes the job.
+    pub fn forget_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let content = serde_json::to_vec(&Tombstone::of(snapshot)).expect("tombstones serialize");
+        let tombstone = self.write_named(FileType::Forgotten, &content)?;
+        let name = snapshot.id.to_hex();
+        self.backend.remove(FileType::Snapshot, &name)?;
+        self.backend
+            .remove(FileType::Parity, &parity_name(FileType::Snapshot, &name))?;
+        Ok(tombstone)
+    }
+
+    pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
+        let content = self.read_verified(FileType::Forgotten, name)?;
+        serde_json::from_slice(&content)
+            .map_err(|e| Error::corrupt(format!("forgotten/{name} does not decode: {e}")))
+    }
+
+    /// Every tombstone, and the errors of those that cannot be read.
+    pub fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<Error>)> {
+        let names = match self.backend.list(FileType::Forgotten) {
+            // Repositories made before tombstones existed lack the directory.
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            other => other?,
+        };
+        let mut tombstones = Vec::new();
+        let mut errors = Vec::new();
+        for result in parallel_map(&names, |name| self.read_tombstone(name)) {
+            match result {
+                Ok(t) => tombstones.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((tombstones, errors))
+    }
+
+    /// Snapshots whose copy in the packs has no readable manifest and no
+    /// tombstone: their manifest was deleted or is damaged. Returned beside
+    /// the errors of unreadable tombstones, any of which may be the one
+    /// that explains a copy.
+    pub fn snapshots_without_manifest(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        let manifests = self.snapshots_with_errors()?.0;
+        let listed: std::collections::HashSet<SnapshotKey> =
+            manifests.iter().map(snapshot_key).collect();
+        let (tombstones, errors) = self.tombstones()?;
+        let mut missing: Vec<Snapshot> = self
+            .snapshot_copies()
+            .into_iter()
+            // An unreadable copy is damage in a pack, which the pack checks report.
+            .filter_map(Result::ok)
+            .filter(|copy| !listed.contains(&snapshot_key(copy)))
+            .filter(|copy| !tombstones.iter().any(|t| t.buries(copy)))
+            .collect();
+        sort_by_time(&mut missing);
+        missing.dedup_by(|a, b| snapshot_key(a) == snapshot_key(b));
+        Ok((missing, errors))
     }
 }
 
