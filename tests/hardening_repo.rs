@@ -401,3 +401,172 @@ fn a_forgotten_snapshot_is_not_a_lost_one() {
         "the forgotten snapshot stays forgotten"
     );
 }
+
+// ------------------------------------------------------------ finding 2
+
+fn read_config(repo: &Repo) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(repo.path.join("config")).unwrap()).unwrap()
+}
+
+fn write_config(repo: &Repo, config: &serde_json::Value) {
+    write(
+        &repo.path.join("config"),
+        &serde_json::to_vec_pretty(config).unwrap(),
+    );
+}
+
+fn pack_count(repo: &Repo) -> usize {
+    walk(&repo.path.join("data"))
+        .iter()
+        .filter(|p| p.is_file())
+        .count()
+}
+
+/// Turning encryption off in the config no longer makes the next backup
+/// run without a password and store plaintext: it is refused, and nothing
+/// is written.
+#[test]
+fn a_config_edited_to_no_encryption_is_refused() {
+    let (_tmp, dir) = tempdir();
+    let src = source(&dir);
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    let mut config = read_config(&repo);
+    config["encryption"] = "none".into();
+    write_config(&repo, &config);
+    for strip_mac in [false, true] {
+        if strip_mac {
+            config.as_object_mut().unwrap().remove("mac");
+            write_config(&repo, &config);
+        }
+        repo.run(["backup".as_ref(), src.as_os_str()])
+            .assert_one_line_error(&["config", "cannot be trusted", "restore it"]);
+        assert_eq!(pack_count(&repo), 0, "nothing was stored");
+    }
+}
+
+/// Any change of a field of an encrypted config is caught, with or without
+/// its MAC, and so is passing it off as a version 1 config.
+#[test]
+fn every_config_field_is_authenticated() {
+    let (_tmp, dir) = tempdir();
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    let original = read_config(&repo);
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "compression",
+            Box::new(|c| c["compression_level"] = 0.into()),
+        ),
+        (
+            "chunker",
+            Box::new(|c| c["chunker"]["min_size"] = 65536.into()),
+        ),
+        ("pack size", Box::new(|c| c["pack_size"] = (2 << 20).into())),
+        ("parity", Box::new(|c| c["parity_percent"] = 10.into())),
+        ("id", Box::new(|c| c["id"] = hex::encode([7u8; 32]).into())),
+        (
+            "mac removed",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("mac");
+            }),
+        ),
+        (
+            "passed off as version 1",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("mac");
+                c["version"] = 1.into();
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut config = original.clone();
+        edit(&mut config);
+        write_config(&repo, &config);
+        let run = repo.run(["snapshots"]);
+        assert!(
+            !run.ok() && run.stderr.contains("cannot be trusted"),
+            "{what}: the edited config must be refused:\n{}",
+            run.stderr
+        );
+    }
+    write_config(&repo, &original);
+    repo.run(["snapshots"]).assert_ok();
+}
+
+/// A key file of format version 1 (the master key sealed alone), built
+/// independently of the library with cheap Argon2 parameters.
+fn version_1_key_file(master: &[u8; 64], password: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, KeyInit};
+    let salt = b"0123456789abcdef";
+    let params = argon2::Params::new(8, 1, 1, Some(32)).unwrap();
+    let mut kek = [0u8; 32];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(password, salt, &mut kek)
+        .unwrap();
+    let nonce = [5u8; 12];
+    let wrapped = aes_gcm::Aes256Gcm::new(&kek.into())
+        .encrypt(aes_gcm::Nonce::from_slice(&nonce), master.as_slice())
+        .unwrap();
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "version": 1,
+        "created": "2024-06-01T02:00:00Z",
+        "host": "old",
+        "kdf": {"algorithm": "argon2id", "memory_kib": 8, "iterations": 1,
+                "parallelism": 1, "salt": hex::encode(salt)},
+        "nonce": hex::encode(nonce),
+        "wrapped": hex::encode(wrapped),
+    }))
+    .unwrap()
+}
+
+/// A repository made before configs were authenticated (format version 1:
+/// no MAC, a version 1 key file) keeps opening; its first write upgrades
+/// it, after which stripping the MAC again is refused.
+#[test]
+fn a_version_1_repository_opens_and_is_upgraded_at_its_first_write() {
+    let (_tmp, dir) = tempdir();
+    let src = source(&dir);
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    for entry in std::fs::read_dir(repo.path.join("keys")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let key = version_1_key_file(&[0x5a; 64], PASSWORD.as_bytes());
+    let key_name = blake3::hash(&key).to_hex().to_string();
+    write(&repo.path.join("keys").join(&key_name), &key);
+    let mut config = read_config(&repo);
+    config.as_object_mut().unwrap().remove("mac");
+    config["version"] = 1.into();
+    write_config(&repo, &config);
+
+    repo.run(["snapshots"]).assert_ok();
+    assert_eq!(read_config(&repo), config, "reading writes nothing");
+    repo.backup([arg(&src)]);
+    let upgraded = read_config(&repo);
+    assert_eq!(upgraded["version"], 2, "{upgraded:#}");
+    assert!(upgraded["mac"].is_string(), "{upgraded:#}");
+    let keys: Vec<String> = std::fs::read_dir(repo.path.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0], key_name, "the key file was sealed anew");
+    repo.run(["check", "--read-data"]).assert_ok();
+
+    write_config(&repo, &config);
+    repo.run(["snapshots"])
+        .assert_one_line_error(&["cannot be trusted", "no MAC", "keys/"]);
+}
+
+/// An unencrypted repository has nothing to key a MAC with: its config is
+/// plain, and a MAC in it is refused.
+#[test]
+fn an_unencrypted_config_has_no_mac() {
+    let (_tmp, dir) = tempdir();
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
+    let mut config = read_config(&repo);
+    assert!(config.get("mac").is_none(), "{config:#}");
+    config["mac"] = hex::encode([1u8; 32]).into();
+    write_config(&repo, &config);
+    repo.run(["snapshots"])
+        .assert_one_line_error(&["config", "MAC"]);
+}
