@@ -75,6 +75,8 @@ pub struct CheckReport {
     pub damaged_packs: BTreeMap<String, String>,
     /// Snapshot (short id) → paths that lost data.
     pub affected: BTreeMap<String, Vec<String>>,
+    /// What to run to repair what was found, when a command can.
+    pub hints: Vec<String>,
 }
 
 impl CheckReport {
@@ -100,10 +102,12 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             damaged.insert(pack.id);
         }
     }
+    let mut unindexed = 0;
     for name in &stored {
         if Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)) {
+            unindexed += 1;
             report.warnings.push(format!(
-                "pack {name} is not in the index (left by an interrupted backup; harmless)"
+                "pack {name} is not in the index (left by an interrupted backup, harmless, unless an index file was lost)"
             ));
         }
     }
@@ -158,7 +162,43 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         .into_iter()
         .map(|(id, why)| (id.to_hex(), why))
         .collect();
+    report_lost_metadata(repo, &mut report, unindexed)?;
     Ok(report)
+}
+
+/// Metadata that is gone rather than damaged: manifests whose snapshot
+/// copy remains (deleted, not forgotten), and packs no index file lists
+/// while blobs are missing from the index (an index file was deleted).
+/// Both come back from the packs with `scrub --repair`.
+fn report_lost_metadata(
+    repo: &Repository,
+    report: &mut CheckReport,
+    unindexed_packs: usize,
+) -> Result<()> {
+    let (missing, tombstone_errors) = repo.snapshots_without_manifest()?;
+    for e in tombstone_errors {
+        report.errors.push(format!("damaged tombstone: {e}"));
+    }
+    for copy in &missing {
+        report.errors.push(format!(
+            "the snapshot of {} from {} (root tree {}) has no readable manifest: only its copy in the packs remains",
+            copy.time_label(),
+            copy.host,
+            copy.tree.short()
+        ));
+    }
+    if !missing.is_empty() {
+        report.hints.push(
+            "run `rewind scrub --repair` to write the missing manifests again from their copies"
+                .into(),
+        );
+    }
+    if unindexed_packs > 0 && !report.affected.is_empty() {
+        report.hints.push(format!(
+            "{unindexed_packs} packs are listed by no index file: run `rewind scrub --repair` to index them from their trailers, which brings back the blobs they hold, then `rewind check` again"
+        ));
+    }
+    Ok(())
 }
 
 /// What is wrong with a pack, and which of its blobs fail (None: all of them).

@@ -1,15 +1,39 @@
 //! A repository in a local directory (or any mounted filesystem).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result};
 
 pub struct LocalBackend {
     root: PathBuf,
+    modes: OnceLock<Modes>,
 }
+
+/// Permissions of the files and directories the backend creates. Key files
+/// and packs are private by default: a key file is enough to guess the
+/// password offline, and an unencrypted pack holds the data itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Modes {
+    file: u32,
+    dir: u32,
+}
+
+const PRIVATE: Modes = Modes {
+    file: 0o600,
+    dir: 0o700,
+};
+
+/// For a repository whose owner made it readable to a group on purpose
+/// (its `config` is group-readable): new files stay readable to that group.
+const GROUP_READABLE: Modes = Modes {
+    file: 0o640,
+    dir: 0o750,
+};
 
 impl LocalBackend {
     /// A relative `root` is made absolute now: the mount daemon leaves the
@@ -18,7 +42,27 @@ impl LocalBackend {
         let root = root.into();
         LocalBackend {
             root: std::path::absolute(&root).unwrap_or(root),
+            modes: OnceLock::new(),
         }
+    }
+
+    /// Follows the permissions the repository's `config` has (as restic
+    /// does), so that existing repositories are never opened wider or
+    /// narrower than their owner chose; private when there is no config yet.
+    fn modes(&self) -> Modes {
+        *self
+            .modes
+            .get_or_init(|| match fs::metadata(self.root.join("config")) {
+                Ok(m) if m.permissions().mode() & 0o040 != 0 => GROUP_READABLE,
+                _ => PRIVATE,
+            })
+    }
+
+    fn create_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(self.modes().dir)
+            .create(dir)
     }
 
     fn path(&self, kind: FileType, name: &str) -> PathBuf {
@@ -60,6 +104,7 @@ impl Backend for LocalBackend {
             FileType::Index,
             FileType::Snapshot,
             FileType::Lock,
+            FileType::Forgotten,
             FileType::Parity,
         ]
         .iter()
@@ -67,7 +112,7 @@ impl Backend for LocalBackend {
         .collect();
         dirs.extend((0..=255u8).map(|b| self.root.join("data").join(format!("{b:02x}"))));
         for dir in dirs {
-            fs::create_dir_all(&dir)
+            self.create_dirs(&dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
         Ok(())
@@ -120,17 +165,23 @@ impl Backend for LocalBackend {
         let dir = path.parent().expect("repository paths have a parent");
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));
         let result = (|| {
+            // A temporary file of a crashed process with the same pid may
+            // remain; it is replaced rather than reused with its old mode.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != IoKind::NotFound => return Err(e),
+                _ => {}
+            }
             let create = || {
                 OpenOptions::new()
                     .write(true)
-                    .create(true)
-                    .truncate(true)
+                    .create_new(true)
+                    .mode(self.modes().file)
                     .open(&tmp)
             };
             let mut file = match create() {
                 // A repository made by an older version may lack a directory.
                 Err(e) if e.kind() == IoKind::NotFound => {
-                    fs::create_dir_all(dir)?;
+                    self.create_dirs(dir)?;
                     create()?
                 }
                 other => other?,

@@ -16,6 +16,8 @@ pub enum FileType {
     Index,
     Snapshot,
     Lock,
+    /// Tombstones: records of snapshots forgotten on purpose.
+    Forgotten,
     /// Reed–Solomon parity of another file, named `<kind>.<name>`.
     Parity,
 }
@@ -30,6 +32,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Forgotten => "forgotten",
             FileType::Parity => "parity",
         }
     }

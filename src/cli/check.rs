@@ -44,6 +44,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                 eprintln!("  {p}");
             }
         }
+        for hint in &report.hints {
+            eprintln!("hint: {hint}");
+        }
         println!(
             "{} snapshots, {} trees, {} packs checked{}: {}",
             report.snapshots,

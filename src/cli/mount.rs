@@ -69,16 +69,39 @@ fn parse_size(text: &str) -> Result<usize, String> {
     Ok(n << shift)
 }
 
-fn default_log_file() -> PathBuf {
+fn default_log_file() -> rewind::Result<PathBuf> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
-        PathBuf::from("/var/log/rewind-mount.log")
+        Ok(PathBuf::from("/var/log/rewind-mount.log"))
     } else {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
-        home.join(".cache/rewind/mount.log")
+        let dir = rewind::scrub::state::cache_dir()?;
+        rewind::scrub::state::create_private_dir(&dir)?;
+        Ok(dir.join("mount.log"))
     }
+}
+
+/// Opens the log for appending. The default log is private and never opened
+/// through a symbolic link (one planted there would make the daemon write
+/// into another file); a log the user names is taken as named.
+fn open_log(args: &Args) -> Result<(std::fs::File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (path, no_follow) = match &args.log_file {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = rewind::scrub::state::create_private_dir(dir);
+            }
+            (path.clone(), 0)
+        }
+        None => (default_log_file()?, libc::O_NOFOLLOW),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(no_follow)
+        .open(&path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))?;
+    Ok((file, path))
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
@@ -113,15 +136,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             },
         );
     }
-    let log_path = args.log_file.clone().unwrap_or_else(default_log_file);
-    if let Some(dir) = log_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open the log file {}", log_path.display()))?;
+    let (log, log_path) = open_log(args)?;
 
     let (read_end, write_end) = pipe()?;
     // SAFETY: no other threads run yet (opening the repository used none that
@@ -233,6 +248,12 @@ fn serve(
         busy_poll: Duration::from_millis(args.busy_poll),
     };
     let refresh = Duration::from_secs(args.refresh.max(1));
+    let scrub_state = match args.scrub {
+        Some(_) => Some(rewind::scrub::state::default_path(
+            &repo.config().id.short(),
+        )?),
+        None => None,
+    };
     // Block the stop signals in every thread; this one waits for them.
     let signals = stop_signals();
     // SAFETY: signals is an initialised set.
@@ -262,7 +283,7 @@ fn serve(
         vfs.repository().location(),
         mountpoint.display()
     ));
-    if let Some(rate) = args.scrub {
+    if let (Some(rate), Some(state_file)) = (args.scrub, scrub_state) {
         let scrub = ScrubOptions {
             rate: Some(rate),
             restart: false,
@@ -270,7 +291,7 @@ fn serve(
             deep: true,
             // One pack at a time: the background scrub must stay out of the way.
             threads: 1,
-            state_file: rewind::scrub::state::default_path(&vfs.repository().config().id.short()),
+            state_file,
         };
         background::start(
             Arc::clone(&vfs),

@@ -85,10 +85,10 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         threads: std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(2),
-        state_file: args
-            .state
-            .clone()
-            .unwrap_or_else(|| state::default_path(&repo.config().id.short())),
+        state_file: match &args.state {
+            Some(path) => path.clone(),
+            None => state::default_path(&repo.config().id.short())?,
+        },
     };
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let bar = indicatif::ProgressBar::new(0);

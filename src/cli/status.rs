@@ -61,10 +61,10 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         entry.newest_snapshot_id = s.id.short();
         entry.age_seconds = (now - s.time).num_seconds();
     }
-    let state_file = args
-        .state
-        .clone()
-        .unwrap_or_else(|| state::default_path(&repo.config().id.short()));
+    let state_file = match &args.state {
+        Some(path) => path.clone(),
+        None => state::default_path(&repo.config().id.short())?,
+    };
     let scrub = ScrubState::load(&state_file, &repo.config().id.to_hex());
     let count = |status| scrub.findings.iter().filter(|f| f.status == status).count();
     let health = Health {

@@ -1,13 +1,30 @@
 //! The repository's `config` file: plain JSON, readable without the key, so
 //! that a repository explains itself (format version, encryption, chunker).
+//! In an encrypted repository it carries a MAC under a key derived from the
+//! master key, so whoever can write the repository cannot change what the
+//! client does (turn encryption off, change the chunker, ...).
 
 use serde::{Deserialize, Serialize};
 
+use super::crypto::MASTER_KEY_LEN;
 use super::id::Id;
 use crate::error::{Error, ErrorKind, Result};
 
-/// The newest repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+const RESTORE_CONFIG: &str = "someone who can write the repository may have changed the file `config`; restore it from a copy of the repository, and do not back up to it until then";
+
+/// The error for a config that does not authenticate.
+pub fn tampered(location: &str, why: &str) -> Error {
+    Error::corrupt(format!("the config of {location} cannot be trusted: {why}"))
+        .with_hint(RESTORE_CONFIG)
+}
+
+/// The newest repository format this build reads and writes. Version 2
+/// authenticates the config; version 1 repositories are still read, and
+/// upgraded at their first write.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The first version whose encrypted configs carry a MAC.
+pub const AUTHENTICATED_VERSION: u32 = 2;
 
 /// Bounds of `pack_size`. A pack may exceed it by its last blob and its
 /// trailer, and blob offsets are 32-bit: the upper bound keeps every pack
@@ -79,6 +96,10 @@ pub struct Config {
     /// size; 0 for none. Absent in repositories made before parity existed.
     #[serde(default)]
     pub parity_percent: u32,
+    /// Encrypted repositories from version 2 on: the MAC of every other
+    /// field (see [`Config::mac_input`]), in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Config {
@@ -92,6 +113,51 @@ impl Config {
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
             parity_percent: 0,
+            mac: None,
+        }
+    }
+
+    /// The key of the config's MAC, derived from the master key.
+    pub fn mac_key(master: &[u8; MASTER_KEY_LEN]) -> [u8; 32] {
+        blake3::derive_key("rewind 2026-11 config mac key", master)
+    }
+
+    /// What the MAC covers: every field but `mac`, as compact JSON in the
+    /// order of the struct, so that a change to any of them is caught.
+    fn mac_input(&self) -> Vec<u8> {
+        let unsigned = Config {
+            mac: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unsigned).expect("config serializes")
+    }
+
+    fn compute_mac(&self, key: &[u8; 32]) -> blake3::Hash {
+        blake3::keyed_hash(key, &self.mac_input())
+    }
+
+    /// Sets the MAC (and makes the config the current version).
+    pub fn sign(&mut self, key: &[u8; 32]) {
+        self.version = FORMAT_VERSION;
+        self.mac = Some(self.compute_mac(key).to_hex().to_string());
+    }
+
+    /// Checks the MAC; `location` names the repository in errors.
+    pub fn verify(&self, key: &[u8; 32], location: &str) -> Result<()> {
+        let expected = self.compute_mac(key);
+        // blake3::Hash compares in constant time.
+        let authentic = self
+            .mac
+            .as_deref()
+            .and_then(|mac| blake3::Hash::from_hex(mac).ok())
+            .is_some_and(|mac| mac == expected);
+        if authentic {
+            Ok(())
+        } else {
+            Err(tampered(
+                location,
+                "its MAC is missing or does not match its content",
+            ))
         }
     }
 
@@ -131,6 +197,22 @@ impl Config {
         }
         let config: Config = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt(format!("the config of {location} is damaged: {e}")))?;
+        match (
+            config.version >= AUTHENTICATED_VERSION,
+            config.encryption,
+            &config.mac,
+        ) {
+            (true, Encryption::Aes256Gcm, None) => {
+                return Err(tampered(location, "it is encrypted but has no MAC"))
+            }
+            (_, Encryption::None, Some(_)) | (false, _, Some(_)) => {
+                return Err(tampered(
+                    location,
+                    "it has a MAC where its version and encryption have none",
+                ))
+            }
+            _ => {}
+        }
         config.chunker.validate()?;
         if !(0..=22).contains(&config.compression_level)
             || !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&config.pack_size)

@@ -1,5 +1,10 @@
 //! Key files (`keys/<id>`): the master key, wrapped by a key derived from a
 //! password with Argon2id. Several key files can open the same repository.
+//!
+//! A version 2 key file seals its version beside the master key: it says,
+//! where only the password can change it, that the repository's config is
+//! authenticated, so a config stripped of its MAC cannot pass for one made
+//! before configs had one.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +34,19 @@ pub struct KeyFile {
     pub wrapped: Vec<u8>,
 }
 
+/// The newest key file version; see the module documentation.
+pub const KEY_FILE_VERSION: u32 = 2;
+
+/// A key file opened with its password.
+pub struct Unwrapped {
+    pub master: [u8; MASTER_KEY_LEN],
+    /// The version sealed with the master key (1 when none is).
+    pub version: u32,
+    /// The key that wraps the master key, kept to rewrap it at an upgrade
+    /// without asking for the password again.
+    kek: [u8; 32],
+}
+
 impl KeyFile {
     pub fn wrap(master: &[u8; MASTER_KEY_LEN], password: &[u8], host: &str) -> Result<KeyFile> {
         let mut salt = vec![0u8; 16];
@@ -41,32 +59,76 @@ impl KeyFile {
             salt,
         };
         let kek = derive(&kdf, password)?;
-        let mut sealed = Sealer::with_key(&kek).seal(master.to_vec())?;
-        let wrapped = sealed.split_off(NONCE_LEN);
-        let nonce = sealed;
-        Ok(KeyFile {
-            version: 1,
+        let mut key = KeyFile {
+            version: KEY_FILE_VERSION,
             created: chrono::Utc::now().to_rfc3339(),
             host: host.to_string(),
             kdf,
-            nonce,
-            wrapped,
-        })
+            nonce: Vec::new(),
+            wrapped: Vec::new(),
+        };
+        key.seal(&kek, master)?;
+        Ok(key)
+    }
+
+    /// This key file as the current version, wrapping the same master key
+    /// under the same password.
+    pub fn upgraded(&self, unwrapped: &Unwrapped) -> Result<KeyFile> {
+        let mut key = KeyFile {
+            version: KEY_FILE_VERSION,
+            ..self.clone()
+        };
+        key.seal(&unwrapped.kek, &unwrapped.master)?;
+        Ok(key)
+    }
+
+    /// Seals the master key and this file's version under `kek`.
+    fn seal(&mut self, kek: &[u8; 32], master: &[u8; MASTER_KEY_LEN]) -> Result<()> {
+        let mut plain = master.to_vec();
+        plain.push(self.version as u8);
+        let mut sealed = Sealer::with_key(kek).seal(plain)?;
+        self.wrapped = sealed.split_off(NONCE_LEN);
+        self.nonce = sealed;
+        Ok(())
     }
 
     /// The master key, or `WrongPassword` if this password does not open it.
     pub fn unwrap_master(&self, password: &[u8]) -> Result<[u8; MASTER_KEY_LEN]> {
+        self.unwrap(password).map(|u| u.master)
+    }
+
+    /// The master key and the version sealed with it.
+    pub fn unwrap(&self, password: &[u8]) -> Result<Unwrapped> {
         if self.nonce.len() != NONCE_LEN {
             return Err(Error::corrupt("key file has a nonce of the wrong size"));
         }
         let kek = derive(&self.kdf, password)?;
         let sealed = [self.nonce.as_slice(), &self.wrapped].concat();
-        let master = Sealer::with_key(&kek)
+        let mut plain = Sealer::with_key(&kek)
             .open(&sealed)
             .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
-        master
-            .try_into()
-            .map_err(|_| Error::corrupt("key file holds a master key of the wrong size"))
+        // Version 1 sealed the master key alone.
+        let version = match plain.len() {
+            MASTER_KEY_LEN => 1,
+            n if n == MASTER_KEY_LEN + 1 => u32::from(plain.pop().expect("not empty")),
+            _ => {
+                return Err(Error::corrupt(
+                    "key file holds a master key of the wrong size",
+                ))
+            }
+        };
+        if version != self.version || !(1..=KEY_FILE_VERSION).contains(&version) {
+            return Err(Error::corrupt(format!(
+                "key file says it is version {} but was sealed as version {version}",
+                self.version
+            )));
+        }
+        let master = plain.try_into().expect("MASTER_KEY_LEN bytes");
+        Ok(Unwrapped {
+            master,
+            version,
+            kek,
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -8,16 +8,18 @@ mod keyfile;
 pub mod pack;
 pub mod parity;
 mod snapshot;
+mod tombstone;
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use config::{ChunkerParams, Config, Encryption, FORMAT_VERSION};
+pub use config::{ChunkerParams, Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
 pub use id::{Id, IdMap, IdSet};
 pub use index::{BlobLocation, Index, IndexFile, IndexedPack};
-pub use keyfile::KeyFile;
+pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
 pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
+pub use tombstone::{snapshot_key, SnapshotKey, Tombstone, TOMBSTONE_VERSION};
 
 use crate::backend::{Backend, FileType};
 use crate::chunker::Chunker;
@@ -33,6 +35,17 @@ pub struct Repository {
     config: Config,
     keys: Keys,
     index: RwLock<Index>,
+    /// What the first write brings up to the current format.
+    upgrade: Mutex<Option<Upgrade>>,
+}
+
+/// An encrypted repository opened with an unauthenticated (version 1)
+/// config or a version 1 key file: at its first write the config gets its
+/// MAC and the key file is sealed anew as version 2, so that from then on a
+/// config without a MAC is refused.
+struct Upgrade {
+    config: Option<Config>,
+    key: Option<(String, KeyFile)>,
 }
 
 impl Repository {
@@ -64,6 +77,7 @@ impl Repository {
                     Error::usage("a password is needed for an encrypted repository")
                 })?;
                 let master = Keys::generate_master()?;
+                config.sign(&Config::mac_key(&master));
                 let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
                 write_with_parity(
                     &*backend,
@@ -84,7 +98,7 @@ impl Repository {
             "config",
             &config.to_bytes(),
         )?;
-        Ok(Repository::assemble(backend, config, keys))
+        Ok(Repository::assemble(backend, config, keys, None))
     }
 
     /// Opens a repository; `password` is asked for only if the repository is encrypted.
@@ -102,59 +116,77 @@ impl Repository {
             }
         })?;
         let config = Config::from_bytes(&config_bytes, &location)?;
-        let keys = match config.encryption {
-            Encryption::None => Keys::unencrypted(&config.id),
-            Encryption::Aes256Gcm => {
-                let names = backend.list(FileType::Key)?;
-                if names.is_empty() {
-                    return Err(Error::new(ErrorKind::NotFound, format!("{location} has no key files"))
-                        .with_hint("the keys/ directory is missing or empty; restore it from a copy of the repository"));
-                }
-                let password = password()?;
-                let mut opened = None;
-                let mut damaged = Vec::new();
-                for name in &names {
-                    let key = backend
-                        .read(FileType::Key, name)
-                        .and_then(|b| KeyFile::from_bytes(&b));
-                    match key.and_then(|k| k.unwrap_master(&password)) {
-                        Ok(master) => {
-                            opened = Some(Keys::from_master(&master));
-                            break;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WrongPassword => {}
-                        Err(e) => damaged.push(format!("keys/{name}: {e}")),
-                    }
-                }
-                match opened {
-                    Some(keys) => keys,
-                    None if damaged.len() == names.len() => {
-                        return Err(Error::corrupt(format!(
-                            "no key file of {location} can be read ({})",
-                            damaged.join("; ")
-                        ))
-                        .with_hint("restore the keys/ directory from a copy of the repository"))
-                    }
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::WrongPassword,
-                            format!("wrong password for the repository at {location}"),
-                        )
-                        .with_hint("check REWIND_PASSWORD or --password-file"))
-                    }
-                }
-            }
+        let names = match backend.list(FileType::Key) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            other => other?,
         };
-        Ok(Repository::assemble(backend, config, keys))
+        if config.encryption == Encryption::None {
+            if !names.is_empty() {
+                return Err(config::tampered(
+                    &location,
+                    "it says the repository is not encrypted, but the repository has key files",
+                ));
+            }
+            let keys = Keys::unencrypted(&config.id);
+            return Ok(Repository::assemble(backend, config, keys, None));
+        }
+        if names.is_empty() {
+            return Err(Error::new(ErrorKind::NotFound, format!("{location} has no key files"))
+                .with_hint("the keys/ directory is missing or empty; restore it from a copy of the repository"));
+        }
+        let (name, key, unwrapped) = unlock(&*backend, &names, &password()?)?;
+        let upgrade = authenticate(&config, &name, &key, &unwrapped, &location)?;
+        let keys = Keys::from_master(&unwrapped.master);
+        Ok(Repository::assemble(backend, config, keys, upgrade))
     }
 
-    fn assemble(backend: Arc<dyn Backend>, config: Config, keys: Keys) -> Repository {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        keys: Keys,
+        upgrade: Option<Upgrade>,
+    ) -> Repository {
         Repository {
             backend,
             config,
             keys,
             index: RwLock::new(Index::new()),
+            upgrade: Mutex::new(upgrade),
         }
+    }
+
+    /// Brings a repository opened in an older format up to the current one,
+    /// once, before anything else is written to it. The config goes first:
+    /// a crash after it leaves an authenticated config that the old key
+    /// file still opens, and the next write finishes the upgrade.
+    fn upgrade_before_writing(&self) -> Result<()> {
+        let mut pending = self.upgrade.lock().unwrap();
+        let Some(upgrade) = pending.as_mut() else {
+            return Ok(());
+        };
+        let percent = self.config.parity_percent;
+        let backend = &*self.backend;
+        if let Some(config) = &upgrade.config {
+            write_with_parity(
+                backend,
+                percent,
+                FileType::Config,
+                "config",
+                &config.to_bytes(),
+            )
+            .context("upgrading the config to an authenticated one")?;
+            upgrade.config = None;
+        }
+        if let Some((old_name, new_key)) = &upgrade.key {
+            let bytes = new_key.to_bytes();
+            let name = Id::of_bytes(&bytes).to_hex();
+            write_with_parity(backend, percent, FileType::Key, &name, &bytes)
+                .context("upgrading the key file")?;
+            backend.remove(FileType::Key, old_name)?;
+            backend.remove(FileType::Parity, &parity_name(FileType::Key, old_name))?;
+        }
+        *pending = None;
+        Ok(())
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -217,6 +249,7 @@ impl Repository {
 
     /// Stores a whole file durably, with its parity if the repository keeps it.
     pub fn write_file(&self, kind: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+        self.upgrade_before_writing()?;
         write_with_parity(
             &*self.backend,
             self.config.parity_percent,
@@ -422,6 +455,141 @@ impl Repository {
             })
             .collect()
     }
+}
+
+impl Repository {
+    /// Forgets a snapshot: records a tombstone for it, durably, and then
+    /// removes its manifest. Its copy in the packs stays until a prune; the
+    /// tombstone tells `check` and `scrub --repair` that the manifest is
+    /// gone on purpose. A crash in between leaves the snapshot listed, and
+    /// forgetting it again finishes the job.
+    pub fn forget_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let content = serde_json::to_vec(&Tombstone::of(snapshot)).expect("tombstones serialize");
+        let tombstone = self.write_named(FileType::Forgotten, &content)?;
+        let name = snapshot.id.to_hex();
+        self.backend.remove(FileType::Snapshot, &name)?;
+        self.backend
+            .remove(FileType::Parity, &parity_name(FileType::Snapshot, &name))?;
+        Ok(tombstone)
+    }
+
+    pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
+        let content = self.read_verified(FileType::Forgotten, name)?;
+        serde_json::from_slice(&content)
+            .map_err(|e| Error::corrupt(format!("forgotten/{name} does not decode: {e}")))
+    }
+
+    /// Every tombstone, and the errors of those that cannot be read.
+    pub fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<Error>)> {
+        let names = match self.backend.list(FileType::Forgotten) {
+            // Repositories made before tombstones existed lack the directory.
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            other => other?,
+        };
+        let mut tombstones = Vec::new();
+        let mut errors = Vec::new();
+        for result in parallel_map(&names, |name| self.read_tombstone(name)) {
+            match result {
+                Ok(t) => tombstones.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((tombstones, errors))
+    }
+
+    /// Snapshots whose copy in the packs has no readable manifest and no
+    /// tombstone: their manifest was deleted or is damaged. Returned beside
+    /// the errors of unreadable tombstones, any of which may be the one
+    /// that explains a copy.
+    pub fn snapshots_without_manifest(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        let manifests = self.snapshots_with_errors()?.0;
+        let listed: std::collections::HashSet<SnapshotKey> =
+            manifests.iter().map(snapshot_key).collect();
+        let (tombstones, errors) = self.tombstones()?;
+        let mut missing: Vec<Snapshot> = self
+            .snapshot_copies()
+            .into_iter()
+            // An unreadable copy is damage in a pack, which the pack checks report.
+            .filter_map(Result::ok)
+            .filter(|copy| !listed.contains(&snapshot_key(copy)))
+            .filter(|copy| !tombstones.iter().any(|t| t.buries(copy)))
+            .collect();
+        sort_by_time(&mut missing);
+        missing.dedup_by(|a, b| snapshot_key(a) == snapshot_key(b));
+        Ok((missing, errors))
+    }
+}
+
+/// Opens the first key file that `password` opens: its name, the file and
+/// what it wraps.
+fn unlock(
+    backend: &dyn Backend,
+    names: &[String],
+    password: &[u8],
+) -> Result<(String, KeyFile, Unwrapped)> {
+    let location = backend.location();
+    let mut damaged = Vec::new();
+    for name in names {
+        let key = backend
+            .read(FileType::Key, name)
+            .and_then(|b| KeyFile::from_bytes(&b));
+        match key.and_then(|k| k.unwrap(password).map(|u| (k, u))) {
+            Ok((key, unwrapped)) => return Ok((name.clone(), key, unwrapped)),
+            Err(e) if e.kind() == ErrorKind::WrongPassword => {}
+            Err(e) => damaged.push(format!("keys/{name}: {e}")),
+        }
+    }
+    if damaged.len() == names.len() {
+        return Err(Error::corrupt(format!(
+            "no key file of {location} can be read ({})",
+            damaged.join("; ")
+        ))
+        .with_hint("restore the keys/ directory from a copy of the repository"));
+    }
+    Err(Error::new(
+        ErrorKind::WrongPassword,
+        format!("wrong password for the repository at {location}"),
+    )
+    .with_hint("check REWIND_PASSWORD or --password-file"))
+}
+
+/// Checks the config of an encrypted repository against the master key,
+/// and says what the first write must upgrade. A version 1 config has no
+/// MAC: it is accepted only with a version 1 key file, since a version 2
+/// key file was written beside an authenticated config (the config was
+/// then replaced by an older or forged one).
+fn authenticate(
+    config: &Config,
+    key_name: &str,
+    key: &KeyFile,
+    unwrapped: &Unwrapped,
+    location: &str,
+) -> Result<Option<Upgrade>> {
+    let mac_key = Config::mac_key(&unwrapped.master);
+    let config_upgrade = if config.version >= AUTHENTICATED_VERSION {
+        config.verify(&mac_key, location)?;
+        None
+    } else if unwrapped.version >= 2 {
+        return Err(config::tampered(
+            location,
+            &format!("it has no MAC, but the key file keys/{key_name} was made for a repository whose config has one"),
+        ));
+    } else {
+        let mut signed = config.clone();
+        signed.sign(&mac_key);
+        Some(signed)
+    };
+    let key_upgrade = if unwrapped.version < KEY_FILE_VERSION {
+        Some((key_name.to_string(), key.upgraded(unwrapped)?))
+    } else {
+        None
+    };
+    Ok(
+        (config_upgrade.is_some() || key_upgrade.is_some()).then_some(Upgrade {
+            config: config_upgrade,
+            key: key_upgrade,
+        }),
+    )
 }
 
 /// The name of the parity file that protects `name` of `kind`.

@@ -1,15 +1,15 @@
 //! Checking and repairing the metadata files, and rebuilding any file from
 //! its parity.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::Utc;
 
 use super::state::{Finding, Status};
 use crate::backend::{Backend, FileType};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::repo::{
-    pack, parity, parity_name, Config, Id, IndexFile, IndexedPack, KeyFile, Repository,
+    pack, parity, parity_name, Config, Id, IdSet, IndexFile, IndexedPack, KeyFile, Repository,
 };
 
 pub enum Attempt {
@@ -225,86 +225,213 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
 /// lost index files from the pack trailers and lost manifests from the
 /// snapshot copies in packs.
 pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
+    let mut findings = repair_before_open(&**repo.backend(), write);
+    let index_findings = check_index_files(repo, write)?;
+    let index_damaged = !index_findings.is_empty();
+    findings.extend(index_findings);
+    if !index_damaged {
+        findings.extend(index_lost_packs(repo, write)?);
+    }
+    let (tombstone_findings, _) = check_files(repo, FileType::Forgotten, write, |name| {
+        repo.read_tombstone(name).map(|_| ())
+    })?;
+    let tombstones_sound = tombstone_findings
+        .iter()
+        .all(|f| f.status == Status::Repaired);
+    findings.extend(tombstone_findings);
+    findings.extend(check_manifests(repo, write, tombstones_sound)?);
+    Ok(findings)
+}
+
+/// Checks the files of one kind (index files, manifests, tombstones) and
+/// their parity, repairing from parity with `write`. Returns the findings
+/// and the names of the files that are still unreadable.
+fn check_files(
+    repo: &Repository,
+    kind: FileType,
+    write: bool,
+    read: impl Fn(&str) -> Result<()>,
+) -> Result<(Vec<Finding>, Vec<String>)> {
     let backend = &**repo.backend();
-    let mut findings = repair_before_open(backend, write);
     let percent = repo.config().parity_percent;
-    let mut lost_index = false;
-    for name in backend.list(FileType::Index)? {
-        let Err(e) = repo.read_index_file(&name) else {
-            let bytes = backend.read(FileType::Index, &name)?;
-            findings.extend(check_parity(
-                backend,
-                percent,
-                FileType::Index,
-                &name,
-                &bytes,
-                write,
-            )?);
+    let names = match backend.list(kind) {
+        // Repositories made before tombstones existed lack their directory.
+        Err(e) if e.kind() == ErrorKind::NotFound && kind == FileType::Forgotten => Vec::new(),
+        other => other?,
+    };
+    let mut findings = Vec::new();
+    let mut unreadable = Vec::new();
+    for name in names {
+        let Err(e) = read(&name) else {
+            let bytes = backend.read(kind, &name)?;
+            findings.extend(check_parity(backend, percent, kind, &name, &bytes, write)?);
             continue;
         };
-        let attempt = rebuild(backend, FileType::Index, &name, write, |data| {
-            named_by_hash(&name)(data)
-        });
-        let mut f = finding(FileType::Index, &name, e.to_string(), attempt, write);
-        if f.status == Status::Lost {
-            // An index only says where blobs are; the packs say it too.
-            backend.remove(FileType::Index, &name)?;
-            lost_index = true;
-            f.status = Status::Repaired;
-            f.problem = format!("{}; replaced by an index rebuilt from the pack trailers", e);
+        let attempt = rebuild(backend, kind, &name, write, named_by_hash(&name));
+        let f = finding(kind, &name, e.to_string(), attempt, write);
+        if f.status != Status::Repaired {
+            unreadable.push(name);
         }
         findings.push(f);
+    }
+    Ok((findings, unreadable))
+}
+
+/// Index files: an index file beyond repair is removed and replaced by an
+/// index rebuilt from the pack trailers (an index only says where blobs
+/// are; the packs say it too).
+fn check_index_files(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
+    let (mut findings, _) = check_files(repo, FileType::Index, write, |name| {
+        repo.read_index_file(name).map(|_| ())
+    })?;
+    let mut lost_index = false;
+    for f in findings.iter_mut().filter(|f| f.status == Status::Lost) {
+        let name = f.file.trim_start_matches("index/").to_string();
+        repo.backend().remove(FileType::Index, &name)?;
+        lost_index = true;
+        f.status = Status::Repaired;
+        f.problem = format!(
+            "{}; replaced by an index rebuilt from the pack trailers",
+            f.problem.split("; ").next().unwrap_or_default()
+        );
     }
     if lost_index {
         rebuild_index(repo)?;
     } else if findings.iter().any(|f| f.status == Status::Repaired) {
         repo.load_index()?;
     }
-    let mut lost_manifests = Vec::new();
-    for name in backend.list(FileType::Snapshot)? {
-        let Err(e) = repo.read_snapshot(&name) else {
-            let bytes = backend.read(FileType::Snapshot, &name)?;
-            findings.extend(check_parity(
-                backend,
-                percent,
-                FileType::Snapshot,
-                &name,
-                &bytes,
-                write,
-            )?);
-            continue;
-        };
-        let attempt = rebuild(
-            backend,
-            FileType::Snapshot,
-            &name,
-            write,
-            named_by_hash(&name),
-        );
-        let f = finding(FileType::Snapshot, &name, e.to_string(), attempt, write);
-        if f.status == Status::Lost {
-            lost_manifests.push((name, f));
+    Ok(findings)
+}
+
+/// Packs that no index file lists while snapshots need blobs that are not
+/// in the index: an index file was deleted. With `write` they are indexed
+/// from their trailers. Unlisted packs that nothing needs are what an
+/// interrupted backup leaves, harmless (as `check` says), and not reported.
+fn index_lost_packs(repo: &Repository, write: bool) -> Result<Option<Finding>> {
+    let unlisted = unindexed_packs(repo)?;
+    if unlisted.is_empty() {
+        return Ok(None);
+    }
+    let affected = crate::check::affected_paths(repo, &IdSet::default())?;
+    if affected.is_empty() {
+        return Ok(None);
+    }
+    let problem = format!(
+        "{} packs are listed by no index file, and snapshots need blobs that are not in the index (an index file is missing)",
+        unlisted.len()
+    );
+    let (status, detail, affected) = if !write {
+        let detail = "`rewind scrub --repair` indexes the packs from their trailers".to_string();
+        (Status::Damaged, detail, affected)
+    } else {
+        let indexed = rebuild_index(repo)?;
+        let still = crate::check::affected_paths(repo, &IdSet::default())?;
+        let detail = format!("indexed {indexed} of them from their trailers");
+        let status = if still.is_empty() {
+            Status::Repaired
         } else {
-            findings.push(f);
+            Status::Lost
+        };
+        (status, detail, still)
+    };
+    Ok(Some(Finding {
+        file: format!("{}/", FileType::Index.dir()),
+        problem: format!("{problem}; {detail}"),
+        status,
+        affected,
+        damaged_blobs: None,
+        found: Utc::now(),
+    }))
+}
+
+/// The names of the stored packs that the loaded index does not list.
+fn unindexed_packs(repo: &Repository) -> Result<Vec<String>> {
+    let index = repo.index();
+    let mut names = repo.backend().list(FileType::Pack)?;
+    names.retain(|name| Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)));
+    Ok(names)
+}
+
+/// Manifests: a damaged manifest beyond repair is removed, and, with
+/// `write`, every snapshot whose copy in the packs has neither a manifest
+/// nor a tombstone gets its manifest back from the copy. While a tombstone
+/// is unreadable nothing is brought back: it may be that copy's tombstone.
+fn check_manifests(repo: &Repository, write: bool, tombstones_sound: bool) -> Result<Vec<Finding>> {
+    let (mut findings, unreadable) = check_files(repo, FileType::Snapshot, write, |name| {
+        repo.read_snapshot(name).map(|_| ())
+    })?;
+    if write {
+        for name in &unreadable {
+            repo.backend().remove(FileType::Snapshot, name)?;
         }
     }
-    if !lost_manifests.is_empty() {
-        for (name, _) in &lost_manifests {
-            backend.remove(FileType::Snapshot, name)?;
+    let (missing, _) = repo.snapshots_without_manifest()?;
+    let restore = write && tombstones_sound;
+    if restore {
+        for copy in &missing {
+            repo.save_snapshot(copy)?;
         }
-        let mut restored = restore_manifests(repo)?;
-        for (_, mut f) in lost_manifests {
-            if restored > 0 {
-                restored -= 1;
-                f.status = Status::Repaired;
-                f.problem
-                    .push_str("; the manifest was rebuilt from its copy in the packs");
-            } else {
-                f.affected
-                    .insert(f.file.clone(), vec!["(the whole snapshot)".into()]);
-            }
-            findings.push(f);
+    }
+    // A damaged manifest's copy is among the missing, but which one it is
+    // cannot be told (the manifest does not read): they are matched by count.
+    let mut rebuilt = if restore { missing.len() } else { 0 };
+    for f in findings.iter_mut().filter(|f| f.status != Status::Repaired) {
+        if rebuilt > 0 {
+            rebuilt -= 1;
+            f.status = Status::Repaired;
+            f.problem
+                .push_str("; the manifest was rebuilt from its copy in the packs");
+        } else if write {
+            f.affected
+                .insert(f.file.clone(), vec!["(the whole snapshot)".into()]);
         }
+    }
+    let deleted = missing.len().saturating_sub(unreadable.len());
+    if deleted == 0 {
+        return Ok(findings);
+    }
+    let (status, detail) = if restore {
+        (
+            Status::Repaired,
+            "the manifest was rebuilt from its copy in the packs",
+        )
+    } else if write {
+        (
+            Status::Damaged,
+            "not rebuilt while a tombstone is unreadable (it may be this snapshot's)",
+        )
+    } else {
+        (
+            Status::Damaged,
+            "`rewind scrub --repair` rebuilds it from its copy in the packs",
+        )
+    };
+    if unreadable.is_empty() {
+        findings.extend(missing.iter().map(|copy| Finding {
+            file: format!(
+                "{}/ (the manifest of the snapshot of {} from {}, root tree {})",
+                FileType::Snapshot.dir(),
+                copy.time_label(),
+                copy.host,
+                copy.tree.short()
+            ),
+            problem: format!("the manifest is missing (deleted, and not forgotten); {detail}"),
+            status,
+            affected: BTreeMap::new(),
+            damaged_blobs: None,
+            found: Utc::now(),
+        }));
+    } else {
+        findings.push(Finding {
+            file: format!("{}/", FileType::Snapshot.dir()),
+            problem: format!(
+                "{deleted} more snapshots have a copy in the packs but no manifest; {detail}"
+            ),
+            status,
+            affected: BTreeMap::new(),
+            damaged_blobs: None,
+            found: Utc::now(),
+        });
     }
     Ok(findings)
 }
@@ -312,15 +439,11 @@ pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
 /// Indexes every pack that no readable index file lists, from its trailer.
 pub fn rebuild_index(repo: &Repository) -> Result<usize> {
     repo.load_index()?;
-    let indexed: HashSet<Id> = repo.index().packs().iter().map(|p| p.id).collect();
     let mut packs = Vec::new();
-    for name in repo.backend().list(FileType::Pack)? {
+    for name in unindexed_packs(repo)? {
         let Ok(id) = Id::from_hex(&name) else {
             continue;
         };
-        if indexed.contains(&id) {
-            continue;
-        }
         let Ok(bytes) = repo.backend().read(FileType::Pack, &name) else {
             continue;
         };
@@ -340,21 +463,4 @@ pub fn rebuild_index(repo: &Repository) -> Result<usize> {
     }
     repo.load_index()?;
     Ok(count)
-}
-
-/// Writes the manifest of every snapshot copy that has no manifest.
-fn restore_manifests(repo: &Repository) -> Result<usize> {
-    let existing: HashSet<(String, Id, String)> = repo
-        .snapshots()?
-        .into_iter()
-        .map(|s| (s.time_label(), s.tree, s.host))
-        .collect();
-    let mut restored = 0;
-    for copy in repo.snapshot_copies().into_iter().flatten() {
-        if !existing.contains(&(copy.time_label(), copy.tree, copy.host.clone())) {
-            repo.save_snapshot(&copy)?;
-            restored += 1;
-        }
-    }
-    Ok(restored)
 }

@@ -80,34 +80,119 @@ impl ScrubState {
     }
 
     /// Saves atomically: a scrub killed mid-write keeps the previous state.
+    /// The temporary file is created anew (never through a link someone
+    /// planted) and renamed over the state, which replaces a planted link
+    /// instead of writing through it.
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
         }
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("state serializes");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, path))
+        write_privately(path, &bytes)
             .map_err(|e| Error::io(format!("cannot save the scrub state {}", path.display()), e))
     }
 }
 
-/// Where the scrub state of a repository lives by default.
-pub fn default_path(repository_id: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+/// Writes `path` through a fresh, private temporary file beside it.
+fn write_privately(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut nonce = [0u8; 8];
+    crate::repo::crypto::random_bytes(&mut nonce).map_err(std::io::Error::other)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        hex::encode(nonce)
+    ));
+    let tmp = path.with_file_name(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)?;
+    let result = file
+        .write_all(bytes)
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `dir` (and missing parents) readable only by this user; an
+/// existing directory is left as its owner made it.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+}
+
+/// Where rewind keeps its own files on this machine (the scrub state, the
+/// mount log): `$XDG_CACHE_HOME/rewind`, `/var/cache/rewind` for root, else
+/// `~/.cache/rewind` of the user's home (`$HOME`, or the password
+/// database). Never a shared directory such as /tmp, where another user
+/// could plant a link that makes us overwrite a file of theirs choosing.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(base) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(base).join("rewind"));
+    }
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return Ok(PathBuf::from("/var/cache/rewind"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // SAFETY: geteuid cannot fail.
-            if unsafe { libc::geteuid() } == 0 {
-                PathBuf::from("/var/cache")
-            } else {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("/tmp"))
-                    .join(".cache")
-            }
-        });
-    base.join("rewind")
-        .join(format!("scrub-{repository_id}.json"))
+        .or_else(|| home_of(uid))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "HOME is not set and user {uid} has no home directory, so rewind has nowhere private to keep its state"
+            ))
+            .with_hint("set HOME or XDG_CACHE_HOME, or name the file with --state (scrub, status) or --log-file (mount)")
+        })?;
+    Ok(home.join(".cache").join("rewind"))
+}
+
+/// The home directory the password database gives `uid`.
+fn home_of(uid: libc::uid_t) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    loop {
+        // SAFETY: buf outlives the call and its length is passed; entry and
+        // found are valid places for the result.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut entry,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+            return None;
+        }
+        // SAFETY: pw_dir points to a NUL-terminated string inside buf.
+        let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+        let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+}
+
+/// Where the scrub state of a repository lives by default (see [`cache_dir`]).
+pub fn default_path(repository_id: &str) -> Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("scrub-{repository_id}.json")))
 }
