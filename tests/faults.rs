@@ -254,7 +254,7 @@ fn malicious_tree_entries_are_refused() {
         symlink(b"link", &sentinel),
         evil_dir(b"link"),
         // A symlink to a file outside, then a file of the same name: the
-        // file replaces the symlink, never writes through it.
+        // second of two entries with one name is refused, the link stays.
         symlink(b"link2", &sentinel.join("victim")),
         evil_file(b"link2"),
         // A directory, then a symlink of the same name.
@@ -267,7 +267,7 @@ fn malicious_tree_entries_are_refused() {
         vec![evil_dir(b".."), symlink(b"up", &sentinel), evil_dir(b"up")],
     );
     nodes.push(dir_node(b"nested", nested));
-    let refused = 11;
+    let refused = 12;
     let root = store_tree(&lib, nodes);
     save_snapshot(&lib, root, &["/crafted"]);
 
@@ -293,7 +293,10 @@ fn malicious_tree_entries_are_refused() {
     assert_eq!(std::fs::read(target.join("ok.txt")).unwrap(), EVIL);
     assert!(!target.join("a/b").exists());
     let link2 = std::fs::symlink_metadata(target.join("link2")).unwrap();
-    assert!(link2.is_file(), "link2 is the file, not the symlink");
+    assert!(link2.is_symlink(), "link2 is the first entry of that name");
+    assert!(run
+        .stderr
+        .contains("\"link2\" in /: the name is listed twice"));
     for path in all_paths(&target) {
         let rel = path.strip_prefix(&target).unwrap();
         let mut prefix = target.clone();

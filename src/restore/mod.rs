@@ -166,8 +166,11 @@ pub struct RestoreReport {
 }
 
 /// Finds the node at `path` in a snapshot tree. The root has no node: `None`.
+/// A tree's entries are taken as [`crate::tree::Tree::into_shown`] shows
+/// them: of two entries with one name, the first.
 pub fn find_node(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node>> {
-    let mut tree = repo.read_tree(root)?;
+    let shown = |id: &Id| repo.read_tree(id).map(|tree| tree.into_shown().0);
+    let mut tree = shown(root)?;
     let mut found: Option<Node> = None;
     let components: Vec<&str> = path
         .split('/')
@@ -183,7 +186,7 @@ pub fn find_node(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node
                 .subtree
                 .filter(|_| node.is_dir())
                 .ok_or_else(|| Error::usage(format!("{path}: {name} is not a directory")))?;
-            tree = repo.read_tree(&subtree)?;
+            tree = shown(&subtree)?;
         }
         found = Some(node);
     }
