@@ -30,7 +30,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::repo::{
-    BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION,
+    pack, BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION,
 };
 use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
 use packer::{NewBlob, PackSink};
@@ -514,7 +514,10 @@ impl Archiver {
     }
 
     fn store_tree(&self, tree: &Tree) -> Result<Id> {
-        let bytes = tree.encode();
+        self.store_encoded_tree(tree.encode())
+    }
+
+    fn store_encoded_tree(&self, bytes: Vec<u8>) -> Result<Id> {
         let id = self.repo.keys().blob_id(&bytes);
         if self.is_new(&id) {
             let mut slot = self.tree_pack.lock().unwrap();
@@ -731,7 +734,20 @@ impl Walker<'_> {
                 }
             }
         }
-        a.store_tree(&tree).map(Some)
+        // Readers refuse a larger tree (that bounds what they decode), so
+        // the directory is left out as one that cannot be read would be.
+        let encoded = tree.encode();
+        if encoded.len() > pack::MAX_TREE_LEN as usize {
+            a.warn(format!(
+                "cannot store the directory {}: its {} entries take {} bytes, more than the {} a tree may hold",
+                dir.display(),
+                tree.nodes.len(),
+                encoded.len(),
+                pack::MAX_TREE_LEN
+            ));
+            return Ok(None);
+        }
+        a.store_encoded_tree(encoded).map(Some)
     }
 
     fn visit(
