@@ -441,3 +441,34 @@ fn a_file_that_grows_while_read_is_stored_to_its_end_with_a_warning() {
         "not stored to its end"
     );
 }
+
+// ------------------------------- found while writing the parity fuzz target
+
+/// A parity file (rewind-format.5, PARITY FILES) whose header claims 65536
+/// data shards of 64 KiB for a 4 GiB file, with a valid header checksum:
+/// its shard layout is not the one that length implies, so it is refused
+/// before a reader allocates and hashes 4 GiB of shards.
+#[test]
+fn a_parity_header_with_a_forged_shard_layout_is_refused() {
+    let (shard_len, data_shards, parity_shards) = (64u32 * 1024, 65_536u32, 2u32);
+    let data_len = shard_len as u64 * data_shards as u64;
+    let mut parity = b"RWPR".to_vec();
+    parity.extend_from_slice(&[1, 0, 0, 0]);
+    parity.extend_from_slice(&data_len.to_le_bytes());
+    for field in [shard_len, data_shards, parity_shards] {
+        parity.extend_from_slice(&field.to_le_bytes());
+    }
+    parity.resize(
+        parity.len() + (data_shards + parity_shards) as usize * 16,
+        0,
+    );
+    let checksum = blake3::hash(&parity);
+    parity.extend_from_slice(checksum.as_bytes());
+    parity.resize(parity.len() + (parity_shards * shard_len) as usize, 0);
+    let started = std::time::Instant::now();
+    assert!(!rewind::repo::parity::is_sound(&[], &parity));
+    let err = rewind::repo::parity::repair(&[], &parity).unwrap_err();
+    assert_eq!(err.kind(), rewind::ErrorKind::Corrupt);
+    assert!(err.to_string().contains("impossible shard counts"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
