@@ -682,3 +682,81 @@ fn index_file_decoding_never_panics() {
         })
         .unwrap();
 }
+
+// ---------------------------------------------------------------- parity
+
+#[test]
+fn parity_files_never_panic_and_never_repair_to_wrong_bytes() {
+    use rewind::repo::parity::{self, Outcome};
+    let data = common::Rng::new(seed("parity_files/data")).bytes(20_000);
+    let good = parity::compute(&data, 10).unwrap();
+    let damaged_parity = damage().prop_map({
+        let good = good.clone();
+        move |d| d.apply(&good)
+    });
+    let damaged_data = damage().prop_map({
+        let data = data.clone();
+        move |d| d.apply(&data)
+    });
+    let strategy = prop_oneof![
+        (bytes(300), bytes(600)),
+        (Just(data.clone()), damaged_parity),
+        (damaged_data, Just(good.clone())),
+    ];
+    runner(
+        "parity_files_never_panic_and_never_repair_to_wrong_bytes",
+        1500,
+    )
+    .run(&strategy, |(file, parity_file)| {
+        let sound = parity::is_sound(&file, &parity_file);
+        let genuine = parity_file == good;
+        match parity::repair(&file, &parity_file) {
+            // Against the genuine parity, what is intact or repaired
+            // is the very file it protects.
+            Ok(Outcome::Intact) => prop_assert!(!genuine || file == data),
+            Ok(Outcome::Repaired { data: repaired, .. }) => {
+                prop_assert!(!sound);
+                prop_assert!(!genuine || repaired == data, "repaired to other bytes");
+            }
+            Err(_) => prop_assert!(!sound),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ------------------------------------------------------ snapshot manifests
+
+#[test]
+fn snapshot_manifest_decoding_never_panics() {
+    let f = fixture(Encryption::None);
+    let manifest = f.snapshot_json.clone();
+    let strategy = prop_oneof![bytes(400), damage().prop_map(move |d| d.apply(&manifest)),];
+    runner("snapshot_manifest_decoding_never_panics", 3000)
+        .run(&strategy, |data| {
+            if let Ok(snapshot) = serde_json::from_slice::<rewind::repo::Snapshot>(&data) {
+                let _ = (snapshot.time_label(), snapshot.same_paths(&snapshot.paths));
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn any_decoded_index_file_loads_into_an_index() {
+    runner("any_decoded_index_file_loads_into_an_index", 3000)
+        .run(&bytes(600), |data| {
+            if let Ok(file) = postcard::from_bytes::<IndexFile>(&data) {
+                let mut index = rewind::repo::Index::new();
+                index.add_file(&file);
+                index.compact();
+                for blob in file.packs.iter().flat_map(|p| &p.blobs) {
+                    let location = index.get(&blob.id);
+                    prop_assert!(location.is_some(), "a loaded blob is not found");
+                    let _ = index.pack(location.unwrap().pack());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
