@@ -250,7 +250,8 @@ pub(crate) fn verify_pack_bytes(
     let (salt, blobs) = pack::read_trailer(repo.keys(), bytes)?;
     for blob in &blobs {
         let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-        pack::open_blob(repo.keys(), &salt, stored.to_vec(), &blob.id, blob.raw_len)?;
+        let chunker = &repo.config().chunker;
+        pack::open_blob(repo.keys(), &salt, stored.to_vec(), blob.claim(), chunker)?;
     }
     Ok(blobs)
 }
@@ -269,7 +270,19 @@ pub(crate) fn failing_blobs(repo: &Repository, pack: &Id, data: &[u8]) -> Option
         let start = location.offset as usize;
         let stored = data.get(start..start + location.stored_len as usize);
         if stored.is_none_or(|s| {
-            pack::open_blob(repo.keys(), &salt, s.to_vec(), &id, location.raw_len).is_err()
+            let claim = pack::BlobClaim {
+                id: &id,
+                kind: location.kind(),
+                raw_len: location.raw_len,
+            };
+            pack::open_blob(
+                repo.keys(),
+                &salt,
+                s.to_vec(),
+                claim,
+                &repo.config().chunker,
+            )
+            .is_err()
         }) {
             failing.push(id);
         }

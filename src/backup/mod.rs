@@ -30,7 +30,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::repo::{
-    BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION,
+    pack, BlobKind, Id, IdSet, PackWriter, Repository, Snapshot, Summary, SNAPSHOT_VERSION,
 };
 use crate::tree::{Extent, Node, NodeKind, Timestamp, Tree};
 use packer::{NewBlob, PackSink};
@@ -63,7 +63,8 @@ pub struct BackupOptions {
 
 pub struct BackupOutcome {
     pub snapshot: Snapshot,
-    /// Entries that could not be read and are missing from the snapshot.
+    /// Entries that could not be read and are missing from the snapshot,
+    /// and files that changed while they were read.
     pub warnings: Vec<String>,
 }
 
@@ -136,7 +137,8 @@ pub fn backup(
             bytes_total: counters.bytes_total.load(Relaxed),
             bytes_added,
             blobs_added,
-            errors: archiver.warnings.lock().unwrap().len() as u64,
+            errors: archiver.warnings.lock().unwrap().len() as u64
+                - counters.changed_while_read.load(Relaxed),
             duration_secs: started.elapsed().as_secs_f64(),
         },
     };
@@ -254,6 +256,9 @@ struct Counters {
     other: AtomicU64,
     bytes_read: AtomicU64,
     bytes_total: AtomicU64,
+    /// Files stored as read although they changed meanwhile (warned about,
+    /// but not missing: not errors).
+    changed_while_read: AtomicU64,
 }
 
 /// The paths to back up, as a tree of names: only the named branches of
@@ -386,7 +391,7 @@ impl Archiver {
                     for job in job_rx.iter() {
                         let large = job.metadata.len() > self.repo.config().chunker.max_size as u64;
                         let _permit = large.then(|| large_files.acquire());
-                        let result = self.read_file(&job.path, &job.metadata, &blob_tx);
+                        let result = self.read_file(&job.path, &blob_tx);
                         let _ = job.reply.send(result);
                     }
                 });
@@ -514,7 +519,10 @@ impl Archiver {
     }
 
     fn store_tree(&self, tree: &Tree) -> Result<Id> {
-        let bytes = tree.encode();
+        self.store_encoded_tree(tree.encode())
+    }
+
+    fn store_encoded_tree(&self, bytes: Vec<u8>) -> Result<Id> {
         let id = self.repo.keys().blob_id(&bytes);
         if self.is_new(&id) {
             let mut slot = self.tree_pack.lock().unwrap();
@@ -570,18 +578,20 @@ impl Archiver {
         Ok(total)
     }
 
-    /// A file's content as extents; holes are recorded, not read.
-    fn read_file(
-        &self,
-        path: &Path,
-        metadata: &std::fs::Metadata,
-        blob_tx: &Sender<NewBlob>,
-    ) -> Result<FileContent> {
+    /// A file's content as extents, as it was read: holes are recorded, not
+    /// read; the file ends where reading found its end, whatever stat said
+    /// (a /sys file claims 4096 bytes and holds a few; a file may shrink or
+    /// grow while it is read). A change during the read is warned about.
+    fn read_file(&self, path: &Path, blob_tx: &Sender<NewBlob>) -> Result<FileContent> {
         let fail = |e: std::io::Error| Error::io(format!("cannot read {}", path.display()), e);
         let file = source::open_source(path).map_err(fail)?;
-        let regions = source::data_regions(&file, metadata).map_err(fail)?;
+        // Before and after reading, stat the open file: its inode stays the
+        // same (times of /sys files change when their inode is made again).
+        let opened = file.metadata().map_err(fail)?;
+        let regions = source::data_regions(&file, &opened).map_err(fail)?;
         let mut extents = Vec::new();
         let mut position = 0u64;
+        let mut reached_end = false;
         for (offset, length) in regions {
             if offset > position {
                 extents.push(Extent::Hole {
@@ -590,29 +600,34 @@ impl Archiver {
             }
             let reader = source::region_reader(&file, offset, length).map_err(fail)?;
             // The last region of a file that is not sparse runs to its end.
-            let expected = if length == u64::MAX {
-                metadata.len()
-            } else {
-                length
-            };
+            let to_end = length == u64::MAX;
+            let expected = if to_end { opened.len() } else { length };
             let read = self
                 .store_chunks(reader, Some(expected), &mut extents, blob_tx)
                 .map_err(|e| e.context(path.display()))?;
             position = offset + read;
-        }
-        let size = if extents.iter().any(|e| matches!(e, Extent::Hole { .. }))
-            || position < metadata.len()
-        {
-            // A sparse file: the stat size, with any trailing hole.
-            if metadata.len() > position {
-                extents.push(Extent::Hole {
-                    len: metadata.len() - position,
-                });
+            // A region that reads short ends the file: padding it to the
+            // stat size would store bytes the file never held.
+            reached_end = to_end || read < length;
+            if reached_end {
+                break;
             }
-            metadata.len().max(position)
-        } else {
-            position
-        };
+        }
+        // A trailing hole is known from the data regions, not read.
+        if !reached_end && opened.len() > position {
+            extents.push(Extent::Hole {
+                len: opened.len() - position,
+            });
+            position = opened.len();
+        }
+        let after = file.metadata().map_err(fail)?;
+        if let Some(change) = change_while_read(&opened, &after) {
+            self.counters.changed_while_read.fetch_add(1, Relaxed);
+            self.warn(format!(
+                "{} changed while it was read ({change}): the snapshot holds the {position} bytes read, which may mix old and new content",
+                path.display()
+            ));
+        }
         // A message per file is formatted only for a bar someone sees.
         if !self.progress.is_hidden() {
             self.progress.set_message(format!(
@@ -623,7 +638,7 @@ impl Archiver {
                 indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
             ));
         }
-        Ok((extents, size))
+        Ok((extents, position))
     }
 
     fn warn(&self, message: String) {
@@ -646,6 +661,22 @@ impl Archiver {
                 Extent::Data { id, .. } => self.repo.index().contains(id),
                 Extent::Hole { .. } => true,
             })
+    }
+}
+
+/// How a file changed between the stat before it was read and the one
+/// after, if it did: its size, or its mtime (rewritten in place).
+fn change_while_read(before: &std::fs::Metadata, after: &std::fs::Metadata) -> Option<String> {
+    if before.len() != after.len() {
+        Some(format!(
+            "its size went from {} to {} bytes",
+            before.len(),
+            after.len()
+        ))
+    } else if (before.mtime(), before.mtime_nsec()) != (after.mtime(), after.mtime_nsec()) {
+        Some("it was modified".into())
+    } else {
+        None
     }
 }
 
@@ -731,7 +762,20 @@ impl Walker<'_> {
                 }
             }
         }
-        a.store_tree(&tree).map(Some)
+        // Readers refuse a larger tree (that bounds what they decode), so
+        // the directory is left out as one that cannot be read would be.
+        let encoded = tree.encode();
+        if encoded.len() > pack::MAX_TREE_LEN as usize {
+            a.warn(format!(
+                "cannot store the directory {}: its {} entries take {} bytes, more than the {} a tree may hold",
+                dir.display(),
+                tree.nodes.len(),
+                encoded.len(),
+                pack::MAX_TREE_LEN
+            ));
+            return Ok(None);
+        }
+        a.store_encoded_tree(encoded).map(Some)
     }
 
     fn visit(

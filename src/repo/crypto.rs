@@ -186,30 +186,70 @@ fn with_compressor<T>(
     })
 }
 
-/// The data of a payload; `limit` bounds the decompressed size so a damaged
-/// or hostile payload cannot exhaust memory.
+/// The data of a payload, at most `limit` bytes: whatever a damaged or
+/// hostile payload claims (a frame header's content size, or none at all),
+/// decoding it never holds more than `limit` bytes of output.
 pub fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>> {
     match payload.split_first() {
-        Some((&COMPRESSION_NONE, data)) => Ok(data.to_vec()),
-        Some((&COMPRESSION_ZSTD, data)) => {
-            // Reserve what the frame says it holds: reserving `limit` (up to
-            // 1 GiB for metadata) for every file costs address space and
-            // page-table churn. A frame that claims too little fails to decode.
-            let capacity = match zstd::zstd_safe::get_frame_content_size(data) {
-                Ok(Some(claimed)) if claimed > limit as u64 => {
-                    return Err(Error::corrupt(format!(
-                        "claims {claimed} bytes uncompressed, more than the {limit} allowed"
-                    )))
-                }
-                Ok(Some(claimed)) => claimed as usize,
-                _ => limit,
-            };
-            with_decompressor(|d| d.decompress(data, capacity))
-                .map_err(|e| Error::corrupt(format!("cannot decompress: {e}")))
+        Some((&COMPRESSION_NONE, data)) if data.len() > limit => {
+            Err(larger_than_allowed(data.len() as u64, limit))
         }
+        Some((&COMPRESSION_NONE, data)) => Ok(data.to_vec()),
+        Some((&COMPRESSION_ZSTD, frame)) => decompress_frame(frame, limit),
         Some((t, _)) => Err(Error::corrupt(format!("unknown compression type {t}"))),
         None => Err(Error::corrupt("empty payload")),
     }
+}
+
+fn larger_than_allowed(claimed: u64, limit: usize) -> Error {
+    Error::corrupt(format!(
+        "claims {claimed} bytes uncompressed, more than the {limit} allowed"
+    ))
+}
+
+/// One zstd frame, as the format requires: a second frame after it would be
+/// decoded by zstd too, past whatever size the first one claims.
+fn decompress_frame(frame: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(frame).map_err(|code| {
+        Error::corrupt(format!(
+            "the zstd frame is damaged: {}",
+            zstd::zstd_safe::get_error_name(code)
+        ))
+    })?;
+    if frame_len != frame.len() {
+        return Err(Error::corrupt(format!(
+            "{} bytes follow the zstd frame (a payload holds one frame)",
+            frame.len() - frame_len
+        )));
+    }
+    let failed = |e: std::io::Error| Error::corrupt(format!("cannot decompress: {e}"));
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(claimed)) if claimed > limit as u64 => Err(larger_than_allowed(claimed, limit)),
+        // Every frame rewind writes says its size: reserve exactly that
+        // (zstd fails a frame that holds other than it claims).
+        Ok(Some(claimed)) => {
+            with_decompressor(|d| d.decompress(frame, claimed as usize)).map_err(failed)
+        }
+        // No size: stream, so that memory follows what is really produced.
+        Ok(None) => decompress_unsized(frame, limit).map_err(failed),
+        Err(_) => Err(Error::corrupt("the zstd frame header is damaged")),
+    }
+}
+
+/// A frame without a content size, decoded up to `limit` bytes.
+fn decompress_unsized(frame: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // zstd's own bound on the window (128 MiB) stays: the window buffer is
+    // only touched as output is produced, and output stops at the limit.
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame)?.single_frame();
+    let mut out = Vec::new();
+    decoder.take(limit as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "holds more than the {limit} bytes allowed"
+        )));
+    }
+    Ok(out)
 }
 
 /// Data in the buffer it was opened in: `buffer[range]`.
@@ -341,6 +381,60 @@ mod tests {
         let data = decompress(&compress(&text, 3).unwrap(), 1 << 30).unwrap();
         assert_eq!(data, text);
         assert_eq!(data.capacity(), text.len());
+    }
+
+    /// `type 1 || frame` of `data`, its frame without a content size.
+    fn unsized_payload(data: &[u8]) -> Vec<u8> {
+        let mut encoder = zstd::stream::write::Encoder::new(vec![COMPRESSION_ZSTD], 3).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_frame_without_a_size_is_bounded_by_the_limit() {
+        let zeros = vec![0u8; 8 << 20];
+        let payload = unsized_payload(&zeros);
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&payload[1..]).unwrap(),
+            None
+        );
+        assert_eq!(decompress(&payload, zeros.len()).unwrap(), zeros);
+        let err = decompress(&payload, 1 << 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than the 1048576 bytes allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_frame_claiming_more_than_the_limit_is_refused_before_decoding() {
+        let payload = compress(&vec![0u8; 4 << 20], 3).unwrap();
+        let err = decompress(&payload, (4 << 20) - 1).unwrap_err();
+        assert!(err.to_string().contains("claims 4194304 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_second_frame_is_refused() {
+        let mut payload = compress(&[7u8; 1000], 3).unwrap();
+        payload.extend_from_slice(&compress(&vec![0u8; 1 << 20], 3).unwrap()[1..]);
+        let err = decompress(&payload, 2 << 20).unwrap_err();
+        assert!(err.to_string().contains("follow the zstd frame"), "{err}");
+        let mut trailing = compress(&[7u8; 1000], 3).unwrap();
+        trailing.push(0);
+        assert!(decompress(&trailing, 2 << 20).is_err());
+    }
+
+    #[test]
+    fn stored_data_longer_than_the_limit_is_refused() {
+        assert!(decompress(&compress(&[1u8; 100], 0).unwrap(), 99).is_err());
+        assert_eq!(
+            decompress(&compress(&[1u8; 100], 0).unwrap(), 100)
+                .unwrap()
+                .len(),
+            100
+        );
     }
 
     #[test]

@@ -347,7 +347,12 @@ impl Repository {
             location.offset as u64,
             location.stored_len,
         )?;
-        pack::open_blob_framed(&self.keys, &pack.salt, stored, id, location.raw_len)
+        let claim = pack::BlobClaim {
+            id,
+            kind: location.kind(),
+            raw_len: location.raw_len,
+        };
+        pack::open_blob_framed(&self.keys, &pack.salt, stored, claim, &self.config.chunker)
             .map_err(|e| e.context(format!("pack {}", pack.id.short())))
     }
 

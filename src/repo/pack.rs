@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::config::ChunkerParams;
 use super::crypto::{self, Keys, Sealer, SALT_LEN};
 use super::id::Id;
 use crate::error::{Error, Result};
@@ -21,6 +22,21 @@ pub const HEADER_LEN: usize = 8 + SALT_LEN;
 pub const FOOTER_LEN: usize = 8;
 /// No blob (compressed and sealed) may exceed this; guards every length we read.
 pub const MAX_BLOB_LEN: u32 = 64 * 1024 * 1024;
+/// The most plaintext a tree blob or a snapshot copy may hold (a directory
+/// of about half a million entries): it always fits in a stored blob.
+pub const MAX_TREE_LEN: u32 = MAX_BLOB_LEN - 1024;
+/// The most plaintext a pack trailer may hold.
+pub const MAX_TRAILER_LEN: usize = 256 * 1024 * 1024;
+
+/// The most plaintext a blob of `kind` may hold: a chunk is never longer
+/// than the chunker's maximum. A reader decodes at most this much whatever
+/// an index or trailer claims, so a forged `raw_len` cannot exhaust memory.
+pub fn max_raw_len(kind: BlobKind, chunker: &ChunkerParams) -> u32 {
+    match kind {
+        BlobKind::Data => chunker.max_size,
+        BlobKind::Tree | BlobKind::Snapshot => MAX_TREE_LEN,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BlobKind {
@@ -31,6 +47,17 @@ pub enum BlobKind {
     Snapshot,
 }
 
+impl BlobKind {
+    /// The kind as messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Data => "data",
+            BlobKind::Tree => "tree",
+            BlobKind::Snapshot => "snapshot copy",
+        }
+    }
+}
+
 /// Where a blob sits in its pack, as the trailer and index record it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackedBlob {
@@ -39,6 +66,16 @@ pub struct PackedBlob {
     pub offset: u32,
     pub stored_len: u32,
     pub raw_len: u32,
+}
+
+impl PackedBlob {
+    pub fn claim(&self) -> BlobClaim<'_> {
+        BlobClaim {
+            id: &self.id,
+            kind: self.kind,
+            raw_len: self.raw_len,
+        }
+    }
 }
 
 /// A pack being filled in memory.
@@ -139,7 +176,7 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
     }
     let trailer_start = trailer_end - trailer_len;
     let payload = keys.sealer(&salt).open(&pack[trailer_start..trailer_end])?;
-    let plain = crypto::decompress(&payload, 256 * 1024 * 1024)?;
+    let plain = crypto::decompress(&payload, MAX_TRAILER_LEN)?;
     let blobs: Vec<PackedBlob> = postcard::from_bytes(&plain)
         .map_err(|e| Error::corrupt(format!("pack trailer does not decode: {e}")))?;
     for b in &blobs {
@@ -154,15 +191,24 @@ pub fn read_trailer(keys: &Keys, pack: &[u8]) -> Result<([u8; SALT_LEN], Vec<Pac
     Ok((salt, blobs))
 }
 
+/// A blob as the index or a pack trailer records it: what is needed to
+/// open it and to check that it is the blob it claims to be.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobClaim<'a> {
+    pub id: &'a Id,
+    pub kind: BlobKind,
+    pub raw_len: u32,
+}
+
 /// Opens a stored blob and checks that it is the blob it claims to be.
 pub fn open_blob(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
     stored: Vec<u8>,
-    id: &Id,
-    raw_len: u32,
+    claim: BlobClaim,
+    chunker: &ChunkerParams,
 ) -> Result<Vec<u8>> {
-    open_blob_framed(keys, salt, stored, id, raw_len).map(crypto::unframe)
+    open_blob_framed(keys, salt, stored, claim, chunker).map(crypto::unframe)
 }
 
 pub use crypto::Framed;
@@ -173,11 +219,22 @@ pub fn open_blob_framed(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
     mut stored: Vec<u8>,
-    id: &Id,
-    raw_len: u32,
+    claim: BlobClaim,
+    chunker: &ChunkerParams,
 ) -> Result<Framed> {
+    let BlobClaim { id, kind, raw_len } = claim;
+    let allowed = max_raw_len(kind, chunker);
+    if raw_len > allowed {
+        return Err(Error::corrupt(format!(
+            "{} blob {} claims {raw_len} bytes, more than the {allowed} such a blob may hold",
+            kind.name(),
+            id.short()
+        ))
+        .with_hint("the index or the pack trailer is damaged or forged; run `rewind check`"));
+    }
     let payload = keys.sealer(salt).open_in_place(&mut stored)?;
-    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)?;
+    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)
+        .map_err(|e| e.context(format!("{} blob {}", kind.name(), id.short())))?;
     let plain = &buffer[range.clone()];
     if plain.len() != raw_len as usize || keys.blob_id(plain) != *id {
         return Err(Error::corrupt(format!(
@@ -208,7 +265,14 @@ mod tests {
             let stored =
                 &pack.bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
             assert_eq!(
-                &open_blob(&keys, &salt, stored.to_vec(), &blob.id, blob.raw_len).unwrap(),
+                &open_blob(
+                    &keys,
+                    &salt,
+                    stored.to_vec(),
+                    blob.claim(),
+                    &ChunkerParams::default()
+                )
+                .unwrap(),
                 plain
             );
         }

@@ -54,12 +54,7 @@ pub enum Outcome {
 
 /// Parity for `data` with about `percent` % overhead (at least one shard).
 pub fn compute(data: &[u8], percent: u32) -> Result<Vec<u8>> {
-    let shard_len = data
-        .len()
-        .div_ceil(MAX_DATA_SHARDS)
-        .max(MIN_SHARD_LEN)
-        .next_multiple_of(2);
-    let data_shards = data.len().div_ceil(shard_len).max(1);
+    let (shard_len, data_shards) = shard_layout(data.len() as u64);
     let parity_shards = (data_shards * percent as usize).div_ceil(100).max(2);
     let shards = data_shards_of(data, shard_len, data_shards);
     let parity = reed_solomon_simd::encode(data_shards, parity_shards, &shards)
@@ -82,6 +77,16 @@ pub fn compute(data: &[u8], percent: u32) -> Result<Vec<u8>> {
         out.extend_from_slice(shard);
     }
     Ok(out)
+}
+
+/// Shard length and number of data shards for a file of `data_len` bytes:
+/// at most [`MAX_DATA_SHARDS`] of at least [`MIN_SHARD_LEN`] bytes.
+fn shard_layout(data_len: u64) -> (usize, usize) {
+    let shard_len = (data_len.div_ceil(MAX_DATA_SHARDS as u64) as usize)
+        .max(MIN_SHARD_LEN)
+        .next_multiple_of(2);
+    let data_shards = (data_len.div_ceil(shard_len as u64) as usize).max(1);
+    (shard_len, data_shards)
 }
 
 /// The data shards of a file; `data` may be short (truncated) or empty
@@ -109,11 +114,11 @@ fn parse(parity: &[u8]) -> Result<Header> {
     let u32_at = |at: usize| u32::from_le_bytes(parity[at..at + 4].try_into().unwrap()) as usize;
     let data_len = u64::from_le_bytes(parity[8..16].try_into().unwrap());
     let (shard_len, data_shards, parity_shards) = (u32_at(16), u32_at(20), u32_at(24));
-    if shard_len == 0
-        || shard_len % 2 != 0
-        || data_shards == 0
+    // The layout follows from the file's length: a header that claims
+    // another (say 65536 data shards of a parity file's whole length) would
+    // have a reader allocate and hash far more than the file ever was.
+    if (shard_len, data_shards) != shard_layout(data_len)
         || parity_shards == 0
-        || data_shards > 65536
         || parity_shards > 65536
     {
         return Err(bad("impossible shard counts"));
