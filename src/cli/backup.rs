@@ -94,7 +94,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "rewind: snapshot {} saved, but with {} warnings (see above): entries that could not be read are missing from it, files that changed while read are stored as read",
+            "rewind: snapshot {} saved, but {} entries could not be read (they are missing from it) or changed while read (they are stored as read); see the warnings above",
             snapshot.id.short(),
             outcome.warnings.len()
         );
