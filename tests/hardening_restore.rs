@@ -195,3 +195,31 @@ fn delete_removes_links_not_what_they_point_at() {
 fn inode(path: &Path) -> u64 {
     std::fs::symlink_metadata(path).unwrap().ino()
 }
+
+/// A tree that gives a chunk another length than the chunk has is
+/// malformed: the restore refuses the file (as the mount does), instead of
+/// laying the chunks over one another.
+#[test]
+fn a_chunk_length_the_tree_misstates_is_refused() {
+    let (_tmp, dir) = tempdir();
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
+    let lib = repo.open();
+    let mut file = file_node(&lib, b"f", &[7u8; 100]);
+    let second = file_node(&lib, b"g", &[9u8; 50]).content[0];
+    if let rewind::tree::Extent::Data { len, .. } = &mut file.content[0] {
+        *len = 10;
+    }
+    file.content.push(second);
+    file.size = 60;
+    let root = store_tree(&lib, vec![file]);
+    save_snapshot(&lib, root, &["/"]);
+    let target = dir.join("target");
+    let run = repo.restore("latest", &target, &[]).assert_code(1);
+    assert!(
+        run.stderr
+            .contains("a length of 10 bytes, the chunk has 100"),
+        "{}",
+        run.stderr
+    );
+    assert!(std::fs::symlink_metadata(target.join("f")).is_err());
+}

@@ -67,6 +67,13 @@ pub fn compare_file(
     for extent in &node.content {
         cancel.check()?;
         let same = match extent {
+            // No chunk is longer than any chunker allows, nor runs past the
+            // file: a crafted tree claiming so differs, at no cost in memory.
+            Extent::Data { len, .. }
+                if *len > fastcdc::v2020::MAXIMUM_MAX || offset + u64::from(*len) > actual =>
+            {
+                false
+            }
             Extent::Data { id, len } => {
                 buf.resize(*len as usize, 0);
                 match file.read_exact_at(&mut buf, offset) {

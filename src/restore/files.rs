@@ -222,12 +222,23 @@ impl Restorer<'_> {
         let mut offset = 0u64;
         for extent in &node.content {
             self.options.cancel.check()?;
-            if let Extent::Data { id, .. } = extent {
+            if let Extent::Data { id, len } = extent {
                 // read_blob checks the chunk against its id.
                 let data = self
                     .repo
                     .read_blob(id)
                     .map_err(|e| e.context(format!("{} not restored", path.display())))?;
+                // The tree's length must be the chunk's: a crafted one that
+                // disagrees would overlap or pad the file's bytes.
+                if data.len() as u64 != u64::from(*len) {
+                    return Err(Error::corrupt(format!(
+                        "{} not restored: its tree gives chunk {} a length of {len} bytes, the chunk has {}",
+                        path.display(),
+                        id.short(),
+                        data.len()
+                    ))
+                    .with_hint("run `rewind check`: the snapshot's tree is malformed"));
+                }
                 file.write_all_at(&data, offset).map_err(write_err)?;
                 if self.options.verify {
                     self.read_back(file, path, &data, offset, &mut written)?;
