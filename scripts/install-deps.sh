@@ -3,7 +3,7 @@
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
 # and restores, and PostgreSQL for the database-dump tests.
 set -euo pipefail
-packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps sed postgresql pkg-config)
+packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
