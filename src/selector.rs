@@ -1,4 +1,4 @@
-//! Snapshot selectors (a contract, see DESIGN.md section 3): `latest`, an id
+//! Snapshot selectors (a contract, see docs/design.md section 4): `latest`, an id
 //! prefix of at least 4 hex digits, or `@TIME` for the newest snapshot taken
 //! at or before the end of the named period.
 

@@ -1,6 +1,6 @@
 //! `rewind mount` for real, checked with the tools users point at a mount:
 //! diff, cp, rsync, tar, find, stat, getfattr, sha256sum, readlink, and
-//! the processes and signals that start and stop the daemon (DESIGN.md
+//! the processes and signals that start and stop the daemon (docs/design.md
 //! section 4 is the contract).
 
 mod mount_util;
@@ -800,7 +800,7 @@ fn a_new_backup_appears_within_10_seconds_by_default() {
 }
 
 /// Snapshots recorded at the same second: the later ones get `-2`, `-3`
-/// (DESIGN.md section 4), and a name, once shown, keeps naming the same
+/// (docs/design.md section 4), and a name, once shown, keeps naming the same
 /// snapshot while the mount runs.
 #[test]
 fn same_second_snapshots_keep_their_names_in_a_running_mount() {

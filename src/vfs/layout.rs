@@ -1,4 +1,4 @@
-//! The names of the mount's top levels (DESIGN.md section 4, a contract):
+//! The names of the mount's top levels (a contract, docs/design.md section 4):
 //! one `@<UTC time>` directory per snapshot, `latest`, `ids/`, `hosts/`,
 //! `tags/`, with later snapshots of the same second suffixed `-2`, `-3`.
 
