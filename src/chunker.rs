@@ -4,9 +4,50 @@
 use std::io::Read;
 
 use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::repo::ChunkerParams;
+
+/// The chunker's sizes, stored in the repository's config: the same
+/// parameters (and seed) cut the same data into the same chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Bounds that the FastCDC implementation accepts; checked on open so a
+    /// damaged config gives an error, not a panic.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(format!(
+                "chunker parameters out of range: {self:?}"
+            )))
+        }
+    }
+}
 
 pub struct Chunker {
     params: ChunkerParams,

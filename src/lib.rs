@@ -7,6 +7,7 @@ pub mod check;
 pub mod chunker;
 pub mod error;
 pub mod fuse;
+pub mod id;
 pub mod log;
 pub mod repo;
 pub mod restore;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::repo::Id;
+use crate::id::Id;
 
 pub const TREE_VERSION: u8 = 1;
 

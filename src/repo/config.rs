@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::MASTER_KEY_LEN;
-use super::id::Id;
+use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
 
 const RESTORE_CONFIG: &str = "someone who can write the repository may have changed the file `config`; restore it from a copy of the repository, and do not back up to it until then";
 
@@ -38,45 +39,6 @@ pub enum Encryption {
     #[serde(rename = "aes-256-gcm")]
     Aes256Gcm,
     None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkerParams {
-    pub min_size: u32,
-    pub avg_size: u32,
-    pub max_size: u32,
-}
-
-impl Default for ChunkerParams {
-    fn default() -> Self {
-        ChunkerParams {
-            min_size: 256 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 4 * 1024 * 1024,
-        }
-    }
-}
-
-impl ChunkerParams {
-    /// Bounds that the FastCDC implementation accepts; checked on open so a
-    /// damaged config gives an error, not a panic.
-    pub fn validate(&self) -> Result<()> {
-        use fastcdc::v2020::{
-            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
-        };
-        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
-            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
-            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
-            && self.min_size <= self.avg_size
-            && self.avg_size <= self.max_size;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::corrupt(format!(
-                "chunker parameters out of range: {self:?}"
-            )))
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

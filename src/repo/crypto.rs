@@ -7,8 +7,8 @@
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
-use super::id::Id;
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 pub const SALT_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::SALT_LEN;
-use super::id::{Id, IdMap};
 use super::pack::{BlobKind, PackedBlob};
+use crate::id::{Id, IdMap};
 
 /// The content of one index file (version byte first, then postcard).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

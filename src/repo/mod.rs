@@ -2,7 +2,6 @@
 
 mod config;
 pub mod crypto;
-mod id;
 pub mod index;
 mod keyfile;
 pub mod pack;
@@ -12,9 +11,10 @@ mod tombstone;
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use config::{ChunkerParams, Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
+pub use crate::chunker::ChunkerParams;
+pub use crate::id::{Id, IdMap, IdSet};
+pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
-pub use id::{Id, IdMap, IdSet};
 pub use index::{BlobLocation, Index, IndexFile, IndexedPack};
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};

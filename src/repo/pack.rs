@@ -10,10 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::ChunkerParams;
 use super::crypto::{self, Keys, Sealer, SALT_LEN};
-use super::id::Id;
+use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 pub const MAGIC: &[u8; 4] = b"RWPK";
 pub const FOOTER_MAGIC: &[u8; 4] = b"RWPT";

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::id::Id;
+use crate::id::Id;
 
 pub const SNAPSHOT_VERSION: u32 = 1;
 

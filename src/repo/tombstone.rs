@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::id::Id;
 use super::snapshot::Snapshot;
+use crate::id::Id;
 
 pub const TOMBSTONE_VERSION: u32 = 1;
 
