@@ -162,7 +162,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         .into_iter()
         .map(|(id, why)| (id.to_hex(), why))
         .collect();
-    report_lost_metadata(repo, &mut report, unindexed)?;
+    report_lost_metadata(repo, &snapshots, &mut report, unindexed)?;
     Ok(report)
 }
 
@@ -172,10 +172,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
 /// Both come back from the packs with `scrub --repair`.
 fn report_lost_metadata(
     repo: &Repository,
+    manifests: &[Snapshot],
     report: &mut CheckReport,
     unindexed_packs: usize,
 ) -> Result<()> {
-    let (missing, tombstone_errors) = repo.snapshots_without_manifest()?;
+    let (missing, tombstone_errors) = repo.snapshots_without_manifest(manifests)?;
     for e in tombstone_errors {
         report.errors.push(format!("damaged tombstone: {e}"));
     }

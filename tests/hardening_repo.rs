@@ -24,19 +24,6 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
-/// Every file and directory under `root` (not `root` itself).
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
-}
-
 fn source(dir: &Path) -> PathBuf {
     let src = dir.join("src");
     write_tree(&src, &[("a.txt", b"secret data of root".to_vec())]);
@@ -44,9 +31,7 @@ fn source(dir: &Path) -> PathBuf {
 }
 
 fn short_id(repo: &Repo) -> String {
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.path.join("config")).unwrap()).unwrap();
-    Id::from_hex(config["id"].as_str().unwrap())
+    Id::from_hex(read_config(repo)["id"].as_str().unwrap())
         .unwrap()
         .short()
 }

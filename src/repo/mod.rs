@@ -279,14 +279,10 @@ impl Repository {
     /// Adds the given index files to the in-memory index (a running mount
     /// picks up the index files of new backups this way).
     pub fn add_index_files(&self, names: &[String]) -> Vec<Error> {
-        let results = parallel_map(names, |name| self.read_index_file(name));
-        let mut errors = Vec::new();
+        let (files, errors) = read_each(names, |name| self.read_index_file(name));
         let mut index = self.index.write().unwrap();
-        for result in results {
-            match result {
-                Ok(file) => index.add_file(&file),
-                Err(e) => errors.push(e),
-            }
+        for file in &files {
+            index.add_file(file);
         }
         index.compact();
         errors
@@ -387,14 +383,7 @@ impl Repository {
     /// beside the readable ones, so one bad file does not hide the rest.
     pub fn snapshots_with_errors(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
         let names = self.backend.list(FileType::Snapshot)?;
-        let mut snapshots = Vec::new();
-        let mut errors = Vec::new();
-        for result in parallel_map(&names, |name| self.read_snapshot(name)) {
-            match result {
-                Ok(s) => snapshots.push(s),
-                Err(e) => errors.push(e),
-            }
-        }
+        let (mut snapshots, errors) = read_each(&names, |name| self.read_snapshot(name));
         sort_by_time(&mut snapshots);
         Ok((snapshots, errors))
     }
@@ -491,38 +480,51 @@ impl Repository {
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             other => other?,
         };
-        let mut tombstones = Vec::new();
-        let mut errors = Vec::new();
-        for result in parallel_map(&names, |name| self.read_tombstone(name)) {
-            match result {
-                Ok(t) => tombstones.push(t),
-                Err(e) => errors.push(e),
-            }
-        }
-        Ok((tombstones, errors))
+        Ok(read_each(&names, |name| self.read_tombstone(name)))
     }
 
-    /// Snapshots whose copy in the packs has no readable manifest and no
-    /// tombstone: their manifest was deleted or is damaged. Returned beside
-    /// the errors of unreadable tombstones, any of which may be the one
-    /// that explains a copy.
-    pub fn snapshots_without_manifest(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
-        let manifests = self.snapshots_with_errors()?.0;
-        let listed: std::collections::HashSet<SnapshotKey> =
-            manifests.iter().map(snapshot_key).collect();
+    /// Snapshots whose copy in the packs has no manifest among `manifests`
+    /// (the readable ones) and no tombstone: their manifest was deleted or
+    /// is damaged. Returned beside the errors of unreadable tombstones, any
+    /// of which may be the one that explains a copy.
+    pub fn snapshots_without_manifest(
+        &self,
+        manifests: &[Snapshot],
+    ) -> Result<(Vec<Snapshot>, Vec<Error>)> {
         let (tombstones, errors) = self.tombstones()?;
+        let accounted: std::collections::HashSet<SnapshotKey> = manifests
+            .iter()
+            .map(snapshot_key)
+            .chain(tombstones.iter().map(Tombstone::key))
+            .collect();
         let mut missing: Vec<Snapshot> = self
             .snapshot_copies()
             .into_iter()
             // An unreadable copy is damage in a pack, which the pack checks report.
             .filter_map(Result::ok)
-            .filter(|copy| !listed.contains(&snapshot_key(copy)))
-            .filter(|copy| !tombstones.iter().any(|t| t.buries(copy)))
+            .filter(|copy| !accounted.contains(&snapshot_key(copy)))
             .collect();
         sort_by_time(&mut missing);
         missing.dedup_by(|a, b| snapshot_key(a) == snapshot_key(b));
         Ok((missing, errors))
     }
+}
+
+/// Reads each of `names` in parallel: what was read, and the errors of the
+/// rest, so that one damaged file does not hide the others.
+fn read_each<T: Send>(
+    names: &[String],
+    read: impl Fn(&str) -> Result<T> + Sync,
+) -> (Vec<T>, Vec<Error>) {
+    let mut read_ok = Vec::new();
+    let mut errors = Vec::new();
+    for result in parallel_map(names, |name| read(name)) {
+        match result {
+            Ok(value) => read_ok.push(value),
+            Err(e) => errors.push(e),
+        }
+    }
+    (read_ok, errors)
 }
 
 /// Opens the first key file that `password` opens: its name, the file and

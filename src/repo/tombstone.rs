@@ -36,8 +36,9 @@ impl Tombstone {
         }
     }
 
-    pub fn buries(&self, snapshot: &Snapshot) -> bool {
-        snapshot_key(snapshot) == (self.time, self.host.as_str(), self.tree)
+    /// The key of the snapshot it records (see [`snapshot_key`]).
+    pub fn key(&self) -> SnapshotKey<'_> {
+        (self.time, self.host.as_str(), self.tree)
     }
 }
 

@@ -124,7 +124,7 @@ impl Restorer<'_> {
     /// Decides what to do with one file and does it.
     fn restore_file(&self, job: &FileJob, tally: &Tally) -> Result<Action> {
         let (rel, node) = (&job.rel, &job.node);
-        let (action, kept) = self.decide(rel, node, |stat| self.holds(rel, node, stat))?;
+        let (action, kept) = self.decide(rel, node, |_, stat| self.holds(rel, node, stat))?;
         if !self.options.dry_run {
             match (action, kept) {
                 (Action::Create | Action::Replace, _) => self.write_file(rel, node)?,
@@ -335,7 +335,7 @@ impl Restorer<'_> {
     }
 
     fn restore_link(&self, rel: &Path, node: &Node, first: &Path) -> Result<Action> {
-        let (action, _) = self.decide(rel, node, |stat| {
+        let (action, _) = self.decide(rel, node, |_, stat| {
             let same = self
                 .target
                 .lstat(first)

@@ -220,7 +220,9 @@ impl Restorer<'_> {
 
     /// A symlink, fifo, device node or socket.
     fn restore_special(&mut self, rel: &Path, node: &Node) -> Result<()> {
-        let (action, kept) = self.decide(rel, node, |stat| self.same_special(stat, rel, node))?;
+        let (action, kept) = self.decide(rel, node, |handle, stat| {
+            Ok(self.same_special(handle, stat, node))
+        })?;
         self.note(action, rel);
         match action {
             Action::Skip => self.report.skipped += 1,
@@ -253,20 +255,21 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// What to do at `rel` for a non-directory `node`. `same` tells whether
-    /// the existing entry already is the node's content and, if so, hands
-    /// back the descriptor it checked, so that what was checked is what is
-    /// kept (and given its metadata). It must not accept an entry with other
-    /// hard links (its metadata would change through them), unless that is
-    /// the link the snapshot has.
+    /// What to do at `rel` for a non-directory `node`. `same` is given the
+    /// existing entry (a handle on it and its `lstat`) and tells whether it
+    /// already is the node's content; if so it hands back the descriptor it
+    /// checked, so that what was checked is what is kept (and given its
+    /// metadata). It must not accept an entry with other hard links (its
+    /// metadata would change through them), unless that is the link the
+    /// snapshot has.
     pub(super) fn decide<T>(
         &self,
         rel: &Path,
         node: &Node,
-        same: impl FnOnce(&Stat) -> Result<Option<T>>,
+        same: impl FnOnce(OwnedFd, &Stat) -> Result<Option<T>>,
     ) -> Result<(Action, Option<T>)> {
-        let stat = match self.target.lstat(rel) {
-            Ok(stat) => stat,
+        let (handle, stat) = match self.target.inspect(rel) {
+            Ok(inspected) => inspected,
             Err(e) if is_absent(&e) => return Ok((Action::Create, None)),
             Err(e) => return Err(self.io_error("inspect", rel, e)),
         };
@@ -283,7 +286,7 @@ impl Restorer<'_> {
             ));
         }
         if self.options.overwrite == Overwrite::IfChanged && !is_dir(&stat) {
-            if let Some(kept) = same(&stat)? {
+            if let Some(kept) = same(handle, &stat)? {
                 return Ok((Action::Keep, Some(kept)));
             }
         }
@@ -300,28 +303,17 @@ impl Restorer<'_> {
     }
 
     /// Whether an existing special entry is already the node: its handle if so.
-    fn same_special(&self, stat: &Stat, rel: &Path, node: &Node) -> Result<Option<OwnedFd>> {
+    fn same_special(&self, handle: OwnedFd, stat: &Stat, node: &Node) -> Option<OwnedFd> {
         if stat.st_nlink != 1 || !same_special_kind(stat, node) {
-            return Ok(None);
-        }
-        let Ok(handle) = self.target.handle(rel) else {
-            return Ok(None);
-        };
-        let Ok(opened) = rustix::fs::fstat(&handle) else {
-            return Ok(None);
-        };
-        if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino)
-            || !same_special_kind(&opened, node)
-        {
-            return Ok(None);
+            return None;
         }
         if node.kind == NodeKind::Symlink {
             let target = rustix::fs::readlinkat(&handle, c"", Vec::new());
             if !target.is_ok_and(|t| t.as_bytes() == node.link_target.as_slice()) {
-                return Ok(None);
+                return None;
             }
         }
-        Ok(Some(handle))
+        Some(handle)
     }
 
     /// Removes what `dir` has and `tree` does not, where the globs allow.

@@ -108,7 +108,15 @@ impl Target {
 
     /// `lstat` of an entry.
     pub fn lstat(&self, rel: &Path) -> io::Result<Stat> {
-        rustix::fs::fstat(self.handle(rel)?).map_err(io::Error::from)
+        self.inspect(rel).map(|(_, stat)| stat)
+    }
+
+    /// A handle on an entry and its `lstat`: what is then checked or changed
+    /// through the handle is the entry that was inspected.
+    pub fn inspect(&self, rel: &Path) -> io::Result<(OwnedFd, Stat)> {
+        let handle = self.handle(rel)?;
+        let stat = rustix::fs::fstat(&handle)?;
+        Ok((handle, stat))
     }
 
     /// The directory that holds `rel`, as a descriptor, and `rel`'s name in it.

@@ -243,15 +243,24 @@ pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
+/// A file that does not read and was not repaired from parity.
+struct Unreadable {
+    name: String,
+    /// Where its finding is in the findings returned beside it.
+    finding: usize,
+    /// Why it does not read.
+    error: String,
+}
+
 /// Checks the files of one kind (index files, manifests, tombstones) and
 /// their parity, repairing from parity with `write`. Returns the findings
-/// and the names of the files that are still unreadable.
+/// and the files that are still unreadable.
 fn check_files(
     repo: &Repository,
     kind: FileType,
     write: bool,
     read: impl Fn(&str) -> Result<()>,
-) -> Result<(Vec<Finding>, Vec<String>)> {
+) -> Result<(Vec<Finding>, Vec<Unreadable>)> {
     let backend = &**repo.backend();
     let percent = repo.config().parity_percent;
     let names = match backend.list(kind) {
@@ -270,7 +279,11 @@ fn check_files(
         let attempt = rebuild(backend, kind, &name, write, named_by_hash(&name));
         let f = finding(kind, &name, e.to_string(), attempt, write);
         if f.status != Status::Repaired {
-            unreadable.push(name);
+            unreadable.push(Unreadable {
+                name,
+                finding: findings.len(),
+                error: e.to_string(),
+            });
         }
         findings.push(f);
     }
@@ -281,18 +294,21 @@ fn check_files(
 /// index rebuilt from the pack trailers (an index only says where blobs
 /// are; the packs say it too).
 fn check_index_files(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
-    let (mut findings, _) = check_files(repo, FileType::Index, write, |name| {
+    let (mut findings, unreadable) = check_files(repo, FileType::Index, write, |name| {
         repo.read_index_file(name).map(|_| ())
     })?;
     let mut lost_index = false;
-    for f in findings.iter_mut().filter(|f| f.status == Status::Lost) {
-        let name = f.file.trim_start_matches("index/").to_string();
-        repo.backend().remove(FileType::Index, &name)?;
+    for file in &unreadable {
+        let f = &mut findings[file.finding];
+        if f.status != Status::Lost {
+            continue;
+        }
+        repo.backend().remove(FileType::Index, &file.name)?;
         lost_index = true;
         f.status = Status::Repaired;
         f.problem = format!(
             "{}; replaced by an index rebuilt from the pack trailers",
-            f.problem.split("; ").next().unwrap_or_default()
+            file.error
         );
     }
     if lost_index {
@@ -361,11 +377,12 @@ fn check_manifests(repo: &Repository, write: bool, tombstones_sound: bool) -> Re
         repo.read_snapshot(name).map(|_| ())
     })?;
     if write {
-        for name in &unreadable {
-            repo.backend().remove(FileType::Snapshot, name)?;
+        for file in &unreadable {
+            repo.backend().remove(FileType::Snapshot, &file.name)?;
         }
     }
-    let (missing, _) = repo.snapshots_without_manifest()?;
+    let manifests = repo.snapshots_with_errors()?.0;
+    let (missing, _) = repo.snapshots_without_manifest(&manifests)?;
     let restore = write && tombstones_sound;
     if restore {
         for copy in &missing {

@@ -90,14 +90,32 @@ impl Inodes {
         hardlink: Option<(Ino, u64, u64)>,
         make: impl FnOnce() -> Inode,
     ) -> Ino {
+        let admit_all = || Ok::<(), std::convert::Infallible>(());
+        match self.admitted_child(parent, name, hardlink, admit_all, make) {
+            Ok(ino) => ino,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Inodes::child`], but a name seen for the first time must pass
+    /// `admit` (a snapshot's expansion budget) before it gets an inode.
+    pub fn admitted_child<E>(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        hardlink: Option<(Ino, u64, u64)>,
+        admit: impl FnOnce() -> Result<(), E>,
+        make: impl FnOnce() -> Inode,
+    ) -> Result<Ino, E> {
         let mut by_name = self.by_name.lock().unwrap();
         if let Some(&ino) = by_name.get(&(parent, name.to_vec())) {
-            return ino;
+            return Ok(ino);
         }
+        admit()?;
         let mut hardlinks = self.hardlinks.lock().unwrap();
         if let Some(&ino) = hardlink.as_ref().and_then(|key| hardlinks.get(key)) {
             by_name.insert((parent, name.to_vec()), ino);
-            return ino;
+            return Ok(ino);
         }
         let mut records = self.records.write().unwrap();
         let depth = records[parent as usize - 1].depth + 1;
@@ -112,13 +130,7 @@ impl Inodes {
         if let Some(key) = hardlink {
             hardlinks.insert(key, ino);
         }
-        ino
-    }
-
-    /// The inode `name` in `parent` already has, if any.
-    pub fn existing(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        let by_name = self.by_name.lock().unwrap();
-        by_name.get(&(parent, name.to_vec())).copied()
+        Ok(ino)
     }
 
     /// Names from the mount's root to `ino` (0 for an unknown inode).

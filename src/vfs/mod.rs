@@ -482,20 +482,18 @@ impl Vfs {
         index: usize,
     ) -> VfsResult<Ino> {
         let node = &tree.nodes[index];
-        if self.inodes.existing(parent, &node.name).is_none() {
-            self.admit(parent, snapshot, view, node)?;
-        }
         let hardlink = node
             .is_hardlinked()
             .then_some((view, node.device, node.inode));
+        let admit = || self.admit(parent, snapshot, view, node);
         let ino = self
             .inodes
-            .child(parent, &node.name, hardlink, || Inode::Entry {
+            .admitted_child(parent, &node.name, hardlink, admit, || Inode::Entry {
                 snapshot: Arc::clone(snapshot),
                 view,
                 tree: *tree_id,
                 index: index as u32,
-            });
+            })?;
         if node.is_dir() {
             // Every backed-up directory has a tree; one without (a damaged
             // listing) names no blob and lists as EIO.
