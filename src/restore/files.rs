@@ -127,7 +127,7 @@ impl Restorer<'_> {
         let (action, kept) = self.decide(rel, node, |_, stat| self.holds(rel, node, stat))?;
         if !self.options.dry_run {
             match (action, kept) {
-                (Action::Create | Action::Replace, _) => self.write_file(rel, node)?,
+                (Action::Create | Action::Replace, _) => self.write_file(rel, node, action)?,
                 (Action::Keep, Some(file)) => {
                     let shown = self.target.show(rel);
                     remove_other_xattrs(file.as_fd(), node, &shown)?;
@@ -199,8 +199,8 @@ impl Restorer<'_> {
 
     /// Writes a file anew, and gives it its metadata through the descriptor
     /// it was written by; a partly written file is removed.
-    fn write_file(&self, rel: &Path, node: &Node) -> Result<()> {
-        self.make_room(rel)?;
+    fn write_file(&self, rel: &Path, node: &Node, action: Action) -> Result<()> {
+        self.make_room(rel, action)?;
         let file = self
             .target
             .create_file(rel)
@@ -343,7 +343,7 @@ impl Restorer<'_> {
             Ok(same.then_some(()))
         })?;
         if matches!(action, Action::Create | Action::Replace) && !self.options.dry_run {
-            self.make_room(rel)?;
+            self.make_room(rel, action)?;
             self.target
                 .hard_link(first, rel)
                 .map_err(|e| self.io_error("link", rel, e))?;

@@ -237,7 +237,7 @@ impl Restorer<'_> {
             }
             _ => {
                 if !self.options.dry_run {
-                    self.make_room(rel)?;
+                    self.make_room(rel, action)?;
                     self.target
                         .create_special(rel, node)
                         .map_err(|e| self.io_error("create", rel, e))?;
@@ -293,10 +293,14 @@ impl Restorer<'_> {
         Ok((Action::Replace, None))
     }
 
-    /// Removes what is at `rel` to make room for a new entry (a directory
+    /// Removes what is at `rel` when the new entry replaces it (a directory
     /// only with `--delete`; `decide` refused it otherwise). The new entry
-    /// is then created, never written through an old one.
-    pub(super) fn make_room(&self, rel: &Path) -> Result<()> {
+    /// is then created, never written through an old one. For a `Create`
+    /// nothing was there: creating fails if something has appeared since.
+    pub(super) fn make_room(&self, rel: &Path, action: Action) -> Result<()> {
+        if action != Action::Replace {
+            return Ok(());
+        }
         self.target
             .remove(rel, self.options.delete)
             .map_err(|e| self.io_error("replace", rel, e))
