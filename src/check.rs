@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::repo::{pack, parallel_map, Id, IdMap, IdSet, Index, Repository, Snapshot};
+use crate::parallel::parallel_map;
+use crate::repo::{Id, IdMap, IdSet, Index, Opened, Repository, Snapshot};
 use crate::tree::{Extent, NameProblem, Tree, MAX_DEPTH};
 
 /// Which packs `--read-data` reads.
@@ -85,12 +86,20 @@ impl CheckReport {
     }
 }
 
-pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
+/// Loads the index (a damaged index file is an error of the report) and
+/// checks the repository.
+pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    for e in repo.load_index()? {
+    let (repo, index_errors) = repo.load_index()?;
+    let repo = &repo;
+    for e in index_errors {
         report.errors.push(format!("damaged index file: {e}"));
     }
-    let stored: BTreeSet<String> = repo.backend().list(FileType::Pack)?.into_iter().collect();
+    let stored: BTreeSet<String> = repo
+        .stored_files()
+        .list(FileType::Pack)?
+        .into_iter()
+        .collect();
     let index = repo.index();
     report.packs = index.packs().len();
     let mut bad_packs: BTreeMap<Id, String> = BTreeMap::new();
@@ -208,11 +217,12 @@ type PackDamage = (String, Option<Vec<Id>>);
 /// Reads a whole pack and verifies it; returns the bytes read and blobs verified.
 fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), PackDamage> {
     let bytes = repo
-        .backend()
+        .stored_files()
         .read(FileType::Pack, &id.to_hex())
         .map_err(|e| (e.to_string(), None))?;
-    let blobs = verify_pack_bytes(repo, id, &bytes, true)
-        .map_err(|e| (e.to_string(), failing_blobs(repo, id, &bytes)))?;
+    let blobs = repo
+        .verify_pack(id, &bytes, true)
+        .map_err(|e| (e.to_string(), repo.failing_blobs(id, &bytes)))?;
     let index = repo.index();
     let number = index.pack_number(id);
     for blob in &blobs {
@@ -231,64 +241,6 @@ fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), Pa
         }
     }
     Ok((bytes.len() as u64, blobs.len() as u64))
-}
-
-/// The checks of a pack's bytes: they hash to the pack's name and, `deep`,
-/// the trailer reads and every blob opens and hashes to its id. Returns the
-/// blobs the trailer lists (empty when not deep).
-pub(crate) fn verify_pack_bytes(
-    repo: &Repository,
-    id: &Id,
-    bytes: &[u8],
-    deep: bool,
-) -> Result<Vec<pack::PackedBlob>> {
-    if Id::of_bytes(bytes) != *id {
-        return Err(Error::corrupt("its content does not hash to its name"));
-    }
-    if !deep {
-        return Ok(Vec::new());
-    }
-    let (salt, blobs) = pack::read_trailer(repo.keys(), bytes)?;
-    for blob in &blobs {
-        let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-        let chunker = &repo.config().chunker;
-        pack::open_blob(repo.keys(), &salt, stored.to_vec(), blob.claim(), chunker)?;
-    }
-    Ok(blobs)
-}
-
-/// The blobs the index places in a damaged pack that do not open and verify
-/// from `data`; None when the whole pack is unusable. Blobs outside the
-/// damage stay readable, so only the files that need the failing ones lose data.
-pub(crate) fn failing_blobs(repo: &Repository, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
-    let index = repo.index();
-    let number = index.pack_number(pack)?;
-    let salt = index.pack(number).salt;
-    let mut failing = Vec::new();
-    let mut total = 0;
-    for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
-        total += 1;
-        let start = location.offset as usize;
-        let stored = data.get(start..start + location.stored_len as usize);
-        if stored.is_none_or(|s| {
-            let claim = pack::BlobClaim {
-                id: &id,
-                kind: location.kind(),
-                raw_len: location.raw_len,
-            };
-            pack::open_blob(
-                repo.keys(),
-                &salt,
-                s.to_vec(),
-                claim,
-                &repo.config().chunker,
-            )
-            .is_err()
-        }) {
-            failing.push(id);
-        }
-    }
-    (failing.len() < total).then_some(failing)
 }
 
 struct Walk {

@@ -270,7 +270,7 @@ pub fn mount(
     use fuser::MountOption;
     let mut options = fuser::Config::default();
     options.mount_options = vec![
-        MountOption::FSName(format!("rewind:{}", vfs.repository().location())),
+        MountOption::FSName(format!("rewind:{}", vfs.location())),
         MountOption::Subtype("rewind".into()),
         MountOption::RO,
         MountOption::DefaultPermissions,

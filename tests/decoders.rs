@@ -533,7 +533,7 @@ fn fixture(encryption: Encryption) -> Fixture {
     let snapshot = lib.snapshots().unwrap().remove(0);
     let snapshot_json = serde_json::to_vec(&snapshot).unwrap();
     let index_name = lib
-        .backend()
+        .stored_files()
         .list(rewind::backend::FileType::Index)
         .unwrap()[0]
         .clone();
@@ -602,9 +602,9 @@ fn damaged_index_and_snapshot_files_never_panic_or_restore_wrong_bytes() {
                 let repo =
                     Repository::open(Arc::new(LocalBackend::new(&f.repo.path)), || Ok(vec![]))
                         .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
-                let _ = repo.load_index().unwrap();
                 let _ = repo.snapshots_with_errors().unwrap();
                 let _ = rewind::check::check(&repo, Some(rewind::check::Subset::All)).unwrap();
+                let (repo, _) = repo.load_index().unwrap();
                 let target = f.dir.join(format!("restore-{case}"));
                 let options = rewind::restore::RestoreOptions {
                     threads: 1,
@@ -649,7 +649,7 @@ fn damaged_key_and_config_files_never_panic() {
             Ok(PASSWORD.as_bytes().to_vec())
         })
     };
-    let right = open().unwrap().keys().blob_id(b"probe");
+    let right = open().unwrap().blob_id(b"probe");
     // Few cases: each opening of an intact key file derives a real Argon2 key.
     runner("damaged_key_and_config_files_never_panic", 24)
         .run(&strategy, |(damage_key, d)| {
@@ -659,7 +659,7 @@ fn damaged_key_and_config_files_never_panic() {
                 write(&config_path, &d.apply(&config));
             }
             if let Ok(repo) = open() {
-                prop_assert_eq!(repo.keys().blob_id(b"probe"), right);
+                prop_assert_eq!(repo.blob_id(b"probe"), right);
             }
             write(&key_path, &key);
             write(&config_path, &config);

@@ -595,14 +595,14 @@ fn deep_nesting_ends_in_errors_not_crashes() {
         nodes: vec![node(b"f", NodeKind::Fifo)],
     }
     .encode();
-    let mut id = lib.keys().blob_id(&leaf);
+    let mut id = lib.blob_id(&leaf);
     let mut blobs = vec![(rewind::repo::BlobKind::Tree, leaf)];
     for _ in 0..rewind::tree::MAX_DEPTH + 50 {
         let tree = rewind::tree::Tree {
             nodes: vec![dir_node(b"d", id)],
         }
         .encode();
-        id = lib.keys().blob_id(&tree);
+        id = lib.blob_id(&tree);
         blobs.push((rewind::repo::BlobKind::Tree, tree));
     }
     store_blobs(&lib, &blobs);

@@ -12,7 +12,7 @@ use common::*;
 use rewind::repo::crypto::{self, SALT_LEN};
 use rewind::repo::pack::{self, FOOTER_MAGIC, MAGIC};
 use rewind::repo::{
-    BlobKind, Encryption, FinishedPack, Id, IndexFile, IndexedPack, PackedBlob, Repository,
+    self, BlobKind, Encryption, FinishedPack, Id, PackSaver, PackedBlob, Repository,
 };
 use rewind::tree::{Extent, NodeKind};
 
@@ -61,7 +61,7 @@ struct CraftedBlob {
 /// payloads and records can say anything; stored and indexed.
 fn store_crafted_pack(repo: &Repository, blobs: &[CraftedBlob]) {
     let salt = [0x5a; SALT_LEN];
-    let sealer = repo.keys().sealer(&salt);
+    let sealer = repo::keys_of(repo).sealer(&salt);
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&[pack::VERSION, 0, 0, 0]);
     bytes.extend_from_slice(&salt);
@@ -88,16 +88,9 @@ fn store_crafted_pack(repo: &Repository, blobs: &[CraftedBlob]) {
         bytes,
         blobs: records.clone(),
     };
-    repo.store_pack(&pack).unwrap();
-    repo.write_index_file(&IndexFile {
-        supersedes: vec![],
-        packs: vec![IndexedPack {
-            id: pack.id,
-            salt,
-            blobs: records,
-        }],
-    })
-    .unwrap();
+    let saver = PackSaver::new(repo.clone());
+    saver.save(pack).unwrap();
+    saver.finish().unwrap();
 }
 
 fn file_of_one_chunk(name: &str, id: Id, len: u32) -> rewind::tree::Node {
@@ -117,7 +110,7 @@ fn bomb_repository(dir: &Path) -> (Repo, Vec<(&'static str, Id)>) {
     let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
     let lib = repo.open();
     let max_size = lib.config().chunker.max_size;
-    let id = |name: &str| lib.keys().blob_id(name.as_bytes());
+    let id = |name: &str| lib.blob_id(name.as_bytes());
     // The audit's bomb: 4 GiB of zeros in 131 KB, raw_len saying as much.
     let claims = CraftedBlob {
         id: id(BOMBS[0]),

@@ -34,14 +34,14 @@ fn doubling_snapshot(lib: &Repository, leaf: Vec<Node>) -> Id {
     let mut blobs = Vec::new();
     let mut tree = Tree { nodes: leaf }.encode();
     for _ in 0..LEVELS {
-        let id = lib.keys().blob_id(&tree);
+        let id = lib.blob_id(&tree);
         blobs.push((BlobKind::Tree, tree));
         tree = Tree {
             nodes: vec![dir_node(b"a", id), dir_node(b"b", id)],
         }
         .encode();
     }
-    let root = lib.keys().blob_id(&tree);
+    let root = lib.blob_id(&tree);
     blobs.push((BlobKind::Tree, tree));
     store_blobs(lib, &blobs);
     save_snapshot(lib, root, &["/"])

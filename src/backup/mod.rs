@@ -103,7 +103,7 @@ pub fn backup(
     });
 
     if previous_root.is_some() {
-        prefetch_tree_packs(&repo);
+        repo.prefetch_tree_packs();
     }
     let archiver = Archiver::new(Arc::clone(&repo), options)?;
     let root = match source {
@@ -146,25 +146,6 @@ pub fn backup(
     snapshot.id = repo.save_snapshot(&snapshot)?;
     let warnings = std::mem::take(&mut *archiver.warnings.lock().unwrap());
     Ok(BackupOutcome { snapshot, warnings })
-}
-
-/// Starts reading every pack that holds directory trees: an incremental
-/// backup reads the parent's tree of every directory it walks, and on a cold
-/// cache each of those would otherwise be a disk wait on the walker thread.
-fn prefetch_tree_packs(repo: &Repository) {
-    let index = repo.index();
-    let packs: std::collections::BTreeSet<usize> = index
-        .blobs()
-        .filter(|(_, l)| l.kind() == BlobKind::Tree)
-        .map(|(_, l)| l.pack())
-        .collect();
-    for pack in packs {
-        repo.backend().prefetch(
-            crate::backend::FileType::Pack,
-            &index.pack(pack).id.to_hex(),
-            None,
-        );
-    }
 }
 
 /// Globs where `*` and `?` never match `/`.
@@ -343,8 +324,8 @@ impl Archiver {
             indicatif::ProgressBar::hidden()
         };
         Ok(Archiver {
-            chunker: repo.chunker(),
-            sink: PackSink::new(Arc::clone(&repo)),
+            chunker: Chunker::new(repo.config().chunker, repo.chunker_seed()),
+            sink: PackSink::new(Repository::clone(&repo)),
             repo,
             queued: Mutex::new(IdSet::default()),
             tree_pack: Mutex::new(None),
@@ -523,12 +504,12 @@ impl Archiver {
     }
 
     fn store_encoded_tree(&self, bytes: Vec<u8>) -> Result<Id> {
-        let id = self.repo.keys().blob_id(&bytes);
+        let id = self.repo.blob_id(&bytes);
         if self.is_new(&id) {
             let mut slot = self.tree_pack.lock().unwrap();
             let writer = match slot.as_mut() {
                 Some(w) => w,
-                None => slot.insert(self.repo.new_pack()?),
+                None => slot.insert(self.sink.new_pack()?),
             };
             writer.add(
                 BlobKind::Tree,
@@ -559,7 +540,7 @@ impl Archiver {
             if self.sink.has_failed() {
                 return Err(Error::usage("the backup is stopping"));
             }
-            let id = self.repo.keys().blob_id(&data);
+            let id = self.repo.blob_id(&data);
             let len = data.len() as u32;
             total += len as u64;
             self.counters.bytes_read.fetch_add(len as u64, Relaxed);

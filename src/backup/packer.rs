@@ -7,11 +7,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
-use crate::repo::{BlobKind, FinishedPack, Id, IndexFile, IndexedPack, PackWriter, Repository};
-
-/// Index files are written every this many packs, so a long backup that is
-/// killed keeps most of its work findable.
-const PACKS_PER_INDEX_FILE: usize = 64;
+use crate::repo::{BlobKind, FinishedPack, Id, PackSaver, PackWriter, Repository};
 
 pub struct NewBlob {
     pub kind: BlobKind,
@@ -21,62 +17,31 @@ pub struct NewBlob {
 
 /// State shared by the packers and the thread that finishes the backup.
 pub struct PackSink {
-    repo: Arc<Repository>,
-    unindexed: Mutex<Vec<IndexedPack>>,
-    stats: Mutex<(u64, u64)>, // bytes stored, blobs stored
+    saver: PackSaver,
     failure: Mutex<Option<Error>>,
 }
 
 impl PackSink {
-    pub fn new(repo: Arc<Repository>) -> Arc<PackSink> {
+    pub fn new(repo: Repository) -> Arc<PackSink> {
         Arc::new(PackSink {
-            repo,
-            unindexed: Mutex::new(Vec::new()),
-            stats: Mutex::new((0, 0)),
+            saver: PackSaver::new(repo),
             failure: Mutex::new(None),
         })
     }
 
-    /// Stores a pack and, every so often, an index file for what was stored.
+    /// An empty pack to fill.
+    pub fn new_pack(&self) -> Result<PackWriter> {
+        self.saver.new_pack()
+    }
+
+    /// Stores a full pack (see `PackSaver::save`).
     pub fn store(&self, pack: FinishedPack) -> Result<()> {
-        self.repo.store_pack(&pack)?;
-        {
-            let mut stats = self.stats.lock().unwrap();
-            stats.0 += pack.bytes.len() as u64;
-            stats.1 += pack.blobs.len() as u64;
-        }
-        let batch = {
-            let mut unindexed = self.unindexed.lock().unwrap();
-            unindexed.push(IndexedPack {
-                id: pack.id,
-                salt: pack.salt,
-                blobs: pack.blobs,
-            });
-            if unindexed.len() >= PACKS_PER_INDEX_FILE {
-                std::mem::take(&mut *unindexed)
-            } else {
-                Vec::new()
-            }
-        };
-        if !batch.is_empty() {
-            self.repo.write_index_file(&IndexFile {
-                supersedes: vec![],
-                packs: batch,
-            })?;
-        }
-        Ok(())
+        self.saver.save(pack)
     }
 
     /// Writes the index file for every pack not yet indexed.
     pub fn flush_index(&self) -> Result<()> {
-        let packs = std::mem::take(&mut *self.unindexed.lock().unwrap());
-        if !packs.is_empty() {
-            self.repo.write_index_file(&IndexFile {
-                supersedes: vec![],
-                packs,
-            })?;
-        }
-        Ok(())
+        self.saver.finish()
     }
 
     pub fn fail(&self, error: Error) {
@@ -96,11 +61,12 @@ impl PackSink {
 
     /// Bytes and blobs stored so far.
     pub fn stats(&self) -> (u64, u64) {
-        *self.stats.lock().unwrap()
+        let stored = self.saver.stored();
+        (stored.bytes, stored.blobs)
     }
 
     pub fn repo(&self) -> &Repository {
-        &self.repo
+        self.saver.repository()
     }
 }
 
@@ -133,7 +99,7 @@ fn run(sink: &PackSink, rx: &Receiver<NewBlob>) {
         let result = (|| {
             let w = match writer.as_mut() {
                 Some(w) => w,
-                None => writer.insert(repo.new_pack()?),
+                None => writer.insert(sink.new_pack()?),
             };
             w.add(blob.kind, blob.id, &blob.data, level)?;
             if w.len() >= pack_size {

@@ -55,7 +55,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     let repo = global.open_with_index()?;
     let options = BackupOptions {
-        host: args.host.clone().unwrap_or_else(rewind::repo::hostname),
+        host: args.host.clone().unwrap_or_else(rewind::host::hostname),
         tags: args.tags.clone(),
         time,
         excludes: args.excludes.clone(),

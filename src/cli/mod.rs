@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use rewind::backend::LocalBackend;
-use rewind::repo::{Repository, Snapshot};
+use rewind::repo::{Opened, Repository, Snapshot};
 use rewind::selector::{split_selector, Filter};
 use rewind::tree::{ExpansionBudget, ExpansionLimits};
 
@@ -163,9 +163,10 @@ impl Global {
         Ok(first.into_bytes())
     }
 
-    pub fn open(&self) -> Result<Arc<Repository>> {
-        let repo = Repository::open(self.backend()?, || self.password(false))?;
-        Ok(Arc::new(repo))
+    /// Opens the repository without its index (enough for snapshots,
+    /// status and check, which loads it itself).
+    pub fn open(&self) -> Result<Repository<Opened>> {
+        Ok(Repository::open(self.backend()?, || self.password(false))?)
     }
 
     pub fn expansion_limits(&self) -> ExpansionLimits {
@@ -182,11 +183,11 @@ impl Global {
 
     /// Opens the repository with its index loaded, warning about damaged index files.
     pub fn open_with_index(&self) -> Result<Arc<Repository>> {
-        let repo = self.open()?;
-        for e in repo.load_index()? {
+        let (repo, errors) = self.open()?.load_index()?;
+        for e in errors {
             rewind::log::warn(&format!("{e} (run `rewind check`)"));
         }
-        Ok(repo)
+        Ok(Arc::new(repo))
     }
 }
 

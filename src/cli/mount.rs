@@ -228,7 +228,7 @@ fn detach(log: std::fs::File) {
 /// Mounts, reports readiness, refreshes snapshots, and unmounts on SIGTERM,
 /// SIGINT or SIGHUP; returns when the mount is gone.
 fn serve(
-    repo: Arc<rewind::repo::Repository>,
+    repo: rewind::repo::Repository<rewind::repo::Opened>,
     mountpoint: &Path,
     args: &Args,
     limits: rewind::tree::ExpansionLimits,
@@ -280,7 +280,7 @@ fn serve(
     };
     rewind::log::info(&format!(
         "mounted {} at {}",
-        vfs.repository().location(),
+        vfs.location(),
         mountpoint.display()
     ));
     if let (Some(rate), Some(state_file)) = (args.scrub, scrub_state) {

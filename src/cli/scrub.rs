@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use rewind::repo::StoredFiles;
 use rewind::scrub::{repair_before_open, scrub, state, Finding, ScrubOptions, ScrubReport, Status};
 
 use super::Global;
@@ -38,7 +39,7 @@ const ALL_REPAIRED: u8 = 4;
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let backend = global.backend()?;
     let mut early = if args.repair {
-        repair_before_open(&*backend, true)
+        repair_before_open(&StoredFiles::before_open(&*backend), true)
     } else {
         Vec::new()
     };
@@ -49,7 +50,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             let findings = if args.repair {
                 early
             } else {
-                repair_before_open(&*backend, false)
+                repair_before_open(&StoredFiles::before_open(&*backend), false)
             };
             if findings.is_empty() {
                 return Err(e);
@@ -74,7 +75,8 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    for e in repo.load_index()? {
+    let (repo, errors) = repo.load_index()?;
+    for e in errors {
         rewind::log::warn(&format!("{e}"));
     }
     let options = ScrubOptions {

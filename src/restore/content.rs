@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::Cancel;
 use crate::error::{Error, Result};
-use crate::repo::Keys;
+use crate::id::Id;
 use crate::tree::{Extent, Node};
 
 /// The first way in which a file differs from a node's content.
@@ -46,9 +46,10 @@ impl std::fmt::Display for Mismatch {
 }
 
 /// Compares an open file with `node`'s content: `None` when they are equal.
-/// `path` only names the file in errors.
+/// `path` only names the file in errors; `blob_id` is the repository's
+/// (`Repository::blob_id`).
 pub fn compare_file(
-    keys: &Keys,
+    blob_id: impl Fn(&[u8]) -> Id,
     file: &File,
     path: &Path,
     node: &Node,
@@ -77,7 +78,7 @@ pub fn compare_file(
             Extent::Data { id, len } => {
                 buf.resize(*len as usize, 0);
                 match file.read_exact_at(&mut buf, offset) {
-                    Ok(()) => keys.blob_id(&buf) == *id,
+                    Ok(()) => blob_id(&buf) == *id,
                     // The file shrank while it was read: it differs.
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
                     Err(e) => return Err(read_err(e)),
@@ -170,7 +171,7 @@ pub(crate) fn reads_as_zeros(file: &File, offset: u64, len: u64) -> std::io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{Id, Keys};
+    use crate::repo::Keys;
     use crate::tree::tests::sample_node;
     use std::io::Write;
 
@@ -215,13 +216,16 @@ mod tests {
         let cancel = Cancel::default();
 
         let (_t, same) = file_with(&data, size);
-        assert_eq!(compare_file(&keys, &same, p, &node, cancel).unwrap(), None);
+        assert_eq!(
+            compare_file(|d| keys.blob_id(d), &same, p, &node, cancel).unwrap(),
+            None
+        );
 
         let mut changed = data.clone();
         changed[70_000] ^= 1;
         let (_t, f) = file_with(&changed, size);
         assert_eq!(
-            compare_file(&keys, &f, p, &node, cancel).unwrap(),
+            compare_file(|d| keys.blob_id(d), &f, p, &node, cancel).unwrap(),
             Some(Mismatch::Bytes {
                 start: 60_000,
                 end: 100_000
@@ -233,13 +237,13 @@ mod tests {
         filled.extend_from_slice(&[0, 0, 1]);
         let (_t, f) = file_with(&filled, size);
         assert!(matches!(
-            compare_file(&keys, &f, p, &node, cancel).unwrap(),
+            compare_file(|d| keys.blob_id(d), &f, p, &node, cancel).unwrap(),
             Some(Mismatch::Bytes { start: 100_000, .. })
         ));
 
         let (_t, f) = file_with(&data, size + 1);
         assert_eq!(
-            compare_file(&keys, &f, p, &node, cancel).unwrap(),
+            compare_file(|d| keys.blob_id(d), &f, p, &node, cancel).unwrap(),
             Some(Mismatch::Size {
                 expected: size,
                 actual: size + 1

@@ -24,7 +24,8 @@ use super::content::{compare_file, files_equal};
 use super::{find_node, Cancel};
 use crate::backup::{node_from_stat, open_source, read_dir_names, OwnerNames};
 use crate::error::{Error, Result};
-use crate::repo::{parallel_map, Id, Keys, Repository};
+use crate::parallel::parallel_map;
+use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node, NodeKind, Timestamp};
 
 /// One side of a comparison.
@@ -563,9 +564,9 @@ impl Differ<'_, '_> {
             .try_for_each(|entry| budget.admit(&entry.node, depth))
     }
 
-    fn keys(&self) -> Option<&Keys> {
+    fn repository(&self) -> Option<&Repository> {
         self.sides.iter().find_map(|side| match side {
-            Side::Snapshot { repo, .. } => Some(repo.keys()),
+            Side::Snapshot { repo, .. } => Some(*repo),
             Side::Local(_) => None,
         })
     }
@@ -588,9 +589,9 @@ impl Differ<'_, '_> {
                 } else {
                     &job.b.node
                 };
-                let keys = self.keys().expect("a snapshot side has keys");
+                let repo = self.repository().expect("a snapshot side has a repository");
                 let file = open(local)?;
-                Ok(compare_file(keys, &file, local, node, cancel)?.is_none())
+                Ok(compare_file(|data| repo.blob_id(data), &file, local, node, cancel)?.is_none())
             }
             (None, None) => unreachable!("two snapshot files are compared by chunk ids"),
         }

@@ -174,8 +174,8 @@ impl Restorer<'_> {
         if (opened.dev(), opened.ino()) != (stat.st_dev, stat.st_ino) {
             return Ok(None);
         }
-        let keys = self.repo.keys();
-        let equal = compare_file(keys, &file, &shown, node, self.options.cancel)?.is_none();
+        let blob_id = |data: &[u8]| self.repo.blob_id(data);
+        let equal = compare_file(blob_id, &file, &shown, node, self.options.cancel)?.is_none();
         Ok(equal.then_some(file))
     }
 

@@ -57,11 +57,10 @@ fn one_pass(
     options: &ScrubOptions,
     shown: &Mutex<(bool, ScrubState)>,
 ) -> crate::Result<()> {
-    let repo = vfs.repository();
     // The mount loads the index in the background; the scrub needs it.
-    if !vfs.wait_until_indexed() {
+    let Some(repo) = vfs.indexed_repository() else {
         return Err(crate::Error::corrupt("the index could not be loaded"));
-    }
+    };
     let mut scrubber = Scrubber::start(repo, options.clone())?;
     mark(vfs, scrubber.state());
     shown.lock().unwrap().1 = scrubber.state().clone();

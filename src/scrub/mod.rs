@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
-use crate::repo::{parallel_map, parity_name, Id, IdSet, Repository};
+use crate::parallel::parallel_map;
+use crate::repo::{parity_name, Id, IdSet, Repository};
 pub use repair::repair_before_open;
 pub use state::{Finding, ScrubState, Status};
 
@@ -78,7 +79,7 @@ impl<'a> Scrubber<'a> {
     /// Loads the state, checks the metadata files and lines up the packs.
     pub fn start(repo: &'a Repository, options: ScrubOptions) -> Result<Scrubber<'a>> {
         let mut state = ScrubState::load(&options.state_file, &repo.config().id.to_hex());
-        let mut packs = repo.backend().list(FileType::Pack)?;
+        let mut packs = repo.stored_files().list(FileType::Pack)?;
         packs.sort();
         {
             let index = repo.index();
@@ -164,7 +165,8 @@ impl<'a> Scrubber<'a> {
             return Ok(None);
         }
         let deep = self.options.deep;
-        let check = |name: &String| match self.repo.backend().read(FileType::Pack, name) {
+        let stored = self.repo.stored_files();
+        let check = |name: &String| match stored.read(FileType::Pack, name) {
             Ok(bytes) => {
                 let problem = verify_pack_bytes(self.repo, name, &bytes, deep).err();
                 (bytes, problem)
@@ -251,7 +253,7 @@ impl<'a> Scrubber<'a> {
         let mut finding =
             repair::finding(FileType::Pack, name, problem, repaired, self.options.repair);
         if finding.status != Status::Repaired {
-            finding.damaged_blobs = crate::check::failing_blobs(self.repo, &id, data);
+            finding.damaged_blobs = self.repo.failing_blobs(&id, data);
             let damaged: IdSet = match &finding.damaged_blobs {
                 None => IdSet::from_iter([id]),
                 Some(blobs) => blobs.iter().copied().collect(),
@@ -264,8 +266,7 @@ impl<'a> Scrubber<'a> {
     /// A sound pack whose parity is missing or damaged gets new parity.
     fn heal_parity(&mut self, name: &str, data: &[u8]) -> Result<()> {
         if let Some(finding) = repair::check_parity(
-            &**self.repo.backend(),
-            self.repo.config().parity_percent,
+            &self.repo.stored_files(),
             FileType::Pack,
             name,
             data,
@@ -290,7 +291,7 @@ fn verify_pack_bytes(
     deep: bool,
 ) -> std::result::Result<(), String> {
     let id = Id::from_hex(name).map_err(|e| e.to_string())?;
-    crate::check::verify_pack_bytes(repo, &id, bytes, deep)
+    repo.verify_pack(&id, bytes, deep)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use super::state::{Finding, Status};
-use crate::backend::{Backend, FileType};
-use crate::error::{ErrorKind, Result};
-use crate::repo::{
-    pack, parity, parity_name, Config, Id, IdSet, IndexFile, IndexedPack, KeyFile, Repository,
-};
+use crate::backend::FileType;
+use crate::error::Result;
+use crate::repo::{parity, Config, Id, IdSet, KeyFile, Repository, StoredFiles};
 
 pub enum Attempt {
     Repaired,
@@ -28,22 +26,22 @@ pub fn from_parity(
     write: bool,
     verify: impl Fn(&[u8]) -> std::result::Result<(), String>,
 ) -> Attempt {
-    rebuild(&**repo.backend(), kind, name, write, verify)
+    rebuild(&repo.stored_files(), kind, name, write, verify)
 }
 
 fn rebuild(
-    backend: &dyn Backend,
+    files: &StoredFiles,
     kind: FileType,
     name: &str,
     write: bool,
     verify: impl Fn(&[u8]) -> std::result::Result<(), String>,
 ) -> Attempt {
-    let Ok(parity) = backend.read(FileType::Parity, &parity_name(kind, name)) else {
+    let Ok(parity) = files.read_parity(kind, name) else {
         return Attempt::Impossible(
             "there is no parity for it (see `rewind init --parity`)".into(),
         );
     };
-    let damaged = backend.read(kind, name).unwrap_or_default();
+    let damaged = files.read(kind, name).unwrap_or_default();
     match parity::repair(&damaged, &parity) {
         Ok(parity::Outcome::Repaired { data, .. }) => {
             if let Err(why) = verify(&data) {
@@ -54,7 +52,7 @@ fn rebuild(
             if !write {
                 return Attempt::Repairable;
             }
-            match backend.write(kind, name, &data) {
+            match files.replace(kind, name, &data) {
                 Ok(()) => Attempt::Repaired,
                 Err(e) => Attempt::Impossible(format!("the rebuilt file cannot be written: {e}")),
             }
@@ -97,35 +95,29 @@ pub(super) fn finding(
 /// Checks the parity of a sound file: parity that is missing, damaged or
 /// made for other bytes is reported and, with `write`, computed anew.
 pub(super) fn check_parity(
-    backend: &dyn Backend,
-    percent: u32,
+    files: &StoredFiles,
     kind: FileType,
     name: &str,
     data: &[u8],
     write: bool,
 ) -> Result<Option<Finding>> {
-    if percent == 0 {
+    if files.parity_percent() == 0 {
         return Ok(None);
     }
-    let parity_file = parity_name(kind, name);
-    let sound = backend
-        .read(FileType::Parity, &parity_file)
+    let sound = files
+        .read_parity(kind, name)
         .is_ok_and(|p| parity::is_sound(data, &p));
     if sound {
         return Ok(None);
     }
     let status = if write {
-        backend.write(
-            FileType::Parity,
-            &parity_file,
-            &parity::compute(data, percent)?,
-        )?;
+        files.write_parity(kind, name, data)?;
         Status::Repaired
     } else {
         Status::Damaged
     };
     Ok(Some(Finding {
-        file: FileType::Parity.path(&parity_file),
+        file: FileType::Parity.path(&crate::repo::parity_name(kind, name)),
         problem: format!(
             "the parity of the sound file {} is missing or damaged (no data is at risk)",
             kind.path(name)
@@ -149,20 +141,20 @@ fn named_by_hash(name: &str) -> impl Fn(&[u8]) -> std::result::Result<(), String
 
 /// Checks (and with `write` repairs) the files a repository cannot be opened
 /// without: the config and the key files. Usable before opening.
-pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
+pub fn repair_before_open(files: &StoredFiles, write: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let location = backend.location();
+    let location = files.location();
     let config_ok = |data: &[u8]| {
         Config::from_bytes(data, &location)
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
     let mut sound_config = None;
-    let config_problem = match backend.read(FileType::Config, "config") {
+    let config_problem = match files.read(FileType::Config, "config") {
         Err(e) => Some(format!("cannot be read: {e}")),
         Ok(bytes) => match config_ok(&bytes) {
             Err(e) => Some(e),
-            Ok(()) => match backend.read(FileType::Parity, "config") {
+            Ok(()) => match files.read_parity(FileType::Config, "config") {
                 Ok(p)
                     if matches!(
                         parity::repair(&bytes, &p),
@@ -179,42 +171,42 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
         },
     };
     if let Some(problem) = config_problem {
-        let attempt = rebuild(backend, FileType::Config, "config", write, config_ok);
+        let attempt = rebuild(files, FileType::Config, "config", write, config_ok);
         let repaired = matches!(attempt, Attempt::Repaired);
         findings.push(finding(FileType::Config, "config", problem, attempt, write));
         if repaired {
-            sound_config = backend.read(FileType::Config, "config").ok();
+            sound_config = files.read(FileType::Config, "config").ok();
         }
     }
     // The parity kept for the config and key files, once the config is sound.
     let percent = sound_config.as_ref().map_or(0, |bytes| {
         Config::from_bytes(bytes, &location).map_or(0, |c| c.parity_percent)
     });
+    let files = &files.with_parity_percent(percent);
     if let Some(bytes) = &sound_config {
-        let parity = check_parity(backend, percent, FileType::Config, "config", bytes, write);
+        let parity = check_parity(files, FileType::Config, "config", bytes, write);
         findings.extend(parity.ok().flatten());
     }
-    for name in backend.list(FileType::Key).unwrap_or_default() {
+    for name in files.list(FileType::Key).unwrap_or_default() {
         let verify = |data: &[u8]| {
             named_by_hash(&name)(data)?;
             KeyFile::from_bytes(data)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         };
-        let problem = match backend.read(FileType::Key, &name) {
+        let problem = match files.read(FileType::Key, &name) {
             Err(e) => Some(format!("cannot be read: {e}")),
             Ok(bytes) => match verify(&bytes) {
                 Err(e) => Some(e),
                 Ok(()) => {
-                    let parity =
-                        check_parity(backend, percent, FileType::Key, &name, &bytes, write);
+                    let parity = check_parity(files, FileType::Key, &name, &bytes, write);
                     findings.extend(parity.ok().flatten());
                     None
                 }
             },
         };
         if let Some(problem) = problem {
-            let attempt = rebuild(backend, FileType::Key, &name, write, verify);
+            let attempt = rebuild(files, FileType::Key, &name, write, verify);
             findings.push(finding(FileType::Key, &name, problem, attempt, write));
         }
     }
@@ -225,7 +217,7 @@ pub fn repair_before_open(backend: &dyn Backend, write: bool) -> Vec<Finding> {
 /// lost index files from the pack trailers and lost manifests from the
 /// snapshot copies in packs.
 pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
-    let mut findings = repair_before_open(&**repo.backend(), write);
+    let mut findings = repair_before_open(&repo.stored_files(), write);
     let index_findings = check_index_files(repo, write)?;
     let index_damaged = !index_findings.is_empty();
     findings.extend(index_findings);
@@ -261,22 +253,17 @@ fn check_files(
     write: bool,
     read: impl Fn(&str) -> Result<()>,
 ) -> Result<(Vec<Finding>, Vec<Unreadable>)> {
-    let backend = &**repo.backend();
-    let percent = repo.config().parity_percent;
-    let names = match backend.list(kind) {
-        // Repositories made before tombstones existed lack their directory.
-        Err(e) if e.kind() == ErrorKind::NotFound && kind == FileType::Forgotten => Vec::new(),
-        other => other?,
-    };
+    let files = &repo.stored_files();
+    let names = files.list(kind)?;
     let mut findings = Vec::new();
     let mut unreadable = Vec::new();
     for name in names {
         let Err(e) = read(&name) else {
-            let bytes = backend.read(kind, &name)?;
-            findings.extend(check_parity(backend, percent, kind, &name, &bytes, write)?);
+            let bytes = files.read(kind, &name)?;
+            findings.extend(check_parity(files, kind, &name, &bytes, write)?);
             continue;
         };
-        let attempt = rebuild(backend, kind, &name, write, named_by_hash(&name));
+        let attempt = rebuild(files, kind, &name, write, named_by_hash(&name));
         let f = finding(kind, &name, e.to_string(), attempt, write);
         if f.status != Status::Repaired {
             unreadable.push(Unreadable {
@@ -303,7 +290,7 @@ fn check_index_files(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
         if f.status != Status::Lost {
             continue;
         }
-        repo.backend().remove(FileType::Index, &file.name)?;
+        repo.stored_files().remove(FileType::Index, &file.name)?;
         lost_index = true;
         f.status = Status::Repaired;
         f.problem = format!(
@@ -312,9 +299,9 @@ fn check_index_files(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
         );
     }
     if lost_index {
-        rebuild_index(repo)?;
+        repo.index_unindexed_packs()?;
     } else if findings.iter().any(|f| f.status == Status::Repaired) {
-        repo.load_index()?;
+        repo.reload_index()?;
     }
     Ok(findings)
 }
@@ -324,7 +311,7 @@ fn check_index_files(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
 /// from their trailers. Unlisted packs that nothing needs are what an
 /// interrupted backup leaves, harmless (as `check` says), and not reported.
 fn index_lost_packs(repo: &Repository, write: bool) -> Result<Option<Finding>> {
-    let unlisted = unindexed_packs(repo)?;
+    let unlisted = repo.unindexed_packs()?;
     if unlisted.is_empty() {
         return Ok(None);
     }
@@ -340,7 +327,7 @@ fn index_lost_packs(repo: &Repository, write: bool) -> Result<Option<Finding>> {
         let detail = "`rewind scrub --repair` indexes the packs from their trailers".to_string();
         (Status::Damaged, detail, affected)
     } else {
-        let indexed = rebuild_index(repo)?;
+        let indexed = repo.index_unindexed_packs()?;
         let still = crate::check::affected_paths(repo, &IdSet::default())?;
         let detail = format!("indexed {indexed} of them from their trailers");
         let status = if still.is_empty() {
@@ -360,14 +347,6 @@ fn index_lost_packs(repo: &Repository, write: bool) -> Result<Option<Finding>> {
     }))
 }
 
-/// The names of the stored packs that the loaded index does not list.
-fn unindexed_packs(repo: &Repository) -> Result<Vec<String>> {
-    let index = repo.index();
-    let mut names = repo.backend().list(FileType::Pack)?;
-    names.retain(|name| Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)));
-    Ok(names)
-}
-
 /// Manifests: a damaged manifest beyond repair is removed, and, with
 /// `write`, every snapshot whose copy in the packs has neither a manifest
 /// nor a tombstone gets its manifest back from the copy. While a tombstone
@@ -378,7 +357,7 @@ fn check_manifests(repo: &Repository, write: bool, tombstones_sound: bool) -> Re
     })?;
     if write {
         for file in &unreadable {
-            repo.backend().remove(FileType::Snapshot, &file.name)?;
+            repo.stored_files().remove(FileType::Snapshot, &file.name)?;
         }
     }
     let manifests = repo.snapshots_with_errors()?.0;
@@ -451,33 +430,4 @@ fn check_manifests(repo: &Repository, write: bool, tombstones_sound: bool) -> Re
         });
     }
     Ok(findings)
-}
-
-/// Indexes every pack that no readable index file lists, from its trailer.
-pub fn rebuild_index(repo: &Repository) -> Result<usize> {
-    repo.load_index()?;
-    let mut packs = Vec::new();
-    for name in unindexed_packs(repo)? {
-        let Ok(id) = Id::from_hex(&name) else {
-            continue;
-        };
-        let Ok(bytes) = repo.backend().read(FileType::Pack, &name) else {
-            continue;
-        };
-        if Id::of_bytes(&bytes) != id {
-            continue; // a damaged pack is the pack scan's business
-        }
-        if let Ok((salt, blobs)) = pack::read_trailer(repo.keys(), &bytes) {
-            packs.push(IndexedPack { id, salt, blobs });
-        }
-    }
-    let count = packs.len();
-    if count > 0 {
-        repo.write_index_file(&IndexFile {
-            supersedes: vec![],
-            packs,
-        })?;
-    }
-    repo.load_index()?;
-    Ok(count)
 }

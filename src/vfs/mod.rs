@@ -9,15 +9,14 @@ mod readahead;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lru::LruCache;
 use serde_json::json;
 
-use crate::backend::FileType;
 use crate::error::Result;
-use crate::repo::{Id, Repository, Snapshot};
+use crate::repo::{Id, Opened, Repository, Snapshot};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Extent, Node, NodeKind, Timestamp, Tree};
 use cache::ChunkCache;
 use inodes::Inodes;
@@ -168,13 +167,16 @@ impl std::ops::Deref for EntryNode {
 pub type StatusExtra = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 pub struct Vfs {
-    repo: Arc<Repository>,
+    /// The repository as opened: snapshots are listed from it at once.
+    repo: Repository<Opened>,
+    /// The same repository with its index, once the background load is
+    /// done; blobs are read from it.
+    indexed: Arc<OnceLock<std::result::Result<Repository, String>>>,
+    index_wait: (Mutex<()>, Condvar),
     layout: RwLock<Arc<Layout>>,
     /// When the snapshots shown last changed: the mtime of the directories
     /// above them, which tells the kernel to drop the listings it cached.
     layout_changed: Mutex<SystemTime>,
-    known_index_files: Mutex<HashSet<String>>,
-    index_ready: (Mutex<Option<std::result::Result<(), String>>>, Condvar),
     inodes: Inodes,
     trees: cache::TreeCache,
     /// The tree each directory inode shows: opening a directory must not
@@ -235,17 +237,22 @@ fn entry_kind(kind: NodeKind) -> EntryKind {
 impl Vfs {
     /// A view of the repository's snapshots. The index loads in the
     /// background, so the mount is ready at once; reads wait for it.
-    pub fn new(repo: Arc<Repository>, options: VfsOptions) -> Result<Arc<Vfs>> {
+    pub fn new(repo: Repository<Opened>, options: VfsOptions) -> Result<Arc<Vfs>> {
         let snapshots = repo.snapshots()?;
         let chunks = Arc::new(ChunkCache::for_chunks(options.cache_bytes));
+        let indexed: Arc<OnceLock<std::result::Result<Repository, String>>> = Arc::default();
         let readahead = if options.readahead_chunks > 0 {
-            let (chunks, repo) = (Arc::clone(&chunks), Arc::clone(&repo));
+            let (chunks, indexed) = (Arc::clone(&chunks), Arc::clone(&indexed));
             Some(readahead::ReadAhead::start(
                 options.readahead_threads,
                 64,
                 move |id| {
-                    // A failure is reported by the read that needs the chunk.
-                    let _ = chunks.get_or_fetch(id, || repo.read_blob_framed(id).map(cache::chunk));
+                    // Chunks are offered once reads run, after the index
+                    // loaded; a failure is reported by the read that needs it.
+                    if let Some(Ok(repo)) = indexed.get() {
+                        let _ =
+                            chunks.get_or_fetch(id, || repo.read_blob_framed(id).map(cache::chunk));
+                    }
                 },
             )?)
         } else {
@@ -254,8 +261,8 @@ impl Vfs {
         let vfs = Arc::new(Vfs {
             layout: RwLock::new(Arc::new(Layout::new(snapshots))),
             layout_changed: Mutex::new(SystemTime::now()),
-            known_index_files: Mutex::new(HashSet::new()),
-            index_ready: (Mutex::new(None), Condvar::new()),
+            indexed,
+            index_wait: (Mutex::new(()), Condvar::new()),
             inodes: Inodes::new(),
             trees: cache::TreeCache::for_trees(TREE_CACHE_BYTES),
             subtrees: RwLock::new(HashMap::new()),
@@ -278,7 +285,7 @@ impl Vfs {
             misnamed_logged: Mutex::new(crate::repo::IdSet::default()),
             last_read_ms: AtomicU64::new(0),
             options,
-            repo: Arc::clone(&repo),
+            repo,
         });
         let loader = Arc::clone(&vfs);
         std::thread::Builder::new()
@@ -289,30 +296,35 @@ impl Vfs {
     }
 
     fn load_index(&self) {
-        let result = self.repo.backend().list(FileType::Index).map(|names| {
-            for e in self.repo.add_index_files(&names) {
+        let result = self.repo.load_index().map(|(repo, errors)| {
+            for e in errors {
                 self.record_error(format!("{e} (run `rewind check`)"));
             }
-            self.known_index_files.lock().unwrap().extend(names);
+            repo
         });
-        let (lock, ready) = &self.index_ready;
-        *lock.lock().unwrap() = Some(result.map_err(|e| e.to_string()));
-        ready.notify_all();
+        let _ = self.indexed.set(result.map_err(|e| e.to_string()));
+        let _waiting = self.index_wait.0.lock().unwrap();
+        self.index_wait.1.notify_all();
     }
 
-    fn wait_index(&self) -> VfsResult<()> {
-        let (lock, ready) = &self.index_ready;
-        let mut state = lock.lock().unwrap();
-        while state.is_none() {
-            state = ready.wait(state).unwrap();
-        }
-        match state.as_ref().unwrap() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                crate::log::error(&format!("the index could not be loaded: {e}"));
-                Err(libc::EIO)
+    /// The indexed repository, once the background load is done.
+    fn wait_index(&self) -> VfsResult<&Repository> {
+        let loaded = match self.indexed.get() {
+            Some(loaded) => loaded,
+            None => {
+                let mut waiting = self.index_wait.0.lock().unwrap();
+                loop {
+                    if let Some(loaded) = self.indexed.get() {
+                        break loaded;
+                    }
+                    waiting = self.index_wait.1.wait(waiting).unwrap();
+                }
             }
-        }
+        };
+        loaded.as_ref().map_err(|e| {
+            crate::log::error(&format!("the index could not be loaded: {e}"));
+            libc::EIO
+        })
     }
 
     /// Reads of these chunks, and of every chunk in these packs, fail with
@@ -322,9 +334,9 @@ impl Vfs {
         *self.damaged.write().unwrap() = blobs_and_packs;
     }
 
-    /// Waits for the background index load; false if it failed.
-    pub fn wait_until_indexed(&self) -> bool {
-        self.wait_index().is_ok()
+    /// Waits for the background index load; None if it failed.
+    pub fn indexed_repository(&self) -> Option<&Repository> {
+        self.wait_index().ok()
     }
 
     /// How long no file has been read.
@@ -337,8 +349,9 @@ impl Vfs {
         *self.status_extra.lock().unwrap() = Some(extra);
     }
 
-    pub fn repository(&self) -> &Arc<Repository> {
-        &self.repo
+    /// Where the repository is (a path or a URL).
+    pub fn location(&self) -> String {
+        self.repo.location()
     }
 
     fn layout(&self) -> Arc<Layout> {
@@ -358,30 +371,16 @@ impl Vfs {
     }
 
     fn refresh_now(&self) -> Result<bool> {
-        let names: HashSet<String> = self
-            .repo
-            .backend()
-            .list(FileType::Snapshot)?
-            .into_iter()
-            .collect();
+        let names: HashSet<String> = self.repo.snapshot_names()?.into_iter().collect();
         let layout = self.layout();
         let known: HashSet<String> = layout.snapshots.iter().map(|s| s.id.to_hex()).collect();
         if names == known {
             return Ok(false);
         }
-        if self.wait_index().is_ok() {
-            let index_names = self.repo.backend().list(FileType::Index)?;
-            let new: Vec<String> = {
-                let known = self.known_index_files.lock().unwrap();
-                index_names
-                    .into_iter()
-                    .filter(|n| !known.contains(n))
-                    .collect()
-            };
-            for e in self.repo.add_index_files(&new) {
+        if let Ok(repo) = self.wait_index() {
+            for e in repo.refresh_index()?.1 {
                 self.record_error(e.to_string());
             }
-            self.known_index_files.lock().unwrap().extend(new);
         }
         let mut snapshots: Vec<Snapshot> = layout
             .snapshots
@@ -419,9 +418,10 @@ impl Vfs {
     /// name, and lookups by name find what listings show.
     fn tree(&self, id: &Id, dir: Ino) -> VfsResult<Arc<Tree>> {
         let fetch = || {
-            self.wait_index()
+            let repo = self
+                .wait_index()
                 .map_err(|_| crate::Error::corrupt("the index could not be loaded"))?;
-            let (tree, not_shown) = self.repo.read_tree(id)?.into_shown();
+            let (tree, not_shown) = repo.read_tree(id)?.into_shown();
             if !not_shown.is_empty() && self.misnamed_logged.lock().unwrap().insert(*id) {
                 let path = self.inodes.path_of(dir);
                 for (name, problem) in not_shown {
@@ -1033,7 +1033,9 @@ impl Vfs {
                     Extent::Hole { .. } => None,
                 })
                 .collect();
-            self.repo.prefetch_blobs(&ids);
+            if let Some(Ok(repo)) = self.indexed.get() {
+                repo.prefetch_blobs(&ids);
+            }
         }
         let from = reader.readahead_until.load(Relaxed).max(next);
         for extent in node.content.get(from..until).unwrap_or_default() {
@@ -1047,12 +1049,12 @@ impl Vfs {
     }
 
     fn chunk(&self, reader: &Reader, id: &Id) -> VfsResult<cache::Chunk> {
-        self.wait_index()?;
+        let repo = self.wait_index()?;
         let fetch = || {
-            if self.known_damaged(id) {
+            if self.known_damaged(repo, id) {
                 return Err(crate::Error::corrupt("the scrub found it damaged"));
             }
-            self.repo.read_blob_framed(id).map(cache::chunk)
+            repo.read_blob_framed(id).map(cache::chunk)
         };
         match self.chunks.get_or_fetch(id, fetch) {
             Ok((chunk, source)) => {
@@ -1068,12 +1070,12 @@ impl Vfs {
         }
     }
 
-    fn known_damaged(&self, id: &Id) -> bool {
+    fn known_damaged(&self, repo: &Repository, id: &Id) -> bool {
         let damaged = self.damaged.read().unwrap();
         if damaged.is_empty() {
             return false;
         }
-        let index = self.repo.index();
+        let index = repo.index();
         damaged.contains(id)
             || index
                 .get(id)
@@ -1082,12 +1084,15 @@ impl Vfs {
 
     fn report_bad_chunk(&self, reader: &Reader, id: &Id, problem: &str) {
         self.stats.eio.fetch_add(1, Relaxed);
-        let pack = {
-            let index = self.repo.index();
-            index
-                .get(id)
-                .map(|l| index.pack(l.pack()).id.short())
-                .unwrap_or_else(|| "none (not indexed)".into())
+        let pack = match self.indexed.get() {
+            Some(Ok(repo)) => {
+                let index = repo.index();
+                index
+                    .get(id)
+                    .map(|l| index.pack(l.pack()).id.short())
+                    .unwrap_or_else(|| "none (not indexed)".into())
+            }
+            _ => "unknown (no index)".into(),
         };
         let path = self.inodes.path_of(reader.ino);
         self.record_error(format!(
@@ -1114,7 +1119,7 @@ impl Vfs {
     /// `.rewind/status`: JSON for admins and monitoring.
     pub fn status(&self) -> String {
         let layout = self.layout();
-        let index_loaded = self.index_ready.0.lock().unwrap().is_some();
+        let index_loaded = self.indexed.get().is_some();
         let mut status = json!({
             "repository": self.repo.location(),
             "snapshots": layout.snapshots.len(),

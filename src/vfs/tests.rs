@@ -61,7 +61,6 @@ fn fixture() -> Fixture {
         )
         .unwrap(),
     );
-    repo.load_index().unwrap();
     backup_at(&repo, &source, 1, "db");
     std::fs::write(source.join("small.txt"), b"changed on day two\n").unwrap();
     backup_at(&repo, &source, 2, "web");
@@ -74,8 +73,12 @@ fn fixture() -> Fixture {
     }
 }
 
-fn open(path: &Path) -> Arc<Repository> {
-    Arc::new(Repository::open(Arc::new(LocalBackend::new(path)), || unreachable!()).unwrap())
+fn open(path: &Path) -> Repository<Opened> {
+    Repository::open(Arc::new(LocalBackend::new(path)), || unreachable!()).unwrap()
+}
+
+fn open_indexed(path: &Path) -> Arc<Repository> {
+    Arc::new(open(path).load_index().unwrap().0)
 }
 
 /// Looks up a path from the mount root.
@@ -288,8 +291,7 @@ fn xattrs_are_served() {
     if xattr::set(&path, "user.origin", b"vfs test").is_err() {
         return; // the temporary filesystem has no user xattrs
     }
-    let repo = open(&f.repo_path);
-    repo.load_index().unwrap();
+    let repo = open_indexed(&f.repo_path);
     backup_at(&repo, &f.source, 3, "db");
     let vfs = Vfs::new(open(&f.repo_path), VfsOptions::default()).unwrap();
     let attr = walk(
@@ -309,8 +311,7 @@ fn xattrs_are_served() {
 fn new_snapshots_appear_after_refresh() {
     let f = fixture();
     assert!(!f.vfs.refresh().unwrap());
-    let repo = open(&f.repo_path);
-    repo.load_index().unwrap();
+    let repo = open_indexed(&f.repo_path);
     std::fs::write(f.source.join("small.txt"), b"day three").unwrap();
     backup_at(&repo, &f.source, 3, "db");
     assert!(f.vfs.refresh().unwrap());
@@ -342,8 +343,7 @@ fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
         panic!("no data")
     };
     let (pack, offset) = {
-        let repo = f.vfs.repository();
-        f.vfs.wait_index().unwrap();
+        let repo = f.vfs.wait_index().unwrap();
         let index = repo.index();
         let location = index.get(&id).unwrap();
         (

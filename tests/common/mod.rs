@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rewind::backend::LocalBackend;
-use rewind::repo::{
-    BlobKind, Encryption, Id, IndexFile, IndexedPack, Repository, Snapshot, Summary,
-};
+use rewind::repo::{BlobKind, Encryption, Id, PackSaver, Repository, Snapshot, Summary};
 use rewind::tree::{Node, NodeKind, Timestamp, Tree};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -435,7 +433,7 @@ impl Repo {
             Ok(password.into_bytes())
         })
         .expect("the repository opens");
-        let errors = repo.load_index().unwrap();
+        let (repo, errors) = repo.load_index().unwrap();
         assert!(errors.is_empty(), "damaged index files: {errors:?}");
         Arc::new(repo)
     }
@@ -1144,24 +1142,16 @@ pub fn node(name: &[u8], kind: NodeKind) -> Node {
 
 /// Stores blobs in one new pack with an index file; returns their ids.
 pub fn store_blobs(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)]) -> Vec<Id> {
-    let mut writer = repo.new_pack().unwrap();
+    let saver = PackSaver::new(repo.clone());
+    let mut writer = saver.new_pack().unwrap();
     let mut ids = Vec::new();
     for (kind, data) in blobs {
-        let id = repo.keys().blob_id(data);
+        let id = repo.blob_id(data);
         writer.add(*kind, id, data, 3).unwrap();
         ids.push(id);
     }
-    let pack = writer.finish().unwrap();
-    repo.store_pack(&pack).unwrap();
-    repo.write_index_file(&IndexFile {
-        supersedes: vec![],
-        packs: vec![IndexedPack {
-            id: pack.id,
-            salt: pack.salt,
-            blobs: pack.blobs.clone(),
-        }],
-    })
-    .unwrap();
+    saver.save(writer.finish().unwrap()).unwrap();
+    saver.finish().unwrap();
     ids
 }
 

@@ -1,0 +1,271 @@
+//! The indexed repository: the index in memory, which index files it was
+//! loaded from, and everything that needs it (blobs, trees, the snapshot
+//! copies kept in packs).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use super::{crypto, read_each};
+use super::{
+    index, pack, snapshot_key, sort_by_time, BlobKind, Core, Id, Index, IndexFile, Indexed,
+    IndexedPack, Opened, PackSaver, Repository, Snapshot, SnapshotKey, Tombstone,
+};
+use crate::backend::FileType;
+use crate::error::{Error, Result, ResultExt};
+use crate::tree::Tree;
+
+/// The index and the names of the index files it holds.
+pub(super) struct LoadedIndex {
+    index: RwLock<Index>,
+    /// Every index file listed when the index was loaded or refreshed,
+    /// read or not (a damaged one is reported once, not at every refresh).
+    files: Mutex<HashSet<String>>,
+}
+
+impl Repository<Opened> {
+    /// Loads every index file into memory. Damaged index files are skipped
+    /// and reported: the blobs they list are then missing, which `check` shows.
+    pub fn load_index(&self) -> Result<(Repository, Vec<Error>)> {
+        let repo = Repository {
+            core: Arc::clone(&self.core),
+            state: Indexed::empty(),
+        };
+        let errors = repo.reload_index()?;
+        Ok((repo, errors))
+    }
+}
+
+impl Indexed {
+    fn empty() -> Indexed {
+        Indexed {
+            index: Arc::new(LoadedIndex {
+                index: RwLock::new(Index::new()),
+                files: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+}
+
+impl Repository {
+    /// A repository that was just created: its index is empty and complete.
+    pub(super) fn from_core(core: Core) -> Repository {
+        Repository {
+            core: Arc::new(core),
+            state: Indexed::empty(),
+        }
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.state.index.index.read().unwrap()
+    }
+
+    /// Loads the index again from every index file (after a repair).
+    pub fn reload_index(&self) -> Result<Vec<Error>> {
+        let names = self.list(FileType::Index)?;
+        *self.state.index.index.write().unwrap() = Index::new();
+        self.state.index.files.lock().unwrap().clear();
+        Ok(self.add_index_files(names))
+    }
+
+    /// Loads the index files written since the index was loaded or last
+    /// refreshed (a running mount picks up new backups this way). Returns
+    /// how many were new, and the errors of those that did not read.
+    pub fn refresh_index(&self) -> Result<(usize, Vec<Error>)> {
+        let mut names = self.list(FileType::Index)?;
+        {
+            let known = self.state.index.files.lock().unwrap();
+            names.retain(|name| !known.contains(name));
+        }
+        let new = names.len();
+        Ok((new, self.add_index_files(names)))
+    }
+
+    fn add_index_files(&self, names: Vec<String>) -> Vec<Error> {
+        let (files, errors) = read_each(&names, |name| self.read_index_file(name));
+        let mut index = self.state.index.index.write().unwrap();
+        for file in &files {
+            index.add_file(file);
+        }
+        index.compact();
+        self.state.index.files.lock().unwrap().extend(names);
+        errors
+    }
+
+    pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let content = self.read_verified(FileType::Index, name)?;
+        match content.split_first() {
+            Some((&index::INDEX_VERSION, rest)) => postcard::from_bytes(rest)
+                .map_err(|e| Error::corrupt(format!("index/{name} does not decode: {e}"))),
+            _ => Err(Error::corrupt(format!(
+                "index/{name} has an unknown version"
+            ))),
+        }
+    }
+
+    /// Writes an index file for these stored packs and adds it to the
+    /// index; the one place index files are made (see `PackSaver`).
+    pub(super) fn write_index_file(&self, packs: Vec<IndexedPack>) -> Result<Id> {
+        let file = IndexFile {
+            supersedes: vec![],
+            packs,
+        };
+        let mut content = vec![index::INDEX_VERSION];
+        content.extend(postcard::to_stdvec(&file).expect("index serializes"));
+        let id = self.write_named(FileType::Index, &content)?;
+        self.state.index.files.lock().unwrap().insert(id.to_hex());
+        Ok(id)
+    }
+
+    /// Makes a stored pack's blobs findable in memory (its index file
+    /// follows, see `PackSaver`).
+    pub(super) fn add_to_index(&self, pack: &IndexedPack) {
+        let mut index = self.state.index.index.write().unwrap();
+        index.add_pack(pack.id, pack.salt, &pack.blobs);
+    }
+
+    // ---- blobs ----
+
+    /// A blob's plaintext, verified against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        self.read_blob_framed(id).map(crypto::unframe)
+    }
+
+    /// [`Repository::read_blob`], left where it was decoded in its buffer.
+    pub fn read_blob_framed(&self, id: &Id) -> Result<pack::Framed> {
+        let (location, pack) = {
+            let index = self.index();
+            let location = index.get(id).ok_or_else(|| {
+                Error::corrupt(format!("blob {} is not in the index", id.short()))
+                    .with_hint("run `rewind check` to see which snapshots are affected")
+            })?;
+            (location, *index.pack(location.pack()))
+        };
+        let stored = self.backend().read_range(
+            FileType::Pack,
+            &pack.id.to_hex(),
+            location.offset as u64,
+            location.stored_len,
+        )?;
+        let claim = pack::BlobClaim {
+            id,
+            kind: location.kind(),
+            raw_len: location.raw_len,
+        };
+        pack::open_blob_framed(
+            self.keys(),
+            &pack.salt,
+            stored,
+            claim,
+            &self.config().chunker,
+        )
+        .map_err(|e| e.context(format!("pack {}", pack.id.short())))
+    }
+
+    /// Tells the backend which pack bytes these blobs will be read from, so
+    /// that it can fetch them while earlier ones are being decoded.
+    pub fn prefetch_blobs(&self, ids: &[Id]) {
+        let mut ranges: HashMap<Id, (u64, u64)> = HashMap::new();
+        {
+            let index = self.index();
+            for location in ids.iter().filter_map(|id| index.get(id)) {
+                let start = location.offset as u64;
+                let end = start + location.stored_len as u64;
+                let pack = index.pack(location.pack()).id;
+                let range = ranges.entry(pack).or_insert((start, end));
+                *range = (range.0.min(start), range.1.max(end));
+            }
+        }
+        for (pack, (start, end)) in ranges {
+            self.backend()
+                .prefetch(FileType::Pack, &pack.to_hex(), Some((start, end - start)));
+        }
+    }
+
+    /// Starts reading every pack that holds directory trees: an incremental
+    /// backup reads the parent's tree of every directory it walks, and on a
+    /// cold cache each of those would otherwise be a disk wait.
+    pub fn prefetch_tree_packs(&self) {
+        let index = self.index();
+        let packs: std::collections::BTreeSet<usize> = index
+            .blobs()
+            .filter(|(_, l)| l.kind() == BlobKind::Tree)
+            .map(|(_, l)| l.pack())
+            .collect();
+        for pack in packs {
+            self.backend()
+                .prefetch(FileType::Pack, &index.pack(pack).id.to_hex(), None);
+        }
+    }
+
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(&bytes).context(format!("tree {}", id.short()))
+    }
+
+    // ---- snapshots and their copies in packs ----
+
+    /// Writes a manifest; call only once its trees and data are indexed durably.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let content = serde_json::to_vec(snapshot).expect("snapshots serialize");
+        // A copy in a pack, indexed, before the manifest: if the manifest is
+        // lost, `scrub --repair` rebuilds it from the packs alone.
+        let copy = self.blob_id(&content);
+        if !self.index().contains(&copy) {
+            let saver = PackSaver::new(self.clone());
+            let mut writer = saver.new_pack()?;
+            writer.add(
+                BlobKind::Snapshot,
+                copy,
+                &content,
+                self.config().compression_level,
+            )?;
+            saver.save(writer.finish()?)?;
+            saver.finish()?;
+        }
+        self.write_named(FileType::Snapshot, &content)
+    }
+
+    /// The snapshot copies kept in packs (see `save_snapshot`).
+    pub fn snapshot_copies(&self) -> Vec<Result<Snapshot>> {
+        let ids: Vec<Id> = self
+            .index()
+            .blobs()
+            .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
+            .map(|(id, _)| id)
+            .collect();
+        ids.iter()
+            .map(|id| {
+                let content = self.read_blob(id)?;
+                serde_json::from_slice(&content).map_err(|e| {
+                    Error::corrupt(format!("snapshot copy {} does not decode: {e}", id.short()))
+                })
+            })
+            .collect()
+    }
+
+    /// Snapshots whose copy in the packs has no manifest among `manifests`
+    /// (the readable ones) and no tombstone: their manifest was deleted or
+    /// is damaged. Returned beside the errors of unreadable tombstones, any
+    /// of which may be the one that explains a copy.
+    pub fn snapshots_without_manifest(
+        &self,
+        manifests: &[Snapshot],
+    ) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        let (tombstones, errors) = self.tombstones()?;
+        let accounted: HashSet<SnapshotKey> = manifests
+            .iter()
+            .map(snapshot_key)
+            .chain(tombstones.iter().map(Tombstone::key))
+            .collect();
+        let mut missing: Vec<Snapshot> = self
+            .snapshot_copies()
+            .into_iter()
+            // An unreadable copy is damage in a pack, which the pack checks report.
+            .filter_map(Result::ok)
+            .filter(|copy| !accounted.contains(&snapshot_key(copy)))
+            .collect();
+        sort_by_time(&mut missing);
+        missing.dedup_by(|a, b| snapshot_key(a) == snapshot_key(b));
+        Ok((missing, errors))
+    }
+}

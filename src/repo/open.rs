@@ -1,0 +1,254 @@
+//! Creating and opening a repository: the config, the key files, and the
+//! upgrade of an older format at the first write.
+
+use std::sync::{Arc, Mutex};
+
+use super::crypto::{self, Keys};
+use super::{
+    config, parity_name, write_with_parity, Config, Core, Encryption, Id, KeyFile, Opened,
+    Repository, State, Unwrapped, AUTHENTICATED_VERSION, KEY_FILE_VERSION,
+};
+use crate::backend::{Backend, FileType};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::host::hostname;
+
+/// An encrypted repository opened with an unauthenticated (version 1)
+/// config or a version 1 key file: at its first write the config gets its
+/// MAC and the key file is sealed anew as version 2, so that from then on a
+/// config without a MAC is refused.
+pub(super) struct Upgrade {
+    config: Option<Config>,
+    key: Option<(String, KeyFile)>,
+}
+
+impl Repository {
+    /// Creates a repository. `password` is required unless `encryption` is none.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        encryption: Encryption,
+        password: Option<&[u8]>,
+    ) -> Result<Repository> {
+        Repository::init_with(backend, encryption, 0, password)
+    }
+
+    /// Creates a repository that stores `parity_percent` % of Reed–Solomon
+    /// parity beside every file (0: none).
+    pub fn init_with(
+        backend: Arc<dyn Backend>,
+        encryption: Encryption,
+        parity_percent: u32,
+        password: Option<&[u8]>,
+    ) -> Result<Repository> {
+        let mut raw_id = [0u8; 32];
+        crypto::random_bytes(&mut raw_id)?;
+        let mut config = Config::new(Id(raw_id), encryption);
+        config.parity_percent = parity_percent;
+        backend.create()?;
+        let keys = match encryption {
+            Encryption::Aes256Gcm => {
+                let password = password.ok_or_else(|| {
+                    Error::usage("a password is needed for an encrypted repository")
+                })?;
+                let master = Keys::generate_master()?;
+                config.sign(&Config::mac_key(&master));
+                let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
+                write_with_parity(
+                    &*backend,
+                    parity_percent,
+                    FileType::Key,
+                    &Id::of_bytes(&key_file).to_hex(),
+                    &key_file,
+                )?;
+                Keys::from_master(&master)
+            }
+            Encryption::None => Keys::unencrypted(&config.id),
+        };
+        // The config goes last: a directory with a config is a complete repository.
+        write_with_parity(
+            &*backend,
+            parity_percent,
+            FileType::Config,
+            "config",
+            &config.to_bytes(),
+        )?;
+        Ok(Repository::from_core(Core::new(
+            backend, config, keys, None,
+        )))
+    }
+}
+
+impl Repository<Opened> {
+    /// Opens a repository; `password` is asked for only if the repository is encrypted.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Repository<Opened>> {
+        let location = backend.location();
+        let config_bytes = backend.read(FileType::Config, "config").map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, format!("no repository at {location}"))
+                    .with_hint("check --repo / REWIND_REPO, or create one with `rewind init`")
+            } else {
+                e
+            }
+        })?;
+        let config = Config::from_bytes(&config_bytes, &location)?;
+        let names = match backend.list(FileType::Key) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            other => other?,
+        };
+        if config.encryption == Encryption::None {
+            if !names.is_empty() {
+                return Err(config::tampered(
+                    &location,
+                    "it says the repository is not encrypted, but the repository has key files",
+                ));
+            }
+            let keys = Keys::unencrypted(&config.id);
+            return Ok(Repository::opened_with(Core::new(
+                backend, config, keys, None,
+            )));
+        }
+        if names.is_empty() {
+            return Err(Error::new(ErrorKind::NotFound, format!("{location} has no key files"))
+                .with_hint("the keys/ directory is missing or empty; restore it from a copy of the repository"));
+        }
+        let (name, key, unwrapped) = unlock(&*backend, &names, &password()?)?;
+        let upgrade = authenticate(&config, &name, &key, &unwrapped, &location)?;
+        let keys = Keys::from_master(&unwrapped.master);
+        Ok(Repository::opened_with(Core::new(
+            backend, config, keys, upgrade,
+        )))
+    }
+
+    fn opened_with(core: Core) -> Repository<Opened> {
+        Repository {
+            core: Arc::new(core),
+            state: Opened,
+        }
+    }
+}
+
+impl Core {
+    fn new(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        keys: Keys,
+        upgrade: Option<Upgrade>,
+    ) -> Core {
+        Core {
+            backend,
+            config,
+            keys,
+            upgrade: Mutex::new(upgrade),
+        }
+    }
+}
+
+impl<S: State> Repository<S> {
+    /// Brings a repository opened in an older format up to the current one,
+    /// once, before anything else is written to it. The config goes first:
+    /// a crash after it leaves an authenticated config that the old key
+    /// file still opens, and the next write finishes the upgrade.
+    pub(super) fn upgrade_before_writing(&self) -> Result<()> {
+        let mut pending = self.core.upgrade.lock().unwrap();
+        let Some(upgrade) = pending.as_mut() else {
+            return Ok(());
+        };
+        let percent = self.config().parity_percent;
+        let backend = self.backend();
+        if let Some(config) = &upgrade.config {
+            write_with_parity(
+                backend,
+                percent,
+                FileType::Config,
+                "config",
+                &config.to_bytes(),
+            )
+            .context("upgrading the config to an authenticated one")?;
+            upgrade.config = None;
+        }
+        if let Some((old_name, new_key)) = &upgrade.key {
+            let bytes = new_key.to_bytes();
+            let name = Id::of_bytes(&bytes).to_hex();
+            write_with_parity(backend, percent, FileType::Key, &name, &bytes)
+                .context("upgrading the key file")?;
+            backend.remove(FileType::Key, old_name)?;
+            backend.remove(FileType::Parity, &parity_name(FileType::Key, old_name))?;
+        }
+        *pending = None;
+        Ok(())
+    }
+}
+
+/// Opens the first key file that `password` opens: its name, the file and
+/// what it wraps.
+fn unlock(
+    backend: &dyn Backend,
+    names: &[String],
+    password: &[u8],
+) -> Result<(String, KeyFile, Unwrapped)> {
+    let location = backend.location();
+    let mut damaged = Vec::new();
+    for name in names {
+        let key = backend
+            .read(FileType::Key, name)
+            .and_then(|b| KeyFile::from_bytes(&b));
+        match key.and_then(|k| k.unwrap(password).map(|u| (k, u))) {
+            Ok((key, unwrapped)) => return Ok((name.clone(), key, unwrapped)),
+            Err(e) if e.kind() == ErrorKind::WrongPassword => {}
+            Err(e) => damaged.push(format!("keys/{name}: {e}")),
+        }
+    }
+    if damaged.len() == names.len() {
+        return Err(Error::corrupt(format!(
+            "no key file of {location} can be read ({})",
+            damaged.join("; ")
+        ))
+        .with_hint("restore the keys/ directory from a copy of the repository"));
+    }
+    Err(Error::new(
+        ErrorKind::WrongPassword,
+        format!("wrong password for the repository at {location}"),
+    )
+    .with_hint("check REWIND_PASSWORD or --password-file"))
+}
+
+/// Checks the config of an encrypted repository against the master key,
+/// and says what the first write must upgrade. A version 1 config has no
+/// MAC: it is accepted only with a version 1 key file, since a version 2
+/// key file was written beside an authenticated config (the config was
+/// then replaced by an older or forged one).
+fn authenticate(
+    config: &Config,
+    key_name: &str,
+    key: &KeyFile,
+    unwrapped: &Unwrapped,
+    location: &str,
+) -> Result<Option<Upgrade>> {
+    let mac_key = Config::mac_key(&unwrapped.master);
+    let config_upgrade = if config.version >= AUTHENTICATED_VERSION {
+        config.verify(&mac_key, location)?;
+        None
+    } else if unwrapped.version >= 2 {
+        return Err(config::tampered(
+            location,
+            &format!("it has no MAC, but the key file keys/{key_name} was made for a repository whose config has one"),
+        ));
+    } else {
+        let mut signed = config.clone();
+        signed.sign(&mac_key);
+        Some(signed)
+    };
+    let key_upgrade = if unwrapped.version < KEY_FILE_VERSION {
+        Some((key_name.to_string(), key.upgraded(unwrapped)?))
+    } else {
+        None
+    };
+    Ok(
+        (config_upgrade.is_some() || key_upgrade.is_some()).then_some(Upgrade {
+            config: config_upgrade,
+            key: key_upgrade,
+        }),
+    )
+}

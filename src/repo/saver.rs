@@ -1,0 +1,104 @@
+//! The one way blobs become durable: pack -> store (with parity) -> index
+//! file. Backup, the snapshot copies, repair, and later prune and copy all
+//! go through a [`PackSaver`], so that an index file only ever names packs
+//! that are already stored (`docs/design.md`, invariants).
+
+use std::sync::Mutex;
+
+use super::{FinishedPack, IndexedPack, PackWriter, Repository};
+use crate::backend::FileType;
+use crate::error::Result;
+
+/// Index files are written every this many packs, so a long backup that is
+/// killed keeps most of its work findable.
+const PACKS_PER_INDEX_FILE: usize = 64;
+
+/// Stores packs and writes the index files that name them. Shared by the
+/// threads that fill packs; call [`PackSaver::finish`] once they are done.
+pub struct PackSaver {
+    repo: Repository,
+    unindexed: Mutex<Vec<IndexedPack>>,
+    stored: Mutex<Stored>,
+}
+
+/// What a saver has stored so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stored {
+    pub bytes: u64,
+    pub blobs: u64,
+    pub packs: u64,
+}
+
+impl PackSaver {
+    pub fn new(repo: Repository) -> PackSaver {
+        PackSaver {
+            repo,
+            unindexed: Mutex::new(Vec::new()),
+            stored: Mutex::new(Stored::default()),
+        }
+    }
+
+    /// An empty pack sealed with this repository's keys.
+    pub fn new_pack(&self) -> Result<PackWriter> {
+        PackWriter::new(self.repo.keys(), self.repo.config().pack_size as usize)
+    }
+
+    /// Stores a pack durably and makes its blobs findable; every so often
+    /// writes the index file for what was stored.
+    pub fn save(&self, pack: FinishedPack) -> Result<()> {
+        self.repo
+            .write_file(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        {
+            let mut stored = self.stored.lock().unwrap();
+            stored.bytes += pack.bytes.len() as u64;
+            stored.blobs += pack.blobs.len() as u64;
+            stored.packs += 1;
+        }
+        let indexed = IndexedPack {
+            id: pack.id,
+            salt: pack.salt,
+            blobs: pack.blobs,
+        };
+        self.repo.add_to_index(&indexed);
+        let batch = {
+            let mut unindexed = self.unindexed.lock().unwrap();
+            unindexed.push(indexed);
+            if unindexed.len() >= PACKS_PER_INDEX_FILE {
+                std::mem::take(&mut *unindexed)
+            } else {
+                Vec::new()
+            }
+        };
+        if !batch.is_empty() {
+            self.repo.write_index_file(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes packs that are stored already but that no index file names
+    /// (read back from their trailers by a repair).
+    pub fn index_stored(&self, packs: Vec<IndexedPack>) {
+        for pack in &packs {
+            self.repo.add_to_index(pack);
+        }
+        self.unindexed.lock().unwrap().extend(packs);
+    }
+
+    /// Writes the index file for every pack not yet indexed: after this,
+    /// everything saved is durable and findable.
+    pub fn finish(&self) -> Result<()> {
+        let packs = std::mem::take(&mut *self.unindexed.lock().unwrap());
+        if !packs.is_empty() {
+            self.repo.write_index_file(packs)?;
+        }
+        Ok(())
+    }
+
+    pub fn stored(&self) -> Stored {
+        *self.stored.lock().unwrap()
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+}

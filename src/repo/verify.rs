@@ -1,0 +1,99 @@
+//! Verifying packs as stored against their names, their trailers and the
+//! index, and indexing packs that no index file names.
+
+use super::{pack, Id, IndexedPack, PackSaver, PackedBlob, Repository};
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+
+impl Repository {
+    /// The checks of a pack's bytes: they hash to the pack's name and,
+    /// `deep`, the trailer reads and every blob opens and hashes to its id.
+    /// Returns the blobs the trailer lists (empty when not deep).
+    pub fn verify_pack(&self, id: &Id, bytes: &[u8], deep: bool) -> Result<Vec<PackedBlob>> {
+        if Id::of_bytes(bytes) != *id {
+            return Err(Error::corrupt("its content does not hash to its name"));
+        }
+        if !deep {
+            return Ok(Vec::new());
+        }
+        let (salt, blobs) = pack::read_trailer(self.keys(), bytes)?;
+        for blob in &blobs {
+            let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
+            let chunker = &self.config().chunker;
+            pack::open_blob(self.keys(), &salt, stored.to_vec(), blob.claim(), chunker)?;
+        }
+        Ok(blobs)
+    }
+
+    /// The blobs the index places in a damaged pack that do not open and
+    /// verify from `data`; None when the whole pack is unusable. Blobs
+    /// outside the damage stay readable, so only the files that need the
+    /// failing ones lose data.
+    pub fn failing_blobs(&self, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
+        let index = self.index();
+        let number = index.pack_number(pack)?;
+        let salt = index.pack(number).salt;
+        let mut failing = Vec::new();
+        let mut total = 0;
+        for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
+            total += 1;
+            let start = location.offset as usize;
+            let stored = data.get(start..start + location.stored_len as usize);
+            if stored.is_none_or(|s| {
+                let claim = pack::BlobClaim {
+                    id: &id,
+                    kind: location.kind(),
+                    raw_len: location.raw_len,
+                };
+                pack::open_blob(
+                    self.keys(),
+                    &salt,
+                    s.to_vec(),
+                    claim,
+                    &self.config().chunker,
+                )
+                .is_err()
+            }) {
+                failing.push(id);
+            }
+        }
+        (failing.len() < total).then_some(failing)
+    }
+
+    /// The names of the stored packs that the loaded index does not list.
+    pub fn unindexed_packs(&self) -> Result<Vec<String>> {
+        let mut names = self.list(FileType::Pack)?;
+        let index = self.index();
+        names.retain(|name| Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)));
+        Ok(names)
+    }
+
+    /// Reloads the index, then indexes every sound pack that no readable
+    /// index file lists, from its trailer. Returns how many were indexed.
+    pub fn index_unindexed_packs(&self) -> Result<usize> {
+        self.reload_index()?;
+        let mut packs = Vec::new();
+        for name in self.unindexed_packs()? {
+            let Ok(id) = Id::from_hex(&name) else {
+                continue;
+            };
+            let Ok(bytes) = self.backend().read(FileType::Pack, &name) else {
+                continue;
+            };
+            if Id::of_bytes(&bytes) != id {
+                continue; // a damaged pack is the pack scan's business
+            }
+            if let Ok((salt, blobs)) = pack::read_trailer(self.keys(), &bytes) {
+                packs.push(IndexedPack { id, salt, blobs });
+            }
+        }
+        let count = packs.len();
+        if count > 0 {
+            let saver = PackSaver::new(self.clone());
+            saver.index_stored(packs);
+            saver.finish()?;
+        }
+        self.reload_index()?;
+        Ok(count)
+    }
+}
