@@ -3,6 +3,7 @@
 //! the processes and signals that start and stop the daemon (docs/design.md
 //! section 4 is the contract).
 
+mod common;
 mod mount_util;
 
 use std::ffi::OsStr;

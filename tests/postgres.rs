@@ -5,6 +5,7 @@
 //! every day comes back from the mount with `psql` and `pg_restore`, with
 //! the table checksums of that day.
 
+mod common;
 mod mount_util;
 
 use std::collections::BTreeMap;
