@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Unsafe,
     /// The operation was stopped by a signal (SIGINT, SIGTERM) before it finished.
     Interrupted,
+    /// A bug in rewind: a worker thread panicked or a part stopped
+    /// unexpectedly. Nothing half-done is left as a snapshot.
+    Internal,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,12 @@ impl Error {
 
     pub fn interrupted(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Interrupted, message)
+    }
+
+    /// A failure that is rewind's fault, not the input's or the system's.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+            .with_hint("this is a bug in rewind; please report it with the log")
     }
 
     /// An I/O failure, classified by its OS error so that "not found" and
