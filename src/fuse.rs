@@ -323,7 +323,7 @@ impl Mounted {
     pub fn wait(self) -> crate::Result<()> {
         match self.serving.join() {
             Ok(result) => result.map_err(|e| crate::Error::io("the FUSE session failed", e)),
-            Err(_) => Err(crate::Error::usage("a FUSE thread panicked")),
+            Err(_) => Err(crate::Error::internal("a FUSE thread panicked")),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use lru::LruCache;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::pack::Framed;
 use crate::repo::Id;
 use crate::tree::{Extent, Node, Tree};
@@ -37,7 +37,10 @@ pub fn chunk((buffer, range): Framed) -> Chunk {
 pub type ChunkCache = Cache<Chunk>;
 pub type TreeCache = Cache<Arc<Tree>>;
 
-type Pending<V> = Arc<(Mutex<Option<std::result::Result<V, String>>>, Condvar)>;
+/// A fetch's outcome, shared with the readers waiting for it: the error
+/// keeps its kind (a caller tells a damaged pack from a failing disk).
+type Shared<V> = std::result::Result<V, Arc<Error>>;
+type Pending<V> = Arc<(Mutex<Option<Shared<V>>>, Condvar)>;
 
 pub struct Cache<V> {
     budget: usize,
@@ -54,11 +57,11 @@ struct Lru<V> {
     bytes: usize,
 }
 
-/// Whether a lookup was served from memory.
+/// Whether a lookup was served from memory or fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum ServedFrom {
     Cache,
-    Fetched,
+    Fetch,
 }
 
 impl ChunkCache {
@@ -117,10 +120,10 @@ impl<V: Clone> Cache<V> {
         &self,
         id: &Id,
         fetch: impl FnOnce() -> Result<V>,
-    ) -> std::result::Result<(V, Source), String> {
+    ) -> Shared<(V, ServedFrom)> {
         if let Some((value, _)) = self.inner.lock().unwrap().entries.get(id) {
             self.hits.fetch_add(1, Relaxed);
-            return Ok((value.clone(), Source::Cache));
+            return Ok((value.clone(), ServedFrom::Cache));
         }
         let (slot, leader) = {
             let mut pending = self.pending.lock().unwrap();
@@ -140,10 +143,10 @@ impl<V: Clone> Cache<V> {
                 result = ready.wait(result).unwrap();
             }
             self.hits.fetch_add(1, Relaxed);
-            return result.clone().unwrap().map(|v| (v, Source::Cache));
+            return result.clone().unwrap().map(|v| (v, ServedFrom::Cache));
         }
         self.misses.fetch_add(1, Relaxed);
-        let result = fetch().map_err(|e| e.to_string());
+        let result = fetch().map_err(Arc::new);
         if let Ok(value) = &result {
             self.insert(*id, value.clone());
         }
@@ -151,7 +154,7 @@ impl<V: Clone> Cache<V> {
         *lock.lock().unwrap() = Some(result.clone());
         ready.notify_all();
         self.pending.lock().unwrap().remove(id);
-        result.map(|v| (v, Source::Fetched))
+        result.map(|v| (v, ServedFrom::Fetch))
     }
 
     /// Evicts the least recently used objects beyond the budget, but
@@ -204,11 +207,17 @@ mod tests {
         }
         assert!(cache.bytes() <= 10);
         let (_, source) = cache.get_or_fetch(&Id([4; 32]), || unreachable!()).unwrap();
-        assert_eq!(source, Source::Cache);
+        assert_eq!(source, ServedFrom::Cache);
         assert_eq!(fetches.load(Relaxed), 5);
-        assert!(cache
+        let failed = cache
             .get_or_fetch(&Id([9; 32]), || Err(crate::Error::corrupt("bad")))
-            .is_err());
+            .err()
+            .expect("the fetch failed");
+        assert_eq!(
+            failed.kind(),
+            crate::ErrorKind::Corrupt,
+            "errors keep their kind"
+        );
         assert!(!cache.contains(&Id([9; 32])), "failures are not cached");
     }
 
@@ -258,5 +267,25 @@ mod tests {
             assert_eq!(&t.join().unwrap().0[..], &[7; 100]);
         }
         assert_eq!(fetches.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn readers_waiting_for_a_failed_fetch_get_its_kind() {
+        let cache = Arc::new(ChunkCache::for_chunks(1 << 20));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let cache = Arc::clone(&cache);
+                std::thread::spawn(move || {
+                    let fetch = || {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        Err(crate::Error::corrupt("bad"))
+                    };
+                    cache.get_or_fetch(&Id([1; 32]), fetch).err().unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().kind(), crate::ErrorKind::Corrupt);
+        }
     }
 }

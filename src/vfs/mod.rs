@@ -188,7 +188,7 @@ pub struct Vfs {
     /// read-ahead workers.
     siblings_queued: Mutex<LruCache<Id, usize>>,
     status_text: Mutex<Arc<StatusText>>,
-    readahead: Option<Arc<readahead::ReadAhead>>,
+    readahead: Option<Arc<readahead::ReadAheadWorkers>>,
     options: VfsOptions,
     stats: Stats,
     mounted_at: SystemTime,
@@ -243,7 +243,7 @@ impl Vfs {
         let indexed: Arc<OnceLock<std::result::Result<Repository, String>>> = Arc::default();
         let readahead = if options.readahead_chunks > 0 {
             let (chunks, indexed) = (Arc::clone(&chunks), Arc::clone(&indexed));
-            Some(readahead::ReadAhead::start(
+            Some(readahead::ReadAheadWorkers::start(
                 options.readahead_threads,
                 64,
                 move |id| {
@@ -1057,14 +1057,14 @@ impl Vfs {
             repo.read_blob_framed(id).map(cache::chunk)
         };
         match self.chunks.get_or_fetch(id, fetch) {
-            Ok((chunk, source)) => {
-                if source == cache::Source::Fetched {
+            Ok((chunk, served_from)) => {
+                if served_from == cache::ServedFrom::Fetch {
                     self.stats.chunks_verified.fetch_add(1, Relaxed);
                 }
                 Ok(chunk)
             }
             Err(e) => {
-                self.report_bad_chunk(reader, id, &e);
+                self.report_bad_chunk(reader, id, &e.to_string());
                 Err(libc::EIO)
             }
         }

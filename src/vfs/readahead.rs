@@ -12,7 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::error::{Error, Result};
 use crate::repo::Id;
 
-pub struct ReadAhead {
+/// The queue of chunks to fetch ahead of readers, and the threads that fetch them.
+pub struct ReadAheadWorkers {
     state: Mutex<State>,
     work: Condvar,
     capacity: usize,
@@ -23,15 +24,15 @@ struct State {
     closed: bool,
 }
 
-impl ReadAhead {
+impl ReadAheadWorkers {
     /// Starts `threads` workers that call `fetch` for each queued chunk; at
     /// most `capacity` chunks wait.
     pub fn start(
         threads: usize,
         capacity: usize,
         fetch: impl Fn(&Id) + Send + Sync + 'static,
-    ) -> Result<Arc<ReadAhead>> {
-        let read_ahead = Arc::new(ReadAhead {
+    ) -> Result<Arc<ReadAheadWorkers>> {
+        let workers = Arc::new(ReadAheadWorkers {
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity),
                 closed: false,
@@ -41,17 +42,21 @@ impl ReadAhead {
         });
         let fetch = Arc::new(fetch);
         for _ in 0..threads.max(1) {
-            let (read_ahead, fetch) = (Arc::clone(&read_ahead), Arc::clone(&fetch));
-            std::thread::Builder::new()
+            let (worker, fetch) = (Arc::clone(&workers), Arc::clone(&fetch));
+            let started = std::thread::Builder::new()
                 .name("rewind-readahead".into())
                 .spawn(move || {
-                    while let Some(id) = read_ahead.next() {
+                    while let Some(id) = worker.next() {
                         fetch(&id);
                     }
-                })
-                .map_err(|e| Error::io("cannot start read-ahead threads", e))?;
+                });
+            if let Err(e) = started {
+                // The workers already started must not wait forever.
+                workers.close();
+                return Err(Error::io("cannot start read-ahead threads", e));
+            }
         }
-        Ok(read_ahead)
+        Ok(workers)
     }
 
     /// Queues a chunk; false when the queue is full (the workers are
@@ -96,9 +101,9 @@ mod tests {
     fn fetches_what_is_offered_refuses_when_full_and_closes() {
         let fetched = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let read_ahead = {
+        let workers = {
             let (fetched, gate) = (Arc::clone(&fetched), Arc::clone(&gate));
-            ReadAhead::start(1, 2, move |_| {
+            ReadAheadWorkers::start(1, 2, move |_| {
                 let (open, opened) = &*gate;
                 let mut open = open.lock().unwrap();
                 while !*open {
@@ -109,22 +114,22 @@ mod tests {
             .unwrap()
         };
         // The worker holds one chunk at the gate; two more fill the queue.
-        assert!(read_ahead.offer(Id([1; 32])));
+        assert!(workers.offer(Id([1; 32])));
         let start = Instant::now();
-        while read_ahead.state.lock().unwrap().queue.len() == 1 {
+        while workers.state.lock().unwrap().queue.len() == 1 {
             assert!(start.elapsed() < Duration::from_secs(5));
             std::thread::yield_now();
         }
-        assert!(read_ahead.offer(Id([2; 32])));
-        assert!(read_ahead.offer(Id([3; 32])));
-        assert!(!read_ahead.offer(Id([4; 32])), "full");
+        assert!(workers.offer(Id([2; 32])));
+        assert!(workers.offer(Id([3; 32])));
+        assert!(!workers.offer(Id([4; 32])), "full");
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         while fetched.load(SeqCst) < 3 {
             assert!(start.elapsed() < Duration::from_secs(5));
             std::thread::yield_now();
         }
-        read_ahead.close();
-        assert!(read_ahead.next().is_none());
+        workers.close();
+        assert!(workers.next().is_none());
     }
 }
