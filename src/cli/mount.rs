@@ -283,7 +283,8 @@ fn serve(
         vfs.location(),
         mountpoint.display()
     ));
-    if let (Some(rate), Some(state_file)) = (args.scrub, scrub_state) {
+    // The scrub runs as long as its handle lives.
+    let _scrub = if let (Some(rate), Some(state_file)) = (args.scrub, scrub_state) {
         let scrub = ScrubOptions {
             rate: Some(rate),
             restart: false,
@@ -293,12 +294,14 @@ fn serve(
             threads: 1,
             state_file,
         };
-        background::start(
-            Arc::clone(&vfs),
+        Some(background::start(
+            Arc::clone(&vfs) as _,
             scrub,
             Duration::from_secs(args.scrub_interval.max(1)),
-        )?;
-    }
+        )?)
+    } else {
+        None
+    };
     let refresher = Arc::clone(&vfs);
     std::thread::Builder::new()
         .name("rewind-refresh".into())

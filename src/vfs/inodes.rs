@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::layout::Scope;
+use super::VfsResult;
 use crate::repo::{Id, Snapshot};
 
 pub type Ino = u64;
@@ -77,6 +78,11 @@ impl Inodes {
     pub fn get(&self, ino: Ino) -> Option<Arc<Record>> {
         let index = usize::try_from(ino).ok()?.checked_sub(1)?;
         self.records.read().unwrap().get(index).cloned()
+    }
+
+    /// [`Inodes::get`] for a request of the kernel: ENOENT for an unknown inode.
+    pub fn record(&self, ino: Ino) -> VfsResult<Arc<Record>> {
+        self.get(ino).ok_or(libc::ENOENT)
     }
 
     /// The inode of `name` in `parent`, made with `make` the first time.

@@ -9,7 +9,8 @@ use chrono::{TimeZone, Utc};
 use super::*;
 use crate::backend::LocalBackend;
 use crate::backup::{backup, BackupOptions, Source};
-use crate::repo::Encryption;
+use crate::repo::{Encryption, Id, IdSet};
+use crate::tree::Extent;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -337,20 +338,13 @@ fn a_damaged_chunk_gives_eio_and_nothing_else_breaks() {
     )
     .unwrap();
     // Damage the pack holding the big file's first chunk, in the chunk's bytes.
-    let record = f.vfs.inodes.get(attr.ino).unwrap();
-    let node = f.vfs.entry_node(&record).unwrap().expect("an entry");
-    let Extent::Data { id, .. } = node.content[0] else {
-        panic!("no data")
+    let (id, pack) = first_chunk_and_pack(&f.vfs, attr.ino);
+    let offset = {
+        let repo = f.vfs.index.wait().unwrap();
+        let offset = repo.index().get(&id).unwrap().offset;
+        offset as u64 + 100
     };
-    let (pack, offset) = {
-        let repo = f.vfs.wait_index().unwrap();
-        let index = repo.index();
-        let location = index.get(&id).unwrap();
-        (
-            index.pack(location.pack()).id.to_hex(),
-            location.offset as u64 + 100,
-        )
-    };
+    let pack = pack.to_hex();
     let pack_path = f.repo_path.join("data").join(&pack[..2]).join(&pack);
     let mut bytes = std::fs::read(&pack_path).unwrap();
     bytes[offset as usize] ^= 0xff;
@@ -449,4 +443,42 @@ fn listings_resume_from_the_position_the_kernel_was_given() {
         assert_eq!(batched, whole, "listing of /{dir}");
         assert!(whole.len() > 3, "/{dir} has entries");
     }
+}
+
+/// The first chunk of a file, and the pack that holds it.
+fn first_chunk_and_pack(vfs: &Vfs, ino: Ino) -> (Id, Id) {
+    let record = vfs.inodes.get(ino).unwrap();
+    let node = vfs.trees.entry_node(&record).unwrap().expect("an entry");
+    let Extent::Data { id, .. } = node.content[0] else {
+        panic!("no data")
+    };
+    let repo = vfs.index.wait().unwrap();
+    let index = repo.index();
+    let pack = index.pack(index.get(&id).unwrap().pack()).id;
+    (id, pack)
+}
+
+#[test]
+fn what_the_scrub_marks_damaged_fails_until_it_is_cleared() {
+    let f = fixture();
+    let mount: &dyn ScrubbedMount = &*f.vfs;
+    assert!(mount.indexed_repository().is_ok());
+    // A chunk read once stays in memory, verified: each case reads a file
+    // not read before.
+    for (day, mark_pack) in [(1, false), (2, true)] {
+        let path = format!("@2024-06-0{day}T02:00:00Z{}/small.txt", f.source.display());
+        let file = walk(&f.vfs, &path).unwrap();
+        let (chunk, pack) = first_chunk_and_pack(&f.vfs, file.ino);
+        let damaged = if mark_pack { pack } else { chunk };
+        mount.set_damaged(IdSet::from_iter([damaged]));
+        assert_eq!(f.vfs.read(file.ino, 0, 4096).unwrap_err(), libc::EIO);
+        mount.set_damaged(IdSet::default());
+        assert_eq!(read_all(&f.vfs, file.ino).unwrap().len() as u64, file.size);
+    }
+    mount.show_in_status(Box::new(
+        || serde_json::json!({ "scrub": { "running": true } }),
+    ));
+    let status: serde_json::Value = serde_json::from_str(&f.vfs.status()).unwrap();
+    assert_eq!(status["scrub"]["running"], true, "{status:#}");
+    assert_eq!(status["eio_count"], 2, "{status:#}");
 }

@@ -1,0 +1,250 @@
+//! Names: lookups and directory listings, above the snapshots (the layout
+//! of `layout.rs`: `@<time>`, `latest`, `ids/`, `hosts/`, `tags/`,
+//! `.rewind/`) and inside them (their trees).
+
+use std::sync::Arc;
+
+use super::attr::{entry_kind, EntryKind};
+use super::inodes::{Group, Ino, Inode, Inodes};
+use super::layout::Scope;
+use super::shown::ShownSnapshots;
+use super::status::StatusFile;
+use super::trees::SnapshotTrees;
+use super::VfsResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+}
+
+pub struct Names {
+    inodes: Arc<Inodes>,
+    shown: Arc<ShownSnapshots>,
+    trees: Arc<SnapshotTrees>,
+    /// Made anew whenever its name is looked up or listed.
+    status: Arc<StatusFile>,
+}
+
+impl Names {
+    pub fn new(
+        inodes: Arc<Inodes>,
+        shown: Arc<ShownSnapshots>,
+        trees: Arc<SnapshotTrees>,
+        status: Arc<StatusFile>,
+    ) -> Names {
+        Names {
+            inodes,
+            shown,
+            trees,
+            status,
+        }
+    }
+
+    /// The inode of `name` in directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> VfsResult<Ino> {
+        let record = self.inodes.record(parent)?;
+        match &record.inode {
+            Inode::Root => self.lookup_scoped(parent, name, &Scope::All, true),
+            Inode::Group(group) => self.lookup_group(parent, name, group),
+            inode => {
+                let dir = self.trees.snapshot_dir(parent, inode)?;
+                let tree = self.trees.tree(&dir.tree_id, parent)?;
+                let index = tree.position(name).ok_or(libc::ENOENT)?;
+                self.trees.entry_child(parent, &dir, &tree, index)
+            }
+        }
+    }
+
+    /// A name in the root (`top`) or in `hosts/<host>/` and `tags/<tag>/`:
+    /// a snapshot's `@<time>`, `latest`, a time prefix, and in the root
+    /// the directories of the layout.
+    fn lookup_scoped(&self, parent: Ino, name: &[u8], scope: &Scope, top: bool) -> VfsResult<Ino> {
+        let name_str = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+        if top {
+            let group = match name_str {
+                "ids" => Some(Group::Ids),
+                "hosts" => Some(Group::Hosts),
+                "tags" => Some(Group::Tags),
+                ".rewind" => Some(Group::Control),
+                _ => None,
+            };
+            if let Some(group) = group {
+                return Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(group)));
+            }
+        }
+        let layout = self.shown.layout();
+        if let Some(i) = layout.by_label(name_str, scope) {
+            let snapshot = Arc::clone(&layout.snapshots[i]);
+            return Ok(self
+                .inodes
+                .child(parent, name, None, || Inode::Snapshot(snapshot)));
+        }
+        if name_str == "latest" || name_str.starts_with('@') {
+            if let Some(target) = layout.resolve(name_str, scope) {
+                let variant = [name, b"\0", target.as_bytes()].concat();
+                return Ok(self
+                    .inodes
+                    .child(parent, &variant, None, || Inode::Link(target.into_bytes())));
+            }
+        }
+        Err(libc::ENOENT)
+    }
+
+    fn lookup_group(&self, parent: Ino, name: &[u8], group: &Group) -> VfsResult<Ino> {
+        let name_str = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+        let layout = self.shown.layout();
+        match group {
+            Group::Scoped(scope) => self.lookup_scoped(parent, name, scope, false),
+            Group::Ids => {
+                let i = layout
+                    .snapshots
+                    .iter()
+                    .position(|s| s.id.short() == name_str)
+                    .ok_or(libc::ENOENT)?;
+                let target = format!("../{}", layout.labels[i]).into_bytes();
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Link(target)))
+            }
+            Group::Hosts if layout.hosts.contains_key(name_str) => {
+                let scope = Scope::Host(name_str.to_string());
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+            }
+            Group::Tags if layout.tags.contains_key(name_str) => {
+                let scope = Scope::Tag(name_str.to_string());
+                Ok(self
+                    .inodes
+                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+            }
+            Group::Control if name_str == "status" => {
+                self.status.write_text();
+                Ok(self.inodes.child(parent, name, None, || Inode::Status))
+            }
+            _ => Err(libc::ENOENT),
+        }
+    }
+
+    /// The entries of directory `ino` from position `offset` on (`.` is 0
+    /// and `..` is 1), each passed to `add` with the position after it,
+    /// until `add` says the kernel's buffer is full. Listings carry no
+    /// handle (the kernel opens directories itself, see `crate::fuse`): in
+    /// a snapshot directory a position is an index into its tree, so a
+    /// batch costs only its own entries, however large the directory.
+    pub fn read_dir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(u64, DirEntry) -> bool,
+    ) -> VfsResult<()> {
+        let record = self.inodes.record(ino)?;
+        let dots = [(ino, &b"."[..]), (record.parent, &b".."[..])];
+        for (position, (dot_ino, name)) in dots.into_iter().enumerate().skip(offset as usize) {
+            let entry = DirEntry {
+                ino: dot_ino,
+                name: name.to_vec(),
+                kind: EntryKind::Dir,
+            };
+            if add(position as u64 + 1, entry) {
+                return Ok(());
+            }
+        }
+        let first = offset.saturating_sub(2) as usize;
+        if let Inode::Root | Inode::Group(_) = &record.inode {
+            let entries = self.virtual_entries(ino, &record.inode)?;
+            for (index, entry) in entries.into_iter().enumerate().skip(first) {
+                if add(index as u64 + 3, entry) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let dir = self.trees.snapshot_dir(ino, &record.inode)?;
+        let tree = self.trees.tree(&dir.tree_id, ino)?;
+        for (index, node) in tree.nodes.iter().enumerate().skip(first) {
+            let entry = DirEntry {
+                ino: self.trees.entry_child(ino, &dir, &tree, index)?,
+                name: node.name.clone(),
+                kind: entry_kind(node.kind),
+            };
+            if add(index as u64 + 3, entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of a directory above the snapshots (the root, `ids/`,
+    /// `hosts/`...), without `.` and `..`.
+    fn virtual_entries(&self, ino: Ino, inode: &Inode) -> VfsResult<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        let layout = self.shown.layout();
+        let add_scoped = |out: &mut Vec<DirEntry>, scope: &Scope| {
+            let members = layout.members(scope);
+            for i in &members {
+                let snapshot = Arc::clone(&layout.snapshots[*i]);
+                let name = layout.labels[*i].as_bytes();
+                let child = self
+                    .inodes
+                    .child(ino, name, None, || Inode::Snapshot(snapshot));
+                out.push(DirEntry {
+                    ino: child,
+                    name: name.to_vec(),
+                    kind: EntryKind::Dir,
+                });
+            }
+            if !members.is_empty() {
+                if let Ok(child) = self.lookup_scoped(ino, b"latest", scope, false) {
+                    out.push(DirEntry {
+                        ino: child,
+                        name: b"latest".to_vec(),
+                        kind: EntryKind::Symlink,
+                    });
+                }
+            }
+        };
+        match inode {
+            Inode::Root => {
+                for name in [".rewind", "hosts", "ids", "tags"] {
+                    let child = self.lookup_scoped(ino, name.as_bytes(), &Scope::All, true)?;
+                    out.push(DirEntry {
+                        ino: child,
+                        name: name.as_bytes().to_vec(),
+                        kind: EntryKind::Dir,
+                    });
+                }
+                add_scoped(&mut out, &Scope::All);
+            }
+            Inode::Group(Group::Scoped(scope)) => add_scoped(&mut out, scope),
+            Inode::Group(group) => {
+                let names: Vec<String> = match group {
+                    Group::Ids => layout.snapshots.iter().map(|s| s.id.short()).collect(),
+                    Group::Hosts => layout.hosts.keys().cloned().collect(),
+                    Group::Tags => layout.tags.keys().cloned().collect(),
+                    Group::Control => vec!["status".into()],
+                    Group::Scoped(_) => unreachable!("handled above"),
+                };
+                let kind = match group {
+                    Group::Ids => EntryKind::Symlink,
+                    Group::Control => EntryKind::File,
+                    _ => EntryKind::Dir,
+                };
+                for name in names {
+                    let child = self.lookup_group(ino, name.as_bytes(), group)?;
+                    out.push(DirEntry {
+                        ino: child,
+                        name: name.into_bytes(),
+                        kind,
+                    });
+                }
+            }
+            _ => return Err(libc::ENOTDIR),
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,188 @@
+//! The inside of snapshots: directory trees, decoded once and cached, the
+//! entries inodes stand for, and the expansion budget each snapshot view
+//! spends as inodes are made for its entries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::cache::TreeCache;
+use super::index::BackgroundIndex;
+use super::inodes::{Ino, Inode, Inodes, Record};
+use super::stats::Stats;
+use super::VfsResult;
+use crate::repo::{Id, IdSet, Snapshot};
+use crate::tree::{ExpansionBudget, ExpansionLimits, Node, Tree};
+
+/// Budget of the decoded-tree cache: the directories being walked.
+const TREE_CACHE_BYTES: usize = 8 << 20;
+
+/// An entry of a snapshot, inside the decoded tree of its directory.
+#[derive(Clone)]
+pub struct EntryNode {
+    pub tree_id: Id,
+    pub tree: Arc<Tree>,
+    pub index: usize,
+}
+
+impl std::ops::Deref for EntryNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.tree.nodes[self.index]
+    }
+}
+
+/// A directory inside a snapshot: the snapshot, the inode of its `@<time>`
+/// view, and the tree it shows.
+pub struct SnapshotDir {
+    pub snapshot: Arc<Snapshot>,
+    pub view: Ino,
+    pub tree_id: Id,
+}
+
+pub struct SnapshotTrees {
+    index: Arc<BackgroundIndex>,
+    inodes: Arc<Inodes>,
+    stats: Arc<Stats>,
+    cache: TreeCache,
+    /// The tree each directory inode shows: opening a directory must not
+    /// need its parent's tree, which may be large and long evicted.
+    subtrees: RwLock<HashMap<Ino, Id>>,
+    limits: ExpansionLimits,
+    /// What each snapshot view (by the inode of its `@<time>` directory)
+    /// has expanded to.
+    budgets: Mutex<HashMap<Ino, Arc<ExpansionBudget>>>,
+    /// Trees whose entries broke the naming rules, logged once each.
+    misnamed_logged: Mutex<IdSet>,
+}
+
+impl SnapshotTrees {
+    pub fn new(
+        index: Arc<BackgroundIndex>,
+        inodes: Arc<Inodes>,
+        stats: Arc<Stats>,
+        limits: ExpansionLimits,
+    ) -> SnapshotTrees {
+        SnapshotTrees {
+            index,
+            inodes,
+            stats,
+            cache: TreeCache::for_trees(TREE_CACHE_BYTES),
+            subtrees: RwLock::new(HashMap::new()),
+            limits,
+            budgets: Mutex::new(HashMap::new()),
+            misnamed_logged: Mutex::new(IdSet::default()),
+        }
+    }
+
+    /// The tree `id`, the listing of directory `dir`, as it may be shown:
+    /// entries whose names break the format's rules are left out (and
+    /// logged), so no listing holds a duplicate, an unsafe or an overlong
+    /// name, and lookups by name find what listings show.
+    pub fn tree(&self, id: &Id, dir: Ino) -> VfsResult<Arc<Tree>> {
+        let fetch = || {
+            let repo = self.index.wait_or_error()?;
+            let (tree, not_shown) = repo.read_tree(id)?.into_shown();
+            if !not_shown.is_empty() && self.misnamed_logged.lock().unwrap().insert(*id) {
+                let path = self.inodes.path_of(dir);
+                for (name, problem) in not_shown {
+                    let message = crate::tree::not_shown_message(&path, &name, problem);
+                    crate::log::warn(&format!("directory listing {}: {message}", id.short()));
+                }
+            }
+            Ok(Arc::new(tree))
+        };
+        self.cache
+            .get_or_fetch(id, fetch)
+            .map(|(tree, _)| tree)
+            .map_err(|e| {
+                self.stats
+                    .record_eio(format!("cannot read directory listing {}: {e}", id.short()));
+                libc::EIO
+            })
+    }
+
+    /// The snapshot entry an inode shows, if it is one.
+    pub fn entry_node(&self, record: &Record) -> VfsResult<Option<EntryNode>> {
+        let Inode::Entry { tree, index, .. } = &record.inode else {
+            return Ok(None);
+        };
+        let tree_id = *tree;
+        let tree = self.tree(&tree_id, record.parent)?;
+        let index = *index as usize;
+        // Cannot fail: a tree id names one immutable content.
+        if index >= tree.nodes.len() {
+            return Err(libc::EIO);
+        }
+        Ok(Some(EntryNode {
+            tree_id,
+            tree,
+            index,
+        }))
+    }
+
+    /// The directory of a snapshot that inode `ino` shows.
+    pub fn snapshot_dir(&self, ino: Ino, inode: &Inode) -> VfsResult<SnapshotDir> {
+        match inode {
+            Inode::Snapshot(s) => Ok(SnapshotDir {
+                snapshot: Arc::clone(s),
+                view: ino,
+                tree_id: s.tree,
+            }),
+            Inode::Entry { snapshot, view, .. } => {
+                let subtree = self.subtrees.read().unwrap().get(&ino).copied();
+                Ok(SnapshotDir {
+                    snapshot: Arc::clone(snapshot),
+                    view: *view,
+                    tree_id: subtree.ok_or(libc::ENOTDIR)?,
+                })
+            }
+            _ => Err(libc::ENOTDIR),
+        }
+    }
+
+    /// The inode of entry `index` of `tree`, the tree of `dir`, which is
+    /// inode `parent`.
+    pub fn entry_child(
+        &self,
+        parent: Ino,
+        dir: &SnapshotDir,
+        tree: &Tree,
+        index: usize,
+    ) -> VfsResult<Ino> {
+        let node = &tree.nodes[index];
+        let hardlink = node
+            .is_hardlinked()
+            .then_some((dir.view, node.device, node.inode));
+        let admit = || self.admit(parent, dir, node);
+        let ino = self
+            .inodes
+            .admitted_child(parent, &node.name, hardlink, admit, || Inode::Entry {
+                snapshot: Arc::clone(&dir.snapshot),
+                view: dir.view,
+                tree: dir.tree_id,
+                index: index as u32,
+            })?;
+        if node.is_dir() {
+            // Every backed-up directory has a tree; one without (a damaged
+            // listing) names no blob and lists as EIO.
+            let subtree = node.subtree.unwrap_or_default();
+            self.subtrees.write().unwrap().entry(ino).or_insert(subtree);
+        }
+        Ok(ino)
+    }
+
+    /// Counts a new inode for `node` in `parent` against its snapshot's
+    /// budget: a crafted snapshot that names the same directories over and
+    /// over must not grow the inode table without end.
+    fn admit(&self, parent: Ino, dir: &SnapshotDir, node: &Node) -> VfsResult<()> {
+        let budget = Arc::clone(self.budgets.lock().unwrap().entry(dir.view).or_insert_with(
+            || Arc::new(ExpansionBudget::new(dir.snapshot.id.short(), self.limits)),
+        ));
+        let depth = self.inodes.depth(parent) - self.inodes.depth(dir.view) + 1;
+        budget.admit(node, depth).map_err(|e| {
+            self.stats
+                .record_eio(format!("{}: {e}", self.inodes.path_of(parent)));
+            libc::EIO
+        })
+    }
+}
