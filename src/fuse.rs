@@ -241,9 +241,9 @@ impl Filesystem for RewindFs {
     }
 }
 
-/// How to mount.
+/// How the FUSE session is set up.
 #[derive(Debug, Clone)]
-pub struct MountConfig {
+pub struct FuseOptions {
     /// Let other users in (the kernel still enforces the original modes).
     pub allow_other: bool,
     /// Threads answering the kernel.
@@ -251,6 +251,19 @@ pub struct MountConfig {
     /// How long one thread keeps polling the device after a short request
     /// (see `busy_poll`); zero, or a single CPU, never polls.
     pub busy_poll: Duration,
+}
+
+impl Default for FuseOptions {
+    /// What `rewind mount` uses unless told otherwise: two threads per CPU
+    /// (at least four), 5 ms of polling, the owner alone let in.
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        FuseOptions {
+            allow_other: false,
+            threads: cpus.max(2) * 2,
+            busy_poll: Duration::from_millis(5),
+        }
+    }
 }
 
 /// A mounted filesystem, served on background threads until unmounted.
@@ -264,12 +277,12 @@ pub struct Mounted {
 pub fn mount(
     vfs: Arc<Vfs>,
     mountpoint: &std::path::Path,
-    config: &MountConfig,
+    options: &FuseOptions,
     on_end: impl FnOnce() + Send + 'static,
 ) -> crate::Result<Mounted> {
     use fuser::MountOption;
-    let mut options = fuser::Config::default();
-    options.mount_options = vec![
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
         MountOption::FSName(format!("rewind:{}", vfs.location())),
         MountOption::Subtype("rewind".into()),
         MountOption::RO,
@@ -277,19 +290,19 @@ pub fn mount(
         MountOption::NoSuid,
         MountOption::NoDev,
     ];
-    options.acl = if config.allow_other {
+    config.acl = if options.allow_other {
         fuser::SessionACL::All
     } else {
         fuser::SessionACL::Owner
     };
-    options.n_threads = Some(config.threads.max(1));
-    options.clone_fd = true;
-    let busy_poll = Arc::new(BusyPoll::new(config.busy_poll));
+    config.n_threads = Some(options.threads.max(1));
+    config.clone_fd = true;
+    let busy_poll = Arc::new(BusyPoll::new(options.busy_poll));
     let filesystem = RewindFs {
         vfs,
         busy_poll: Arc::clone(&busy_poll),
     };
-    let mut session = fuser::Session::new(filesystem, mountpoint, &options)
+    let mut session = fuser::Session::new(filesystem, mountpoint, &config)
         .map_err(|e| crate::Error::io(format!("cannot mount at {}", mountpoint.display()), e))?;
     if let Err(e) = busy_poll.attach(&session) {
         crate::log::info(&format!(

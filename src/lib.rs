@@ -10,6 +10,7 @@ pub mod fuse;
 pub mod host;
 pub mod id;
 pub mod log;
+pub mod mount;
 pub mod parallel;
 pub mod repo;
 pub mod restore;

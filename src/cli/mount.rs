@@ -2,13 +2,12 @@ use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rewind::fuse::{self, MountConfig};
-use rewind::scrub::{background, ScrubOptions};
-use rewind::vfs::{Vfs, VfsOptions};
+use rewind::fuse::{self, FuseOptions};
+use rewind::mount::{Mount, MountOptions, MountScrub};
+use rewind::vfs::VfsOptions;
 
 use super::Global;
 
@@ -225,8 +224,31 @@ fn detach(log: std::fs::File) {
     rewind::log::to_file(log);
 }
 
-/// Mounts, reports readiness, refreshes snapshots, and unmounts on SIGTERM,
-/// SIGINT or SIGHUP; returns when the mount is gone.
+/// What the arguments ask of the mount.
+fn mount_options(args: &Args, limits: rewind::tree::ExpansionLimits) -> MountOptions {
+    let defaults = MountOptions::default();
+    MountOptions {
+        vfs: VfsOptions {
+            cache_bytes: args.cache_size,
+            limits,
+            ..defaults.vfs
+        },
+        fuse: FuseOptions {
+            allow_other: args.allow_other,
+            busy_poll: Duration::from_millis(args.busy_poll),
+            ..defaults.fuse
+        },
+        refresh: Duration::from_secs(args.refresh),
+        scrub: args.scrub.map(|rate| MountScrub {
+            rate,
+            interval: Duration::from_secs(args.scrub_interval),
+            state_file: None,
+        }),
+    }
+}
+
+/// Mounts, reports readiness, and unmounts on SIGTERM, SIGINT or SIGHUP;
+/// returns when the mount is gone.
 fn serve(
     repo: rewind::repo::Repository<rewind::repo::Opened>,
     mountpoint: &Path,
@@ -234,95 +256,39 @@ fn serve(
     limits: rewind::tree::ExpansionLimits,
     ready: impl FnOnce(&Result<()>),
 ) -> Result<ExitCode> {
-    let options = VfsOptions {
-        cache_bytes: args.cache_size,
-        limits,
-        ..VfsOptions::default()
-    };
-    let config = MountConfig {
-        allow_other: args.allow_other,
-        threads: std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-            * 2,
-        busy_poll: Duration::from_millis(args.busy_poll),
-    };
-    let refresh = Duration::from_secs(args.refresh.max(1));
-    let scrub_state = match args.scrub {
-        Some(_) => Some(rewind::scrub::state::default_path(
-            &repo.config().id.short(),
-        )?),
-        None => None,
-    };
-    // Block the stop signals in every thread; this one waits for them.
+    let options = mount_options(args, limits);
+    // Block the stop signals in every thread the mount starts; this one
+    // waits for them.
     let signals = stop_signals();
     // SAFETY: signals is an initialised set.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
-    let started = Vfs::new(repo, options)
-        .map_err(anyhow::Error::from)
-        .and_then(|vfs| {
-            let mounted = fuse::mount(Arc::clone(&vfs), mountpoint, &config, || {
-                // SAFETY: kill to our own pid wakes the signal wait below.
-                unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
-            })?;
-            Ok((vfs, mounted))
-        });
-    let (vfs, mounted) = match started {
-        Ok(pair) => {
+    let started = Mount::start(repo, mountpoint, &options, || {
+        // SAFETY: kill to our own pid wakes the signal wait below.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+    });
+    let mount = match started {
+        Ok(mount) => {
             ready(&Ok(()));
-            pair
+            mount
         }
         Err(e) => {
-            let result = Err(e);
+            let result = Err(e.into());
             ready(&result);
-            return result.map(|_| ExitCode::FAILURE);
+            return result.map(|()| ExitCode::FAILURE);
         }
     };
-    rewind::log::info(&format!(
-        "mounted {} at {}",
-        vfs.location(),
-        mountpoint.display()
-    ));
-    // The scrub runs as long as its handle lives.
-    let _scrub = if let (Some(rate), Some(state_file)) = (args.scrub, scrub_state) {
-        let scrub = ScrubOptions {
-            rate: Some(rate),
-            restart: false,
-            repair: false,
-            deep: true,
-            // One pack at a time: the background scrub must stay out of the way.
-            threads: 1,
-            state_file,
-        };
-        Some(background::start(
-            Arc::clone(&vfs) as _,
-            scrub,
-            Duration::from_secs(args.scrub_interval.max(1)),
-        )?)
-    } else {
-        None
-    };
-    let refresher = Arc::clone(&vfs);
-    std::thread::Builder::new()
-        .name("rewind-refresh".into())
-        .spawn(move || loop {
-            std::thread::sleep(refresh);
-            if let Err(e) = refresher.refresh() {
-                rewind::log::warn(&format!("cannot look for new snapshots: {e}"));
-            }
-        })?;
     let mut signal = 0;
     // SAFETY: sigwait with an initialised set and a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut signal) };
     if signal == libc::SIGUSR1 {
         rewind::log::info(&format!("{} was unmounted; exiting", mountpoint.display()));
-        mounted.wait()?;
+        mount.wait()?;
     } else {
         rewind::log::info(&format!(
             "signal {signal}: unmounting {}",
             mountpoint.display()
         ));
-        mounted.unmount()?;
+        mount.unmount()?;
     }
     Ok(ExitCode::SUCCESS)
 }
