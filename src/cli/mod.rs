@@ -23,10 +23,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rewind::backend::LocalBackend;
-use rewind::repo::{Opened, Repository, Snapshot};
-use rewind::selector::{split_selector, Filter};
-use rewind::tree::{ExpansionBudget, ExpansionLimits};
+use rewind::LocalBackend;
+use rewind::{split_selector, Filter};
+use rewind::{ExpansionBudget, ExpansionLimits};
+use rewind::{Opened, Repository, Snapshot};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]

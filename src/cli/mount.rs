@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rewind::fuse::{self, MountConfig};
-use rewind::scrub::{background, ScrubOptions};
-use rewind::vfs::{Vfs, VfsOptions};
+use rewind::{background_scrub, clear_stale_mount, MountConfig, ScrubOptions, Vfs, VfsOptions};
 
 use super::Global;
 
@@ -74,8 +72,8 @@ fn default_log_file() -> rewind::Result<PathBuf> {
     if unsafe { libc::geteuid() } == 0 {
         Ok(PathBuf::from("/var/log/rewind-mount.log"))
     } else {
-        let dir = rewind::scrub::state::cache_dir()?;
-        rewind::scrub::state::create_private_dir(&dir)?;
+        let dir = rewind::cache_dir()?;
+        rewind::create_private_dir(&dir)?;
         Ok(dir.join("mount.log"))
     }
 }
@@ -88,7 +86,7 @@ fn open_log(args: &Args) -> Result<(std::fs::File, PathBuf)> {
     let (path, no_follow) = match &args.log_file {
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = rewind::scrub::state::create_private_dir(dir);
+                let _ = rewind::create_private_dir(dir);
             }
             (path.clone(), 0)
         }
@@ -106,7 +104,7 @@ fn open_log(args: &Args) -> Result<(std::fs::File, PathBuf)> {
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let mountpoint = &args.mountpoint;
-    if fuse::clear_stale_mount(mountpoint)? {
+    if clear_stale_mount(mountpoint)? {
         eprintln!(
             "rewind: cleared a stale mount at {} left by a daemon that died",
             mountpoint.display()
@@ -228,10 +226,10 @@ fn detach(log: std::fs::File) {
 /// Mounts, reports readiness, refreshes snapshots, and unmounts on SIGTERM,
 /// SIGINT or SIGHUP; returns when the mount is gone.
 fn serve(
-    repo: rewind::repo::Repository<rewind::repo::Opened>,
+    repo: rewind::Repository<rewind::Opened>,
     mountpoint: &Path,
     args: &Args,
-    limits: rewind::tree::ExpansionLimits,
+    limits: rewind::ExpansionLimits,
     ready: impl FnOnce(&Result<()>),
 ) -> Result<ExitCode> {
     let options = VfsOptions {
@@ -249,9 +247,7 @@ fn serve(
     };
     let refresh = Duration::from_secs(args.refresh.max(1));
     let scrub_state = match args.scrub {
-        Some(_) => Some(rewind::scrub::state::default_path(
-            &repo.config().id.short(),
-        )?),
+        Some(_) => Some(rewind::default_scrub_state_path(&repo.config().id.short())?),
         None => None,
     };
     // Block the stop signals in every thread; this one waits for them.
@@ -261,7 +257,7 @@ fn serve(
     let started = Vfs::new(repo, options)
         .map_err(anyhow::Error::from)
         .and_then(|vfs| {
-            let mounted = fuse::mount(Arc::clone(&vfs), mountpoint, &config, || {
+            let mounted = rewind::mount(Arc::clone(&vfs), mountpoint, &config, || {
                 // SAFETY: kill to our own pid wakes the signal wait below.
                 unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
             })?;
@@ -293,7 +289,7 @@ fn serve(
             threads: 1,
             state_file,
         };
-        background::start(
+        background_scrub::start(
             Arc::clone(&vfs),
             scrub,
             Duration::from_secs(args.scrub_interval.max(1)),

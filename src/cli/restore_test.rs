@@ -4,10 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::HumanBytes;
-use rewind::restore::restore_test::{
-    human_duration, parse_duration, restore_test, RestoreTestOptions, RestoreTestReport,
-};
-use rewind::restore::Sample;
+use rewind::Sample;
+use rewind::{human_duration, parse_duration, restore_test, RestoreTestOptions, RestoreTestReport};
 
 use super::interrupt::{cancel_on_signals, is_interrupted, EXIT_INTERRUPTED};
 use super::{FilterArgs, Global};

@@ -34,7 +34,6 @@ use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node};
 use target::Target;
 
-pub use content::{compare_file, Mismatch};
 pub use filter::{PathFilter, Sample};
 
 /// What to do with an entry that already exists in the target.

@@ -132,10 +132,6 @@ impl Layout {
         let index = self.snapshots.iter().position(|s| s.id == chosen.id)?;
         Some(self.labels[index].clone())
     }
-
-    pub fn index_of(&self, id: &crate::repo::Id) -> Option<usize> {
-        self.snapshots.iter().position(|s| s.id == *id)
-    }
 }
 
 #[cfg(test)]

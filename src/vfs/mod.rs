@@ -20,7 +20,7 @@ use crate::repo::{Id, Opened, Repository, Snapshot};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Extent, Node, NodeKind, Timestamp, Tree};
 use cache::ChunkCache;
 use inodes::Inodes;
-pub use inodes::{Group, Ino, Inode, ROOT_INO};
+pub use inodes::{Group, Ino, Inode};
 pub use layout::{Layout, Scope};
 
 /// An errno for the kernel.

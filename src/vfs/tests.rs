@@ -10,6 +10,7 @@ use super::*;
 use crate::backend::LocalBackend;
 use crate::backup::{backup, BackupOptions, Source};
 use crate::repo::Encryption;
+use crate::vfs::inodes::ROOT_INO;
 
 struct Fixture {
     _dir: tempfile::TempDir,
