@@ -29,7 +29,7 @@ use crate::repo::{Repository, Snapshot};
 use crate::tree::ExpansionLimits;
 
 #[derive(Debug, Clone, Default)]
-pub struct RestoreTestOptions {
+pub struct DrillOptions {
     pub sample: Option<Sample>,
     /// The directory in which the scratch directory is made.
     pub scratch: PathBuf,
@@ -62,7 +62,7 @@ pub struct Check {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RestoreTestReport {
+pub struct DrillReport {
     pub snapshot: String,
     pub snapshot_time: String,
     pub host: String,
@@ -85,7 +85,7 @@ pub struct RestoreTestReport {
     pub ok: bool,
 }
 
-impl RestoreTestReport {
+impl DrillReport {
     pub fn failures(&self) -> impl Iterator<Item = (&Check, &Failure)> {
         self.checks
             .iter()
@@ -161,12 +161,12 @@ fn failure(base: &str, change: &Change, tree: &str) -> Failure {
 
 /// Runs the drill on `path` of `snapshot`. Returns `ErrorKind::Interrupted`
 /// when cancelled (the scratch directory is gone by then).
-pub fn restore_test(
+pub fn drill(
     repo: &Repository,
     snapshot: &Snapshot,
     path: &str,
-    options: &RestoreTestOptions,
-) -> Result<RestoreTestReport> {
+    options: &DrillOptions,
+) -> Result<DrillReport> {
     let base = match path.trim_matches('/') {
         "" => String::new(),
         p => format!("/{p}"),
@@ -331,7 +331,7 @@ pub fn restore_test(
 
     let ok = checks.iter().all(|c| c.failures.is_empty());
     // A failed drill keeps nothing: the report names every failing path.
-    Ok(RestoreTestReport {
+    Ok(DrillReport {
         snapshot: snapshot.id.to_hex(),
         snapshot_time: snapshot.time_label(),
         host: snapshot.host.clone(),
@@ -409,7 +409,7 @@ fn xml_escape(text: &str) -> String {
     out
 }
 
-impl RestoreTestReport {
+impl DrillReport {
     /// The report as JUnit XML, one test case per check, for CI systems.
     pub fn junit(&self) -> String {
         let failures = self
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn junit_escapes_and_counts_failures() {
-        let report = RestoreTestReport {
+        let report = DrillReport {
             snapshot: "0123456789abcdef".into(),
             snapshot_time: "2024-06-01T02:00:00Z".into(),
             host: "db1".into(),
