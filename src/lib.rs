@@ -92,9 +92,7 @@ pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
 pub use restore::diff::{
     diff, Change, ChangeKind, DiffOptions, DiffReport, DiffSummary, EntryFilter, Side,
 };
-pub use restore::restore_test::{
-    human_duration, parse_duration, restore_test, RestoreTestOptions, RestoreTestReport,
-};
+pub use restore::drill::{drill, human_duration, parse_duration, DrillOptions, DrillReport};
 pub use restore::{
     find_node, restore, Action, Cancel, Failure, Overwrite, PathFilter, Planned, RestoreOptions,
     RestoreReport, Sample,
