@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rewind::chunker::Chunker;
-use rewind::repo::{BlobKind, ChunkerParams, Keys, PackWriter};
+use rewind::format::Chunker;
+use rewind::format::{BlobKind, ChunkerParams, Keys, PackWriter};
 
 const MIB: usize = 1024 * 1024;
 /// Total input per iteration.
@@ -120,7 +120,7 @@ fn chunks_of(data: &[u8], chunker: &Chunker) -> Vec<Vec<u8>> {
 
 /// Compresses, seals and packs chunks whose ids are known; returns the bytes
 /// stored, so nothing is optimised away.
-fn pack_all(keys: &Keys, chunks: &[(rewind::repo::Id, &[u8])]) -> usize {
+fn pack_all(keys: &Keys, chunks: &[(rewind::Id, &[u8])]) -> usize {
     let mut stored = 0;
     let mut writer = PackWriter::new(keys, PACK_SIZE).unwrap();
     for (id, data) in chunks {
@@ -141,7 +141,7 @@ fn pipeline(c: &mut Criterion) {
     let keys = keys();
     let chunker = Chunker::new(ChunkerParams::default(), keys.chunker_seed());
     let chunks = chunks_of(&input, &chunker);
-    let identified: Vec<(rewind::repo::Id, &[u8])> = chunks
+    let identified: Vec<(rewind::Id, &[u8])> = chunks
         .iter()
         .map(|c| (keys.blob_id(c), c.as_slice()))
         .collect();

@@ -1,22 +1,127 @@
 //! rewind: deduplicated, compressed, encrypted backups whose snapshots mount
-//! read-only through FUSE. The binary is a thin layer over this library.
+//! read-only through FUSE. The `rewind` binary is a thin layer over this
+//! library; `docs/design.md` explains how the pieces fit and the rules they
+//! keep, `man/rewind-format.5` the bytes on disk.
+//!
+//! A repository is opened in two steps: [`Repository::open`] checks the
+//! config and the password and can list snapshots; [`Repository::load_index`]
+//! loads the index and gives the [`Repository`] that reads and writes data.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rewind::{backup, find_node, BackupOptions, Encryption, Extent, LocalBackend, Repository, Source};
+//!
+//! # fn main() -> rewind::Result<()> {
+//! # let scratch = tempfile::tempdir().unwrap();
+//! # let (home, repository) = (scratch.path().join("home"), scratch.path().join("repo"));
+//! // Something to back up.
+//! std::fs::create_dir_all(&home).unwrap();
+//! std::fs::write(home.join("notes.txt"), "back up early, back up often\n").unwrap();
+//!
+//! // A new encrypted repository in a local directory, and a first backup.
+//! let backend = Arc::new(LocalBackend::new(&repository));
+//! let repo = Repository::init(backend.clone(), Encryption::Aes256Gcm, Some(b"secret"))?;
+//! let options = BackupOptions { host: "laptop".into(), ..BackupOptions::default() };
+//! backup(Arc::new(repo), Source::Paths(vec![home.clone()]), &options)?;
+//!
+//! // Later: open it with the password, list its snapshots...
+//! let repo = Repository::open(backend, || Ok(b"secret".to_vec()))?;
+//! let snapshots = repo.snapshots()?;
+//! assert_eq!(snapshots.len(), 1);
+//! assert_eq!(snapshots[0].host, "laptop");
+//!
+//! // ...and read a file back: load the index, find the file's node in the
+//! // snapshot's tree, and read its chunks (each verified against its id).
+//! let (repo, damaged_index_files) = repo.load_index()?;
+//! assert!(damaged_index_files.is_empty());
+//! let path = format!("{}/notes.txt", home.display());
+//! let node = find_node(&repo, &snapshots[0].tree, &path)?.expect("the file is in the snapshot");
+//! let mut content = Vec::new();
+//! for extent in &node.content {
+//!     match extent {
+//!         Extent::Data { id, .. } => content.extend(repo.read_blob(id)?),
+//!         Extent::Hole { len } => content.resize(content.len() + *len as usize, 0),
+//!     }
+//! }
+//! assert_eq!(content, b"back up early, back up often\n");
+//! # Ok(())
+//! # }
+//! ```
 
-pub mod backend;
-pub mod backup;
-pub mod check;
-pub mod chunker;
-pub mod error;
-pub mod fuse;
-pub mod host;
-pub mod id;
+mod backend;
+mod backup;
+mod check;
+mod chunker;
+mod error;
+mod fuse;
+mod host;
+mod id;
 pub mod log;
-pub mod mount;
-pub mod parallel;
-pub mod repo;
-pub mod restore;
-pub mod scrub;
-pub mod selector;
-pub mod tree;
-pub mod vfs;
+mod mount;
+mod parallel;
+mod repo;
+mod restore;
+mod scrub;
+mod selector;
+mod tree;
+mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
+pub use host::hostname;
+pub use id::Id;
+
+// Storage and the repository.
+pub use backend::{Backend, LocalBackend};
+pub use repo::{
+    Encryption, Indexed, Opened, PackSaver, Repository, Snapshot, State, StoredFiles, Summary,
+    Tombstone,
+};
+
+// What snapshots hold.
+pub use tree::{
+    not_shown_message, with_deep_stack, ExpansionBudget, ExpansionLimits, Extent, NameProblem,
+    Node, NodeKind, Timestamp, Tree,
+};
+
+// Choosing snapshots.
+pub use selector::{parse_time_prefix, split_selector, Filter, Selector};
+
+// Backing up.
+pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
+
+// Restoring, comparing, and the restore drill.
+pub use restore::diff::{
+    diff, Change, ChangeKind, DiffOptions, DiffReport, DiffSummary, EntryFilter, Side,
+};
+pub use restore::drill::{drill, human_duration, parse_duration, DrillOptions, DrillReport};
+pub use restore::{
+    find_node, restore, Action, Cancel, Failure, Overwrite, PathFilter, Planned, RestoreOptions,
+    RestoreReport, Sample,
+};
+
+// Verifying and repairing.
+pub use check::{check, CheckReport, Subset};
+pub use scrub::state::{cache_dir, create_private_dir, default_path as default_scrub_state_path};
+pub use scrub::{
+    background as background_scrub, repair_before_open, scrub, Finding, ScrubOptions, ScrubReport,
+    ScrubState, Scrubber, Status,
+};
+
+// Mounting.
+pub use fuse::{clear_stale_mount, mount, FuseOptions, Mounted};
+pub use mount::{Mount, MountOptions, MountScrub};
+pub use vfs::{Vfs, VfsOptions};
+
+/// The low-level pieces of the on-disk format (`man/rewind-format.5`), for
+/// tests that build hostile repositories by hand, fuzzing, and tools that
+/// take repositories apart. Not a stable API: these change with the format.
+pub mod format {
+    pub use crate::backend::FileType;
+    pub use crate::chunker::{Chunker, ChunkerParams};
+    pub use crate::repo::{
+        crypto, index, keys_of, pack, parity, parity_name, sort_by_time, BlobKind, Config,
+        FinishedPack, Index, IndexFile, IndexedPack, KeyFile, Keys, PackWriter, PackedBlob,
+        FORMAT_VERSION, SNAPSHOT_VERSION,
+    };
+    pub use crate::tree::{MAX_DEPTH, TREE_VERSION};
+}

@@ -152,7 +152,7 @@ impl ExpansionBudget {
 pub enum NameProblem {
     /// Empty, `.`, `..`, or holding `/` or NUL: it would escape its directory.
     Unsafe,
-    /// Longer than [`MAX_NAME_BYTES`].
+    /// Longer than `MAX_NAME_BYTES` (255).
     TooLong,
     /// An earlier entry of the tree has the same name.
     Duplicate,

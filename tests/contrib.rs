@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use rewind::repo::Encryption;
+use rewind::Encryption;
 
 /// Runs `stream_to_rewind NAME --tag t -- bash -c SCRIPT` from
 /// contrib/stream-to-rewind.sh against `repo`; its exit status.

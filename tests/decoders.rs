@@ -16,14 +16,12 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 
 use common::*;
-use rewind::backend::LocalBackend;
-use rewind::repo::crypto::{self, Keys, SALT_LEN};
-use rewind::repo::pack::{self, FOOTER_MAGIC, HEADER_LEN, MAGIC};
-use rewind::repo::{
-    BlobKind, ChunkerParams, Config, Encryption, Id, IndexFile, KeyFile, PackWriter, PackedBlob,
-    Repository,
-};
-use rewind::tree::{Extent, NodeKind, Timestamp, Tree};
+use rewind::format::{crypto, crypto::Keys, crypto::SALT_LEN};
+use rewind::format::{pack, pack::FOOTER_MAGIC, pack::HEADER_LEN, pack::MAGIC};
+use rewind::format::{BlobKind, ChunkerParams, Config, IndexFile, KeyFile, PackWriter, PackedBlob};
+use rewind::LocalBackend;
+use rewind::{Encryption, Id, Repository};
+use rewind::{Extent, NodeKind, Timestamp, Tree};
 
 /// A deterministic runner for `cases` cases, seeded from the test's name.
 fn runner(test: &str, cases: u32) -> TestRunner {
@@ -118,7 +116,7 @@ fn tree_decode_never_panics_on_arbitrary_bytes() {
     let strategy = prop_oneof![
         bytes(2048),
         // Behind a valid version byte, so postcard sees the rest.
-        bytes(2048).prop_map(|b| [&[rewind::tree::TREE_VERSION][..], &b].concat()),
+        bytes(2048).prop_map(|b| [&[rewind::format::TREE_VERSION][..], &b].concat()),
     ];
     runner("tree_decode_never_panics_on_arbitrary_bytes", 3000)
         .run(&strategy, |data| {
@@ -494,10 +492,10 @@ fn user_input_parsers_never_panic() {
     ];
     runner("user_input_parsers_never_panic", 5000)
         .run(&strategy, |text| {
-            let _ = rewind::selector::split_selector(&text);
-            let _ = rewind::selector::Selector::parse(&text);
-            let _ = rewind::selector::parse_time_prefix(text.trim_start_matches('@'));
-            let _ = rewind::check::Subset::parse(&text);
+            let _ = rewind::split_selector(&text);
+            let _ = rewind::Selector::parse(&text);
+            let _ = rewind::parse_time_prefix(text.trim_start_matches('@'));
+            let _ = rewind::Subset::parse(&text);
             let _ = Id::from_hex(&text);
             Ok(())
         })
@@ -534,11 +532,11 @@ fn fixture(encryption: Encryption) -> Fixture {
     let snapshot_json = serde_json::to_vec(&snapshot).unwrap();
     let index_name = lib
         .stored_files()
-        .list(rewind::backend::FileType::Index)
+        .list(rewind::format::FileType::Index)
         .unwrap()[0]
         .clone();
     let index = lib.read_index_file(&index_name).unwrap();
-    let mut index_content = vec![rewind::repo::index::INDEX_VERSION];
+    let mut index_content = vec![rewind::format::index::INDEX_VERSION];
     index_content.extend(postcard::to_stdvec(&index).unwrap());
     Fixture {
         _tmp: tmp,
@@ -579,7 +577,7 @@ fn damaged_index_and_snapshot_files_never_panic_or_restore_wrong_bytes() {
             bytes(300),
             bytes(300).prop_map(uncompressed),
             bytes(300).prop_map(|b| uncompressed(
-                [&[rewind::repo::index::INDEX_VERSION][..], &b].concat()
+                [&[rewind::format::index::INDEX_VERSION][..], &b].concat()
             )),
             damage().prop_map(move |d| uncompressed(d.apply(&snapshot_json))),
             damage().prop_map(move |d| uncompressed(d.apply(&index_content))),
@@ -603,14 +601,14 @@ fn damaged_index_and_snapshot_files_never_panic_or_restore_wrong_bytes() {
                     Repository::open(Arc::new(LocalBackend::new(&f.repo.path)), || Ok(vec![]))
                         .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
                 let _ = repo.snapshots_with_errors().unwrap();
-                let _ = rewind::check::check(&repo, Some(rewind::check::Subset::All)).unwrap();
+                let _ = rewind::check(&repo, Some(rewind::Subset::All)).unwrap();
                 let (repo, _) = repo.load_index().unwrap();
                 let target = f.dir.join(format!("restore-{case}"));
-                let options = rewind::restore::RestoreOptions {
+                let options = rewind::RestoreOptions {
                     threads: 1,
                     ..Default::default()
                 };
-                let _ = rewind::restore::restore(&repo, &f.tree, "", &target, &options);
+                let _ = rewind::restore(&repo, &f.tree, "", &target, &options);
                 for (name, content) in &source {
                     let restored = under(&target, &f.dir.join("src")).join(name);
                     if let Ok(got) = std::fs::read(&restored) {
@@ -687,7 +685,7 @@ fn index_file_decoding_never_panics() {
 
 #[test]
 fn parity_files_never_panic_and_never_repair_to_wrong_bytes() {
-    use rewind::repo::parity::{self, Outcome};
+    use rewind::format::{parity, parity::Outcome};
     let data = common::Rng::new(seed("parity_files/data")).bytes(20_000);
     let good = parity::compute(&data, 10).unwrap();
     let damaged_parity = damage().prop_map({
@@ -734,7 +732,7 @@ fn snapshot_manifest_decoding_never_panics() {
     let strategy = prop_oneof![bytes(400), damage().prop_map(move |d| d.apply(&manifest)),];
     runner("snapshot_manifest_decoding_never_panics", 3000)
         .run(&strategy, |data| {
-            if let Ok(snapshot) = serde_json::from_slice::<rewind::repo::Snapshot>(&data) {
+            if let Ok(snapshot) = serde_json::from_slice::<rewind::Snapshot>(&data) {
                 let _ = (snapshot.time_label(), snapshot.same_paths(&snapshot.paths));
             }
             Ok(())
@@ -747,7 +745,7 @@ fn any_decoded_index_file_loads_into_an_index() {
     runner("any_decoded_index_file_loads_into_an_index", 3000)
         .run(&bytes(600), |data| {
             if let Ok(file) = postcard::from_bytes::<IndexFile>(&data) {
-                let mut index = rewind::repo::Index::new();
+                let mut index = rewind::format::Index::new();
                 index.add_file(&file);
                 index.compact();
                 for blob in file.packs.iter().flat_map(|p| &p.blobs) {

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind::repo::{Encryption, FORMAT_VERSION};
-use rewind::tree::NodeKind;
+use rewind::format::FORMAT_VERSION;
+use rewind::Encryption;
+use rewind::NodeKind;
 use serde_json::json;
 
 #[test]
@@ -347,7 +348,7 @@ fn damaged_pack(encryption: Encryption, test: &str) {
         let location = index.get(&blob).unwrap();
         (location, index.pack(location.pack()).id)
     };
-    let pack_of = |id: &rewind::repo::Id| lib.index().pack(lib.index().get(id).unwrap().pack()).id;
+    let pack_of = |id: &rewind::Id| lib.index().pack(lib.index().get(id).unwrap().pack()).id;
     let in_pack: BTreeSet<String> = chunks
         .iter()
         .filter(|(_, ids)| ids.iter().any(|id| pack_of(id) == pack))
@@ -589,21 +590,21 @@ fn deep_nesting_ends_in_errors_not_crashes() {
         b"at the bottom"
     );
 
-    // A crafted chain of directories deeper than rewind::tree::MAX_DEPTH.
+    // A crafted chain of directories deeper than rewind::format::MAX_DEPTH.
     let lib = repo.open();
-    let leaf = rewind::tree::Tree {
+    let leaf = rewind::Tree {
         nodes: vec![node(b"f", NodeKind::Fifo)],
     }
     .encode();
     let mut id = lib.blob_id(&leaf);
-    let mut blobs = vec![(rewind::repo::BlobKind::Tree, leaf)];
-    for _ in 0..rewind::tree::MAX_DEPTH + 50 {
-        let tree = rewind::tree::Tree {
+    let mut blobs = vec![(rewind::format::BlobKind::Tree, leaf)];
+    for _ in 0..rewind::format::MAX_DEPTH + 50 {
+        let tree = rewind::Tree {
             nodes: vec![dir_node(b"d", id)],
         }
         .encode();
         id = lib.blob_id(&tree);
-        blobs.push((rewind::repo::BlobKind::Tree, tree));
+        blobs.push((rewind::format::BlobKind::Tree, tree));
     }
     store_blobs(&lib, &blobs);
     save_snapshot(&lib, id, &["/d"]);

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use rewind::repo::crypto::{self, SALT_LEN};
-use rewind::repo::pack::{self, FOOTER_MAGIC, MAGIC};
-use rewind::repo::{
-    self, BlobKind, Encryption, FinishedPack, Id, PackSaver, PackedBlob, Repository,
-};
-use rewind::tree::{Extent, NodeKind};
+use rewind::format::{crypto, crypto::SALT_LEN};
+use rewind::format::{keys_of, BlobKind, FinishedPack, PackedBlob};
+use rewind::format::{pack, pack::FOOTER_MAGIC, pack::MAGIC};
+use rewind::{Encryption, Id, PackSaver, Repository};
+use rewind::{Extent, NodeKind};
 
 /// What any of these commands may use at its peak, bombs or not.
 const MAX_RSS_KIB: u64 = 200 * 1024;
@@ -61,7 +60,7 @@ struct CraftedBlob {
 /// payloads and records can say anything; stored and indexed.
 fn store_crafted_pack(repo: &Repository, blobs: &[CraftedBlob]) {
     let salt = [0x5a; SALT_LEN];
-    let sealer = repo::keys_of(repo).sealer(&salt);
+    let sealer = keys_of(repo).sealer(&salt);
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&[pack::VERSION, 0, 0, 0]);
     bytes.extend_from_slice(&salt);
@@ -93,7 +92,7 @@ fn store_crafted_pack(repo: &Repository, blobs: &[CraftedBlob]) {
     saver.finish().unwrap();
 }
 
-fn file_of_one_chunk(name: &str, id: Id, len: u32) -> rewind::tree::Node {
+fn file_of_one_chunk(name: &str, id: Id, len: u32) -> rewind::Node {
     let mut file = node(name.as_bytes(), NodeKind::File);
     file.size = len as u64;
     file.content = vec![Extent::Data { id, len }];
@@ -459,8 +458,8 @@ fn a_parity_header_with_a_forged_shard_layout_is_refused() {
     parity.extend_from_slice(checksum.as_bytes());
     parity.resize(parity.len() + (parity_shards * shard_len) as usize, 0);
     let started = std::time::Instant::now();
-    assert!(!rewind::repo::parity::is_sound(&[], &parity));
-    let err = rewind::repo::parity::repair(&[], &parity).unwrap_err();
+    assert!(!rewind::format::parity::is_sound(&[], &parity));
+    let err = rewind::format::parity::repair(&[], &parity).unwrap_err();
     assert_eq!(err.kind(), rewind::ErrorKind::Corrupt);
     assert!(err.to_string().contains("impossible shard counts"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(1));

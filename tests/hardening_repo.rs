@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use rewind::repo::{Encryption, Id};
+use rewind::{Encryption, Id};
 
 /// A uid with no entry in the password database: no home directory to fall back on.
 const VICTIM: u32 = 54321;
@@ -292,7 +292,7 @@ fn a_deleted_index_file_is_rebuilt_by_scrub_repair() {
             file.packs.iter().any(|p| {
                 p.blobs
                     .iter()
-                    .any(|b| b.kind == rewind::repo::BlobKind::Data)
+                    .any(|b| b.kind == rewind::format::BlobKind::Data)
             })
         })
         .unwrap();

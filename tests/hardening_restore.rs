@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind::repo::Encryption;
-use rewind::tree::NodeKind;
+use rewind::Encryption;
+use rewind::NodeKind;
 
 /// A root-only directory outside every target: nothing may appear in it,
 /// and its mode must not change.
@@ -206,7 +206,7 @@ fn a_chunk_length_the_tree_misstates_is_refused() {
     let lib = repo.open();
     let mut file = file_node(&lib, b"f", &[7u8; 100]);
     let second = file_node(&lib, b"g", &[9u8; 50]).content[0];
-    if let rewind::tree::Extent::Data { len, .. } = &mut file.content[0] {
+    if let rewind::Extent::Data { len, .. } = &mut file.content[0] {
         *len = 10;
     }
     file.content.push(second);

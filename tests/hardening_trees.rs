@@ -18,8 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind::repo::{BlobKind, Encryption, Id, Repository};
-use rewind::tree::{Extent, Node, NodeKind, Tree};
+use rewind::format::BlobKind;
+use rewind::{Encryption, Id, Repository};
+use rewind::{Extent, Node, NodeKind, Tree};
 
 /// Levels of the doubling snapshot: 2^40 paths to its leaf directory.
 const LEVELS: u32 = 40;

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind::repo::{BlobKind, Encryption, Id, Repository};
+use rewind::format::BlobKind;
+use rewind::{Encryption, Id, Repository};
 
 /// Packs that hold file data and no tree: with them moved away, only trees
 /// (and snapshot copies) can be read.

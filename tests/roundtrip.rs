@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use rewind::repo::Encryption;
+use rewind::Encryption;
 use serde_json::{json, Value};
 
 fn full_round_trip(encryption: Encryption, test: &str) {
@@ -488,8 +488,8 @@ fn incremental_backup_reads_only_what_changed() {
     );
     let lib = repo.open();
     let src_tree = |snapshot: &Value| {
-        let root = rewind::repo::Id::from_hex(snapshot["tree"].as_str().unwrap()).unwrap();
-        rewind::restore::find_node(&lib, &root, src.to_str().unwrap())
+        let root = rewind::Id::from_hex(snapshot["tree"].as_str().unwrap()).unwrap();
+        rewind::find_node(&lib, &root, src.to_str().unwrap())
             .unwrap()
             .unwrap()
             .subtree

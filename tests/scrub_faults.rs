@@ -20,7 +20,8 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind::repo::{BlobKind, Id};
+use rewind::format::BlobKind;
+use rewind::Id;
 use scrub_util::*;
 use serde_json::Value;
 

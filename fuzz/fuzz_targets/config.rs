@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::Config;
+use rewind::format::Config;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(config) = Config::from_bytes(data, "fuzz") {

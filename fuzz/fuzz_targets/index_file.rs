@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::index::INDEX_VERSION;
-use rewind::repo::{Index, IndexFile};
+use rewind::format::index::INDEX_VERSION;
+use rewind::format::{Index, IndexFile};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&INDEX_VERSION, rest)) = data.split_first() else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::KeyFile;
+use rewind::format::KeyFile;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(key) = KeyFile::from_bytes(data) {

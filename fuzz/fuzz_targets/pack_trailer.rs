@@ -2,8 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::pack;
-use rewind::repo::{ChunkerParams, Id, Keys};
+use rewind::format::pack;
+use rewind::Id;
+use rewind::format::{ChunkerParams, Keys};
 
 fuzz_target!(|data: &[u8]| {
     // Unencrypted, so that the fuzzer reaches the trailer's structure.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::parity;
+use rewind::format::parity;
 
 fuzz_target!(|input: &[u8]| {
     let Some((len, rest)) = input.split_first_chunk::<2>() else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::repo::crypto;
+use rewind::format::crypto;
 
 fuzz_target!(|input: &[u8]| {
     let Some((limit, payload)) = input.split_first_chunk::<4>() else {

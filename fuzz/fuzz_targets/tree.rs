@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rewind::tree::Tree;
+use rewind::Tree;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(tree) = Tree::decode(data) {

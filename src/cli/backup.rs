@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use rewind::backup::{backup, BackupOptions, Source};
+use rewind::{backup, BackupOptions, Source};
 
 use super::Global;
 
@@ -55,7 +55,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     let repo = global.open_with_index()?;
     let options = BackupOptions {
-        host: args.host.clone().unwrap_or_else(rewind::host::hostname),
+        host: args.host.clone().unwrap_or_else(rewind::hostname),
         tags: args.tags.clone(),
         time,
         excludes: args.excludes.clone(),

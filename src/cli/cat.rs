@@ -2,8 +2,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use rewind::restore::find_node;
-use rewind::tree::{Extent, NodeKind};
+use rewind::find_node;
+use rewind::{Extent, NodeKind};
 
 use super::{FilterArgs, Global};
 

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::check::{check, Subset};
+use rewind::{check, Subset};
 
 use super::Global;
 

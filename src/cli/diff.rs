@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::HumanBytes;
-use rewind::repo::Repository;
-use rewind::restore::diff::{diff, DiffOptions, DiffReport, Side};
-use rewind::selector::split_selector;
+use rewind::split_selector;
+use rewind::Repository;
+use rewind::{diff, DiffOptions, DiffReport, Side};
 
 use super::interrupt::{cancel_on_signals, is_interrupted, EXIT_INTERRUPTED};
 use super::{FilterArgs, Global};

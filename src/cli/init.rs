@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::repo::{Encryption, Repository};
+use rewind::{Encryption, Repository};
 
 use super::Global;
 

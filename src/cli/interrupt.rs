@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rewind::restore::Cancel;
+use rewind::Cancel;
 
 /// The exit status after an interruption, as shells report SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;

@@ -2,9 +2,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::repo::{Id, Repository};
-use rewind::restore::find_node;
-use rewind::tree::{ExpansionBudget, Node, NodeKind};
+use rewind::find_node;
+use rewind::{ExpansionBudget, Node, NodeKind};
+use rewind::{Id, Repository};
 use serde::Serialize;
 
 use super::{FilterArgs, Global};
@@ -94,7 +94,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         recurse: !args.no_recurse,
     };
     // Printed as found: a listing of millions of entries is never held whole.
-    rewind::tree::with_deep_stack(|| -> Result<()> {
+    rewind::with_deep_stack(|| -> Result<()> {
         let mut out = Printer {
             writer: std::io::BufWriter::new(std::io::stdout().lock()),
             json: args.json,
@@ -133,7 +133,7 @@ impl Lister<'_> {
     fn list(&self, tree: &Id, dir: &str, depth: usize, out: &mut Printer) -> Result<()> {
         let (tree, not_shown) = self.repo.read_tree(tree)?.into_shown();
         for (name, problem) in not_shown {
-            let message = rewind::tree::not_shown_message(dir, &name, problem);
+            let message = rewind::not_shown_message(dir, &name, problem);
             rewind::log::warn(&format!("snapshot {}: {message}", self.snapshot));
         }
         for node in tree.nodes {

@@ -5,12 +5,12 @@ mod backup;
 mod cat;
 mod check;
 mod diff;
+mod drill;
 mod init;
 mod interrupt;
 mod ls;
 mod mount;
 mod restore;
-mod restore_test;
 mod scrub;
 mod snapshots;
 mod status;
@@ -23,10 +23,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rewind::backend::LocalBackend;
-use rewind::repo::{Opened, Repository, Snapshot};
-use rewind::selector::{split_selector, Filter};
-use rewind::tree::{ExpansionBudget, ExpansionLimits};
+use rewind::LocalBackend;
+use rewind::{split_selector, Filter};
+use rewind::{ExpansionBudget, ExpansionLimits};
+use rewind::{Opened, Repository, Snapshot};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
@@ -69,7 +69,7 @@ enum Command {
     /// Compare two snapshots, or a snapshot and a directory: added, removed, changed
     Diff(diff::Args),
     /// Restore drill: restore into scratch space, verify every file, report time and age
-    RestoreTest(restore_test::Args),
+    RestoreTest(drill::Args),
     /// Mount every snapshot read-only through FUSE
     Mount(mount::Args),
     /// Verify the repository's structure and, optionally, its data
@@ -90,7 +90,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Cat(args) => cat::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
-        Command::RestoreTest(args) => restore_test::run(&cli.global, args),
+        Command::RestoreTest(args) => drill::run(&cli.global, args),
         Command::Mount(args) => mount::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
         Command::Scrub(args) => scrub::run(&cli.global, args),

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rewind::fuse::{self, FuseOptions};
-use rewind::mount::{Mount, MountOptions, MountScrub};
-use rewind::vfs::VfsOptions;
+use rewind::{clear_stale_mount, FuseOptions, Mount, MountOptions, MountScrub, VfsOptions};
 
 use super::Global;
 
@@ -73,8 +71,8 @@ fn default_log_file() -> rewind::Result<PathBuf> {
     if unsafe { libc::geteuid() } == 0 {
         Ok(PathBuf::from("/var/log/rewind-mount.log"))
     } else {
-        let dir = rewind::scrub::state::cache_dir()?;
-        rewind::scrub::state::create_private_dir(&dir)?;
+        let dir = rewind::cache_dir()?;
+        rewind::create_private_dir(&dir)?;
         Ok(dir.join("mount.log"))
     }
 }
@@ -87,7 +85,7 @@ fn open_log(args: &Args) -> Result<(std::fs::File, PathBuf)> {
     let (path, no_follow) = match &args.log_file {
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = rewind::scrub::state::create_private_dir(dir);
+                let _ = rewind::create_private_dir(dir);
             }
             (path.clone(), 0)
         }
@@ -105,7 +103,7 @@ fn open_log(args: &Args) -> Result<(std::fs::File, PathBuf)> {
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let mountpoint = &args.mountpoint;
-    if fuse::clear_stale_mount(mountpoint)? {
+    if clear_stale_mount(mountpoint)? {
         eprintln!(
             "rewind: cleared a stale mount at {} left by a daemon that died",
             mountpoint.display()
@@ -225,7 +223,7 @@ fn detach(log: std::fs::File) {
 }
 
 /// What the arguments ask of the mount.
-fn mount_options(args: &Args, limits: rewind::tree::ExpansionLimits) -> MountOptions {
+fn mount_options(args: &Args, limits: rewind::ExpansionLimits) -> MountOptions {
     let defaults = MountOptions::default();
     MountOptions {
         vfs: VfsOptions {
@@ -250,10 +248,10 @@ fn mount_options(args: &Args, limits: rewind::tree::ExpansionLimits) -> MountOpt
 /// Mounts, reports readiness, and unmounts on SIGTERM, SIGINT or SIGHUP;
 /// returns when the mount is gone.
 fn serve(
-    repo: rewind::repo::Repository<rewind::repo::Opened>,
+    repo: rewind::Repository<rewind::Opened>,
     mountpoint: &Path,
     args: &Args,
-    limits: rewind::tree::ExpansionLimits,
+    limits: rewind::ExpansionLimits,
     ready: impl FnOnce(&Result<()>),
 ) -> Result<ExitCode> {
     let options = mount_options(args, limits);

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::HumanBytes;
-use rewind::restore::{restore, Action, Overwrite, RestoreOptions, RestoreReport};
+use rewind::{restore, Action, Overwrite, RestoreOptions, RestoreReport};
 
 use super::interrupt::{cancel_on_signals, is_interrupted, EXIT_INTERRUPTED};
 use super::{FilterArgs, Global};

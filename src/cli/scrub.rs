@@ -3,8 +3,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::repo::StoredFiles;
-use rewind::scrub::{repair_before_open, scrub, state, Finding, ScrubOptions, ScrubReport, Status};
+use rewind::StoredFiles;
+use rewind::{
+    default_scrub_state_path, repair_before_open, scrub, Finding, ScrubOptions, ScrubReport, Status,
+};
 
 use super::Global;
 
@@ -89,7 +91,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             .max(2),
         state_file: match &args.state {
             Some(path) => path.clone(),
-            None => state::default_path(&repo.config().id.short())?,
+            None => default_scrub_state_path(&repo.config().id.short())?,
         },
     };
     let bar = if std::io::stderr().is_terminal() && !args.json {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
-use rewind::scrub::{state, ScrubState, Status};
+use rewind::{default_scrub_state_path, ScrubState, Status};
 use serde::Serialize;
 
 use super::Global;
@@ -63,7 +63,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     let state_file = match &args.state {
         Some(path) => path.clone(),
-        None => state::default_path(&repo.config().id.short())?,
+        None => default_scrub_state_path(&repo.config().id.short())?,
     };
     let scrub = ScrubState::load(&state_file, &repo.config().id.to_hex());
     let count = |status| scrub.findings.iter().filter(|f| f.status == status).count();

@@ -59,7 +59,7 @@ pub struct Config {
     #[serde(default)]
     pub parity_percent: u32,
     /// Encrypted repositories from version 2 on: the MAC of every other
-    /// field (see [`Config::mac_input`]), in hex.
+    /// field (see `Config::mac_input`), in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }

@@ -24,17 +24,16 @@ mod verify;
 
 use std::sync::{Arc, Mutex};
 
-pub use crate::chunker::ChunkerParams;
 pub use crate::id::{Id, IdMap, IdSet};
 pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
-pub use index::{BlobLocation, Index, IndexFile, IndexedPack};
+pub use index::{Index, IndexFile, IndexedPack};
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
 pub use saver::PackSaver;
 pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
 pub use stored::StoredFiles;
-pub use tombstone::{snapshot_key, SnapshotKey, Tombstone, TOMBSTONE_VERSION};
+pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};

@@ -36,7 +36,7 @@ impl Tombstone {
         }
     }
 
-    /// The key of the snapshot it records (see [`snapshot_key`]).
+    /// The key of the snapshot it records (see `snapshot_key`).
     pub fn key(&self) -> SnapshotKey<'_> {
         (self.time, self.host.as_str(), self.tree)
     }

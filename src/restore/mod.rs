@@ -13,14 +13,14 @@
 //! an interruption, writes only what is missing or wrong.
 //!
 //! Beside restore itself this module holds what compares snapshots with
-//! files: [`diff`] and the restore drill, [`restore_test`].
+//! files: [`diff`] and the restore drill (`rewind restore-test`), [`drill`].
 
 mod content;
 pub mod diff;
+pub mod drill;
 mod files;
 mod filter;
 mod plan;
-pub mod restore_test;
 mod target;
 
 use std::collections::HashMap;
@@ -34,7 +34,6 @@ use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node};
 use target::Target;
 
-pub use content::{compare_file, Mismatch};
 pub use filter::{PathFilter, Sample};
 
 /// What to do with an entry that already exists in the target.

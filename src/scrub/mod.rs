@@ -281,7 +281,9 @@ impl<'a> Scrubber<'a> {
 /// Whether a finding is about a pack or a pack's parity (checked one at a
 /// time through a pass), not about a metadata file (checked at every start).
 fn is_about_a_pack(finding: &Finding) -> bool {
-    finding.file.starts_with("data/") || finding.file.starts_with("parity/data.")
+    let packs = format!("{}/", FileType::Pack.dir());
+    let pack_parity = FileType::Parity.path(&parity_name(FileType::Pack, ""));
+    finding.file.starts_with(&packs) || finding.file.starts_with(&pack_parity)
 }
 
 fn verify_pack_bytes(

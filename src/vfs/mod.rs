@@ -44,7 +44,7 @@ use status::{StatusExtra, StatusFile};
 use trees::SnapshotTrees;
 
 pub use attr::{Attr, Caching, EntryKind};
-pub use inodes::{Ino, ROOT_INO};
+pub use inodes::Ino;
 pub use names::DirEntry;
 
 /// An errno for the kernel.

@@ -11,6 +11,7 @@ use crate::backend::LocalBackend;
 use crate::backup::{backup, BackupOptions, Source};
 use crate::repo::{Encryption, Id, IdSet};
 use crate::tree::Extent;
+use crate::vfs::inodes::ROOT_INO;
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rewind::repo::Encryption;
+use rewind::Encryption;
 
 use super::command::Run;
 

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rewind::backend::LocalBackend;
-use rewind::repo::{BlobKind, Id, PackSaver, Repository, Snapshot, Summary};
-use rewind::tree::{Node, NodeKind, Timestamp, Tree};
+use rewind::format::BlobKind;
+use rewind::LocalBackend;
+use rewind::{Id, PackSaver, Repository, Snapshot, Summary};
+use rewind::{Node, NodeKind, Timestamp, Tree};
 
 use super::binary::Repo;
 
@@ -77,7 +78,7 @@ pub fn file_node(repo: &Repository, name: &[u8], content: &[u8]) -> Node {
     let id = store_blobs(repo, &[(BlobKind::Data, content.to_vec())])[0];
     let mut n = node(name, NodeKind::File);
     n.size = content.len() as u64;
-    n.content = vec![rewind::tree::Extent::Data {
+    n.content = vec![rewind::Extent::Data {
         id,
         len: content.len() as u32,
     }];
@@ -99,7 +100,7 @@ pub fn dir_node(name: &[u8], subtree: Id) -> Node {
 pub fn save_snapshot(repo: &Repository, tree: Id, paths: &[&str]) -> Id {
     let snapshot = Snapshot {
         id: Id::default(),
-        version: rewind::repo::SNAPSHOT_VERSION,
+        version: rewind::format::SNAPSHOT_VERSION,
         time: chrono::Utc::now(),
         host: "crafted".into(),
         username: "root".into(),
@@ -125,7 +126,7 @@ pub fn file_chunks(repo: &Repository, tree: &Id) -> BTreeMap<String, Vec<Id>> {
                     .content
                     .iter()
                     .filter_map(|e| match e {
-                        rewind::tree::Extent::Data { id, .. } => Some(*id),
+                        rewind::Extent::Data { id, .. } => Some(*id),
                         _ => None,
                     })
                     .collect();

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use rewind::repo::{BlobKind, Encryption};
+use rewind::format::BlobKind;
+use rewind::Encryption;
 
 use super::model::Model;
 use super::{files_under, rewind, DAYS, PARITY};

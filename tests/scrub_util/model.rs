@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use rewind::repo::{pack, BlobKind, Id, PackedBlob};
-use rewind::tree::{Extent, NodeKind};
+use rewind::format::{pack, BlobKind, PackedBlob};
+use rewind::Id;
+use rewind::{Extent, NodeKind};
 
 use super::files_under;
 use crate::common::Repo;
@@ -68,7 +69,7 @@ impl Model {
         for file in files_under(&repo.path.join("data")) {
             let name = file.rsplit('/').next().unwrap().to_string();
             let bytes = std::fs::read(repo.path.join("data").join(&file)).unwrap();
-            let (_, blobs) = pack::read_trailer(rewind::repo::keys_of(&*lib), &bytes).unwrap();
+            let (_, blobs) = pack::read_trailer(rewind::format::keys_of(&*lib), &bytes).unwrap();
             let kind = blobs[0].kind;
             assert!(blobs.iter().all(|b| b.kind == kind), "a pack of one kind");
             let file = format!("data/{file}");
@@ -83,7 +84,7 @@ impl Model {
                 },
             );
         }
-        fn tree(lib: &rewind::repo::Repository, id: Id) -> TreeModel {
+        fn tree(lib: &rewind::Repository, id: Id) -> TreeModel {
             let entries = lib
                 .read_tree(&id)
                 .unwrap()

@@ -1,13 +1,13 @@
+//! `rewind restore-test`: the restore drill's command line and its text
+//! report (the drill itself is `rewind::restore::drill`).
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::HumanBytes;
-use rewind::restore::restore_test::{
-    human_duration, parse_duration, restore_test, RestoreTestOptions, RestoreTestReport,
-};
-use rewind::restore::Sample;
+use rewind::{drill, human_duration, parse_duration, DrillOptions, DrillReport, Sample};
 
 use super::interrupt::{cancel_on_signals, is_interrupted, EXIT_INTERRUPTED};
 use super::{FilterArgs, Global};
@@ -63,7 +63,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         .as_deref()
         .map(|text| Sample::parse(text, &snapshot.id))
         .transpose()?;
-    let options = RestoreTestOptions {
+    let options = DrillOptions {
         sample,
         scratch: args.scratch.clone().unwrap_or_else(std::env::temp_dir),
         against: args.against.clone(),
@@ -75,7 +75,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         cancel: cancel_on_signals(),
         limits: global.expansion_limits(),
     };
-    let report = match restore_test(&repo, &snapshot, &path, &options) {
+    let report = match drill(&repo, &snapshot, &path, &options) {
         Ok(report) => report,
         Err(e) => {
             let e = anyhow::Error::from(e);
@@ -104,7 +104,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     })
 }
 
-fn text(r: &RestoreTestReport) -> String {
+fn text(r: &DrillReport) -> String {
     let mut out = format!(
         "restore test of snapshot {} ({}, host {}), {}{}\n",
         &r.snapshot[..8],

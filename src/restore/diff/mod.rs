@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+mod report;
 
 use super::content::{compare_file, files_equal};
 use super::{find_node, Cancel};
@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 use crate::parallel::parallel_map;
 use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node, NodeKind, Timestamp};
+use report::{change_of, kind_name, metadata_details, shown};
+pub use report::{Change, ChangeKind, DiffReport, DiffSummary};
 
 /// One side of a comparison.
 pub enum Side<'a> {
@@ -56,74 +58,6 @@ pub struct DiffOptions<'f> {
     pub cancel: Cancel,
     /// What each snapshot side may expand to (see `ExpansionLimits`).
     pub limits: ExpansionLimits,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChangeKind {
-    /// Only in B.
-    Added,
-    /// Only in A.
-    Removed,
-    /// Content differs (and maybe metadata).
-    Modified,
-    /// A file on one side, a directory (or other type) on the other.
-    TypeChanged,
-    /// Only metadata differs.
-    Metadata,
-}
-
-impl ChangeKind {
-    /// The mark in text output, as restic and git use them.
-    pub fn symbol(self) -> char {
-        match self {
-            ChangeKind::Added => '+',
-            ChangeKind::Removed => '-',
-            ChangeKind::Modified => 'M',
-            ChangeKind::TypeChanged => 'T',
-            ChangeKind::Metadata => 'U',
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// Relative to the compared roots; `.` is a root itself.
-    pub path: String,
-    pub change: ChangeKind,
-    /// What differs: content, link target, device, mode, owner, mtime, xattrs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub details: Vec<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct DiffSummary {
-    pub added: u64,
-    pub removed: u64,
-    pub modified: u64,
-    pub type_changed: u64,
-    pub metadata: u64,
-    pub entries_compared: u64,
-    /// Directories skipped because both snapshots share their tree.
-    pub trees_skipped: u64,
-    /// Local files read to compare content, and their bytes.
-    pub files_read: u64,
-    pub bytes_read: u64,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct DiffReport {
-    /// In the order of a depth-first walk by name.
-    pub changes: Vec<Change>,
-    /// Entries that could not be compared, with the reason.
-    pub errors: Vec<String>,
-    pub summary: DiffSummary,
-}
-
-impl DiffReport {
-    pub fn is_equal(&self) -> bool {
-        self.changes.is_empty()
-    }
 }
 
 /// Compares A with B: what B adds, removes and changes.
@@ -197,26 +131,6 @@ fn child_path(parent: &str, name: &[u8]) -> String {
     }
 }
 
-fn shown(path: &str) -> String {
-    if path.is_empty() {
-        ".".into()
-    } else {
-        path.into()
-    }
-}
-
-fn kind_name(kind: NodeKind) -> &'static str {
-    match kind {
-        NodeKind::File => "file",
-        NodeKind::Dir => "directory",
-        NodeKind::Symlink => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice => "character device",
-        NodeKind::BlockDevice => "block device",
-        NodeKind::Socket => "socket",
-    }
-}
-
 fn root_node(tree: Id) -> Node {
     Node {
         name: Vec::new(),
@@ -239,43 +153,6 @@ fn root_node(tree: Id) -> Node {
         content: Vec::new(),
         subtree: Some(tree),
     }
-}
-
-/// What differs in metadata, by name.
-fn metadata_details(a: &Node, b: &Node) -> Vec<String> {
-    let mut details = Vec::new();
-    if a.mode != b.mode {
-        details.push(format!("mode {:04o} → {:04o}", a.mode, b.mode));
-    }
-    if (a.uid, a.gid) != (b.uid, b.gid) {
-        details.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
-    }
-    if a.mtime != b.mtime {
-        details.push("mtime".into());
-    }
-    if a.xattrs != b.xattrs {
-        details.push("xattrs".into());
-    }
-    details
-}
-
-/// The change of an entry whose content differs in `what` (if at all) and
-/// whose metadata differs in `metadata`; `None` when nothing differs.
-fn change_of(path: &str, what: Option<&str>, metadata: Vec<String>) -> Option<Change> {
-    let (change, details) = match what {
-        Some(what) => {
-            let mut details = vec![what.to_string()];
-            details.extend(metadata);
-            (ChangeKind::Modified, details)
-        }
-        None if !metadata.is_empty() => (ChangeKind::Metadata, metadata),
-        None => return None,
-    };
-    Some(Change {
-        path: shown(path),
-        change,
-        details,
-    })
 }
 
 impl Differ<'_, '_> {
@@ -625,17 +502,7 @@ impl Differ<'_, '_> {
                 }
             }
         }
-        let summary = &mut self.report.summary;
-        for change in &self.report.changes {
-            let counter = match change.change {
-                ChangeKind::Added => &mut summary.added,
-                ChangeKind::Removed => &mut summary.removed,
-                ChangeKind::Modified => &mut summary.modified,
-                ChangeKind::TypeChanged => &mut summary.type_changed,
-                ChangeKind::Metadata => &mut summary.metadata,
-            };
-            *counter += 1;
-        }
+        self.report.count_changes();
         Ok(self.report)
     }
 }

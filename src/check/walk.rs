@@ -1,252 +1,20 @@
-//! `check`: is every snapshot restorable? Structure first (every tree and
-//! chunk a snapshot needs is indexed, every indexed pack exists), then, on
-//! request, the data itself (every pack hashes to its name, every blob opens
-//! and hashes to its id). Damage is reported with the snapshots and paths it
-//! affects.
+//! The walk of every snapshot's trees that finds what is missing or
+//! damaged and names the paths it affects. Each distinct tree is visited
+//! once (shared subtrees are remembered), so the walk is bounded by the
+//! repository's distinct trees, not by the paths they expand to.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use crate::backend::FileType;
-use crate::error::{Error, Result};
-use crate::parallel::parallel_map;
-use crate::repo::{Id, IdMap, IdSet, Index, Opened, Repository, Snapshot};
+use crate::error::Result;
+use crate::repo::{Id, IdMap, IdSet, Index, Repository, Snapshot};
 use crate::tree::{Extent, NameProblem, Tree, MAX_DEPTH};
 
-/// Which packs `--read-data` reads.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Subset {
-    All,
-    /// Part `n` of `t` (1-based): over `t` runs every pack is read once.
-    Part {
-        n: u32,
-        t: u32,
-    },
-    /// About this fraction (0..=1) of the packs.
-    Fraction(f64),
-}
-
-impl Subset {
-    pub fn parse(text: &str) -> Result<Subset> {
-        let bad = || {
-            Error::usage(format!(
-                "'{text}' is not a subset: use N/T (e.g. 3/7) or P% (e.g. 10%)"
-            ))
-        };
-        if let Some(percent) = text.strip_suffix('%') {
-            let p: f64 = percent.parse().map_err(|_| bad())?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(bad());
-            }
-            return Ok(Subset::Fraction(p / 100.0));
-        }
-        let (n, t) = text.split_once('/').ok_or_else(bad)?;
-        let (n, t): (u32, u32) = (n.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?);
-        if t == 0 || n == 0 || n > t {
-            return Err(bad());
-        }
-        Ok(Subset::Part { n, t })
-    }
-
-    /// Deterministic: the same pack is always in the same part.
-    pub fn contains(&self, pack: &Id) -> bool {
-        match *self {
-            Subset::All => true,
-            Subset::Part { n, t } => (pack.fraction() * t as f64) as u32 == n - 1,
-            Subset::Fraction(f) => pack.fraction() < f,
-        }
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct CheckReport {
-    pub snapshots: usize,
+pub(super) struct Walk {
+    /// Distinct trees read.
     pub trees: usize,
-    pub packs: usize,
-    pub packs_read: usize,
-    pub bytes_read: u64,
-    pub blobs_verified: u64,
-    /// Problems that make data unrestorable.
     pub errors: Vec<String>,
-    /// Harmless findings (packs left by an interrupted backup).
-    pub warnings: Vec<String>,
-    /// Damaged or missing packs, with what is wrong.
-    pub damaged_packs: BTreeMap<String, String>,
-    /// Snapshot (short id) → paths that lost data.
+    /// Damaged or missing object -> the paths that need it.
     pub affected: BTreeMap<String, Vec<String>>,
-    /// What to run to repair what was found, when a command can.
-    pub hints: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn is_ok(&self) -> bool {
-        self.errors.is_empty() && self.damaged_packs.is_empty()
-    }
-}
-
-/// Loads the index (a damaged index file is an error of the report) and
-/// checks the repository.
-pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<CheckReport> {
-    let mut report = CheckReport::default();
-    let (repo, index_errors) = repo.load_index()?;
-    let repo = &repo;
-    for e in index_errors {
-        report.errors.push(format!("damaged index file: {e}"));
-    }
-    let stored: BTreeSet<String> = repo
-        .stored_files()
-        .list(FileType::Pack)?
-        .into_iter()
-        .collect();
-    let index = repo.index();
-    report.packs = index.packs().len();
-    let mut bad_packs: BTreeMap<Id, String> = BTreeMap::new();
-    // What is damaged: whole packs, or single blobs where that is known.
-    let mut damaged = IdSet::default();
-    for pack in index.packs() {
-        if !stored.contains(&pack.id.to_hex()) {
-            bad_packs.insert(pack.id, "missing".into());
-            damaged.insert(pack.id);
-        }
-    }
-    let mut unindexed = 0;
-    for name in &stored {
-        if Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)) {
-            unindexed += 1;
-            report.warnings.push(format!(
-                "pack {name} is not in the index (left by an interrupted backup, harmless, unless an index file was lost)"
-            ));
-        }
-    }
-    drop(index);
-
-    if let Some(subset) = read_data {
-        let index = repo.index();
-        let chosen: Vec<_> = index
-            .packs()
-            .iter()
-            .filter(|p| subset.contains(&p.id) && !bad_packs.contains_key(&p.id))
-            .copied()
-            .collect();
-        drop(index);
-        let verified = Mutex::new((0u64, 0u64));
-        let results = parallel_map(&chosen, |pack| {
-            let result = verify_pack(repo, &pack.id);
-            if let Ok((bytes, blobs)) = &result {
-                let mut v = verified.lock().unwrap();
-                v.0 += bytes;
-                v.1 += blobs;
-            }
-            (pack.id, result)
-        });
-        report.packs_read = chosen.len();
-        (report.bytes_read, report.blobs_verified) = verified.into_inner().unwrap();
-        for (id, result) in results {
-            if let Err((problem, failing)) = result {
-                bad_packs.insert(id, problem);
-                match failing {
-                    Some(blobs) => damaged.extend(blobs),
-                    None => {
-                        damaged.insert(id);
-                    }
-                }
-            }
-        }
-    }
-
-    let (snapshots, snapshot_errors) = repo.snapshots_with_errors()?;
-    for e in snapshot_errors {
-        report
-            .errors
-            .push(format!("damaged snapshot manifest: {e}"));
-    }
-    report.snapshots = snapshots.len();
-    let walk = walk_snapshots(repo, &snapshots, &damaged);
-    report.trees = walk.trees;
-    report.errors.extend(walk.errors);
-    report.affected = walk.affected;
-    report.damaged_packs = bad_packs
-        .into_iter()
-        .map(|(id, why)| (id.to_hex(), why))
-        .collect();
-    report_lost_metadata(repo, &snapshots, &mut report, unindexed)?;
-    Ok(report)
-}
-
-/// Metadata that is gone rather than damaged: manifests whose snapshot
-/// copy remains (deleted, not forgotten), and packs no index file lists
-/// while blobs are missing from the index (an index file was deleted).
-/// Both come back from the packs with `scrub --repair`.
-fn report_lost_metadata(
-    repo: &Repository,
-    manifests: &[Snapshot],
-    report: &mut CheckReport,
-    unindexed_packs: usize,
-) -> Result<()> {
-    let (missing, tombstone_errors) = repo.snapshots_without_manifest(manifests)?;
-    for e in tombstone_errors {
-        report.errors.push(format!("damaged tombstone: {e}"));
-    }
-    for copy in &missing {
-        report.errors.push(format!(
-            "the snapshot of {} from {} (root tree {}) has no readable manifest: only its copy in the packs remains",
-            copy.time_label(),
-            copy.host,
-            copy.tree.short()
-        ));
-    }
-    if !missing.is_empty() {
-        report.hints.push(
-            "run `rewind scrub --repair` to write the missing manifests again from their copies"
-                .into(),
-        );
-    }
-    if unindexed_packs > 0 && !report.affected.is_empty() {
-        report.hints.push(format!(
-            "{unindexed_packs} packs are listed by no index file: run `rewind scrub --repair` to index them from their trailers, which brings back the blobs they hold, then `rewind check` again"
-        ));
-    }
-    Ok(())
-}
-
-/// What is wrong with a pack, and which of its blobs fail (None: all of them).
-type PackDamage = (String, Option<Vec<Id>>);
-
-/// Reads a whole pack and verifies it; returns the bytes read and blobs verified.
-fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), PackDamage> {
-    let bytes = repo
-        .stored_files()
-        .read(FileType::Pack, &id.to_hex())
-        .map_err(|e| (e.to_string(), None))?;
-    let blobs = repo
-        .verify_pack(id, &bytes, true)
-        .map_err(|e| (e.to_string(), repo.failing_blobs(id, &bytes)))?;
-    let index = repo.index();
-    let number = index.pack_number(id);
-    for blob in &blobs {
-        match index.get(&blob.id) {
-            Some(loc)
-                if Some(loc.pack()) == number
-                    && (loc.offset != blob.offset || loc.stored_len != blob.stored_len) =>
-            {
-                let problem = format!(
-                    "the index places blob {} elsewhere than the pack does",
-                    blob.id.short()
-                );
-                return Err((problem, None));
-            }
-            _ => {}
-        }
-    }
-    Ok((bytes.len() as u64, blobs.len() as u64))
-}
-
-struct Walk {
-    trees: usize,
-    errors: Vec<String>,
-    affected: BTreeMap<String, Vec<String>>,
 }
 
 /// How many paths are named for one problem; the rest are counted. A
@@ -257,7 +25,7 @@ const PATHS_PER_PROBLEM: usize = 10;
 /// in a damaged pack, names that break the format's rules, and the paths
 /// that need them. Each distinct tree is read once, however many snapshots
 /// and paths share it, and each problem is reported once per snapshot.
-fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) -> Walk {
+pub(super) fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) -> Walk {
     let index = repo.index();
     let mut walker = TreeWalker {
         repo,

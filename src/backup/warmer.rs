@@ -1,4 +1,4 @@
-//! Metadata read-ahead: threads that list directories and stat their
+//! The metadata warmer: threads that list directories and stat their
 //! entries ahead of the walker, so that the kernel's dentry and inode caches
 //! are warm when the (single) walker gets there. On a cold cache the walk is
 //! a chain of disk waits; several of them in flight at once hide that.
@@ -10,26 +10,26 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 /// Directories queued or being listed, and the way to stop early.
-pub struct ReadAhead {
+pub(super) struct MetadataWarmer {
     queue: Sender<PathBuf>,
     work: Receiver<PathBuf>,
     pending: AtomicUsize,
     stop: AtomicBool,
 }
 
-impl ReadAhead {
-    pub fn new(roots: &[PathBuf]) -> ReadAhead {
+impl MetadataWarmer {
+    pub fn new(roots: &[PathBuf]) -> MetadataWarmer {
         let (queue, work) = crossbeam_channel::unbounded();
-        let read_ahead = ReadAhead {
+        let warmer = MetadataWarmer {
             queue,
             work,
             pending: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         };
         for root in roots {
-            read_ahead.push(root.clone());
+            warmer.push(root.clone());
         }
-        read_ahead
+        warmer
     }
 
     fn push(&self, dir: PathBuf) {
@@ -37,7 +37,7 @@ impl ReadAhead {
         let _ = self.queue.send(dir);
     }
 
-    /// Ends the read-ahead (the walk is over, or failed).
+    /// Ends the warming (the walk is over, or failed).
     pub fn stop(&self) {
         self.stop.store(true, SeqCst);
     }
