@@ -279,7 +279,7 @@ pub fn mount(
     mountpoint: &std::path::Path,
     options: &FuseOptions,
     on_end: impl FnOnce() + Send + 'static,
-) -> crate::Result<Mounted> {
+) -> crate::error::Result<Mounted> {
     use fuser::MountOption;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -302,8 +302,9 @@ pub fn mount(
         vfs,
         busy_poll: Arc::clone(&busy_poll),
     };
-    let mut session = fuser::Session::new(filesystem, mountpoint, &config)
-        .map_err(|e| crate::Error::io(format!("cannot mount at {}", mountpoint.display()), e))?;
+    let mut session = fuser::Session::new(filesystem, mountpoint, &config).map_err(|e| {
+        crate::error::Error::io(format!("cannot mount at {}", mountpoint.display()), e)
+    })?;
     if let Err(e) = busy_poll.attach(&session) {
         crate::log::info(&format!(
             "cannot poll the FUSE device ({e}); every request wakes a thread"
@@ -318,25 +319,25 @@ pub fn mount(
             on_end();
             result
         })
-        .map_err(|e| crate::Error::io("cannot start the FUSE threads", e))?;
+        .map_err(|e| crate::error::Error::io("cannot start the FUSE threads", e))?;
     raise_read_ahead(mountpoint);
     Ok(Mounted { unmounter, serving })
 }
 
 impl Mounted {
     /// Unmounts and waits for the serving threads to end.
-    pub fn unmount(mut self) -> crate::Result<()> {
+    pub fn unmount(mut self) -> crate::error::Result<()> {
         self.unmounter
             .unmount()
-            .map_err(|e| crate::Error::io("cannot unmount", e))?;
+            .map_err(|e| crate::error::Error::io("cannot unmount", e))?;
         self.wait()
     }
 
     /// Waits until the session ends (an unmount from anywhere).
-    pub fn wait(self) -> crate::Result<()> {
+    pub fn wait(self) -> crate::error::Result<()> {
         match self.serving.join() {
-            Ok(result) => result.map_err(|e| crate::Error::io("the FUSE session failed", e)),
-            Err(_) => Err(crate::Error::internal("a FUSE thread panicked")),
+            Ok(result) => result.map_err(|e| crate::error::Error::io("the FUSE session failed", e)),
+            Err(_) => Err(crate::error::Error::internal("a FUSE thread panicked")),
         }
     }
 }
@@ -363,9 +364,9 @@ fn raise_read_ahead(mountpoint: &std::path::Path) {
 
 /// Clears a mount left behind by a daemon that was killed: its mountpoint
 /// answers "transport endpoint is not connected". Returns whether it did.
-pub fn clear_stale_mount(mountpoint: &std::path::Path) -> crate::Result<bool> {
+pub fn clear_stale_mount(mountpoint: &std::path::Path) -> crate::error::Result<bool> {
     let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|_| crate::Error::usage("the mountpoint contains a NUL byte"))?;
+        .map_err(|_| crate::error::Error::usage("the mountpoint contains a NUL byte"))?;
     // statfs always reaches the filesystem; stat may be answered from the
     // kernel's cached attributes for a second after the daemon died.
     // SAFETY: c is a valid path and buf a properly sized out-parameter.
@@ -377,7 +378,7 @@ pub fn clear_stale_mount(mountpoint: &std::path::Path) -> crate::Result<bool> {
     }
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(crate::Error::io(
+        return Err(crate::error::Error::io(
             format!(
                 "{} holds a stale mount that cannot be cleared",
                 mountpoint.display()

@@ -103,12 +103,11 @@ pub use restore::{
 pub use check::{check, CheckReport, Subset};
 pub use scrub::state::{cache_dir, create_private_dir, default_path as default_scrub_state_path};
 pub use scrub::{
-    background as background_scrub, repair_before_open, scrub, Finding, ScrubOptions, ScrubReport,
-    ScrubState, Scrubber, Status,
+    repair_before_open, scrub, Finding, ScrubOptions, ScrubReport, ScrubState, Scrubber, Status,
 };
 
 // Mounting.
-pub use fuse::{clear_stale_mount, mount, FuseOptions, Mounted};
+pub use fuse::{clear_stale_mount, FuseOptions};
 pub use mount::{Mount, MountOptions, MountScrub};
 pub use vfs::{Vfs, VfsOptions};
 

@@ -210,12 +210,12 @@ mod tests {
         assert_eq!(source, ServedFrom::Cache);
         assert_eq!(fetches.load(Relaxed), 5);
         let failed = cache
-            .get_or_fetch(&Id([9; 32]), || Err(crate::Error::corrupt("bad")))
+            .get_or_fetch(&Id([9; 32]), || Err(crate::error::Error::corrupt("bad")))
             .err()
             .expect("the fetch failed");
         assert_eq!(
             failed.kind(),
-            crate::ErrorKind::Corrupt,
+            crate::error::ErrorKind::Corrupt,
             "errors keep their kind"
         );
         assert!(!cache.contains(&Id([9; 32])), "failures are not cached");
@@ -278,14 +278,14 @@ mod tests {
                 std::thread::spawn(move || {
                     let fetch = || {
                         std::thread::sleep(std::time::Duration::from_millis(50));
-                        Err(crate::Error::corrupt("bad"))
+                        Err(crate::error::Error::corrupt("bad"))
                     };
                     cache.get_or_fetch(&Id([1; 32]), fetch).err().unwrap()
                 })
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap().kind(), crate::ErrorKind::Corrupt);
+            assert_eq!(t.join().unwrap().kind(), crate::error::ErrorKind::Corrupt);
         }
     }
 }

@@ -285,7 +285,7 @@ impl FileReads {
         let repo = self.index.wait_for_request()?;
         let fetch = || {
             if self.known_damaged(repo, id) {
-                return Err(crate::Error::corrupt("the scrub found it damaged"));
+                return Err(crate::error::Error::corrupt("the scrub found it damaged"));
             }
             repo.read_blob_framed(id).map(cache::chunk)
         };
