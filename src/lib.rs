@@ -73,8 +73,8 @@ pub use id::Id;
 // Storage and the repository.
 pub use backend::{Backend, LocalBackend};
 pub use repo::{
-    Encryption, Indexed, Opened, PackSaver, Repository, Snapshot, State, StoredFiles, Summary,
-    Tombstone,
+    Encryption, Indexed, Opened, PackSaver, Repository, RepositoryState, Snapshot, StoredFiles,
+    Summary, Tombstone,
 };
 
 // What snapshots hold.

@@ -48,7 +48,7 @@ const MAX_METADATA_LEN: usize = 1 << 30;
 /// [`Indexed`], is what reading and writing blobs need. Clones share
 /// everything (the index too).
 #[derive(Clone)]
-pub struct Repository<S: State = Indexed> {
+pub struct Repository<S: RepositoryState = Indexed> {
     core: Arc<Core>,
     state: S,
 }
@@ -65,9 +65,9 @@ pub struct Indexed {
 }
 
 /// The states a repository can be in ([`Opened`], [`Indexed`]).
-pub trait State: Clone + Send + Sync + sealed::Sealed {}
-impl State for Opened {}
-impl State for Indexed {}
+pub trait RepositoryState: Clone + Send + Sync + sealed::Sealed {}
+impl RepositoryState for Opened {}
+impl RepositoryState for Indexed {}
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Opened {}
@@ -83,7 +83,7 @@ struct Core {
     upgrade: Mutex<Option<Upgrade>>,
 }
 
-impl<S: State> Repository<S> {
+impl<S: RepositoryState> Repository<S> {
     pub fn config(&self) -> &Config {
         &self.core.config
     }
@@ -252,7 +252,7 @@ impl<S: State> Repository<S> {
 /// format pieces by hand (tests and fuzzing craft hostile packs with it).
 /// Exported only through `rewind::format`, which makes no promise of
 /// stability.
-pub fn keys_of<S: State>(repo: &Repository<S>) -> &Keys {
+pub fn keys_of<S: RepositoryState>(repo: &Repository<S>) -> &Keys {
     repo.keys()
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::crypto::{self, Keys};
 use super::{
     config, parity_name, write_with_parity, Config, Core, Encryption, Id, KeyFile, Opened,
-    Repository, State, Unwrapped, AUTHENTICATED_VERSION, KEY_FILE_VERSION,
+    Repository, RepositoryState, Unwrapped, AUTHENTICATED_VERSION, KEY_FILE_VERSION,
 };
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -145,7 +145,7 @@ impl Core {
     }
 }
 
-impl<S: State> Repository<S> {
+impl<S: RepositoryState> Repository<S> {
     /// Brings a repository opened in an older format up to the current one,
     /// once, before anything else is written to it. The config goes first:
     /// a crash after it leaves an authenticated config that the old key
