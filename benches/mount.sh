@@ -22,6 +22,9 @@
 #           median of the CPU time (user + system) they spent
 #   disk    `cat` of rewind's pack files with the page cache dropped, the
 #           median of SEQ_RUNS: what this disk gives a cold sequential read
+# TOOLS="...": which of rewind, restic, borg to run (default: all; a peer
+# that is not installed is skipped). REWIND_BIN=PATH: a rewind binary
+# (default: `cargo build --release` here), to set two builds side by side.
 # Needs root, restic, borg and python3-pyfuse3 for the peers (skipped if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,7 +93,7 @@ first_ls() { # TOOL: time of the first ls of the mount root, from a fresh mount
 }
 
 declare -A T
-for tool in rewind restic borg; do
+for tool in ${TOOLS:-rewind restic borg}; do
     case $tool in
     rewind) "$REWIND_BIN" --repo "$WORK/rewind" init >/dev/null && "$REWIND_BIN" --repo "$WORK/rewind" backup "$CORPUS" >/dev/null 2>&1 ;;
     restic) command -v restic >/dev/null || continue
