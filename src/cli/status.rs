@@ -24,6 +24,8 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct HostStatus {
+    oldest_snapshot: String,
+    oldest_snapshot_id: String,
     newest_snapshot: String,
     newest_snapshot_id: String,
     /// The recovery point: how old the newest backup is.
@@ -49,14 +51,16 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let now = Utc::now();
     let mut hosts: BTreeMap<String, HostStatus> = BTreeMap::new();
     for s in &snapshots {
+        // Oldest first: the first one seen is the oldest, the last the newest.
         let entry = hosts.entry(s.host.clone()).or_insert_with(|| HostStatus {
+            oldest_snapshot: s.time_label(),
+            oldest_snapshot_id: s.id.short(),
             newest_snapshot: String::new(),
             newest_snapshot_id: String::new(),
             age_seconds: 0,
             snapshots: 0,
         });
         entry.snapshots += 1;
-        // Oldest first: the last one seen is the newest.
         entry.newest_snapshot = s.time_label();
         entry.newest_snapshot_id = s.id.short();
         entry.age_seconds = (now - s.time).num_seconds();
@@ -88,10 +92,12 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         );
         for (host, h) in &health.hosts {
             println!(
-                "  {host}: newest {} ({}), {} old, {} snapshots",
+                "  {host}: newest {} ({}), {} old; oldest {} ({}); {} snapshots",
                 h.newest_snapshot,
                 h.newest_snapshot_id,
                 age(h.age_seconds),
+                h.oldest_snapshot,
+                h.oldest_snapshot_id,
                 h.snapshots
             );
         }
