@@ -7,6 +7,8 @@
 mod duration;
 mod group;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
