@@ -53,6 +53,7 @@ mod backup;
 mod check;
 mod chunker;
 mod error;
+mod forget;
 mod fuse;
 mod host;
 mod id;
@@ -104,6 +105,11 @@ pub use check::{check, CheckReport, Subset};
 pub use scrub::state::{cache_dir, create_private_dir, default_path as default_scrub_state_path};
 pub use scrub::{
     repair_before_open, scrub, Finding, ScrubOptions, ScrubReport, ScrubState, Scrubber, Status,
+};
+
+// Retention.
+pub use forget::{
+    apply_policy, parse_keep_duration, GroupBy, GroupKey, KeepPolicy, Kept, PolicyGroup,
 };
 
 // Mounting.
