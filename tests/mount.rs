@@ -800,6 +800,52 @@ fn a_new_backup_appears_within_10_seconds_by_default() {
     new_backup_shows_up(&[]);
 }
 
+/// `rewind forget` while mounted: the snapshot leaves the root and the
+/// ids/, hosts/ and tags/ views at the next refresh, and a file opened from
+/// it before keeps reading the right bytes (forget deletes no data).
+#[test]
+fn a_forgotten_snapshot_leaves_the_running_mount_and_open_files_keep_reading() {
+    require_root();
+    let (_tmp, dir) = tempdir();
+    let (repo, src) = small_repo(&dir);
+    let content = Rng::new(common::seed("forget while mounted")).bytes(3 << 20);
+    write(&src.join("big.bin"), &content);
+    let old = repo.backup(&src, DAYS[1], "web", &["nightly"]);
+    let old_short = old["id"].as_str().unwrap()[..8].to_string();
+    write(&src.join("later.txt"), b"day three\n");
+    repo.backup(&src, DAYS[2], "web", &["nightly"]);
+    let mount = Mount::start(&repo, &dir.join("mnt"), &["--refresh", "1"]);
+    let forgotten = label(DAYS[1]);
+    let views = [
+        format!("ids/{old_short}"),
+        format!("hosts/web/{forgotten}"),
+        format!("tags/nightly/{forgotten}"),
+    ];
+    assert!(mount.top_names().contains(&forgotten));
+    let mut open =
+        std::fs::File::open(inside(&mount.path(&forgotten), &src).join("big.bin")).unwrap();
+
+    run(repo.cmd().args(["forget", &old_short])).assert_ok();
+    let gone = wait_for(Duration::from_secs(10), || {
+        !mount.top_names().contains(&forgotten)
+            && views
+                .iter()
+                .all(|v| std::fs::symlink_metadata(mount.path(v)).is_err())
+    });
+    assert!(
+        gone.is_some(),
+        "the forgotten snapshot is still shown: {:?}",
+        mount.top_names()
+    );
+    assert!(mount.top_names().contains(&label(DAYS[2])));
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut open, &mut read).unwrap();
+    assert!(
+        read == content,
+        "a file open from a forgotten snapshot reads its own bytes"
+    );
+}
+
 /// Snapshots recorded at the same second: the later ones get `-2`, `-3`
 /// (docs/design.md section 4), and a name, once shown, keeps naming the same
 /// snapshot while the mount runs.

@@ -6,6 +6,7 @@ mod cat;
 mod check;
 mod diff;
 mod drill;
+mod forget;
 mod init;
 mod interrupt;
 mod ls;
@@ -78,6 +79,8 @@ enum Command {
     Scrub(scrub::Args),
     /// Recovery point per host and scrub health, for people and monitoring
     Status(status::Args),
+    /// Forget snapshots: named ones, or every one a retention policy does not keep
+    Forget(Box<forget::Args>),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -95,6 +98,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Check(args) => check::run(&cli.global, args),
         Command::Scrub(args) => scrub::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
+        Command::Forget(args) => forget::run(&cli.global, args),
     }
 }
 

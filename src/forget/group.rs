@@ -61,7 +61,7 @@ impl GroupBy {
 /// What the snapshots of one group share; `None` for what they were not
 /// grouped by. Paths and tags are sorted, without duplicates, so the order a
 /// backup named them in does not split a group.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct GroupKey {
     pub host: Option<String>,
     pub paths: Option<Vec<String>>,
