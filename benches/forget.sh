@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `rewind forget` over many snapshots: the time to plan (a dry run) and to
+# forget, and peak memory. Issue 12's target: forget over 1,000 snapshots
+# in under a second.
+#
+#   sudo benches/forget.sh                     # 1000 snapshots, release build
+#   SNAPSHOTS=200 REWIND_BIN=... benches/forget.sh
+#
+# The snapshots are one an hour from 2020-01-01 (about six weeks), of a
+# small tree; each phase runs after `sync; echo 3 > drop_caches`:
+#   plan     forget --keep-daily 7 --keep-weekly 4 --dry-run
+#   forget   the same, for real: a tombstone written and a manifest removed
+#            for every snapshot not kept
+#   list     snapshots, afterwards
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SNAPSHOTS=${SNAPSHOTS:-1000}
+if [[ -z ${REWIND_BIN:-} ]]; then
+    cargo build --release --quiet
+    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
+fi
+work=$(mktemp -d /tmp/rewind-forget.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export REWIND_REPO=$work/repo REWIND_PASSWORD="forget bench"
+mkdir -p "$work/src/etc"
+seq 1 2000 >"$work/src/etc/numbers"
+"$REWIND_BIN" init >/dev/null
+echo "making $SNAPSHOTS snapshots (one an hour from 2020-01-01)..." >&2
+for i in $(seq 0 $((SNAPSHOTS - 1))); do
+    echo "$i" >>"$work/src/etc/numbers"
+    "$REWIND_BIN" backup "$work/src" --time "$(date -u -d "2020-01-01 + $i hours" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1
+done
+policy=(--keep-daily 7 --keep-weekly 4)
+phase() { # NAME ARGS...: prints "NAME seconds peak-MiB"
+    local name=$1; shift
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    /usr/bin/time -f "%e %M" -o "$work/time" "$REWIND_BIN" "$@" >"$work/out" 2>&1
+    read -r secs kib <"$work/time"
+    printf '| %s | %s | %.0f |\n' "$name" "$secs" "$(echo "$kib / 1024" | bc -l)"
+}
+printf '| phase (%d snapshots) | seconds | peak MiB |\n|---|---:|---:|\n' "$SNAPSHOTS"
+phase plan forget "${policy[@]}" --dry-run
+phase forget forget "${policy[@]}"
+phase list snapshots
+echo "kept: $(grep -c . <("$REWIND_BIN" snapshots --json | grep -o '"short_id"'))" >&2
