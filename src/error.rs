@@ -22,7 +22,7 @@ pub enum ErrorKind {
     /// An entry of a snapshot would escape the restore target or is malformed.
     Unsafe,
     /// Another process holds a repository lock that conflicts with the one
-    /// asked for (see `docs/design.md`, "Locks").
+    /// asked for (see `docs/design.md`, section 7, "Locks").
     Locked,
     /// The operation was stopped by a signal (SIGINT, SIGTERM) before it finished.
     Interrupted,

@@ -1,7 +1,7 @@
 //! Repository locks (`locks/<id>`): who writes to the repository, since
 //! when, and whether two commands that must not overlap (two prunes) would.
 //! Backups do not wait for a prune through them, and the mount never takes
-//! or waits for one; see `docs/design.md`, "Locks", and `man/rewind-format.5`,
+//! or waits for one; see `docs/design.md`, section 7, "Locks", and `man/rewind-format.5`,
 //! LOCK FILES.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
