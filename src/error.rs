@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Usage,
     /// An entry of a snapshot would escape the restore target or is malformed.
     Unsafe,
+    /// Another process holds a repository lock that conflicts with the one
+    /// asked for (see `docs/design.md`, section 7, "Locks").
+    Locked,
     /// The operation was stopped by a signal (SIGINT, SIGTERM) before it finished.
     Interrupted,
     /// A bug in rewind: a worker thread panicked or a part stopped

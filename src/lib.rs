@@ -78,6 +78,9 @@ pub use repo::{
     Summary, Tombstone,
 };
 
+// Who else is in the repository.
+pub use repo::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
+
 // What snapshots hold.
 pub use tree::{
     not_shown_message, with_deep_stack, ExpansionBudget, ExpansionLimits, Extent, NameProblem,

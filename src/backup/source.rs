@@ -26,7 +26,7 @@ impl OwnerNames {
             .lock()
             .unwrap()
             .entry(uid)
-            .or_insert_with(|| user_name(uid))
+            .or_insert_with(|| crate::host::user_name(uid))
             .clone()
     }
 
@@ -40,23 +40,9 @@ impl OwnerNames {
     }
 }
 
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: all pointers are valid for the call; `result` tells if `pwd` was filled.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result = std::ptr::null_mut();
-        libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if result.is_null() {
-            return None;
-        }
-        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
-    }
-}
-
 fn group_name(gid: u32) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: as in user_name.
+    // SAFETY: all pointers are valid for the call; `result` tells if `grp` was filled.
     unsafe {
         let mut grp: libc::group = std::mem::zeroed();
         let mut result = std::ptr::null_mut();

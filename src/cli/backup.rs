@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use rewind::{backup, BackupOptions, Source};
+use rewind::{backup, BackupOptions, LockKind, Source};
 
 use super::Global;
 
@@ -53,7 +53,10 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             bail!("cannot back up {}: {e}", path.display());
         }
     }
-    let repo = global.open_with_index()?;
+    // Locked before the index is read, so that the lock's start time is
+    // no later than anything this backup may rely on.
+    let (repo, _lock) = global.open_locked(LockKind::Shared, "backup")?;
+    let repo = super::load_index(repo)?;
     let options = BackupOptions {
         host: args.host.clone().unwrap_or_else(rewind::hostname),
         tags: args.tags.clone(),

@@ -6,7 +6,7 @@ use chrono::{Duration, FixedOffset, Offset};
 use serde_json::json;
 
 use rewind::{apply_policy, parse_keep_duration, GroupBy, KeepPolicy, PolicyGroup, Selector};
-use rewind::{Opened, Repository, Snapshot};
+use rewind::{LockKind, Opened, Repository, Snapshot};
 
 use super::{FilterArgs, Global};
 
@@ -86,7 +86,12 @@ fn keep_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
-    let repo = global.open()?;
+    let (repo, _lock) = if args.dry_run {
+        (global.open()?, None)
+    } else {
+        let (repo, lock) = global.open_locked(LockKind::Shared, "forget")?;
+        (repo, Some(lock))
+    };
     let filter = args.filter.filter();
     let candidates: Vec<Snapshot> = repo
         .snapshots()?

@@ -9,6 +9,7 @@ mod drill;
 mod forget;
 mod init;
 mod interrupt;
+mod locks;
 mod ls;
 mod mount;
 mod restore;
@@ -27,7 +28,7 @@ use clap::{Parser, Subcommand};
 use rewind::LocalBackend;
 use rewind::{split_selector, Filter};
 use rewind::{ExpansionBudget, ExpansionLimits};
-use rewind::{Opened, Repository, Snapshot};
+use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
@@ -81,6 +82,11 @@ enum Command {
     Status(status::Args),
     /// Forget snapshots: named ones, or every one a retention policy does not keep
     Forget(Box<forget::Args>),
+    /// List the repository's locks: who is writing to it, since when, and
+    /// which locks are stale
+    Locks(locks::ListArgs),
+    /// Remove stale locks (--stale), or every lock
+    Unlock(locks::UnlockArgs),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -99,6 +105,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Scrub(args) => scrub::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Locks(args) => locks::list(&cli.global, args),
+        Command::Unlock(args) => locks::unlock(&cli.global, args),
     }
 }
 
@@ -187,12 +195,29 @@ impl Global {
 
     /// Opens the repository with its index loaded, warning about damaged index files.
     pub fn open_with_index(&self) -> Result<Arc<Repository>> {
-        let (repo, errors) = self.open()?.load_index()?;
-        for e in errors {
-            rewind::log::warn(&format!("{e} (run `rewind check`)"));
-        }
-        Ok(Arc::new(repo))
+        load_index(self.open()?)
     }
+
+    /// Opens the repository and takes a lock on it for `command`; the lock
+    /// is held until the returned guard is dropped.
+    pub fn open_locked(
+        &self,
+        kind: LockKind,
+        command: &str,
+    ) -> Result<(Repository<Opened>, RepositoryLock)> {
+        let repo = self.open()?;
+        let lock = repo.lock(kind, command)?;
+        Ok((repo, lock))
+    }
+}
+
+/// Loads the index of an open repository, warning about damaged index files.
+pub fn load_index(repo: Repository<Opened>) -> Result<Arc<Repository>> {
+    let (repo, errors) = repo.load_index()?;
+    for e in errors {
+        rewind::log::warn(&format!("{e} (run `rewind check`)"));
+    }
+    Ok(Arc::new(repo))
 }
 
 /// Host and tag filters for commands that take a snapshot selector.

@@ -3,10 +3,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind::StoredFiles;
 use rewind::{
     default_scrub_state_path, repair_before_open, scrub, Finding, ScrubOptions, ScrubReport, Status,
 };
+use rewind::{LockKind, StoredFiles};
 
 use super::Global;
 
@@ -76,6 +76,11 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             );
             return Ok(ExitCode::from(1));
         }
+    };
+    let _lock = if args.repair {
+        Some(repo.lock(LockKind::Shared, "scrub --repair")?)
+    } else {
+        None
     };
     let (repo, errors) = repo.load_index()?;
     for e in errors {

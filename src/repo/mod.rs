@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod index;
 mod indexed;
 mod keyfile;
+mod lock;
 mod open;
 pub mod pack;
 pub mod parity;
@@ -29,6 +30,7 @@ pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
 pub use index::{Index, IndexFile, IndexedPack};
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
+pub use lock::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
 pub use saver::PackSaver;
 pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
@@ -178,10 +180,13 @@ impl<S: RepositoryState> Repository<S> {
     }
 
     /// Lists the files of a kind; a directory that older repositories lack
-    /// (tombstones) lists as empty.
+    /// (tombstones, locks) lists as empty.
     fn list(&self, kind: FileType) -> Result<Vec<String>> {
         match self.backend().list(kind) {
-            Err(e) if e.kind() == ErrorKind::NotFound && kind == FileType::Forgotten => {
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && matches!(kind, FileType::Forgotten | FileType::Lock) =>
+            {
                 Ok(Vec::new())
             }
             other => other,
