@@ -179,3 +179,21 @@ fn keep_last_over_one_group_and_filters() {
         .assert_ok();
     assert_eq!(times_by_host(&repo), pairs("web", &WEB[5..]));
 }
+
+#[test]
+fn a_forget_that_cannot_write_its_tombstones_forgets_nothing() {
+    let (_tmp, dir) = tempdir();
+    let (repo, _src) = repository(&dir);
+    let before = times_by_host(&repo);
+    // Tombstones cannot be written where a file stands in for their directory.
+    let forgotten = dir.join("repo/forgotten");
+    let _ = std::fs::remove_dir(&forgotten);
+    std::fs::write(&forgotten, b"in the way").unwrap();
+    repo.run(["forget", "--keep-last", "1", "--host", "web"])
+        .assert_one_line_error(&["5 of 5 snapshots could not be forgotten"]);
+    assert_eq!(
+        times_by_host(&repo),
+        before,
+        "no manifest is removed without its tombstone"
+    );
+}

@@ -190,19 +190,32 @@ fn named(candidates: &[Snapshot], specs: &[String]) -> Result<PolicyGroup> {
 /// Forgets every snapshot the groups remove; the first failure stops it
 /// (what was forgotten stays forgotten: a tombstone is written first).
 fn forget(repo: &Repository<Opened>, groups: &[PolicyGroup]) -> Result<usize> {
-    let mut count = 0;
-    for snapshot in groups.iter().flat_map(|g| &g.remove) {
-        repo.forget_snapshot(snapshot).map_err(|e| {
-            anyhow::Error::from(e).context(format!(
-                "forgetting snapshot {} ({} from {}) failed after {count} were forgotten",
+    let doomed: Vec<Snapshot> = groups.iter().flat_map(|g| g.remove.clone()).collect();
+    let results = repo.forget_snapshots(&doomed);
+    let forgotten = results.iter().filter(|r| r.is_ok()).count();
+    let failures: Vec<String> = doomed
+        .iter()
+        .zip(results)
+        .filter_map(|(snapshot, result)| {
+            let e = result.err()?;
+            Some(format!(
+                "{} ({} from {}): {}",
                 snapshot.id.short(),
                 snapshot.time_label(),
-                snapshot.host
+                snapshot.host,
+                super::describe(&e.into())
             ))
-        })?;
-        count += 1;
+        })
+        .collect();
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} snapshots could not be forgotten (the other {forgotten} were, each completely): {}",
+            failures.len(),
+            doomed.len(),
+            failures.join("; ")
+        );
     }
-    Ok(count)
+    Ok(forgotten)
 }
 
 fn print_plan(groups: &[PolicyGroup], dry_run: bool) {

@@ -240,6 +240,13 @@ impl<S: RepositoryState> Repository<S> {
         Ok(tombstone)
     }
 
+    /// Forgets each of `snapshots` as [`Repository::forget_snapshot`] does,
+    /// several at a time (each is a tombstone and a removal, independent of
+    /// the others); the result of each, in order.
+    pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
+        parallel_map(snapshots, |snapshot| self.forget_snapshot(snapshot))
+    }
+
     pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
         let content = self.read_verified(FileType::Forgotten, name)?;
         serde_json::from_slice(&content)
