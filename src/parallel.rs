@@ -9,7 +9,17 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
-    if items.len() < 2 {
+    parallel_map_on(threads, items, f)
+}
+
+/// [`parallel_map`] on `threads` threads: more than the CPUs for work that
+/// mostly waits (each item a durable write that waits on its fsync).
+pub fn parallel_map_on<T: Sync, R: Send>(
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if items.len() < 2 || threads < 2 {
         return items.iter().map(&f).collect();
     }
     let next = AtomicUsize::new(0);

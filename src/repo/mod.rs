@@ -39,7 +39,7 @@ pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::parallel::parallel_map;
+use crate::parallel::{parallel_map, parallel_map_on};
 use crypto::SALT_LEN;
 use open::Upgrade;
 
@@ -241,10 +241,12 @@ impl<S: RepositoryState> Repository<S> {
     }
 
     /// Forgets each of `snapshots` as [`Repository::forget_snapshot`] does,
-    /// several at a time (each is a tombstone and a removal, independent of
-    /// the others); the result of each, in order.
+    /// many at a time (each is a tombstone and a removal, independent of
+    /// the others, and mostly waits for its write to be durable); the
+    /// result of each, in order.
     pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
-        parallel_map(snapshots, |snapshot| self.forget_snapshot(snapshot))
+        const WRITERS: usize = 16;
+        parallel_map_on(WRITERS, snapshots, |snapshot| self.forget_snapshot(snapshot))
     }
 
     pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
