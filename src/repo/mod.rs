@@ -246,7 +246,9 @@ impl<S: RepositoryState> Repository<S> {
     /// result of each, in order.
     pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
         const WRITERS: usize = 16;
-        parallel_map_on(WRITERS, snapshots, |snapshot| self.forget_snapshot(snapshot))
+        parallel_map_on(WRITERS, snapshots, |snapshot| {
+            self.forget_snapshot(snapshot)
+        })
     }
 
     pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
