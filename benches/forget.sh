@@ -14,6 +14,8 @@
 #   list     snapshots, afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib/hourly_snapshots.sh
+source benches/lib/hourly_snapshots.sh
 SNAPSHOTS=${SNAPSHOTS:-1000}
 if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
@@ -22,14 +24,7 @@ fi
 work=$(mktemp -d /tmp/rewind-forget.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export REWIND_REPO=$work/repo REWIND_PASSWORD="forget bench"
-mkdir -p "$work/src/etc"
-seq 1 2000 >"$work/src/etc/numbers"
-"$REWIND_BIN" init >/dev/null
-echo "making $SNAPSHOTS snapshots (one an hour from 2020-01-01)..." >&2
-for i in $(seq 0 $((SNAPSHOTS - 1))); do
-    echo "$i" >>"$work/src/etc/numbers"
-    "$REWIND_BIN" backup "$work/src" --time "$(date -u -d "2020-01-01 + $i hours" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1
-done
+hourly_snapshots "$REWIND_BIN" "$work" "$SNAPSHOTS"
 policy=(--keep-daily 7 --keep-weekly 4)
 phase() { # NAME ARGS...: prints "NAME seconds peak-MiB"
     local name=$1; shift

@@ -7,6 +7,8 @@
 #   SNAPSHOTS=200 REWIND_BIN=... benches/many_snapshots.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib/hourly_snapshots.sh
+source benches/lib/hourly_snapshots.sh
 SNAPSHOTS=${SNAPSHOTS:-1000}
 if [[ -z ${REWIND_BIN:-} ]]; then
     cargo build --release --quiet
@@ -16,14 +18,8 @@ work=$(mktemp -d /tmp/rewind-many.XXXXXX)
 cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 export REWIND_REPO=$work/repo REWIND_PASSWORD="many snapshots"
-mkdir -p "$work/src/etc" "$work/mnt"
-seq 1 2000 >"$work/src/etc/numbers"
-"$REWIND_BIN" init >/dev/null
-echo "making $SNAPSHOTS snapshots (one an hour from 2020-01-01)..." >&2
-for i in $(seq 0 $((SNAPSHOTS - 1))); do
-    echo "$i" >>"$work/src/etc/numbers"
-    "$REWIND_BIN" backup "$work/src" --time "$(date -u -d "2020-01-01 + $i hours" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1
-done
+mkdir -p "$work/mnt"
+hourly_snapshots "$REWIND_BIN" "$work" "$SNAPSHOTS"
 sync
 echo 3 >/proc/sys/vm/drop_caches
 start=$(date +%s.%N)
@@ -32,7 +28,7 @@ ready=$(date +%s.%N)
 entries=$(ls "$work/mnt" | wc -l)
 listed=$(date +%s.%N)
 ls "$work/mnt/@2020-01-20/$work/src/etc" >/dev/null
-daemon=$(pgrep -f "rewind mount $work/mnt" | tail -1)
+daemon=$(pgrep -f " mount $work/mnt" | tail -1)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$daemon/status")
 printf '| snapshots | mount ready (s) | first ls of the root (s) | root entries | daemon peak RSS (MiB) |\n|---:|---:|---:|---:|---:|\n'
 printf '| %d | %.3f | %.3f | %d | %.1f |\n' "$SNAPSHOTS" "$(echo "$ready - $start" | bc)" "$(echo "$listed - $ready" | bc)" "$entries" "$(echo "$rss / 1024" | bc -l)"
