@@ -197,3 +197,50 @@ fn a_forget_that_cannot_write_its_tombstones_forgets_nothing() {
         "no manifest is removed without its tombstone"
     );
 }
+
+/// contrib/rewind-forget.service's command, run as systemd would (no shell
+/// quoting needed, an environment of its own): it keeps the release and
+/// what the policy keeps, and forgets the rest.
+#[test]
+fn the_contrib_forget_unit_applies_its_policy() {
+    let (_tmp, dir) = tempdir();
+    let (repo, src) = repository(&dir);
+    repo.backup([
+        arg(&src),
+        "--time".as_ref(),
+        "2023-01-01T00:00:00Z".as_ref(),
+        "--host".as_ref(),
+        "web".as_ref(),
+        "--tag".as_ref(),
+        "release".as_ref(),
+    ]);
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/rewind-forget.service"
+    ))
+    .unwrap();
+    let starts: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .collect();
+    let [start] = starts[..] else {
+        panic!("one ExecStart in the unit");
+    };
+    let args: Vec<&str> = start.split_whitespace().collect();
+    assert_eq!(args[0], "/usr/local/bin/rewind");
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, PASSWORD).unwrap();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(&args[1..])
+        .env_clear()
+        .env("REWIND_REPO", dir.join("repo"))
+        .env("REWIND_PASSWORD_FILE", &password_file);
+    run(&mut cmd).assert_ok();
+    // 14 daily: every day of web and db that has a snapshot; the release stays.
+    let mut expected = pairs("db", &DB);
+    expected.extend(pairs(
+        "web",
+        &["2023-01-01T00:00:00Z", WEB[1], WEB[2], WEB[4], WEB[5]],
+    ));
+    assert_eq!(times_by_host(&repo), expected);
+}
