@@ -60,6 +60,7 @@ mod id;
 pub mod log;
 mod mount;
 mod parallel;
+mod prune;
 mod repo;
 mod restore;
 mod scrub;
@@ -102,6 +103,9 @@ pub use restore::{
     find_node, restore, Action, Cancel, Failure, Overwrite, PathFilter, Planned, RestoreOptions,
     RestoreReport, Sample,
 };
+
+// Planning a prune.
+pub use prune::{plan_prune, PackFate, PackUse, PruneOptions, PrunePlan};
 
 // Verifying and repairing.
 pub use check::{check, CheckReport, Subset};

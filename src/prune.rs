@@ -1,0 +1,244 @@
+//! Planning a prune: which blobs the snapshots still use, and for each pack
+//! whether it is kept, deleted (nothing in it is used) or repacked (enough
+//! of it is unused to be worth rewriting). Reading only; carrying out a plan
+//! safely while backups run is described in `docs/design.md`, section 7.
+//!
+//! The plan refuses to be made when it cannot see everything that is used:
+//! a manifest or a tree that does not read, or a snapshot copy whose
+//! manifest is lost (`scrub --repair` brings it back), would otherwise make
+//! live data look unused.
+
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+
+use crate::repo::{snapshot_key, BlobKind, Id, IdSet, Repository, Snapshot, SnapshotKey};
+use crate::tree::Extent;
+
+/// How far a prune goes.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Unused bytes left in partly used packs, as a share of the
+    /// repository's packed bytes (restic's `--max-unused`, 5% by default):
+    /// below it, rewriting packs costs more than the space it frees.
+    pub max_unused: f64,
+    /// At most this many bytes of packs are repacked in one prune.
+    pub max_repack_bytes: Option<u64>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            max_repack_bytes: None,
+        }
+    }
+}
+
+/// What happens to a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackFate {
+    Keep,
+    /// Nothing in it is used.
+    Delete,
+    /// Its used blobs go to new packs, then it goes.
+    Repack,
+}
+
+/// One indexed pack, as the plan sees it.
+#[derive(Debug, Clone)]
+pub struct PackUse {
+    pub id: Id,
+    /// Stored bytes of the blobs the index places in it.
+    pub blob_bytes: u64,
+    pub used_bytes: u64,
+    pub used_blobs: u64,
+    pub unused_blobs: u64,
+    pub fate: PackFate,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    /// Every indexed pack, in index order.
+    pub packs: Vec<PackUse>,
+    /// Blobs the kept snapshots need.
+    pub used_blobs: u64,
+}
+
+impl PrunePlan {
+    fn bytes(&self, fate: Option<PackFate>, used: bool) -> u64 {
+        self.packs
+            .iter()
+            .filter(|p| fate.is_none_or(|f| p.fate == f))
+            .map(|p| {
+                if used {
+                    p.used_bytes
+                } else {
+                    p.blob_bytes - p.used_bytes
+                }
+            })
+            .sum()
+    }
+
+    /// Bytes in packs that go away whole.
+    pub fn deleted_bytes(&self) -> u64 {
+        self.bytes(Some(PackFate::Delete), false)
+    }
+
+    /// Used bytes that are rewritten, and the unused bytes that leaves behind.
+    pub fn repacked_bytes(&self) -> (u64, u64) {
+        (
+            self.bytes(Some(PackFate::Repack), true),
+            self.bytes(Some(PackFate::Repack), false),
+        )
+    }
+
+    /// Unused bytes that stay (in packs kept for being mostly used).
+    pub fn unused_kept_bytes(&self) -> u64 {
+        self.bytes(Some(PackFate::Keep), false)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.packs.iter().map(|p| p.blob_bytes).sum()
+    }
+}
+
+/// Plans a prune of `repo`: every snapshot listed is kept.
+pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
+    let used = used_blobs(repo)?;
+    let index = repo.index();
+    let mut packs: Vec<PackUse> = index
+        .packs()
+        .iter()
+        .map(|pack| PackUse {
+            id: pack.id,
+            blob_bytes: 0,
+            used_bytes: 0,
+            used_blobs: 0,
+            unused_blobs: 0,
+            fate: PackFate::Keep,
+        })
+        .collect();
+    for (id, location) in index.blobs() {
+        let pack = &mut packs[location.pack()];
+        let bytes = location.stored_len as u64;
+        pack.blob_bytes += bytes;
+        if used.contains(&id) {
+            pack.used_bytes += bytes;
+            pack.used_blobs += 1;
+        } else {
+            pack.unused_blobs += 1;
+        }
+    }
+    drop(index);
+    for pack in &mut packs {
+        if pack.used_blobs == 0 {
+            pack.fate = PackFate::Delete;
+        }
+    }
+    choose_repacks(&mut packs, options);
+    Ok(PrunePlan {
+        used_blobs: used.len() as u64,
+        packs,
+    })
+}
+
+/// Repacks the partly used packs with the most unused bytes first, until
+/// what stays unused is at most `max_unused` of the repository.
+fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
+    let total: u64 = packs.iter().map(|p| p.blob_bytes).sum();
+    let allowed = (total as f64 * options.max_unused.max(0.0)) as u64;
+    let mut unused: u64 = packs
+        .iter()
+        .filter(|p| p.fate == PackFate::Keep)
+        .map(|p| p.blob_bytes - p.used_bytes)
+        .sum();
+    let mut candidates: Vec<usize> = (0..packs.len())
+        .filter(|&i| packs[i].fate == PackFate::Keep && packs[i].unused_blobs > 0)
+        .collect();
+    candidates.sort_by_key(|&i| std::cmp::Reverse(packs[i].blob_bytes - packs[i].used_bytes));
+    let mut repacked = 0u64;
+    for i in candidates {
+        if unused <= allowed {
+            break;
+        }
+        let pack = &mut packs[i];
+        if options
+            .max_repack_bytes
+            .is_some_and(|max| repacked + pack.used_bytes > max)
+        {
+            continue;
+        }
+        pack.fate = PackFate::Repack;
+        repacked += pack.used_bytes;
+        unused -= pack.blob_bytes - pack.used_bytes;
+    }
+}
+
+/// Every blob a listed snapshot needs (its trees and their data), and the
+/// packed copies of the listed manifests. Refuses when anything that may be
+/// in use cannot be read.
+fn used_blobs(repo: &Repository) -> Result<IdSet> {
+    let (snapshots, damaged) = repo.snapshots_with_errors()?;
+    if let Some(e) = damaged.first() {
+        return Err(Error::corrupt(format!(
+            "{} snapshot manifests do not read (first: {e}); what they use cannot be known",
+            damaged.len()
+        ))
+        .with_hint("run `rewind scrub --repair`, or forget them by id, before pruning"));
+    }
+    let (lost, tombstone_errors) = repo.snapshots_without_manifest(&snapshots)?;
+    if !lost.is_empty() || !tombstone_errors.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{} snapshots have a copy in the packs but no manifest, and {} tombstones do not read",
+            lost.len(),
+            tombstone_errors.len()
+        ))
+        .with_hint("run `rewind scrub --repair` first: it brings the manifests back"));
+    }
+    let mut used = snapshot_copies_in_use(repo, &snapshots);
+    let mut pending: Vec<Id> = snapshots.iter().map(|s| s.tree).collect();
+    let mut seen = IdSet::default();
+    while let Some(tree_id) = pending.pop() {
+        if !seen.insert(tree_id) {
+            continue;
+        }
+        used.insert(tree_id);
+        let tree = repo.read_tree(&tree_id).map_err(|e| {
+            e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
+        })?;
+        for node in &tree.nodes {
+            if let Some(subtree) = node.subtree {
+                pending.push(subtree);
+            }
+            for extent in &node.content {
+                if let Extent::Data { id, .. } = extent {
+                    used.insert(*id);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// The packed copies of the listed manifests (see
+/// `Repository::save_snapshot`), matched by what they record; a copy that
+/// does not read is kept, since which snapshot it copies cannot be told.
+fn snapshot_copies_in_use(repo: &Repository, snapshots: &[Snapshot]) -> IdSet {
+    let listed: HashSet<SnapshotKey> = snapshots.iter().map(snapshot_key).collect();
+    let copies: Vec<Id> = repo
+        .index()
+        .blobs()
+        .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
+        .map(|(id, _)| id)
+        .collect();
+    copies
+        .into_iter()
+        .filter(|id| {
+            let copy = repo.read_blob(id).and_then(|content| {
+                serde_json::from_slice::<Snapshot>(&content)
+                    .map_err(|e| Error::corrupt(format!("snapshot copy {}: {e}", id.short())))
+            });
+            copy.map_or(true, |copy| listed.contains(&snapshot_key(&copy)))
+        })
+        .collect()
+}
