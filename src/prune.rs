@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 
-use crate::repo::{snapshot_key, BlobKind, Id, IdSet, Repository, Snapshot, SnapshotKey};
+use crate::repo::{snapshot_key, Id, IdSet, Repository, Snapshot, SnapshotKey};
 use crate::tree::Extent;
 
 /// How far a prune goes.
@@ -186,7 +186,8 @@ fn used_blobs(repo: &Repository) -> Result<IdSet> {
         ))
         .with_hint("run `rewind scrub --repair`, or forget them by id, before pruning"));
     }
-    let (lost, tombstone_errors) = repo.snapshots_without_manifest(&snapshots)?;
+    let copies = repo.snapshot_copies();
+    let (lost, tombstone_errors) = repo.copies_without_manifest(&snapshots, &copies)?;
     if !lost.is_empty() || !tombstone_errors.is_empty() {
         return Err(Error::corrupt(format!(
             "{} snapshots have a copy in the packs but no manifest, and {} tombstones do not read",
@@ -195,7 +196,7 @@ fn used_blobs(repo: &Repository) -> Result<IdSet> {
         ))
         .with_hint("run `rewind scrub --repair` first: it brings the manifests back"));
     }
-    let mut used = snapshot_copies_in_use(repo, &snapshots);
+    let mut used = copies_in_use(&copies, &snapshots);
     let mut pending: Vec<Id> = snapshots.iter().map(|s| s.tree).collect();
     let mut seen = IdSet::default();
     while let Some(tree_id) = pending.pop() {
@@ -223,22 +224,14 @@ fn used_blobs(repo: &Repository) -> Result<IdSet> {
 /// The packed copies of the listed manifests (see
 /// `Repository::save_snapshot`), matched by what they record; a copy that
 /// does not read is kept, since which snapshot it copies cannot be told.
-fn snapshot_copies_in_use(repo: &Repository, snapshots: &[Snapshot]) -> IdSet {
+fn copies_in_use(copies: &[(Id, Result<Snapshot>)], snapshots: &[Snapshot]) -> IdSet {
     let listed: HashSet<SnapshotKey> = snapshots.iter().map(snapshot_key).collect();
-    let copies: Vec<Id> = repo
-        .index()
-        .blobs()
-        .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
-        .map(|(id, _)| id)
-        .collect();
     copies
-        .into_iter()
-        .filter(|id| {
-            let copy = repo.read_blob(id).and_then(|content| {
-                serde_json::from_slice::<Snapshot>(&content)
-                    .map_err(|e| Error::corrupt(format!("snapshot copy {}: {e}", id.short())))
-            });
-            copy.map_or(true, |copy| listed.contains(&snapshot_key(&copy)))
+        .iter()
+        .filter(|(_, copy)| {
+            copy.as_ref()
+                .map_or(true, |copy| listed.contains(&snapshot_key(copy)))
         })
+        .map(|(id, _)| *id)
         .collect()
 }

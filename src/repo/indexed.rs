@@ -225,20 +225,23 @@ impl Repository {
         self.write_named(FileType::Snapshot, &content)
     }
 
-    /// The snapshot copies kept in packs (see `save_snapshot`).
-    pub fn snapshot_copies(&self) -> Vec<Result<Snapshot>> {
+    /// The snapshot copies kept in packs (see `save_snapshot`), each with
+    /// its blob id.
+    pub fn snapshot_copies(&self) -> Vec<(Id, Result<Snapshot>)> {
         let ids: Vec<Id> = self
             .index()
             .blobs()
             .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
             .map(|(id, _)| id)
             .collect();
-        ids.iter()
+        ids.into_iter()
             .map(|id| {
-                let content = self.read_blob(id)?;
-                serde_json::from_slice(&content).map_err(|e| {
-                    Error::corrupt(format!("snapshot copy {} does not decode: {e}", id.short()))
-                })
+                let copy = self.read_blob(&id).and_then(|content| {
+                    serde_json::from_slice(&content).map_err(|e| {
+                        Error::corrupt(format!("snapshot copy {} does not decode: {e}", id.short()))
+                    })
+                });
+                (id, copy)
             })
             .collect()
     }
@@ -251,18 +254,27 @@ impl Repository {
         &self,
         manifests: &[Snapshot],
     ) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        self.copies_without_manifest(manifests, &self.snapshot_copies())
+    }
+
+    /// [`Repository::snapshots_without_manifest`] among copies already read.
+    pub fn copies_without_manifest(
+        &self,
+        manifests: &[Snapshot],
+        copies: &[(Id, Result<Snapshot>)],
+    ) -> Result<(Vec<Snapshot>, Vec<Error>)> {
         let (tombstones, errors) = self.tombstones()?;
         let accounted: HashSet<SnapshotKey> = manifests
             .iter()
             .map(snapshot_key)
             .chain(tombstones.iter().map(Tombstone::key))
             .collect();
-        let mut missing: Vec<Snapshot> = self
-            .snapshot_copies()
-            .into_iter()
+        let mut missing: Vec<Snapshot> = copies
+            .iter()
             // An unreadable copy is damage in a pack, which the pack checks report.
-            .filter_map(Result::ok)
+            .filter_map(|(_, copy)| copy.as_ref().ok())
             .filter(|copy| !accounted.contains(&snapshot_key(copy)))
+            .cloned()
             .collect();
         sort_by_time(&mut missing);
         missing.dedup_by(|a, b| snapshot_key(a) == snapshot_key(b));

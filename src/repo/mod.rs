@@ -38,7 +38,7 @@ pub use stored::StoredFiles;
 pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
 use crate::backend::{Backend, FileType};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{Error, Result, ResultExt};
 use crate::parallel::{parallel_map, parallel_map_on};
 use crypto::SALT_LEN;
 use open::Upgrade;
@@ -179,18 +179,9 @@ impl<S: RepositoryState> Repository<S> {
         Ok(id)
     }
 
-    /// Lists the files of a kind; a directory that older repositories lack
-    /// (tombstones, locks) lists as empty.
+    /// Lists the files of a kind (see [`StoredFiles::list`]).
     fn list(&self, kind: FileType) -> Result<Vec<String>> {
-        match self.backend().list(kind) {
-            Err(e)
-                if e.kind() == ErrorKind::NotFound
-                    && matches!(kind, FileType::Forgotten | FileType::Lock) =>
-            {
-                Ok(Vec::new())
-            }
-            other => other,
-        }
+        self.stored_files().list(kind)
     }
 
     // ---- snapshots ----

@@ -46,10 +46,13 @@ impl<'a> StoredFiles<'a> {
     }
 
     /// The names of the files of a kind; a directory that older
-    /// repositories lack (tombstones) lists as empty.
+    /// repositories lack (tombstones, locks) lists as empty.
     pub fn list(&self, kind: FileType) -> Result<Vec<String>> {
         match self.backend.list(kind) {
-            Err(e) if e.kind() == ErrorKind::NotFound && kind == FileType::Forgotten => {
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && matches!(kind, FileType::Forgotten | FileType::Lock) =>
+            {
                 Ok(Vec::new())
             }
             other => other,
