@@ -14,13 +14,10 @@
 #   list     snapshots, afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=benches/lib/hourly_snapshots.sh
-source benches/lib/hourly_snapshots.sh
+# shellcheck source=benches/lib/common.sh
+source benches/lib/common.sh
 SNAPSHOTS=${SNAPSHOTS:-1000}
-if [[ -z ${REWIND_BIN:-} ]]; then
-    cargo build --release --quiet
-    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
-fi
+release_rewind
 work=$(mktemp -d /tmp/rewind-forget.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export REWIND_REPO=$work/repo REWIND_PASSWORD="forget bench"

@@ -7,13 +7,10 @@
 #   SNAPSHOTS=200 REWIND_BIN=... benches/many_snapshots.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=benches/lib/hourly_snapshots.sh
-source benches/lib/hourly_snapshots.sh
+# shellcheck source=benches/lib/common.sh
+source benches/lib/common.sh
 SNAPSHOTS=${SNAPSHOTS:-1000}
-if [[ -z ${REWIND_BIN:-} ]]; then
-    cargo build --release --quiet
-    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
-fi
+release_rewind
 work=$(mktemp -d /tmp/rewind-many.XXXXXX)
 cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -28,6 +28,8 @@
 # Needs root, restic, borg and python3-pyfuse3 for the peers (skipped if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib/common.sh
+source benches/lib/common.sh
 CORPUS=$(realpath "${CORPUS:?set CORPUS to a directory to back up}")
 BIG=${BIG:-random.bin}
 DUMP=${DUMP:-dump.sql}
@@ -35,10 +37,7 @@ WORK=${BENCH_DIR:-/tmp/rewind-mount-bench}
 SEQ_RUNS=${SEQ_RUNS:-3}
 OUT=${OUT:-target/mount-results.md}
 export REWIND_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-if [[ -z ${REWIND_BIN:-} ]]; then
-    cargo build --release --quiet
-    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
-fi
+release_rewind
 cargo build --release --quiet --bench fuse_ceiling
 CEILING_BIN=$(find "${CARGO_TARGET_DIR:-target}/release/deps" -maxdepth 1 -name 'fuse_ceiling-*' -type f -executable -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 

@@ -8,14 +8,13 @@
 #   sudo CORPUS=/work/bench-corpus benches/scrub.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib/common.sh
+source benches/lib/common.sh
 CORPUS=$(realpath "${CORPUS:?set CORPUS to a directory to back up}")
 BIG=${BIG:-random.bin}
 WORK=${BENCH_DIR:-/tmp/rewind-scrub-bench}
 export REWIND_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench XDG_CACHE_HOME=$WORK/cache
-if [[ -z ${REWIND_BIN:-} ]]; then
-    cargo build --release --quiet
-    REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
-fi
+release_rewind
 rm -rf "$WORK"
 mkdir -p "$WORK/mnt"
 cleanup() { umount -l "$WORK/mnt" 2>/dev/null || true; rm -rf "$WORK"; }

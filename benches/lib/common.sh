@@ -1,5 +1,14 @@
-# Sourced by benches that need a repository of many snapshots.
-#
+# Sourced by the benches run from the project root.
+
+# Sets REWIND_BIN to a release build of this checkout unless it names a
+# binary already (to set two builds side by side).
+release_rewind() {
+    if [[ -z ${REWIND_BIN:-} ]]; then
+        cargo build --release --quiet --bin rewind
+        REWIND_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/rewind
+    fi
+}
+
 # hourly_snapshots BIN WORK COUNT: in the repository REWIND_REPO (which it
 # creates), COUNT snapshots of WORK/src, one an hour from 2020-01-01, each
 # after one more line in WORK/src/etc/numbers.
