@@ -259,8 +259,11 @@ fn check_files(
     let mut unreadable = Vec::new();
     for name in names {
         let Err(e) = read(&name) else {
-            let bytes = files.read(kind, &name)?;
-            findings.extend(check_parity(files, kind, &name, &bytes, write)?);
+            // Without parity there is nothing more to check: no second read.
+            if files.parity_percent() > 0 {
+                let bytes = files.read(kind, &name)?;
+                findings.extend(check_parity(files, kind, &name, &bytes, write)?);
+            }
             continue;
         };
         let attempt = rebuild(files, kind, &name, write, named_by_hash(&name));
