@@ -69,7 +69,8 @@ impl Repository {
     }
 
     /// Reloads the index, then indexes every sound pack that no readable
-    /// index file lists, from its trailer. Returns how many were indexed.
+    /// index file lists, from its trailer, in the files and in memory.
+    /// Returns how many were indexed.
     pub fn index_unindexed_packs(&self) -> Result<usize> {
         self.reload_index()?;
         let mut packs = Vec::new();
@@ -89,11 +90,11 @@ impl Repository {
         }
         let count = packs.len();
         if count > 0 {
+            // The saver adds them to the loaded index too: no second load.
             let saver = PackSaver::new(self.clone());
             saver.index_stored(packs);
             saver.finish()?;
         }
-        self.reload_index()?;
         Ok(count)
     }
 }
