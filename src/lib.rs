@@ -65,6 +65,7 @@ mod repo;
 mod restore;
 mod scrub;
 mod selector;
+mod testing;
 mod tree;
 mod vfs;
 
@@ -104,8 +105,10 @@ pub use restore::{
     RestoreReport, Sample,
 };
 
-// Planning a prune.
-pub use prune::{plan_prune, PackFate, PackUse, PruneOptions, PrunePlan};
+// Pruning.
+pub use prune::{
+    plan_prune, prune, PackFate, PackUse, PruneOptions, PrunePlan, PruneReport, WaitingPlan,
+};
 
 // Verifying and repairing.
 pub use check::{check, CheckReport, Subset};
@@ -132,8 +135,8 @@ pub mod format {
     pub use crate::chunker::{Chunker, ChunkerParams};
     pub use crate::repo::{
         crypto, index, keys_of, pack, parity, parity_name, sort_by_time, BlobKind, Config,
-        FinishedPack, Index, IndexFile, IndexedPack, KeyFile, Keys, PackWriter, PackedBlob,
-        FORMAT_VERSION, SNAPSHOT_VERSION,
+        DeletionPlan, FinishedPack, Index, IndexFile, IndexedPack, KeyFile, Keys, PackWriter,
+        PackedBlob, DELETION_PLAN_VERSION, FORMAT_VERSION, SNAPSHOT_VERSION,
     };
     pub use crate::tree::{MAX_DEPTH, TREE_VERSION};
 }

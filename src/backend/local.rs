@@ -105,6 +105,7 @@ impl Backend for LocalBackend {
             FileType::Snapshot,
             FileType::Lock,
             FileType::Forgotten,
+            FileType::Deletion,
             FileType::Parity,
         ]
         .iter()

@@ -18,6 +18,9 @@ pub enum FileType {
     Lock,
     /// Tombstones: records of snapshots forgotten on purpose.
     Forgotten,
+    /// Deletion plans: packs and index files a prune no longer needs,
+    /// deleted once no writer can still rely on them.
+    Deletion,
     /// Reed–Solomon parity of another file, named `<kind>.<name>`.
     Parity,
 }
@@ -33,6 +36,7 @@ impl FileType {
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
             FileType::Forgotten => "forgotten",
+            FileType::Deletion => "deletions",
             FileType::Parity => "parity",
         }
     }

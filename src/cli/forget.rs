@@ -73,6 +73,12 @@ pub struct Args {
     /// Only consider snapshots that backed up this path (repeatable: all of them)
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
+    /// Then prune: delete the data no remaining snapshot uses (with --json,
+    /// prune's report follows as a second JSON document)
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    limits: super::prune::Limits,
     /// Print what would be forgotten; change nothing
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -86,6 +92,18 @@ fn keep_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
+    forget(global, args)?;
+    if args.prune && !args.dry_run {
+        return super::prune::run_locked(global, &args.limits, args.json);
+    }
+    if args.prune && !args.json {
+        eprintln!("--prune: not run in a dry run (it would delete what the forget frees)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Forgets what `args` say, under a shared lock released on return.
+fn forget(global: &Global, args: &Args) -> Result<()> {
     let (repo, _lock) = if args.dry_run {
         (global.open()?, None)
     } else {
@@ -121,7 +139,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let forgotten = if args.dry_run {
         Ok(0)
     } else {
-        forget(&repo, &groups)
+        forget_groups(&repo, &groups)
     };
     if args.json {
         print_json(&groups, args.dry_run)?;
@@ -130,9 +148,14 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     let count = forgotten?;
     if !args.json && !args.dry_run {
-        eprintln!("forgot {count} snapshots; their data stays in the repository until a prune");
+        let until = if args.prune {
+            "the prune below"
+        } else {
+            "a prune"
+        };
+        eprintln!("forgot {count} snapshots; their data stays in the repository until {until}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 impl Args {
@@ -189,7 +212,7 @@ fn named(candidates: &[Snapshot], specs: &[String]) -> Result<PolicyGroup> {
 
 /// Forgets every snapshot the groups remove; the first failure stops it
 /// (what was forgotten stays forgotten: a tombstone is written first).
-fn forget(repo: &Repository<Opened>, groups: &[PolicyGroup]) -> Result<usize> {
+fn forget_groups(repo: &Repository<Opened>, groups: &[PolicyGroup]) -> Result<usize> {
     let doomed: Vec<Snapshot> = groups.iter().flat_map(|g| g.remove.clone()).collect();
     let results = repo.forget_snapshots(&doomed);
     let forgotten = results.iter().filter(|r| r.is_ok()).count();

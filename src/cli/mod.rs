@@ -12,8 +12,10 @@ mod interrupt;
 mod locks;
 mod ls;
 mod mount;
+mod prune;
 mod restore;
 mod scrub;
+mod size;
 mod snapshots;
 mod status;
 
@@ -82,6 +84,9 @@ enum Command {
     Status(status::Args),
     /// Forget snapshots: named ones, or every one a retention policy does not keep
     Forget(Box<forget::Args>),
+    /// Delete the data no snapshot uses: unused packs go, mostly unused
+    /// ones are repacked
+    Prune(prune::Args),
     /// List the repository's locks: who is writing to it, since when, and
     /// which locks are stale
     Locks(locks::ListArgs),
@@ -105,6 +110,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Scrub(args) => scrub::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
         Command::Locks(args) => locks::list(&cli.global, args),
         Command::Unlock(args) => locks::unlock(&cli.global, args),
     }

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     allow_other: bool,
     /// Memory for decoded chunks, e.g. 64M or 1G
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::size::parse_memory_size)]
     cache_size: usize,
     /// Where the background daemon logs (default: /var/log/rewind-mount.log as root, else ~/.cache/rewind/mount.log)
     #[arg(long, value_name = "FILE")]
@@ -41,29 +41,6 @@ pub struct Args {
     /// Seconds to wait after a background scrub pass before the next one
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     scrub_interval: u64,
-}
-
-fn parse_size(text: &str) -> Result<usize, String> {
-    let (digits, unit) = text.trim().split_at(
-        text.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.trim().len()),
-    );
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 64M"))?;
-    let shift = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => return Err(format!("'{text}': unknown unit (use K, M or G)")),
-    };
-    Ok(n << shift)
 }
 
 fn default_log_file() -> rewind::Result<PathBuf> {

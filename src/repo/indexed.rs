@@ -7,12 +7,16 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use super::{crypto, read_each};
 use super::{
-    index, pack, snapshot_key, sort_by_time, BlobKind, Core, Id, Index, IndexFile, Indexed,
-    IndexedPack, Opened, PackSaver, Repository, Snapshot, SnapshotKey, Tombstone,
+    index, pack, snapshot_key, sort_by_time, BlobKind, Core, Id, IdSet, Index, IndexFile, Indexed,
+    IndexedPack, Opened, PackSaver, PackedBlob, Repository, Snapshot, SnapshotKey, Tombstone,
 };
 use crate::backend::FileType;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::tree::Tree;
+
+/// A rewritten index is split into files of about this many blobs (some
+/// 10 MB each), so that no single file is huge.
+const BLOBS_PER_REWRITTEN_INDEX_FILE: usize = 200_000;
 
 /// The index and the names of the index files it holds.
 pub(super) struct LoadedIndex {
@@ -59,17 +63,33 @@ impl Repository {
         self.state.index.index.read().unwrap()
     }
 
-    /// Loads the index again from every index file (after a repair).
+    /// Loads the index again from every index file (after a repair, or
+    /// after a prune rewrote it). Readers keep the old index until the new
+    /// one is complete.
     pub fn reload_index(&self) -> Result<Vec<Error>> {
         let names = self.list(FileType::Index)?;
-        *self.state.index.index.write().unwrap() = Index::new();
-        self.state.index.files.lock().unwrap().clear();
-        Ok(self.add_index_files(names))
+        let (files, errors) = self.read_index_files(&names);
+        let superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, file)| file.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::new();
+        for (name, file) in &files {
+            if !superseded.contains(name) {
+                index.add_file(file);
+            }
+        }
+        index.compact();
+        *self.state.index.index.write().unwrap() = index;
+        *self.state.index.files.lock().unwrap() = names.into_iter().collect();
+        Ok(errors)
     }
 
     /// Loads the index files written since the index was loaded or last
-    /// refreshed (a running mount picks up new backups this way). Returns
-    /// how many were new, and the errors of those that did not read.
+    /// refreshed (a running mount picks up new backups this way); when one
+    /// of them supersedes others (a prune ran), loads the whole index
+    /// again. Returns how many files were new, and the errors of those
+    /// that did not read.
     pub fn refresh_index(&self) -> Result<(usize, Vec<Error>)> {
         let mut names = self.list(FileType::Index)?;
         {
@@ -77,18 +97,37 @@ impl Repository {
             names.retain(|name| !known.contains(name));
         }
         let new = names.len();
-        Ok((new, self.add_index_files(names)))
+        let (files, errors) = self.read_index_files(&names);
+        if files.iter().any(|(_, file)| !file.supersedes.is_empty()) {
+            return Ok((new, self.reload_index()?));
+        }
+        {
+            let mut index = self.state.index.index.write().unwrap();
+            for (_, file) in &files {
+                index.add_file(file);
+            }
+            index.compact();
+        }
+        self.state.index.files.lock().unwrap().extend(names);
+        Ok((new, errors))
     }
 
-    fn add_index_files(&self, names: Vec<String>) -> Vec<Error> {
-        let (files, errors) = read_each(&names, |name| self.read_index_file(name));
-        let mut index = self.state.index.index.write().unwrap();
-        for file in &files {
-            index.add_file(file);
-        }
-        index.compact();
-        self.state.index.files.lock().unwrap().extend(names);
-        errors
+    /// Reads index files by name. One that was removed since it was
+    /// listed was superseded by a prune: it is skipped, not an error.
+    fn read_index_files(&self, names: &[String]) -> (Vec<(Id, IndexFile)>, Vec<Error>) {
+        let (files, errors) = read_each(names, |name| {
+            Ok((Id::from_hex(name)?, self.read_index_file(name)?))
+        });
+        let errors = errors
+            .into_iter()
+            .filter(|e| e.kind() != ErrorKind::NotFound)
+            .collect();
+        (files, errors)
+    }
+
+    /// How many index files the loaded index was read from.
+    pub fn index_file_count(&self) -> usize {
+        self.state.index.files.lock().unwrap().len()
     }
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
@@ -104,16 +143,101 @@ impl Repository {
 
     /// Writes an index file for these stored packs and adds it to the
     /// index; the one place index files are made (see `PackSaver`).
-    pub(super) fn write_index_file(&self, packs: Vec<IndexedPack>) -> Result<Id> {
-        let file = IndexFile {
-            supersedes: vec![],
-            packs,
-        };
+    pub(super) fn write_index_file(
+        &self,
+        packs: Vec<IndexedPack>,
+        supersedes: Vec<Id>,
+    ) -> Result<Id> {
+        let file = IndexFile { supersedes, packs };
         let mut content = vec![index::INDEX_VERSION];
         content.extend(postcard::to_stdvec(&file).expect("index serializes"));
         let id = self.write_named(FileType::Index, &content)?;
         self.state.index.files.lock().unwrap().insert(id.to_hex());
         Ok(id)
+    }
+
+    /// Writes the index anew without the packs in `dropped`, with the packs
+    /// in `added` as they were saved (the loaded index may place their
+    /// blobs in a dropped pack): a few index files that name every other
+    /// loaded pack and supersede every index file loaded or written so
+    /// far, durable before this returns, and then the index in memory. Returns the superseded files, which stay
+    /// until a deletion plan removes them; loaders ignore them meanwhile.
+    /// Index files of other writers that were not loaded are not touched.
+    pub(crate) fn rewrite_index(
+        &self,
+        dropped: &IdSet,
+        added: Vec<IndexedPack>,
+    ) -> Result<Vec<Id>> {
+        let mut superseded: Vec<Id> = self
+            .state
+            .index
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|name| Id::from_hex(name).ok())
+            .collect();
+        superseded.sort();
+        let mut packs = self.indexed_packs_except(dropped, &added);
+        packs.extend(added);
+        let mut index = Index::new();
+        let mut written = HashSet::new();
+        let mut batch: Vec<IndexedPack> = Vec::new();
+        let mut blobs_in_batch = 0;
+        let last = packs.len();
+        for (n, pack) in packs.into_iter().enumerate() {
+            index.add_pack(pack.id, pack.salt, &pack.blobs);
+            blobs_in_batch += pack.blobs.len();
+            batch.push(pack);
+            if blobs_in_batch >= BLOBS_PER_REWRITTEN_INDEX_FILE || n + 1 == last {
+                let id = self.write_index_file(std::mem::take(&mut batch), superseded.clone())?;
+                written.insert(id.to_hex());
+                blobs_in_batch = 0;
+            }
+        }
+        if written.is_empty() {
+            // Nothing is left to index; the old files must still be superseded.
+            let id = self.write_index_file(Vec::new(), superseded.clone())?;
+            written.insert(id.to_hex());
+        }
+        index.compact();
+        *self.state.index.index.write().unwrap() = index;
+        *self.state.index.files.lock().unwrap() = written;
+        Ok(superseded)
+    }
+
+    /// The loaded index as index file records, without `dropped` and
+    /// `added`; a pack whose every blob the index places elsewhere is left
+    /// out too.
+    fn indexed_packs_except(&self, dropped: &IdSet, added: &[IndexedPack]) -> Vec<IndexedPack> {
+        let added: IdSet = added.iter().map(|pack| pack.id).collect();
+        let index = self.index();
+        let mut blobs: Vec<Vec<PackedBlob>> = vec![Vec::new(); index.packs().len()];
+        for (id, location) in index.blobs() {
+            blobs[location.pack()].push(PackedBlob {
+                kind: location.kind(),
+                id,
+                offset: location.offset,
+                stored_len: location.stored_len,
+                raw_len: location.raw_len,
+            });
+        }
+        index
+            .packs()
+            .iter()
+            .zip(blobs)
+            .filter(|(pack, blobs)| {
+                !dropped.contains(&pack.id) && !added.contains(&pack.id) && !blobs.is_empty()
+            })
+            .map(|(pack, mut blobs)| {
+                blobs.sort_unstable_by_key(|blob| blob.offset);
+                IndexedPack {
+                    id: pack.id,
+                    salt: pack.salt,
+                    blobs,
+                }
+            })
+            .collect()
     }
 
     /// Makes a stored pack's blobs findable in memory (its index file
@@ -132,6 +256,21 @@ impl Repository {
 
     /// [`Repository::read_blob`], left where it was decoded in its buffer.
     pub fn read_blob_framed(&self, id: &Id) -> Result<pack::Framed> {
+        match self.read_blob_once(id) {
+            // A prune may have moved the blob to a new pack since the index
+            // was loaded (`docs/design.md`, section 7): if new index files
+            // say so, read it from where it is now.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                match self.refresh_index() {
+                    Ok((new, _)) if new > 0 => self.read_blob_once(id),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn read_blob_once(&self, id: &Id) -> Result<pack::Framed> {
         let (location, pack) = {
             let index = self.index();
             let location = index.get(id).ok_or_else(|| {

@@ -5,6 +5,7 @@
 //! LOCK FILES.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
 
 /// ...plus this much, so that a clock behind ours on another host does not
 /// make its live lock look stale.
-const CLOCK_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+pub(super) const CLOCK_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,9 +138,20 @@ fn process_alive(pid: u32) -> bool {
 pub struct RepositoryLock {
     id: String,
     repo: Repository<Opened>,
+    held: Arc<Mutex<Held>>,
     /// Dropping it wakes and ends the refresher.
     stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
+}
+
+/// What the holder knows of its own lock.
+struct Held {
+    record: LockRecord,
+    /// Whether, at some point, others could take the lock for stale: it was
+    /// not refreshed for `STALE_AFTER` (the process was stopped or the
+    /// machine slept), or it was removed.
+    lapsed: bool,
+    removed: bool,
 }
 
 impl RepositoryLock {
@@ -147,6 +159,53 @@ impl RepositoryLock {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// Whether the lock has counted as live from when it was taken until
+    /// now, so that no prune can have deleted what its holder relies on
+    /// (`docs/design.md`, section 7). False after the process was stopped
+    /// or the machine slept for longer than a lock stays live unrefreshed.
+    pub fn held_throughout(&self) -> bool {
+        let held = self.held.lock().unwrap();
+        !held.lapsed && !held.removed && Utc::now() - held.record.refreshed <= STALE_AFTER
+    }
+
+    /// Rewrites the lock now (a writer about to commit refreshes it first,
+    /// so that what follows is covered by a fresh lock).
+    pub fn refresh(&self) {
+        refresh(&self.repo, &self.id, &self.held);
+    }
+}
+
+/// Rewrites a held lock with the time now; false once the lock was found
+/// removed (it is then not recreated: whoever removed it judged it dead).
+fn refresh(repo: &Repository<Opened>, id: &str, held: &Mutex<Held>) -> bool {
+    let mut held = held.lock().unwrap();
+    if held.removed {
+        return false;
+    }
+    let now = Utc::now();
+    if now - held.record.refreshed > STALE_AFTER {
+        held.lapsed = true;
+    }
+    let path = FileType::Lock.path(id);
+    if let Err(e) = repo.backend().read(FileType::Lock, id) {
+        if e.kind() == ErrorKind::NotFound {
+            crate::log::warn(&format!(
+                "our lock {path} was removed (by `rewind unlock`?); {} goes on \
+                 without one, and a prune may now run beside it",
+                held.record.command
+            ));
+            held.removed = true;
+            return false;
+        }
+    }
+    let mut record = held.record.clone();
+    record.refreshed = now;
+    match repo.write_lock(id, &record) {
+        Ok(()) => held.record = record,
+        Err(e) => crate::log::warn(&format!("cannot refresh our lock {path}: {e}")),
+    }
+    true
 }
 
 impl Drop for RepositoryLock {
@@ -190,6 +249,11 @@ impl<S: RepositoryState> Repository<S> {
         let guard = RepositoryLock {
             id: id.clone(),
             repo: self.opened(),
+            held: Arc::new(Mutex::new(Held {
+                record: record.clone(),
+                lapsed: false,
+                removed: false,
+            })),
             stop: None,
             refresher: None,
         };
@@ -210,35 +274,18 @@ impl<S: RepositoryState> Repository<S> {
             drop(guard);
             return Err(locked_by(&other, this_host, now));
         }
-        Ok(self.start_refreshing(guard, record, interval))
+        Ok(self.start_refreshing(guard, interval))
     }
 
-    fn start_refreshing(
-        &self,
-        mut guard: RepositoryLock,
-        mut record: LockRecord,
-        interval: Duration,
-    ) -> RepositoryLock {
+    fn start_refreshing(&self, mut guard: RepositoryLock, interval: Duration) -> RepositoryLock {
         let (stop, stopped) = mpsc::channel::<()>();
         let repo = self.opened();
         let id = guard.id.clone();
+        let held = Arc::clone(&guard.held);
         guard.refresher = Some(std::thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                let path = FileType::Lock.path(&id);
-                match repo.backend().read(FileType::Lock, &id) {
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        crate::log::warn(&format!(
-                            "our lock {path} was removed (by `rewind unlock`?); {} goes on \
-                             without one, and a prune may now run beside it",
-                            record.command
-                        ));
-                        return;
-                    }
-                    _ => {}
-                }
-                record.refreshed = Utc::now();
-                if let Err(e) = repo.write_lock(&id, &record) {
-                    crate::log::warn(&format!("cannot refresh our lock {path}: {e}"));
+                if !refresh(&repo, &id, &held) {
+                    return;
                 }
             }
         }));

@@ -10,6 +10,7 @@
 
 mod config;
 pub mod crypto;
+mod deletion;
 pub mod index;
 mod indexed;
 mod keyfile;
@@ -17,6 +18,7 @@ mod lock;
 mod open;
 pub mod pack;
 pub mod parity;
+mod repack;
 mod saver;
 mod snapshot;
 mod stored;
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 pub use crate::id::{Id, IdMap, IdSet};
 pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
+pub use deletion::{DeletionPlan, DELETION_PLAN_VERSION};
 pub use index::{Index, IndexFile, IndexedPack};
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use lock::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};

@@ -124,6 +124,32 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Copies a blob out of another pack without compressing it again
+    /// (repacking): opens it and checks it against its id, as every read
+    /// does, then seals the same compressed payload under this pack's key.
+    pub fn copy_blob(
+        &mut self,
+        keys: &Keys,
+        from_salt: &[u8; SALT_LEN],
+        stored: &[u8],
+        blob: &PackedBlob,
+        chunker: &ChunkerParams,
+    ) -> Result<()> {
+        check_claim(blob.claim(), chunker)?;
+        let payload = keys.sealer(from_salt).open(stored)?;
+        let plain = crypto::decompress(&payload, blob.raw_len as usize)
+            .map_err(|e| e.context(format!("{} blob {}", blob.kind.name(), blob.id.short())))?;
+        check_plaintext(keys, blob.claim(), &plain)?;
+        let sealed = self.sealer.seal(payload)?;
+        self.blobs.push(PackedBlob {
+            offset: self.bytes.len() as u32,
+            stored_len: sealed.len() as u32,
+            ..blob.clone()
+        });
+        self.bytes.extend_from_slice(&sealed);
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -222,6 +248,18 @@ pub fn open_blob_framed(
     claim: BlobClaim,
     chunker: &ChunkerParams,
 ) -> Result<Framed> {
+    check_claim(claim, chunker)?;
+    let BlobClaim { id, kind, raw_len } = claim;
+    let payload = keys.sealer(salt).open_in_place(&mut stored)?;
+    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)
+        .map_err(|e| e.context(format!("{} blob {}", kind.name(), id.short())))?;
+    check_plaintext(keys, claim, &buffer[range.clone()])?;
+    Ok((buffer, range))
+}
+
+/// Refuses a blob that claims more than its kind may hold, before anything
+/// is decompressed.
+fn check_claim(claim: BlobClaim, chunker: &ChunkerParams) -> Result<()> {
     let BlobClaim { id, kind, raw_len } = claim;
     let allowed = max_raw_len(kind, chunker);
     if raw_len > allowed {
@@ -232,17 +270,17 @@ pub fn open_blob_framed(
         ))
         .with_hint("the index or the pack trailer is damaged or forged; run `rewind check`"));
     }
-    let payload = keys.sealer(salt).open_in_place(&mut stored)?;
-    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)
-        .map_err(|e| e.context(format!("{} blob {}", kind.name(), id.short())))?;
-    let plain = &buffer[range.clone()];
-    if plain.len() != raw_len as usize || keys.blob_id(plain) != *id {
+    Ok(())
+}
+
+fn check_plaintext(keys: &Keys, claim: BlobClaim, plain: &[u8]) -> Result<()> {
+    if plain.len() != claim.raw_len as usize || keys.blob_id(plain) != *claim.id {
         return Err(Error::corrupt(format!(
             "blob {} does not hash to its id",
-            id.short()
+            claim.id.short()
         )));
     }
-    Ok((buffer, range))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub struct PackSaver {
     repo: Repository,
     unindexed: Mutex<Vec<IndexedPack>>,
     stored: Mutex<Stored>,
+    /// Every pack saved, when the caller asked to keep them (see
+    /// [`PackSaver::recording`]).
+    saved: Option<Mutex<Vec<IndexedPack>>>,
 }
 
 /// What a saver has stored so far.
@@ -35,7 +38,26 @@ impl PackSaver {
             repo,
             unindexed: Mutex::new(Vec::new()),
             stored: Mutex::new(Stored::default()),
+            saved: None,
         }
+    }
+
+    /// A saver that also keeps what it saved, for [`PackSaver::take_saved`]:
+    /// a repack needs the new places of blobs the loaded index already
+    /// places elsewhere (it keeps a blob's first place).
+    pub fn recording(repo: Repository) -> PackSaver {
+        PackSaver {
+            saved: Some(Mutex::new(Vec::new())),
+            ..PackSaver::new(repo)
+        }
+    }
+
+    /// The packs saved so far, when recording.
+    pub fn take_saved(&self) -> Vec<IndexedPack> {
+        self.saved
+            .as_ref()
+            .map(|saved| std::mem::take(&mut *saved.lock().unwrap()))
+            .unwrap_or_default()
     }
 
     /// An empty pack sealed with this repository's keys.
@@ -60,6 +82,9 @@ impl PackSaver {
             blobs: pack.blobs,
         };
         self.repo.add_to_index(&indexed);
+        if let Some(saved) = &self.saved {
+            saved.lock().unwrap().push(indexed.clone());
+        }
         let batch = {
             let mut unindexed = self.unindexed.lock().unwrap();
             unindexed.push(indexed);
@@ -70,7 +95,7 @@ impl PackSaver {
             }
         };
         if !batch.is_empty() {
-            self.repo.write_index_file(batch)?;
+            self.repo.write_index_file(batch, Vec::new())?;
         }
         Ok(())
     }
@@ -89,7 +114,7 @@ impl PackSaver {
     pub fn finish(&self) -> Result<()> {
         let packs = std::mem::take(&mut *self.unindexed.lock().unwrap());
         if !packs.is_empty() {
-            self.repo.write_index_file(packs)?;
+            self.repo.write_index_file(packs, Vec::new())?;
         }
         Ok(())
     }

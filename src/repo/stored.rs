@@ -46,12 +46,15 @@ impl<'a> StoredFiles<'a> {
     }
 
     /// The names of the files of a kind; a directory that older
-    /// repositories lack (tombstones, locks) lists as empty.
+    /// repositories lack (tombstones, locks, deletion plans) lists as empty.
     pub fn list(&self, kind: FileType) -> Result<Vec<String>> {
         match self.backend.list(kind) {
             Err(e)
                 if e.kind() == ErrorKind::NotFound
-                    && matches!(kind, FileType::Forgotten | FileType::Lock) =>
+                    && matches!(
+                        kind,
+                        FileType::Forgotten | FileType::Lock | FileType::Deletion
+                    ) =>
             {
                 Ok(Vec::new())
             }
@@ -84,6 +87,10 @@ impl<'a> StoredFiles<'a> {
             &parity_name(kind, name),
             &parity::compute(data, self.parity_percent)?,
         )
+    }
+
+    pub fn size(&self, kind: FileType, name: &str) -> Result<u64> {
+        self.backend.size(kind, name)
     }
 
     /// Removes a file and its parity (a missing one is not an error).

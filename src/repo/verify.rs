@@ -1,7 +1,7 @@
 //! Verifying packs as stored against their names, their trailers and the
 //! index, and indexing packs that no index file names.
 
-use super::{pack, Id, IndexedPack, PackSaver, PackedBlob, Repository};
+use super::{pack, Id, IdSet, IndexedPack, PackSaver, PackedBlob, Repository};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 
@@ -60,8 +60,17 @@ impl Repository {
         (failing.len() < total).then_some(failing)
     }
 
-    /// The names of the stored packs that the loaded index does not list.
+    /// The names of the stored packs that the loaded index does not list,
+    /// other than those a deletion plan names (they are on their way out).
     pub fn unindexed_packs(&self) -> Result<Vec<String>> {
+        let mut names = self.stored_unindexed_packs()?;
+        let leaving = self.packs_awaiting_deletion()?;
+        names.retain(|name| Id::from_hex(name).map_or(true, |id| !leaving.contains(&id)));
+        Ok(names)
+    }
+
+    /// The names of every stored pack that the loaded index does not list.
+    pub(crate) fn stored_unindexed_packs(&self) -> Result<Vec<String>> {
         let mut names = self.list(FileType::Pack)?;
         let index = self.index();
         names.retain(|name| Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)));
@@ -73,19 +82,40 @@ impl Repository {
     /// Returns how many were indexed.
     pub fn index_unindexed_packs(&self) -> Result<usize> {
         self.reload_index()?;
+        let names = self.unindexed_packs()?;
+        self.index_from_trailers(&names, |_| true)
+    }
+
+    /// Indexes the packs among `names` (stored, unindexed) that hold one of
+    /// `wanted`: a prune brings back what a snapshot uses before it plans
+    /// to delete anything unindexed.
+    pub(crate) fn index_packs_holding(&self, names: &[String], wanted: &IdSet) -> Result<usize> {
+        self.index_from_trailers(names, |blobs| {
+            blobs.iter().any(|blob| wanted.contains(&blob.id))
+        })
+    }
+
+    /// Indexes each sound pack of `names` whose blobs `select` accepts.
+    fn index_from_trailers(
+        &self,
+        names: &[String],
+        select: impl Fn(&[PackedBlob]) -> bool,
+    ) -> Result<usize> {
         let mut packs = Vec::new();
-        for name in self.unindexed_packs()? {
-            let Ok(id) = Id::from_hex(&name) else {
+        for name in names {
+            let Ok(id) = Id::from_hex(name) else {
                 continue;
             };
-            let Ok(bytes) = self.backend().read(FileType::Pack, &name) else {
+            let Ok(bytes) = self.backend().read(FileType::Pack, name) else {
                 continue;
             };
             if Id::of_bytes(&bytes) != id {
                 continue; // a damaged pack is the pack scan's business
             }
             if let Ok((salt, blobs)) = pack::read_trailer(self.keys(), &bytes) {
-                packs.push(IndexedPack { id, salt, blobs });
+                if select(&blobs) {
+                    packs.push(IndexedPack { id, salt, blobs });
+                }
             }
         }
         let count = packs.len();

@@ -1,7 +1,7 @@
 //! Planning a prune: which blobs the snapshots still use, and for each pack
 //! whether it is kept, deleted (nothing in it is used) or repacked (enough
-//! of it is unused to be worth rewriting). Reading only; carrying out a plan
-//! safely while backups run is described in `docs/design.md`, section 7.
+//! of it is unused to be worth rewriting). Reading only; the parent module
+//! carries a plan out.
 //!
 //! The plan refuses to be made when it cannot see everything that is used:
 //! a manifest or a tree that does not read, or a snapshot copy whose
@@ -18,7 +18,7 @@ use crate::tree::Extent;
 #[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
     /// Unused bytes left in partly used packs, as a share of the
-    /// repository's packed bytes (restic's `--max-unused`, 5% by default):
+    /// repository after the prune (restic's `--max-unused`, 5% by default):
     /// below it, rewriting packs costs more than the space it frees.
     pub max_unused: f64,
     /// At most this many bytes of packs are repacked in one prune.
@@ -100,11 +100,21 @@ impl PrunePlan {
     pub fn total_bytes(&self) -> u64 {
         self.packs.iter().map(|p| p.blob_bytes).sum()
     }
+
+    /// The packs that go, deleted or repacked.
+    pub fn leaving(&self) -> impl Iterator<Item = &PackUse> {
+        self.packs.iter().filter(|p| p.fate != PackFate::Keep)
+    }
 }
 
 /// Plans a prune of `repo`: every snapshot listed is kept.
 pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
     let used = used_blobs(repo)?;
+    Ok(plan_with(repo, &used, options))
+}
+
+/// The plan for `repo` when `used` is what its snapshots use.
+pub(super) fn plan_with(repo: &Repository, used: &IdSet, options: &PruneOptions) -> PrunePlan {
     let index = repo.index();
     let mut packs: Vec<PackUse> = index
         .packs()
@@ -136,17 +146,24 @@ pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan
         }
     }
     choose_repacks(&mut packs, options);
-    Ok(PrunePlan {
+    PrunePlan {
         used_blobs: used.len() as u64,
         packs,
-    })
+    }
 }
 
 /// Repacks the partly used packs with the most unused bytes first, until
 /// what stays unused is at most `max_unused` of the repository.
 fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
-    let total: u64 = packs.iter().map(|p| p.blob_bytes).sum();
-    let allowed = (total as f64 * options.max_unused.max(0.0)) as u64;
+    // A share of the repository as it will be (used bytes plus what stays
+    // unused), as restic counts it: a second prune then has nothing to do.
+    let used: u64 = packs.iter().map(|p| p.used_bytes).sum();
+    let share = options.max_unused.max(0.0);
+    let allowed = if share >= 1.0 {
+        u64::MAX
+    } else {
+        (used as f64 * share / (1.0 - share)) as u64
+    };
     let mut unused: u64 = packs
         .iter()
         .filter(|p| p.fate == PackFate::Keep)
@@ -177,7 +194,7 @@ fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
 /// Every blob a listed snapshot needs (its trees and their data), and the
 /// packed copies of the listed manifests. Refuses when anything that may be
 /// in use cannot be read.
-fn used_blobs(repo: &Repository) -> Result<IdSet> {
+pub(super) fn used_blobs(repo: &Repository) -> Result<IdSet> {
     let (snapshots, damaged) = repo.snapshots_with_errors()?;
     if let Some(e) = damaged.first() {
         return Err(Error::corrupt(format!(
