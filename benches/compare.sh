@@ -12,14 +12,8 @@
 # `--compression auto`, borg `repokey-blake2` with `--compression zstd,3`,
 # rewind aes-256-gcm with its default zstd level 3.
 #
-# The corpus (about 1.9 GiB, 61,000 entries), as in issue 2:
-#   small/      copies of /usr/include and /usr/share (headers, docs, locales)
-#   random.bin  256 MiB of random bytes
-#   app.log     ~192 MiB of log lines
-#   disk.img    a 512 MiB sparse image with 64 MiB of data in 16 regions
-#   dump.sql    a ~290 MB plain pg_dump of `pgbench -i -s 30` (generated, no PostgreSQL)
-# The ~2% change: every 50th small file gets a line appended, 8 MiB of new
-# log lines are appended, 4 MiB in the middle of random.bin are rewritten.
+# The corpus (about 1.9 GiB, 61,000 entries, as in issue 2) and the ~2% change
+# between the two backups are described in benches/lib/corpus.sh.
 #
 # Environment:
 #   RUNS=N          repeat every phase N times and report the median (default 1)
@@ -48,8 +42,12 @@ KEEP=${KEEP:-0}
 VERIFY=${VERIFY:-0}
 PASSWORD=rewind-benchmark-password
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source=benches/lib/corpus.sh
+source "$SCRIPT_DIR/lib/corpus.sh"
+# shellcheck source=benches/lib/measure.sh
+source "$SCRIPT_DIR/lib/measure.sh"
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
 [[ $(id -u) -eq 0 ]] || die "run as root: dropping the page cache needs it"
@@ -96,13 +94,11 @@ rm -rf "$WORK"
 mkdir -p "$WORK"/{repos,logs,orig,cache}
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
+CORPUS_UNDO=$WORK/orig
 
-CHANGED=0
 cleanup() {
     local status=$?
-    if ((CHANGED)); then
-        revert_change || true
-    fi
+    revert_corpus || true
     if ((KEEP)); then
         say "kept $BENCH_DIR"
     else
@@ -116,175 +112,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-drop_caches() {
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
-
-# ---------------------------------------------------------------- the corpus
-
-make_log() { # make_log FILE BYTES SEED: web/database-like log lines
-    python3 - "$1" "$2" "$3" <<'EOF'
-import random, sys
-path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(seed)
-levels = ["INFO"] * 6 + ["DEBUG"] * 3 + ["WARN", "ERROR"]
-paths = ["/api/v1/users", "/api/v1/orders", "/api/v1/orders/{}", "/static/app.{}.js",
-         "/login", "/api/v2/search?q=item{}", "/healthz", "/metrics"]
-agents = ["curl/7.88.1", "Mozilla/5.0 (X11; Linux x86_64)", "python-requests/2.28", "Go-http-client/1.1"]
-t = 1717200000 + seed % 1000
-written = 0
-with open(path, "ab") as f:
-    while written < size:
-        lines = []
-        for _ in range(5000):
-            t += rng.random() * 0.05
-            s = int(t)
-            p = rng.choice(paths).format(rng.randrange(10000))
-            lines.append("2024-06-%02dT%02d:%02d:%02d.%03dZ %s [worker-%d] %s %s %d %d %dms ip=10.%d.%d.%d ua=\"%s\" req=%016x\n" % (
-                1 + (s // 86400) % 28, (s // 3600) % 24, (s // 60) % 60, s % 60, int(t * 1000) % 1000,
-                rng.choice(levels), rng.randrange(16), rng.choice(("GET", "GET", "POST", "PUT")), p,
-                rng.choice((200, 200, 200, 201, 304, 404, 500)), rng.randrange(100000),
-                rng.randrange(2000), rng.randrange(256), rng.randrange(256), rng.randrange(256),
-                rng.choice(agents), rng.getrandbits(64)))
-        block = "".join(lines).encode()
-        block = block[: size - written]
-        f.write(block)
-        written += len(block)
-EOF
-}
-
-make_dump() { # make_dump FILE: what `pg_dump` writes after `pgbench -i -s 30`
-    python3 - "$1" <<'EOF'
-import sys
-scale = 30
-out = open(sys.argv[1], "w")
-out.write("""--
--- PostgreSQL database dump
---
-
-SET statement_timeout = 0;
-SET lock_timeout = 0;
-SET client_encoding = 'UTF8';
-SET standard_conforming_strings = on;
-SELECT pg_catalog.set_config('search_path', '', false);
-
-CREATE TABLE public.pgbench_accounts (
-    aid integer NOT NULL,
-    bid integer,
-    abalance integer,
-    filler character(84)
-)
-WITH (fillfactor='100');
-
-CREATE TABLE public.pgbench_branches (
-    bid integer NOT NULL,
-    bbalance integer,
-    filler character(88)
-)
-WITH (fillfactor='100');
-
-CREATE TABLE public.pgbench_history (
-    tid integer,
-    bid integer,
-    aid integer,
-    delta integer,
-    mtime timestamp without time zone,
-    filler character(22)
-);
-
-CREATE TABLE public.pgbench_tellers (
-    tid integer NOT NULL,
-    bid integer,
-    tbalance integer,
-    filler character(84)
-)
-WITH (fillfactor='100');
-
---
--- Data for Name: pgbench_accounts; Type: TABLE DATA; Schema: public; Owner: postgres
---
-
-COPY public.pgbench_accounts (aid, bid, abalance, filler) FROM stdin;
-""")
-filler = " " * 84
-rows = 100000 * scale
-batch = []
-for aid in range(1, rows + 1):
-    batch.append("%d\t%d\t0\t%s\n" % (aid, (aid - 1) // 100000 + 1, filler))
-    if len(batch) == 20000:
-        out.write("".join(batch))
-        batch = []
-out.write("".join(batch))
-out.write("\\.\n\n\n--\n-- Data for Name: pgbench_branches; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n")
-out.write("COPY public.pgbench_branches (bid, bbalance, filler) FROM stdin;\n")
-for bid in range(1, scale + 1):
-    out.write("%d\t0\t\\N\n" % bid)
-out.write("\\.\n\n\n--\n-- Data for Name: pgbench_history; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n")
-out.write("COPY public.pgbench_history (tid, bid, aid, delta, mtime, filler) FROM stdin;\n\\.\n\n\n")
-out.write("--\n-- Data for Name: pgbench_tellers; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n")
-out.write("COPY public.pgbench_tellers (tid, bid, tbalance, filler) FROM stdin;\n")
-for tid in range(1, scale * 10 + 1):
-    out.write("%d\t%d\t0\t\\N\n" % (tid, (tid - 1) // 10 + 1))
-out.write("\\.\n\n\n")
-for t, k in (("accounts", "aid"), ("branches", "bid"), ("tellers", "tid")):
-    out.write("ALTER TABLE ONLY public.pgbench_%s\n    ADD CONSTRAINT pgbench_%s_pkey PRIMARY KEY (%s);\n\n" % (t, t, k))
-out.write("--\n-- PostgreSQL database dump complete\n--\n\n")
-EOF
-}
-
-make_corpus() {
-    if [[ -f $CORPUS/.rewind-bench-corpus ]]; then
-        say "using the corpus in $CORPUS"
-        return
-    fi
-    [[ -z $(ls -A "$CORPUS") ]] || die "$CORPUS is neither empty nor a corpus made by this script"
-    say "generating the corpus in $CORPUS"
-    mkdir -p "$CORPUS/small"
-    cp -a /usr/include /usr/share "$CORPUS/small/"
-    head -c $((256 << 20)) /dev/urandom >"$CORPUS/random.bin"
-    make_log "$CORPUS/app.log" $((192 << 20)) 1
-    truncate -s 512M "$CORPUS/disk.img"
-    local i
-    for i in $(seq 0 15); do
-        # 16 regions of 4 MiB, every 32 MiB: alternately random and text-like
-        if ((i % 2)); then
-            head -c $((4 << 20)) /dev/urandom
-        else
-            dd if="$CORPUS/app.log" bs=1M skip=$((i * 4)) count=4 status=none | tr 'a-m' 'n-z'
-        fi | dd of="$CORPUS/disk.img" bs=1M seek=$((i * 32)) conv=notrunc status=none
-    done
-    make_dump "$CORPUS/dump.sql"
-    touch "$CORPUS/.rewind-bench-corpus"
-    sync
-}
-
-# The ~2% change, and its exact undo (so that RUNS>1 and a kept CORPUS start
-# from the same bytes).
-SMALL_LIST=$WORK/orig/small-files
-apply_change() {
-    say "changing ~2% of the corpus"
-    CHANGED=1
-    (cd "$CORPUS" && find small -type f -size +0 -print0 | sort -z | sed -z -n '50~50p') >"$SMALL_LIST"
-    (cd "$CORPUS" && tar -cf "$WORK/orig/small.tar" --null -T "$SMALL_LIST")
-    # shellcheck disable=SC2016 # $f expands in the inner shell
-    (cd "$CORPUS" && xargs -0 -a "$SMALL_LIST" -n 200 sh -c 'for f in "$@"; do echo "# changed by compare.sh" >>"$f"; done' sh)
-    stat -c %s "$CORPUS/app.log" >"$WORK/orig/app.log.size"
-    make_log "$CORPUS/app.log" $((8 << 20)) 2
-    dd if="$CORPUS/random.bin" of="$WORK/orig/random.region" bs=1M skip=100 count=4 status=none
-    head -c $((4 << 20)) /dev/urandom | dd of="$CORPUS/random.bin" bs=1M seek=100 conv=notrunc status=none
-    sync
-}
-
-revert_change() {
-    say "putting the corpus back as it was"
-    (cd "$CORPUS" && tar -xf "$WORK/orig/small.tar")
-    truncate -s "$(cat "$WORK/orig/app.log.size")" "$CORPUS/app.log"
-    dd if="$WORK/orig/random.region" of="$CORPUS/random.bin" bs=1M seek=100 conv=notrunc status=none
-    CHANGED=0
-    sync
-}
 
 # ---------------------------------------------------------------- the tools
 
@@ -312,7 +139,7 @@ tool_cmd() {
 
 # run_phase TOOL PHASE RUN: times one phase from a cold page cache
 run_phase() {
-    local tool=$1 phase=$2 run=$3 repo target="" dir log cmd start end status
+    local tool=$1 phase=$2 run=$3 repo target="" dir log cmd
     repo=$(repo_of "$tool")
     log=$WORK/logs/$tool-$phase-$run
     dir=$WORK
@@ -323,23 +150,13 @@ run_phase() {
         dir=$target
     fi
     cmd=$(tool_cmd "$tool" "$phase" "$target")
+    local -x REWIND_REPO=$repo REWIND_PASSWORD=$PASSWORD
+    local -x RESTIC_REPOSITORY=$repo RESTIC_PASSWORD=$PASSWORD RESTIC_CACHE_DIR=$WORK/cache/restic
+    local -x BORG_PASSPHRASE=$PASSWORD BORG_BASE_DIR=$WORK/cache/borg BORG_DISPLAY_PASSPHRASE=no
     drop_caches
-    start=$EPOCHREALTIME
-    set +e
-    (
-        cd "$dir"
-        export REWIND_REPO=$repo REWIND_PASSWORD=$PASSWORD
-        export RESTIC_REPOSITORY=$repo RESTIC_PASSWORD=$PASSWORD RESTIC_CACHE_DIR=$WORK/cache/restic
-        export BORG_PASSPHRASE=$PASSWORD BORG_BASE_DIR=$WORK/cache/borg BORG_DISPLAY_PASSPHRASE=no
-        # shellcheck disable=SC2086 # the command is split into words on purpose
-        exec /usr/bin/time -v -o "$log.time" $cmd >"$log.out" 2>"$log.err" </dev/null
-    )
-    status=$?
-    set -e
-    end=$EPOCHREALTIME
-    local seconds rss
-    seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
-    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$log.time")
+    # shellcheck disable=SC2086 # the command is split into words on purpose
+    run_timed "$log" "$dir" $cmd
+    local seconds=$TIMED_SECONDS rss=$TIMED_RSS_KIB status=$TIMED_STATUS
     local size=0
     [[ -d $repo ]] && size=$(du -sb "$repo" | cut -f1)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$phase" "$run" "$seconds" "${rss:-0}" "$size" "$status" >>"$RESULTS"
@@ -391,7 +208,7 @@ for run in $(seq 1 "$RUNS"); do
         run_phase "$tool" init "$run"
         run_phase "$tool" backup1 "$run"
     done
-    apply_change
+    mutate_corpus 1
     for tool in "${TOOL_LIST[@]}"; do
         run_phase "$tool" backup2 "$run"
     done
@@ -401,7 +218,7 @@ for run in $(seq 1 "$RUNS"); do
     for tool in "${TOOL_LIST[@]}"; do
         run_phase "$tool" check "$run"
     done
-    revert_change
+    revert_corpus
 done
 
 # ---------------------------------------------------------------- the table
@@ -476,7 +293,7 @@ if "rewind" in tools and peers:
 
 header = (versions + ". Corpus: %s entries, %.2f GiB (apparent size); %s run%s%s; page cache dropped before every phase. "
           "MB/s: corpus bytes per second for backups and restore, repository bytes per second for check. "
-          "repo MiB: `du -sb` after that backup. peak MiB: max RSS from `/usr/bin/time -v`."
+          "repo MiB: `du -sb` after that backup. peak MiB: max RSS from GNU `/usr/bin/time`."
           % (corpus_files, corpus_bytes / 2**30, runs, "s" if runs > 1 else "",
              ", medians" if runs > 1 else ""))
 text = header + "\n\n" + "\n".join(lines) + "\n"

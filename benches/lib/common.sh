@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the benches run from the project root.
 
 # Sets REWIND_BIN to a release build of this checkout unless it names a
@@ -23,3 +24,7 @@ hourly_snapshots() {
         "$bin" backup "$work/src" --time "$(date -u -d "2020-01-01 + $i hours" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1
     done
 }
+
+# Progress on stderr, and the way out, both naming the script.
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
