@@ -10,8 +10,10 @@ mod binary;
 mod command;
 mod craft;
 mod files;
+mod history;
 mod manifest;
 mod mounts;
+mod prune;
 mod rng;
 mod trees;
 
@@ -19,5 +21,6 @@ mod trees;
 // nothing of one module would otherwise be told its import is unused.
 #[allow(unused_imports)]
 pub use self::{
-    binary::*, command::*, craft::*, files::*, manifest::*, mounts::*, rng::*, trees::*,
+    binary::*, command::*, craft::*, files::*, history::*, manifest::*, mounts::*, prune::*,
+    rng::*, trees::*,
 };
