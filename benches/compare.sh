@@ -81,21 +81,7 @@ RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 CORPUS_UNDO=$WORK/orig
 
-cleanup() {
-    local status=$?
-    revert_corpus || true
-    if ((KEEP)); then
-        say "kept $BENCH_DIR"
-    else
-        rm -rf "$WORK"
-        if ((OWN_CORPUS)); then
-            rm -rf "$CORPUS"
-        fi
-        rmdir "$BENCH_DIR" 2>/dev/null || true
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap clean_up_bench EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- the tools

@@ -101,18 +101,7 @@ CHECKS=$WORK/checks.tsv   # tool, "ok" or what failed
 : >"$SIZES"
 : >"$CHECKS"
 
-cleanup() {
-    local status=$?
-    revert_corpus || true
-    if ((KEEP)); then
-        say "kept $BENCH_DIR"
-    else
-        rm -rf "$WORK"
-        rmdir "$BENCH_DIR" 2>/dev/null || true
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap clean_up_bench EXIT
 trap 'exit 130' INT TERM
 
 # Each tool keeps its cache beside its repository, so that a copy of the
