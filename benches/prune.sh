@@ -72,23 +72,8 @@ PASSWORD=rewind-benchmark-password
 for var in GENERATIONS KEEP_LAST RUNS; do
     [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive number"
 done
-[[ $(id -u) -eq 0 ]] || die "run as root: dropping the page cache needs it"
-[[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install -y time"
-command -v python3 >/dev/null || die "python3 is missing"
-
-if [[ -z ${TOOLS:-} ]]; then
-    TOOLS="rewind"
-    command -v restic >/dev/null && TOOLS+=" restic"
-    command -v borg >/dev/null && TOOLS+=" borg"
-fi
-read -r -a TOOL_LIST <<<"$TOOLS"
-for tool in "${TOOL_LIST[@]}"; do
-    case $tool in
-    rewind) ;;
-    restic | borg) command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y ${tool/borg/borgbackup})" ;;
-    *) die "unknown tool '$tool' (use rewind, restic, borg)" ;;
-    esac
-done
+check_prerequisites
+choose_tools
 
 if [[ " ${TOOL_LIST[*]} " == *" rewind "* ]]; then
     if [[ -z ${REWIND_BIN:-} ]]; then
@@ -116,18 +101,7 @@ CHECKS=$WORK/checks.tsv   # tool, "ok" or what failed
 : >"$SIZES"
 : >"$CHECKS"
 
-cleanup() {
-    local status=$?
-    revert_corpus || true
-    if ((KEEP)); then
-        say "kept $BENCH_DIR"
-    else
-        rm -rf "$WORK"
-        rmdir "$BENCH_DIR" 2>/dev/null || true
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap clean_up_bench EXIT
 trap 'exit 130' INT TERM
 
 # Each tool keeps its cache beside its repository, so that a copy of the

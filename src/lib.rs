@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use rewind::{backup, find_node, BackupOptions, Encryption, Extent, LocalBackend, Repository, Source};
+//! use rewind::{backup, find_node, BackupOptions, Encryption, Extent, LocalBackend, LockKind};
+//! use rewind::{Repository, Source};
 //!
 //! # fn main() -> rewind::Result<()> {
 //! # let scratch = tempfile::tempdir().unwrap();
@@ -22,7 +23,10 @@
 //! let backend = Arc::new(LocalBackend::new(&repository));
 //! let repo = Repository::init(backend.clone(), Encryption::Aes256Gcm, Some(b"secret"))?;
 //! let options = BackupOptions { host: "laptop".into(), ..BackupOptions::default() };
-//! backup(Arc::new(repo), Source::Paths(vec![home.clone()]), &options)?;
+//! // A backup holds a shared lock, so that a prune knows it runs.
+//! let lock = repo.lock(LockKind::Shared, "backup")?;
+//! backup(Arc::new(repo), Source::Paths(vec![home.clone()]), &options, Some(&lock))?;
+//! drop(lock);
 //!
 //! // Later: open it with the password, list its snapshots...
 //! let repo = Repository::open(backend, || Ok(b"secret".to_vec()))?;

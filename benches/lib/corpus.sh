@@ -200,3 +200,20 @@ revert_corpus() {
     done
     sync
 }
+
+# On exit: puts the corpus back, and unless KEEP=1 removes WORK, the corpus
+# if the bench made it (OWN_CORPUS=1) and BENCH_DIR if empty.
+clean_up_bench() {
+    local status=$?
+    revert_corpus || true
+    if ((KEEP)); then
+        say "kept $BENCH_DIR"
+    else
+        rm -rf "$WORK"
+        if ((${OWN_CORPUS:-0})); then
+            rm -rf "$CORPUS"
+        fi
+        rmdir "$BENCH_DIR" 2>/dev/null || true
+    fi
+    exit "$status"
+}

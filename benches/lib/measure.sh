@@ -26,3 +26,29 @@ run_timed() {
         read -r TIMED_SECONDS TIMED_RSS_KIB < <(tail -n 1 "$log.time") || true
     fi
 }
+
+# Root (to drop the page cache), GNU time and python3 (for the tables).
+check_prerequisites() {
+    [[ $(id -u) -eq 0 ]] || die "run as root: dropping the page cache needs it"
+    [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install -y time"
+    command -v python3 >/dev/null || die "python3 is missing"
+}
+
+# Sets TOOL_LIST from TOOLS (default: rewind and the installed peers) and
+# checks that each is known and installed.
+choose_tools() {
+    if [[ -z ${TOOLS:-} ]]; then
+        TOOLS="rewind"
+        command -v restic >/dev/null && TOOLS+=" restic"
+        command -v borg >/dev/null && TOOLS+=" borg"
+    fi
+    read -r -a TOOL_LIST <<<"$TOOLS"
+    local tool
+    for tool in "${TOOL_LIST[@]}"; do
+        case $tool in
+        rewind) ;;
+        restic | borg) command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y ${tool/borg/borgbackup})" ;;
+        *) die "unknown tool '$tool' (use rewind, restic, borg)" ;;
+        esac
+    done
+}

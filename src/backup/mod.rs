@@ -34,7 +34,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::repo::{Id, Repository, Snapshot, SNAPSHOT_VERSION};
+use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
 use archiver::Archiver;
 pub use source::OwnerNames;
 pub(crate) use source::{node_from_stat, open_source, read_dir_names};
@@ -71,10 +71,16 @@ pub struct BackupOutcome {
 }
 
 /// Runs a backup and writes its snapshot.
+///
+/// `lock` is the shared lock the caller took before loading the index; the
+/// snapshot is committed only once what it relies on is known to stay
+/// (`Repository::commit_snapshot`), which is cheaper with a lock that was
+/// held throughout.
 pub fn backup(
     repo: Arc<Repository>,
     source: Source,
     options: &BackupOptions,
+    lock: Option<&RepositoryLock>,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = options.time.unwrap_or_else(Utc::now);
@@ -129,8 +135,15 @@ pub fn backup(
         program: format!("rewind {}", env!("CARGO_PKG_VERSION")),
         summary: archiver.summary(started.elapsed().as_secs_f64()),
     };
-    snapshot.id = repo.save_snapshot(&snapshot)?;
+    let (id, stored_again) = repo.commit_snapshot(&snapshot, lock)?;
+    snapshot.id = id;
     let warnings = archiver.take_warnings();
+    if stored_again > 0 {
+        crate::log::info(&format!(
+            "{stored_again} blobs were stored again: a prune that ran beside this backup \
+             is deleting the packs they were in"
+        ));
+    }
     Ok(BackupOutcome { snapshot, warnings })
 }
 

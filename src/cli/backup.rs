@@ -55,7 +55,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     // Locked before the index is read, so that the lock's start time is
     // no later than anything this backup may rely on.
-    let (repo, _lock) = global.open_locked(LockKind::Shared, "backup")?;
+    let (repo, lock) = global.open_locked(LockKind::Shared, "backup")?;
     let repo = super::load_index(repo)?;
     let options = BackupOptions {
         host: args.host.clone().unwrap_or_else(rewind::hostname),
@@ -72,7 +72,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         },
         None => Source::Paths(args.paths.clone()),
     };
-    let outcome = backup(repo, source, &options)?;
+    let outcome = backup(repo, source, &options, Some(&lock))?;
     let snapshot = &outcome.snapshot;
     if args.json {
         let mut value = serde_json::to_value(snapshot)?;

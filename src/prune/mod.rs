@@ -74,13 +74,13 @@ pub fn prune(
     options: &PruneOptions,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    let used = plan::used_blobs(repo)?;
-    report.snapshots = repo.snapshot_names()?.len() as u64;
-    report.blobs_used = used.len() as u64;
+    let mut used = plan::used_blobs(repo)?;
+    report.snapshots = used.snapshots.len() as u64;
+    report.blobs_used = used.blobs.len() as u64;
     report.index_files_before = repo.index_file_count() as u64;
 
-    let unindexed = bring_back_what_is_used(repo, &used, &mut report)?;
-    let plan = plan::plan_with(repo, &used, options);
+    let unindexed = bring_back_what_is_used(repo, &used.blobs, &mut report)?;
+    let plan = plan::plan_with(repo, &used.blobs, options);
     report.bytes_before = plan.total_bytes();
     report.packs_unused = plan
         .leaving()
@@ -100,7 +100,7 @@ pub fn prune(
         .map(|p| p.id)
         .collect();
     let saver = PackSaver::recording(repo.clone());
-    repo.repack(&repacked, &used, &saver)?;
+    repo.repack(&repacked, &used.blobs, &saver)?;
     saver.finish()?;
     report.packs_written = saver.stored().packs;
     crash_point("prune-repacked");
@@ -123,7 +123,7 @@ pub fn prune(
     report.index_files_after = repo.index_file_count() as u64;
     report.bytes_after = repo.index().blobs().map(|(_, l)| l.stored_len as u64).sum();
 
-    carry_out_due_plans(repo, lock, &mut report)?;
+    carry_out_due_plans(repo, lock, &mut used, &mut report)?;
     Ok(report)
 }
 
@@ -166,9 +166,17 @@ fn bring_back_what_is_used(
 }
 
 /// Deletes the packs of every deletion plan that is due; reports the rest.
+///
+/// Which plans are due is decided on a lock listing taken after every plan
+/// was written. A writer that started before a plan and finished since
+/// `used` was computed is no longer in that listing, but its snapshot is
+/// listed by then (a manifest is written before its lock is removed): what
+/// such snapshots use is added, and unindexed packs that hold it are
+/// indexed again, which spares them.
 fn carry_out_due_plans(
     repo: &Repository,
     lock: Option<&RepositoryLock>,
+    used: &mut plan::Used,
     report: &mut PruneReport,
 ) -> Result<()> {
     let (plans, errors) = repo.deletion_plans()?;
@@ -179,6 +187,21 @@ fn carry_out_due_plans(
         ));
     }
     let locks = repo.locks()?;
+    let later: Vec<_> = plan::readable_snapshots(repo)?
+        .into_iter()
+        .filter(|snapshot| !used.snapshots.contains(&snapshot.id))
+        .collect();
+    if !later.is_empty() {
+        used.add_snapshots(repo, &later)?;
+        let mut late = PruneReport::default();
+        bring_back_what_is_used(repo, &used.blobs, &mut late)?;
+        report.packs_rescued += late.packs_rescued;
+        if late.blobs_missing > 0 {
+            // What the new snapshots use cannot all be found: delete nothing now.
+            report.blobs_missing += late.blobs_missing;
+            return Ok(());
+        }
+    }
     let ours = lock.map(|l| l.id());
     for (name, plan) in &plans {
         if plan.is_due(&locks, ours) {

@@ -110,7 +110,7 @@ impl PrunePlan {
 /// Plans a prune of `repo`: every snapshot listed is kept.
 pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
     let used = used_blobs(repo)?;
-    Ok(plan_with(repo, &used, options))
+    Ok(plan_with(repo, &used.blobs, options))
 }
 
 /// The plan for `repo` when `used` is what its snapshots use.
@@ -194,15 +194,8 @@ fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
 /// Every blob a listed snapshot needs (its trees and their data), and the
 /// packed copies of the listed manifests. Refuses when anything that may be
 /// in use cannot be read.
-pub(super) fn used_blobs(repo: &Repository) -> Result<IdSet> {
-    let (snapshots, damaged) = repo.snapshots_with_errors()?;
-    if let Some(e) = damaged.first() {
-        return Err(Error::corrupt(format!(
-            "{} snapshot manifests do not read (first: {e}); what they use cannot be known",
-            damaged.len()
-        ))
-        .with_hint("run `rewind scrub --repair`, or forget them by id, before pruning"));
-    }
+pub(super) fn used_blobs(repo: &Repository) -> Result<Used> {
+    let snapshots = readable_snapshots(repo)?;
     let copies = repo.snapshot_copies();
     let (lost, tombstone_errors) = repo.copies_without_manifest(&snapshots, &copies)?;
     if !lost.is_empty() || !tombstone_errors.is_empty() {
@@ -213,29 +206,67 @@ pub(super) fn used_blobs(repo: &Repository) -> Result<IdSet> {
         ))
         .with_hint("run `rewind scrub --repair` first: it brings the manifests back"));
     }
-    let mut used = copies_in_use(&copies, &snapshots);
-    let mut pending: Vec<Id> = snapshots.iter().map(|s| s.tree).collect();
-    let mut seen = IdSet::default();
-    while let Some(tree_id) = pending.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        used.insert(tree_id);
-        let tree = repo.read_tree(&tree_id).map_err(|e| {
-            e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
-        })?;
-        for node in &tree.nodes {
-            if let Some(subtree) = node.subtree {
-                pending.push(subtree);
+    let mut used = Used {
+        blobs: copies_in_use(&copies, &snapshots),
+        snapshots: IdSet::default(),
+    };
+    used.add_snapshots(repo, &snapshots)?;
+    Ok(used)
+}
+
+/// Every snapshot; refuses when a manifest does not read.
+pub(super) fn readable_snapshots(repo: &Repository) -> Result<Vec<Snapshot>> {
+    let (snapshots, damaged) = repo.snapshots_with_errors()?;
+    if let Some(e) = damaged.first() {
+        return Err(Error::corrupt(format!(
+            "{} snapshot manifests do not read (first: {e}); what they use cannot be known",
+            damaged.len()
+        ))
+        .with_hint("run `rewind scrub --repair`, or forget them by id, before pruning"));
+    }
+    Ok(snapshots)
+}
+
+/// The blobs some snapshots use, and which snapshots those are.
+pub(super) struct Used {
+    pub blobs: IdSet,
+    pub snapshots: IdSet,
+}
+
+impl Used {
+    /// Adds what `snapshots` use. A tree already among the blobs was
+    /// walked, with everything under it, so each distinct tree is read once.
+    pub(super) fn add_snapshots(
+        &mut self,
+        repo: &Repository,
+        snapshots: &[Snapshot],
+    ) -> Result<()> {
+        let mut pending: Vec<Id> = Vec::new();
+        for snapshot in snapshots {
+            if self.snapshots.insert(snapshot.id) {
+                pending.push(snapshot.tree);
             }
-            for extent in &node.content {
-                if let Extent::Data { id, .. } = extent {
-                    used.insert(*id);
+        }
+        while let Some(tree_id) = pending.pop() {
+            if !self.blobs.insert(tree_id) {
+                continue;
+            }
+            let tree = repo.read_tree(&tree_id).map_err(|e| {
+                e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
+            })?;
+            for node in &tree.nodes {
+                if let Some(subtree) = node.subtree {
+                    pending.push(subtree);
+                }
+                for extent in &node.content {
+                    if let Extent::Data { id, .. } = extent {
+                        self.blobs.insert(*id);
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(used)
 }
 
 /// The packed copies of the listed manifests (see

@@ -82,10 +82,7 @@ impl<S: RepositoryState> Repository<S> {
     pub fn deletion_plans(&self) -> Result<(Vec<NamedDeletionPlan>, Vec<Error>)> {
         let names = self.list(FileType::Deletion)?;
         let (plans, errors) = read_each(&names, |name| {
-            let content = self.read_verified(FileType::Deletion, name)?;
-            let plan: DeletionPlan = serde_json::from_slice(&content)
-                .map_err(|e| Error::corrupt(format!("deletions/{name} does not decode: {e}")))?;
-            Ok((name.to_string(), plan))
+            Ok((name.to_string(), self.read_deletion_plan(name)?))
         });
         // A plan carried out while we listed is gone, not damaged.
         let errors = errors
@@ -93,6 +90,12 @@ impl<S: RepositoryState> Repository<S> {
             .filter(|e| e.kind() != ErrorKind::NotFound)
             .collect();
         Ok((plans, errors))
+    }
+
+    pub fn read_deletion_plan(&self, name: &str) -> Result<DeletionPlan> {
+        let content = self.read_verified(FileType::Deletion, name)?;
+        serde_json::from_slice(&content)
+            .map_err(|e| Error::corrupt(format!("deletions/{name} does not decode: {e}")))
     }
 
     /// The packs that deletion plans name: they are on their way out, so

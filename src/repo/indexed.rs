@@ -3,7 +3,7 @@
 //! copies kept in packs).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{crypto, read_each};
 use super::{
@@ -17,6 +17,13 @@ use crate::tree::Tree;
 /// A rewritten index is split into files of about this many blobs (some
 /// 10 MB each), so that no single file is huge.
 const BLOBS_PER_REWRITTEN_INDEX_FILE: usize = 200_000;
+
+/// How a refresh gets hold of the index to change it.
+#[derive(Clone, Copy)]
+enum Access {
+    Wait,
+    Try,
+}
 
 /// The index and the names of the index files it holds.
 pub(super) struct LoadedIndex {
@@ -67,6 +74,12 @@ impl Repository {
     /// after a prune rewrote it). Readers keep the old index until the new
     /// one is complete.
     pub fn reload_index(&self) -> Result<Vec<Error>> {
+        Ok(self.reload_index_with(Access::Wait)?.unwrap_or_default())
+    }
+
+    /// [`Repository::reload_index`]; `None` when `access` could not get
+    /// the index to change it.
+    fn reload_index_with(&self, access: Access) -> Result<Option<Vec<Error>>> {
         let names = self.list(FileType::Index)?;
         let (files, errors) = self.read_index_files(&names);
         let superseded: HashSet<Id> = files
@@ -80,9 +93,12 @@ impl Repository {
             }
         }
         index.compact();
-        *self.state.index.index.write().unwrap() = index;
+        let Some(mut loaded) = self.index_to_change(access) else {
+            return Ok(None);
+        };
+        *loaded = index;
         *self.state.index.files.lock().unwrap() = names.into_iter().collect();
-        Ok(errors)
+        Ok(Some(errors))
     }
 
     /// Loads the index files written since the index was loaded or last
@@ -91,25 +107,53 @@ impl Repository {
     /// again. Returns how many files were new, and the errors of those
     /// that did not read.
     pub fn refresh_index(&self) -> Result<(usize, Vec<Error>)> {
+        self.refresh_index_with(Access::Wait)
+    }
+
+    fn refresh_index_with(&self, access: Access) -> Result<(usize, Vec<Error>)> {
         let mut names = self.list(FileType::Index)?;
         {
             let known = self.state.index.files.lock().unwrap();
             names.retain(|name| !known.contains(name));
         }
-        let new = names.len();
+        if names.is_empty() {
+            return Ok((0, Vec::new()));
+        }
         let (files, errors) = self.read_index_files(&names);
         if files.iter().any(|(_, file)| !file.supersedes.is_empty()) {
-            return Ok((new, self.reload_index()?));
+            return Ok(match self.reload_index_with(access)? {
+                Some(errors) => (names.len(), errors),
+                None => (0, Vec::new()),
+            });
         }
         {
-            let mut index = self.state.index.index.write().unwrap();
+            let Some(mut index) = self.index_to_change(access) else {
+                return Ok((0, Vec::new()));
+            };
             for (_, file) in &files {
                 index.add_file(file);
             }
             index.compact();
         }
+        let new = names.len();
         self.state.index.files.lock().unwrap().extend(names);
         Ok((new, errors))
+    }
+
+    /// The index, to change it. `Access::Try` gives up after a moment
+    /// rather than wait for a reader that may be this very thread (a walk
+    /// that holds the index while it reads a blob).
+    fn index_to_change(&self, access: Access) -> Option<RwLockWriteGuard<'_, Index>> {
+        let lock = &self.state.index.index;
+        match access {
+            Access::Wait => Some(lock.write().unwrap()),
+            Access::Try => (0..100).find_map(|attempt| {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                lock.try_write().ok()
+            }),
+        }
     }
 
     /// Reads index files by name. One that was removed since it was
@@ -261,7 +305,7 @@ impl Repository {
             // was loaded (`docs/design.md`, section 7): if new index files
             // say so, read it from where it is now.
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
-                match self.refresh_index() {
+                match self.refresh_index_with(Access::Try) {
                     Ok((new, _)) if new > 0 => self.read_blob_once(id),
                     _ => Err(e),
                 }

@@ -9,6 +9,7 @@
 //! only state that can read or write blobs.
 
 mod config;
+mod confirm;
 pub mod crypto;
 mod deletion;
 pub mod index;

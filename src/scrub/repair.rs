@@ -221,6 +221,11 @@ pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
     let index_findings = check_index_files(repo, write)?;
     let index_damaged = !index_findings.is_empty();
     findings.extend(index_findings);
+    // Before lost packs are looked for: the packs a plan names are not lost.
+    let (plan_findings, _) = check_files(repo, FileType::Deletion, write, |name| {
+        repo.read_deletion_plan(name).map(|_| ())
+    })?;
+    findings.extend(plan_findings);
     if !index_damaged {
         findings.extend(index_lost_packs(repo, write)?);
     }

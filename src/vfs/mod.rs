@@ -106,6 +106,7 @@ impl Vfs {
         let files = FileReads::start(
             &options,
             Arc::clone(&index),
+            Arc::clone(&shown),
             Arc::clone(&inodes),
             Arc::clone(&trees),
             Arc::clone(&stats),

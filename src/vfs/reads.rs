@@ -12,6 +12,7 @@ use super::cache::{self, ChunkCache, ServedFrom};
 use super::index::BackgroundIndex;
 use super::inodes::{Ino, Inode, Inodes, Record};
 use super::readahead::ReadAheadWorkers;
+use super::shown::ShownSnapshots;
 use super::stats::Stats;
 use super::trees::{EntryNode, SnapshotTrees};
 use super::{VfsOptions, VfsResult};
@@ -57,6 +58,8 @@ struct Reader {
 
 pub struct FileReads {
     index: Arc<BackgroundIndex>,
+    /// To tell, when a read fails, that its snapshot was forgotten.
+    shown: Arc<ShownSnapshots>,
     inodes: Arc<Inodes>,
     trees: Arc<SnapshotTrees>,
     stats: Arc<Stats>,
@@ -77,6 +80,7 @@ impl FileReads {
     pub fn start(
         options: &VfsOptions,
         index: Arc<BackgroundIndex>,
+        shown: Arc<ShownSnapshots>,
         inodes: Arc<Inodes>,
         trees: Arc<SnapshotTrees>,
         stats: Arc<Stats>,
@@ -99,6 +103,7 @@ impl FileReads {
         let kept = |n| std::num::NonZeroUsize::new(n).expect("not zero");
         Ok(FileReads {
             index,
+            shown,
             inodes,
             trees,
             stats,
@@ -327,8 +332,19 @@ impl FileReads {
             None => "unknown (no index)".into(),
         };
         let path = self.inodes.path_of(reader.ino);
+        let listed = self
+            .shown
+            .layout()
+            .snapshots
+            .iter()
+            .any(|s| s.id == reader.snapshot.id);
+        let why = if listed {
+            ""
+        } else {
+            " (the snapshot was forgotten, and a prune deleted its data)"
+        };
         self.stats.record_eio(format!(
-            "EIO: snapshot {} path {path}: chunk {} in pack {pack}: {problem}",
+            "EIO: snapshot {} path {path}: chunk {} in pack {pack}: {problem}{why}",
             reader.snapshot.id.short(),
             id.short()
         ));

@@ -47,6 +47,7 @@ fn backup_at(repo: &Arc<Repository>, source: &Path, day: u32, host: &str) {
         Arc::clone(repo),
         Source::Paths(vec![source.to_path_buf()]),
         &options,
+        None,
     )
     .unwrap();
 }

@@ -1,0 +1,140 @@
+//! What a writer checks just before its manifest: that the snapshot relies
+//! only on packs that stay. A prune records the packs it means to delete in
+//! a deletion plan and deletes them once every writer that may rely on them
+//! is gone (`docs/design.md`, section 7, prune); a writer that loaded the
+//! index before the plan stores the blobs it took from those packs again,
+//! and one whose lock lapsed (stopped, asleep) also checks that every pack
+//! it relies on still exists.
+
+use super::{BlobKind, Id, IdSet, PackSaver, Repository, RepositoryLock, Snapshot};
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tree::Extent;
+
+impl Repository {
+    /// Writes `snapshot`'s manifest once everything its tree references is
+    /// in a pack that stays: blobs in packs a deletion plan names are
+    /// stored again first. With a `lock` that was held throughout, only
+    /// the plans are checked; without one, or after it lapsed, the packs
+    /// themselves too, before and after the manifest is written. Returns
+    /// the manifest's id and how many blobs were stored again.
+    pub fn commit_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        lock: Option<&RepositoryLock>,
+    ) -> Result<(Id, u64)> {
+        if let Some(lock) = lock {
+            lock.refresh();
+        }
+        let restored = self.store_again_what_leaves(&snapshot.tree, lapsed(lock))?;
+        let id = self.save_snapshot(snapshot)?;
+        if lapsed(lock) {
+            // Stopped between the check and the manifest for longer than a
+            // lock stays live: a prune may have run meanwhile.
+            let mut written = snapshot.clone();
+            written.id = id;
+            if let Err(e) = self.store_again_what_leaves(&snapshot.tree, true) {
+                self.opened().forget_snapshot(&written)?;
+                return Err(e.context(format!(
+                    "snapshot {} was written and then forgotten",
+                    id.short()
+                )));
+            }
+        }
+        Ok((id, restored))
+    }
+
+    /// Stores again the blobs under `root` that sit in packs a deletion
+    /// plan names (or, `thorough`, that are gone); fails, naming the pack,
+    /// when one is already deleted.
+    fn store_again_what_leaves(&self, root: &Id, thorough: bool) -> Result<u64> {
+        let (plans, errors) = self.deletion_plans()?;
+        let mut leaving: IdSet = plans
+            .iter()
+            .flat_map(|(_, plan)| plan.packs.iter().copied())
+            .collect();
+        if thorough || !errors.is_empty() {
+            let stored: IdSet = self
+                .list(FileType::Pack)?
+                .iter()
+                .filter_map(|name| Id::from_hex(name).ok())
+                .collect();
+            let index = self.index();
+            leaving.extend(
+                index
+                    .packs()
+                    .iter()
+                    .map(|pack| pack.id)
+                    .filter(|id| !stored.contains(id)),
+            );
+        }
+        let leaving_numbers: std::collections::HashSet<usize> = {
+            let index = self.index();
+            leaving
+                .iter()
+                .filter_map(|pack| index.pack_number(pack))
+                .collect()
+        };
+        if leaving_numbers.is_empty() {
+            return Ok(0);
+        }
+        let saver = PackSaver::new(self.clone());
+        let mut writer = saver.new_pack()?;
+        let mut stored_again = 0u64;
+        let mut pending = vec![*root];
+        let mut seen = IdSet::default();
+        let mut copied = IdSet::default();
+        while let Some(tree_id) = pending.pop() {
+            if !seen.insert(tree_id) {
+                continue;
+            }
+            let mut blobs = vec![(tree_id, BlobKind::Tree)];
+            let tree = self.read_tree(&tree_id).map_err(relied_on_pack_gone)?;
+            for node in &tree.nodes {
+                pending.extend(node.subtree);
+                for extent in &node.content {
+                    if let Extent::Data { id, .. } = extent {
+                        blobs.push((*id, BlobKind::Data));
+                    }
+                }
+            }
+            for (id, kind) in blobs {
+                let leaves = self
+                    .index()
+                    .get(&id)
+                    .is_some_and(|location| leaving_numbers.contains(&location.pack()));
+                if !leaves || !copied.insert(id) {
+                    continue;
+                }
+                let plaintext = self.read_blob(&id).map_err(relied_on_pack_gone)?;
+                writer.add(kind, id, &plaintext, self.config().compression_level)?;
+                stored_again += 1;
+                if writer.len() >= self.config().pack_size as usize {
+                    let full = std::mem::replace(&mut writer, saver.new_pack()?);
+                    saver.save(full.finish()?)?;
+                }
+            }
+        }
+        if !writer.is_empty() {
+            saver.save(writer.finish()?)?;
+        }
+        saver.finish()?;
+        Ok(stored_again)
+    }
+}
+
+fn lapsed(lock: Option<&RepositoryLock>) -> bool {
+    lock.is_none_or(|lock| !lock.held_throughout())
+}
+
+fn relied_on_pack_gone(e: Error) -> Error {
+    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
+        e.context(
+            "this backup relies on a blob it cannot read now; if it was stopped or asleep, a \
+             prune may have deleted it meanwhile (its lock lapsed); no snapshot was written",
+        )
+        .with_hint("run the backup again: it stores what is missing")
+    } else {
+        e
+    }
+}
