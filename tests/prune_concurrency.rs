@@ -220,10 +220,9 @@ fn packs_of(repo: &rewind::Repository, blobs: &[Id]) -> Vec<String> {
         .collect()
 }
 
-/// A repository with one snapshot S1 of `x.bin`, and a backup of standard
-/// input as `x.bin` that has read X again (so it deduplicates against
-/// S1's packs) and is stopped (SIGSTOP) holding its lock. Returns S1's
-/// snapshot, its packs, and how X is cut into chunks.
+/// A repository with one snapshot S1 of `x.bin` (content X), and a backup
+/// of standard input as `x.bin` that has read X again (so it deduplicates
+/// against S1's packs) and is stopped (SIGSTOP) holding its lock.
 struct StoppedBackup {
     repo: Repo,
     x: Vec<u8>,
@@ -277,9 +276,10 @@ impl StoppedBackup {
         json_documents(&run).pop().unwrap()
     }
 
-    /// Lets the backup go on: more input, the end of it, and its result;
-    /// with what its snapshot must hold, in `dir/expected/x.bin`.
-    fn resume(mut self, dir: &Path) -> (Run, Repo, Snap, Vec<Id>) {
+    /// Lets the backup go on: more input, then the end of it. Returns its
+    /// run, and what its snapshot must restore to (the id is the caller's
+    /// to fill in from the run).
+    fn resume(mut self, dir: &Path) -> (Run, Repo, Snap) {
         kill(self.backup.pid(), libc::SIGCONT);
         let y = self.rng.bytes(1 << 20);
         // A backup that gave up may have closed its input already.
@@ -294,7 +294,22 @@ impl StoppedBackup {
             src: PathBuf::from("/"),
             copy: expected,
         };
-        (run, self.repo, snap, self.s1_chunks)
+        (run, self.repo, snap)
+    }
+}
+
+/// A prune report with nothing done: no pack deleted, repacked or found
+/// unindexed (plans may wait).
+#[track_caller]
+fn assert_nothing_to_do_but_wait(report: &serde_json::Value) {
+    for field in [
+        "packs_unused",
+        "packs_repacked",
+        "packs_unindexed",
+        "packs_rescued",
+        "packs_deleted",
+    ] {
+        assert_eq!(number(report, field), 0, "{field} in {report:#}");
     }
 }
 
@@ -303,7 +318,7 @@ fn a_backup_stopped_across_a_prune_keeps_what_it_relies_on() {
     let (_tmp, dir) = tempdir();
     let stopped = StoppedBackup::start(&dir, "prune stopped backup");
     let pid = stopped.backup.pid();
-    let s1_packs = stopped.s1_packs.clone();
+    let (s1_packs, s1_chunks) = (stopped.s1_packs.clone(), stopped.s1_chunks.clone());
 
     let report = stopped.forget_s1_and_prune();
     let waiting = report["plans_waiting"].as_array().unwrap();
@@ -322,8 +337,17 @@ fn a_backup_stopped_across_a_prune_keeps_what_it_relies_on() {
         s1_packs.is_subset(&stopped.repo.pack_files()),
         "a waiting plan deletes nothing"
     );
+    // A waiting plan is a sound state: its packs are neither lost nor damage.
+    stopped.repo.check_read_data();
+    let state = dir.join("scrub.state");
+    let scrub = stopped
+        .repo
+        .run(["scrub", "--json", "--state", state.to_str().unwrap()])
+        .assert_ok()
+        .json();
+    assert_eq!(scrub["findings"], serde_json::json!([]), "{scrub:#}");
 
-    let (run, repo, mut snap, s1_chunks) = stopped.resume(&dir);
+    let (run, repo, mut snap) = stopped.resume(&dir);
     let snapshot = run.assert_ok().json();
     snap.id = snapshot["id"].as_str().unwrap().to_string();
     let tree = Id::from_hex(snapshot["tree"].as_str().unwrap()).unwrap();
@@ -345,11 +369,36 @@ fn a_backup_stopped_across_a_prune_keeps_what_it_relies_on() {
     assert_sound_and_clean(&repo, &[snap], &scratch);
 }
 
+/// A prune while a plan waits for a stopped backup has nothing to do: the
+/// plan's packs are on their way out, not leftovers of a killed writer to
+/// plan again, and the index needs no rewrite.
+#[test]
+fn a_prune_while_a_plan_waits_leaves_it_waiting_and_changes_nothing() {
+    let (_tmp, dir) = tempdir();
+    let stopped = StoppedBackup::start(&dir, "prune while a plan waits");
+    let report = stopped.forget_s1_and_prune();
+    assert_eq!(report["plans_waiting"].as_array().unwrap().len(), 1);
+
+    let listing = stopped.repo.listing();
+    let again = stopped.repo.prune(&[]);
+    assert_eq!(again["plans_waiting"], report["plans_waiting"], "{again:#}");
+    assert_nothing_to_do_but_wait(&again);
+    assert_eq!(
+        stopped.repo.listing(),
+        listing,
+        "a prune with only a waiting plan changes no file: {again:#}"
+    );
+
+    let (run, repo, mut snap) = stopped.resume(&dir);
+    snap.id = run.assert_ok().json()["id"].as_str().unwrap().to_string();
+    assert_sound_and_clean(&repo, &[snap], &dir.join("restored"));
+}
+
 #[test]
 fn a_backup_whose_lock_was_removed_never_saves_a_snapshot_of_pruned_data() {
     let (_tmp, dir) = tempdir();
     let stopped = StoppedBackup::start(&dir, "prune unlocked backup");
-    let s1_packs = stopped.s1_packs.clone();
+    let (s1_packs, s1_chunks) = (stopped.s1_packs.clone(), stopped.s1_chunks.clone());
 
     let unlocked = stopped.repo.run(["unlock"]).assert_ok();
     assert!(unlocked.stderr.contains("was live"), "{}", unlocked.stderr);
@@ -364,7 +413,7 @@ fn a_backup_whose_lock_was_removed_never_saves_a_snapshot_of_pruned_data() {
         "with no lock live, the plan is carried out at once: {left:?}; {report:#}"
     );
 
-    let (run, repo, mut snap, _) = stopped.resume(&dir);
+    let (run, repo, mut snap) = stopped.resume(&dir);
     let scratch = dir.join("restored");
     let mut known = Vec::new();
     if run.ok() {
@@ -372,11 +421,16 @@ fn a_backup_whose_lock_was_removed_never_saves_a_snapshot_of_pruned_data() {
         snap.assert_restores(&repo, &scratch);
         known.push(snap);
     } else {
-        let names_a_pruned_pack = s1_packs.iter().any(|pack| run.stderr.contains(&pack[..8]));
+        // What is gone: a pack of S1, or a blob that was only in them.
+        let pruned: Vec<String> = s1_packs
+            .iter()
+            .map(|pack| pack[..8].to_string())
+            .chain(s1_chunks.iter().map(|id| id.to_hex()[..8].to_string()))
+            .collect();
         assert!(
-            names_a_pruned_pack,
-            "a backup that lost what it relied on should name the missing pack \
-             (one of {s1_packs:?}):\n{}",
+            pruned.iter().any(|name| run.stderr.contains(name.as_str())),
+            "a backup that lost what it relied on should name what is missing \
+             (a pack or blob of {pruned:?}):\n{}",
             run.stderr
         );
         assert!(repo.snapshots().is_empty(), "and save no snapshot");
@@ -385,26 +439,34 @@ fn a_backup_whose_lock_was_removed_never_saves_a_snapshot_of_pruned_data() {
     assert_sound_and_clean(&repo, &known, &scratch);
 }
 
-/// Where a reader of a file made of `extents` (stored in `packs`) can stop,
-/// as near its middle as may be, so that what it has not read yet, and
-/// what it reads ahead, includes a chunk from a pack that `repacked` names.
-fn offset_before_a_repacked_chunk(
+/// Where a reader of a file made of `extents` (stored in `packs`) can
+/// stop, as near its middle as may be, so that a chunk from a pack that
+/// `repacked` names lies beyond what the mount has read ahead by then (up
+/// to 4 chunks ahead of a sequential reader, `VfsOptions::readahead_chunks`,
+/// and the kernel's read-ahead within one more).
+fn offset_before_an_unread_repacked_chunk(
     extents: &[(Id, u64)],
     packs: &[String],
     repacked: &[String],
 ) -> Option<u64> {
-    const READ_AHEAD_ROOM: u64 = 512 * 1024;
+    const READ_AHEAD_CHUNKS: usize = 5;
+    let starts: Vec<u64> = extents
+        .iter()
+        .scan(0, |offset, (_, len)| {
+            let start = *offset;
+            *offset += len;
+            Some(start)
+        })
+        .collect();
     let size: u64 = extents.iter().map(|(_, len)| len).sum();
-    let mut offset = 0;
-    let mut candidates = Vec::new();
-    for ((_, len), pack) in extents.iter().zip(packs) {
-        if repacked.contains(pack) && offset >= READ_AHEAD_ROOM {
-            candidates.push(offset - READ_AHEAD_ROOM);
-        }
-        offset += len;
-    }
-    candidates
-        .into_iter()
+    (1..extents.len())
+        .filter(|&i| {
+            packs
+                .iter()
+                .skip(i + READ_AHEAD_CHUNKS)
+                .any(|pack| repacked.contains(pack))
+        })
+        .map(|i| starts[i])
         .min_by_key(|split| split.abs_diff(size / 2))
 }
 
@@ -415,9 +477,9 @@ fn a_running_mount_reads_on_while_prune_repacks_under_it() {
     let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
     let mut rng = Rng::new(seed("prune under a mount"));
     let src = dir.join("src");
-    let kept = rng.bytes(6 << 20);
+    let kept = rng.bytes(20 << 20);
     write(&src.join("kept.bin"), &kept);
-    let junk: Vec<PathBuf> = (0..24)
+    let junk: Vec<PathBuf> = (0..32)
         .map(|i| src.join(format!("junk/file-{i:02}.bin")))
         .collect();
     for path in &junk {
@@ -452,8 +514,8 @@ fn a_running_mount_reads_on_while_prune_repacks_under_it() {
         .filter(|p| junk_packs.contains(p))
         .cloned()
         .collect();
-    let split = offset_before_a_repacked_chunk(&extents, &kept_packs, &repacked)
-        .expect("a chunk of kept.bin past its first half-megabyte shares a pack with the junk");
+    let split = offset_before_an_unread_repacked_chunk(&extents, &kept_packs, &repacked)
+        .expect("a chunk of kept.bin far enough from its start shares a pack with the junk");
 
     let mount =
         mount_util::Mount::start_with(repo.command(), &dir.join("mnt"), &["--refresh", "1"]);
@@ -463,17 +525,22 @@ fn a_running_mount_reads_on_while_prune_repacks_under_it() {
     let mut read = vec![0u8; split as usize];
     std::io::Read::read_exact(&mut open, &mut read).unwrap();
 
-    let run_prune = repo
-        .run([
-            "forget",
-            first["id"].as_str().unwrap(),
-            "--prune",
-            "--max-unused",
-            "0%",
-            "--json",
-        ])
+    // Forget first and wait for the mount to drop the snapshot: that
+    // refresh loads no index (forget writes none), so what the mount reads
+    // after the prune it reads with the index it had before, and must find
+    // the repacked blobs anew.
+    repo.run(["forget", first["id"].as_str().unwrap()])
         .assert_ok();
-    let report = json_documents(&run_prune).pop().unwrap();
+    let gone = wait_for(Duration::from_secs(10), || {
+        !mount.top_names().contains(&first_label)
+    });
+    assert!(
+        gone.is_some(),
+        "the forgotten snapshot is still shown: {:?}\nlog:\n{}",
+        mount.top_names(),
+        mount.log_text()
+    );
+    let report = repo.prune(&["--max-unused", "0%"]);
     let packs_now = repo.pack_files();
     for pack in &repacked {
         assert!(
@@ -482,7 +549,12 @@ fn a_running_mount_reads_on_while_prune_repacks_under_it() {
         );
     }
 
-    std::io::Read::read_to_end(&mut open, &mut read).unwrap();
+    std::io::Read::read_to_end(&mut open, &mut read).unwrap_or_else(|e| {
+        panic!(
+            "reading on after the prune: {e}\nlog:\n{}",
+            mount.log_text()
+        )
+    });
     assert!(
         read == kept,
         "a file open across the prune reads its own bytes ({} of {} read)",
@@ -501,15 +573,6 @@ fn a_running_mount_reads_on_while_prune_repacks_under_it() {
         "the kept snapshot through the mount: {diff:?}"
     );
 
-    let gone = wait_for(Duration::from_secs(10), || {
-        !mount.top_names().contains(&first_label)
-    });
-    assert!(
-        gone.is_some(),
-        "the forgotten snapshot is still shown: {:?}\nlog:\n{}",
-        mount.top_names(),
-        mount.log_text()
-    );
     assert!(mount.top_names().contains(&second_label));
     drop(open); // a lazy unmount waits for open files
     drop(mount);
