@@ -8,6 +8,7 @@
 mod common;
 mod mount_util;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -227,7 +228,7 @@ struct StoppedBackup {
     repo: Repo,
     x: Vec<u8>,
     s1: serde_json::Value,
-    s1_packs: std::collections::BTreeSet<String>,
+    s1_packs: BTreeSet<String>,
     s1_chunks: Vec<Id>,
     backup: PipedBackup,
     rng: Rng,
@@ -437,6 +438,142 @@ fn a_backup_whose_lock_was_removed_never_saves_a_snapshot_of_pruned_data() {
     }
     repo.check_read_data();
     assert_sound_and_clean(&repo, &known, &scratch);
+}
+
+/// Feeds a backup random data, 2 MiB at a time, until it has stored a
+/// pack of its own (one of `repo`'s packs that is not in `before`): a pack
+/// no index file names until the backup finishes. Returns what it fed.
+fn feed_until_it_stores_a_pack(
+    backup: &mut PipedBackup,
+    repo: &Repo,
+    before: &BTreeSet<String>,
+    rng: &mut Rng,
+) -> Vec<u8> {
+    let mut fed = Vec::new();
+    while fed.len() < 256 << 20 {
+        let more = rng.bytes(2 << 20);
+        backup.feed(&more).unwrap();
+        fed.extend_from_slice(&more);
+        let stored = wait_for(Duration::from_millis(100), || {
+            repo.pack_files().difference(before).next().is_some()
+        });
+        if stored.is_some() {
+            return fed;
+        }
+    }
+    panic!("the backup stored no pack of the 256 MiB it read");
+}
+
+/// A backup of standard input stopped (SIGSTOP) after it stored a pack
+/// that no index names yet, in a repository with nothing else.
+struct InFlight {
+    repo: Repo,
+    backup: PipedBackup,
+    fed: Vec<u8>,
+    /// The backup's packs stored so far.
+    packs: BTreeSet<String>,
+    rng: Rng,
+}
+
+impl InFlight {
+    fn start(dir: &Path, name: &str) -> InFlight {
+        // Packs closed at 1 MiB, the least a config allows, so that the
+        // backup stores some while it runs however many packers it has
+        // (an unencrypted config is plain JSON).
+        let repo = Repo::init(&dir.join("repo"), Encryption::None);
+        let config_path = repo.path.join("config");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        config["pack_size"] = (1 << 20).into();
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let mut rng = Rng::new(seed(name));
+        let mut backup = PipedBackup::start(&repo, "big.bin");
+        wait_for_lock(&repo, backup.pid());
+        let fed = feed_until_it_stores_a_pack(&mut backup, &repo, &BTreeSet::new(), &mut rng);
+        kill(backup.pid(), libc::SIGSTOP);
+        let packs = repo.pack_files();
+        InFlight {
+            repo,
+            backup,
+            fed,
+            packs,
+            rng,
+        }
+    }
+
+    /// Lets the backup go on and finish, as `StoppedBackup::resume`.
+    fn resume(mut self, dir: &Path) -> (Run, Repo, Snap) {
+        kill(self.backup.pid(), libc::SIGCONT);
+        let tail = self.rng.bytes(1 << 20);
+        let _ = self.backup.feed(&tail);
+        let run = self.backup.finish();
+        let expected = dir.join("expected");
+        self.fed.extend_from_slice(&tail);
+        write(&expected.join("big.bin"), &self.fed);
+        let snap = Snap {
+            id: String::new(),
+            src: PathBuf::from("/"),
+            copy: expected,
+        };
+        (run, self.repo, snap)
+    }
+}
+
+#[test]
+fn the_packs_a_running_backup_has_not_indexed_yet_stay() {
+    let (_tmp, dir) = tempdir();
+    let in_flight = InFlight::start(&dir, "prune beside packs in flight");
+    let pid = in_flight.backup.pid();
+    let packs = in_flight.packs.clone();
+
+    let report = in_flight.repo.prune(&[]);
+    assert!(number(&report, "packs_unindexed") > 0, "{report:#}");
+    assert_eq!(number(&report, "packs_deleted"), 0, "{report:#}");
+    let waiting = report["plans_waiting"].to_string();
+    assert!(waiting.contains(&format!("pid {pid}")), "{report:#}");
+    assert!(packs.is_subset(&in_flight.repo.pack_files()));
+
+    let (run, repo, mut snap) = in_flight.resume(&dir);
+    let run = run.assert_ok();
+    snap.id = run.json()["id"].as_str().unwrap().to_string();
+    // The plan is due now, but the packs it named are the backup's own,
+    // indexed now: they stay, and nothing was stored twice.
+    let second = repo.prune(&[]);
+    assert!(
+        number(&second, "packs_deleted") == 0 && packs.is_subset(&repo.pack_files()),
+        "the backup's packs {packs:?} should stay: {second:#}\nthe backup said:\n{}",
+        run.stderr
+    );
+    assert_sound_and_clean(&repo, &[snap], &dir.join("restored"));
+}
+
+#[test]
+fn a_backup_whose_unindexed_packs_were_pruned_saves_no_snapshot_of_them() {
+    let (_tmp, dir) = tempdir();
+    let in_flight = InFlight::start(&dir, "prune unlocked packs in flight");
+    let packs = in_flight.packs.clone();
+    in_flight.repo.run(["unlock"]).assert_ok();
+    let report = in_flight.repo.prune(&[]);
+    assert!(
+        packs.is_disjoint(&in_flight.repo.pack_files()),
+        "with no lock live, packs no index names are deleted at once: {report:#}"
+    );
+
+    let (run, repo, mut snap) = in_flight.resume(&dir);
+    let mut known = Vec::new();
+    if run.ok() {
+        snap.id = run.json()["id"].as_str().unwrap().to_string();
+        snap.assert_restores(&repo, &dir.join("restored"));
+        known.push(snap);
+    } else {
+        assert!(
+            repo.snapshots().is_empty(),
+            "a failed backup saves no snapshot:\n{}",
+            run.stderr
+        );
+    }
+    repo.check_read_data();
+    assert_sound_and_clean(&repo, &known, &dir.join("restored"));
 }
 
 /// Where a reader of a file made of `extents` (stored in `packs`) can

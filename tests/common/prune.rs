@@ -60,7 +60,8 @@ impl Repo {
     }
 }
 
-/// The names of the regular files anywhere under `dir` (none if it is missing).
+/// The names of the repository files anywhere under `dir` (none if it is
+/// missing): named by their hash, so not a file being written.
 fn names_under(dir: &Path) -> BTreeSet<String> {
     if !dir.exists() {
         return BTreeSet::new();
@@ -69,6 +70,7 @@ fn names_under(dir: &Path) -> BTreeSet<String> {
         .into_iter()
         .filter(|p| p.is_file())
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect()
 }
 
