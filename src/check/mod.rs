@@ -124,7 +124,7 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
         let id = Id::from_hex(name).ok();
         if id.is_some_and(|id| leaving.contains(&id) && !index.has_pack(&id)) {
             awaiting_deletion += 1;
-        } else if id.map_or(true, |id| !index.has_pack(&id)) {
+        } else if id.is_none_or(|id| !index.has_pack(&id)) {
             unindexed += 1;
             report.warnings.push(format!(
                 "pack {name} is not in the index (left by an interrupted backup, harmless, unless an index file was lost)"
