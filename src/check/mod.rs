@@ -115,9 +115,16 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
             damaged.insert(pack.id);
         }
     }
+    drop(index);
+    let leaving = repo.packs_awaiting_deletion()?;
+    let index = repo.index();
     let mut unindexed = 0;
+    let mut awaiting_deletion = 0;
     for name in &stored {
-        if Id::from_hex(name).map_or(true, |id| !index.has_pack(&id)) {
+        let id = Id::from_hex(name).ok();
+        if id.is_some_and(|id| leaving.contains(&id) && !index.has_pack(&id)) {
+            awaiting_deletion += 1;
+        } else if id.is_none_or(|id| !index.has_pack(&id)) {
             unindexed += 1;
             report.warnings.push(format!(
                 "pack {name} is not in the index (left by an interrupted backup, harmless, unless an index file was lost)"
@@ -125,6 +132,12 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
         }
     }
     drop(index);
+    if awaiting_deletion > 0 {
+        report.warnings.push(format!(
+            "{awaiting_deletion} packs await deletion by a prune that waits for backups \
+             that were running (the next prune deletes them)"
+        ));
+    }
 
     if let Some(subset) = read_data {
         let index = repo.index();
