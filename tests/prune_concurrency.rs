@@ -1,9 +1,11 @@
 //! Prune beside the other users of a repository, as real processes:
-//! backups running at the same time as `forget --prune`, a backup stopped
-//! (SIGSTOP) across a prune with its lock live or removed, and a running
-//! mount reading a file whose pack a prune repacks. The rule they check is
-//! in docs/design.md section 7 (prune): never a snapshot that points at
-//! missing data, and a plan waits for the writers that may rely on it.
+//! backups running at the same time as `forget --prune`; a backup stopped
+//! (SIGSTOP) across a prune, with its lock live or removed, either after it
+//! read data a forgotten snapshot holds or after it stored packs no index
+//! names yet; and a running mount reading a file whose packs a prune
+//! repacks. The rule they check is in docs/design.md section 7 (prune):
+//! never a snapshot that points at missing data, and a plan waits for the
+//! writers that may rely on it.
 
 mod common;
 mod mount_util;
