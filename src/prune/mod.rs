@@ -148,7 +148,7 @@ fn bring_back_what_is_used(
     };
     let unindexed = repo.stored_unindexed_packs()?;
     if missing.is_empty() {
-        return Ok(unindexed);
+        return leftovers(repo, unindexed);
     }
     report.packs_rescued = repo.index_packs_holding(&unindexed, &missing)? as u64;
     let index = repo.index();
@@ -162,7 +162,14 @@ fn bring_back_what_is_used(
         return Ok(Vec::new());
     }
     drop(index);
-    repo.stored_unindexed_packs()
+    leftovers(repo, repo.stored_unindexed_packs()?)
+}
+
+/// The unindexed packs that no plan names yet (those of plans stay theirs).
+fn leftovers(repo: &Repository, mut unindexed: Vec<String>) -> Result<Vec<String>> {
+    let planned = repo.packs_awaiting_deletion()?;
+    unindexed.retain(|name| Id::from_hex(name).map_or(true, |id| !planned.contains(&id)));
+    Ok(unindexed)
 }
 
 /// Deletes the packs of every deletion plan that is due; reports the rest.

@@ -26,7 +26,15 @@ impl Repository {
         if let Some(lock) = lock {
             lock.refresh();
         }
-        let restored = self.store_again_what_leaves(&snapshot.tree, lapsed(lock))?;
+        let restored = match self.store_again_what_leaves(&snapshot.tree, lapsed(lock)) {
+            Ok(restored) => restored,
+            Err(e) => {
+                if lapsed(lock) {
+                    self.remove_written_index_files()?;
+                }
+                return Err(e);
+            }
+        };
         let id = self.save_snapshot(snapshot)?;
         if lapsed(lock) {
             // Stopped between the check and the manifest for longer than a
@@ -35,6 +43,7 @@ impl Repository {
             written.id = id;
             if let Err(e) = self.store_again_what_leaves(&snapshot.tree, true) {
                 self.opened().forget_snapshot(&written)?;
+                self.remove_written_index_files()?;
                 return Err(e.context(format!(
                     "snapshot {} was written and then forgotten",
                     id.short()
@@ -45,13 +54,18 @@ impl Repository {
     }
 
     /// Stores again the blobs under `root` that sit in packs a deletion
-    /// plan names (or, `thorough`, that are gone); fails, naming the pack,
-    /// when one is already deleted.
+    /// plan names (or, `thorough`, that are gone); fails, naming the blob
+    /// and the pack file it cannot read, when one is already deleted.
     fn store_again_what_leaves(&self, root: &Id, thorough: bool) -> Result<u64> {
         let (plans, errors) = self.deletion_plans()?;
+        // A plan may name packs this writer stored and had not indexed yet
+        // when the plan was made; a prune spares them once an index file
+        // names them, as ours now does.
+        let ours = self.written_packs();
         let mut leaving: IdSet = plans
             .iter()
             .flat_map(|(_, plan)| plan.packs.iter().copied())
+            .filter(|pack| !ours.contains(pack))
             .collect();
         if thorough || !errors.is_empty() {
             let stored: IdSet = self

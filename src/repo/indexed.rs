@@ -31,6 +31,15 @@ pub(super) struct LoadedIndex {
     /// Every index file listed when the index was loaded or refreshed,
     /// read or not (a damaged one is reported once, not at every refresh).
     files: Mutex<HashSet<String>>,
+    /// What this process stored through pack savers.
+    written: Mutex<Written>,
+}
+
+#[derive(Default)]
+struct Written {
+    packs: IdSet,
+    /// Index files naming those packs (not a prune's rewritten ones).
+    index_files: Vec<Id>,
 }
 
 impl Repository<Opened> {
@@ -52,6 +61,7 @@ impl Indexed {
             index: Arc::new(LoadedIndex {
                 index: RwLock::new(Index::new()),
                 files: Mutex::new(HashSet::new()),
+                written: Mutex::new(Written::default()),
             }),
         }
     }
@@ -192,11 +202,21 @@ impl Repository {
         packs: Vec<IndexedPack>,
         supersedes: Vec<Id>,
     ) -> Result<Id> {
+        let file_supersedes_nothing = supersedes.is_empty();
         let file = IndexFile { supersedes, packs };
         let mut content = vec![index::INDEX_VERSION];
         content.extend(postcard::to_stdvec(&file).expect("index serializes"));
         let id = self.write_named(FileType::Index, &content)?;
         self.state.index.files.lock().unwrap().insert(id.to_hex());
+        if file_supersedes_nothing {
+            self.state
+                .index
+                .written
+                .lock()
+                .unwrap()
+                .index_files
+                .push(id);
+        }
         Ok(id)
     }
 
@@ -282,6 +302,27 @@ impl Repository {
                 }
             })
             .collect()
+    }
+
+    /// Records a pack this process stored (see `PackSaver::save`).
+    pub(super) fn note_written_pack(&self, pack: Id) {
+        self.state.index.written.lock().unwrap().packs.insert(pack);
+    }
+
+    /// The packs this process stored.
+    pub(super) fn written_packs(&self) -> IdSet {
+        self.state.index.written.lock().unwrap().packs.clone()
+    }
+
+    /// Removes the index files this process wrote for the packs it stored,
+    /// when what they name can no longer become a snapshot (a backup whose
+    /// packs a prune deleted while its lock had lapsed): an index file must
+    /// never name a pack that is gone. Packs of theirs that remain become
+    /// unindexed, which a later prune deletes or brings back if some
+    /// snapshot uses them.
+    pub(super) fn remove_written_index_files(&self) -> Result<()> {
+        let files = std::mem::take(&mut self.state.index.written.lock().unwrap().index_files);
+        self.remove_index_files(&files)
     }
 
     /// Makes a stored pack's blobs findable in memory (its index file

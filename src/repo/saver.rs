@@ -70,6 +70,7 @@ impl PackSaver {
     pub fn save(&self, pack: FinishedPack) -> Result<()> {
         self.repo
             .write_file(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.repo.note_written_pack(pack.id);
         {
             let mut stored = self.stored.lock().unwrap();
             stored.bytes += pack.bytes.len() as u64;
