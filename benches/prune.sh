@@ -33,6 +33,11 @@
 #   GENERATIONS=N   backups in the history (default 30)
 #   KEEP_LAST=N     snapshots kept by the forget (default 7)
 #   RUNS=N          prunes per tool, each on a fresh copy; medians (default 3)
+#   SETUP_DIR=DIR   keep the repositories the setup made in DIR and reuse them
+#                   when it holds a complete setup of the same GENERATIONS,
+#                   TOOLS and corpus (the setup takes most of the time)
+#   SETUP_ONLY=1    stop after the setup (run it while the machine is busy,
+#                   then measure with SETUP_DIR on a quiet machine)
 #   TOOLS="..."     which of rewind, restic, borg to run (default: all installed)
 #   CORPUS=DIR      the corpus: used if it is one, else created there (default
 #                   /work/bench-corpus); changed during setup and put back as
@@ -90,7 +95,7 @@ case $CORPUS/ in
 esac
 rm -rf "$WORK"
 LIVE=$WORK/live         # the repositories the tools work on, one directory per tool
-PRISTINE=$WORK/pristine # each tool's directory as setup left it
+PRISTINE=${SETUP_DIR:-$WORK/pristine} # each tool's directory as setup left it
 LOGS=$WORK/logs
 mkdir -p "$CORPUS" "$LIVE" "$PRISTINE" "$LOGS" "$(dirname "$OUT")"
 CORPUS_UNDO=$WORK/undo
@@ -231,24 +236,37 @@ MACHINE="$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpu
 ABOUT="$(printf '%s, ' "${VERSIONS[@]}")$MACHINE"
 say "$ABOUT"
 
-say "setup: $GENERATIONS generations, backed up by ${TOOL_LIST[*]}"
-for tool in "${TOOL_LIST[@]}"; do
-    mkdir -p "$LIVE/$tool/cache"
-    setup_step "$tool" init
-done
-for generation in $(seq 1 "$GENERATIONS"); do
-    if ((generation > 1)); then
-        mutate_corpus $((generation - 1))
-    fi
+SETUP_KEY="generations=$GENERATIONS tools=${TOOL_LIST[*]} corpus=$CORPUS_BYTES"
+if [[ -f $PRISTINE/complete && $(cat "$PRISTINE/complete") == "$SETUP_KEY" ]]; then
+    say "setup: reusing the repositories in $PRISTINE ($SETUP_KEY)"
+else
+    say "setup: $GENERATIONS generations, backed up by ${TOOL_LIST[*]}"
+    rm -rf "${PRISTINE:?}"/*
     for tool in "${TOOL_LIST[@]}"; do
-        setup_step "$tool" backup "$generation"
+        mkdir -p "$LIVE/$tool/cache"
+        setup_step "$tool" init
     done
-done
-revert_corpus
+    for generation in $(seq 1 "$GENERATIONS"); do
+        if ((generation > 1)); then
+            mutate_corpus $((generation - 1))
+        fi
+        for tool in "${TOOL_LIST[@]}"; do
+            setup_step "$tool" backup "$generation"
+        done
+    done
+    revert_corpus
+    for tool in "${TOOL_LIST[@]}"; do
+        mv "$LIVE/$tool" "$PRISTINE/$tool"
+    done
+    echo "$SETUP_KEY" >"$PRISTINE/complete"
+fi
 for tool in "${TOOL_LIST[@]}"; do
-    mv "$LIVE/$tool" "$PRISTINE/$tool"
     printf '%s\t%s\n' "$tool" "$(du -sb "$PRISTINE/$tool/repo" | cut -f1)" >>"$SIZES"
 done
+if ((${SETUP_ONLY:-0})); then
+    say "setup done; measure later with SETUP_DIR=$PRISTINE on a quiet machine"
+    exit 0
+fi
 
 for run in $(seq 1 "$RUNS"); do
     say "run $run of $RUNS: forget --keep-last $KEEP_LAST and prune"
