@@ -148,7 +148,7 @@ fn print_plan(plan: &PrunePlan) {
 fn print_report(r: &PruneReport) {
     println!("{} snapshots use {} blobs", r.snapshots, r.blobs_used);
     println!(
-        "deleted:   {} packs nothing uses ({})",
+        "unused:    {} packs nothing uses ({})",
         r.packs_unused,
         human_bytes(r.bytes_unused)
     );
