@@ -4,13 +4,13 @@
 
 use super::{Id, IdSet, IndexedPack, PackSaver, PackedBlob, Repository};
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Repository {
     /// Copies the blobs of `packs` that `keep` names into new packs, stored
     /// and indexed through `saver` (call its `finish` after). Each blob is
-    /// checked against its id on the way; a pack that does not read or is
-    /// damaged fails the repack, naming it, and nothing is deleted.
+    /// checked against its id on the way; a blob that does not read or is
+    /// damaged fails the repack, naming its pack, and nothing is deleted.
     pub(crate) fn repack(&self, packs: &[Id], keep: &IdSet, saver: &PackSaver) -> Result<()> {
         let work = self.blobs_to_copy(packs, keep);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -60,38 +60,35 @@ impl Repository {
     fn copy_stripe(&self, stripe: &[IndexedPack], saver: &PackSaver) -> Result<()> {
         let pack_size = self.config().pack_size as usize;
         let mut writer = saver.new_pack()?;
-        for IndexedPack {
-            id: pack,
-            salt,
-            blobs,
-        } in stripe
-        {
-            let name = pack.to_hex();
-            let bytes = self.backend().read(FileType::Pack, &name)?;
-            if Id::of_bytes(&bytes) != *pack {
-                return Err(Error::corrupt(format!(
-                    "{} does not hash to its name; its blobs cannot be repacked",
-                    FileType::Pack.path(&name)
-                ))
-                .with_hint("run `rewind scrub --repair`, then prune again"));
-            }
-            for blob in blobs {
-                let start = blob.offset as usize;
-                let stored = bytes
-                    .get(start..start + blob.stored_len as usize)
-                    .ok_or_else(|| {
-                        Error::corrupt(format!(
-                            "blob {} lies beyond the end of {}",
-                            blob.id.short(),
-                            FileType::Pack.path(&name)
-                        ))
-                    })?;
-                writer
-                    .copy_blob(self.keys(), salt, stored, blob, &self.config().chunker)
-                    .map_err(|e| e.context(FileType::Pack.path(&name)))?;
-                if writer.len() >= pack_size {
-                    let full = std::mem::replace(&mut writer, saver.new_pack()?);
-                    saver.save(full.finish()?)?;
+        for pack in stripe {
+            let path = FileType::Pack.path(&pack.id.to_hex());
+            let mut blobs: Vec<&PackedBlob> = pack.blobs.iter().collect();
+            blobs.sort_unstable_by_key(|blob| blob.offset);
+            for run in runs(&blobs) {
+                let (start, end) = (run[0].offset, span_end(run));
+                let bytes = self
+                    .backend()
+                    .read_range(FileType::Pack, &pack.id.to_hex(), start as u64, end - start)
+                    .map_err(|e| e.context("its blobs cannot be repacked"))?;
+                for blob in run {
+                    let at = (blob.offset - start) as usize;
+                    let stored = &bytes[at..at + blob.stored_len as usize];
+                    writer
+                        .copy_blob(
+                            self.keys(),
+                            &pack.salt,
+                            stored,
+                            blob,
+                            &self.config().chunker,
+                        )
+                        .map_err(|e| {
+                            e.context(&path)
+                                .with_hint("run `rewind scrub --repair`, then prune again")
+                        })?;
+                    if writer.len() >= pack_size {
+                        let full = std::mem::replace(&mut writer, saver.new_pack()?);
+                        saver.save(full.finish()?)?;
+                    }
                 }
             }
         }
@@ -100,4 +97,39 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// Blobs read together: neighbours closer than `RUN_GAP`, at most
+/// `RUN_BYTES` in all (a single larger blob is a run of its own). Reading
+/// runs rather than whole packs keeps a repack's memory to a pack being
+/// filled and one run per thread, and skips what is not used.
+const RUN_GAP: u32 = 256 * 1024;
+const RUN_BYTES: u32 = 4 * 1024 * 1024;
+
+fn runs<'a>(blobs: &'a [&'a PackedBlob]) -> impl Iterator<Item = &'a [&'a PackedBlob]> {
+    let mut rest = blobs;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let mut len = 1;
+        while let Some(next) = rest.get(len) {
+            let end = span_end(&rest[..len]);
+            if next.offset > end + RUN_GAP
+                || next.offset + next.stored_len - first.offset > RUN_BYTES
+            {
+                break;
+            }
+            len += 1;
+        }
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// Where the last blob of a run ends.
+fn span_end(run: &[&PackedBlob]) -> u32 {
+    run.iter()
+        .map(|blob| blob.offset + blob.stored_len)
+        .max()
+        .unwrap_or(0)
 }
