@@ -74,11 +74,11 @@ mod tree;
 mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
-pub use host::hostname;
+pub use host::{cache_dir, hostname};
 pub use id::Id;
 
 // Storage and the repository.
-pub use backend::{Backend, LocalBackend};
+pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};
 pub use repo::{
     Encryption, Indexed, Opened, PackSaver, Repository, RepositoryState, Snapshot, StoredFiles,
     Summary, Tombstone,
@@ -116,7 +116,7 @@ pub use prune::{
 
 // Verifying and repairing.
 pub use check::{check, CheckReport, Subset};
-pub use scrub::state::{cache_dir, create_private_dir, default_path as default_scrub_state_path};
+pub use scrub::state::{create_private_dir, default_path as default_scrub_state_path};
 pub use scrub::{
     repair_before_open, scrub, Finding, ScrubOptions, ScrubReport, ScrubState, Scrubber, Status,
 };

@@ -1,8 +1,10 @@
 //! Storage backends: a deliberately small trait, so that a new store (S3, SFTP)
 //! needs only these five operations, and caching or retries wrap any of them.
 
+mod cache;
 mod local;
 
+pub use cache::{cache_dir_for, default_cache_root, CachedBackend};
 pub use local::LocalBackend;
 
 use crate::error::Result;
@@ -73,4 +75,20 @@ pub trait Backend: Send + Sync {
     fn prefetch(&self, _kind: FileType, _name: &str, _range: Option<(u64, u64)>) {}
     /// The size of a file, for scrubbing and progress.
     fn size(&self, kind: FileType, name: &str) -> Result<u64>;
+    /// [`Backend::read_range`] of bytes that hold a directory tree. Trees
+    /// are read again by every listing, mount and backup, so a cache keeps
+    /// the whole pack they are in. A backend that wraps another forwards
+    /// this and [`Backend::retain_packs`].
+    fn read_tree_range(
+        &self,
+        kind: FileType,
+        name: &str,
+        offset: u64,
+        length: u32,
+    ) -> Result<Vec<u8>> {
+        self.read_range(kind, name, offset, length)
+    }
+    /// A hint that the index just loaded whole names only the packs for
+    /// which `named` holds: a cache lets go of the others it keeps.
+    fn retain_packs(&self, _named: &dyn Fn(&str) -> bool) {}
 }

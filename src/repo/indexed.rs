@@ -10,7 +10,7 @@ use super::{
     index, pack, snapshot_key, sort_by_time, BlobKind, Core, Id, IdSet, Index, IndexFile, Indexed,
     IndexedPack, Opened, PackSaver, PackedBlob, Repository, Snapshot, SnapshotKey, Tombstone,
 };
-use crate::backend::FileType;
+use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::tree::Tree;
 
@@ -103,6 +103,7 @@ impl Repository {
             }
         }
         index.compact();
+        self.retain_packs_of(&index);
         let Some(mut loaded) = self.index_to_change(access) else {
             return Ok(None);
         };
@@ -148,6 +149,13 @@ impl Repository {
         let new = names.len();
         self.state.index.files.lock().unwrap().extend(names);
         Ok((new, errors))
+    }
+
+    /// Tells the backend which packs `index`, about to become the whole
+    /// index, names: a cache lets go of the packs a prune removed.
+    fn retain_packs_of(&self, index: &Index) {
+        self.backend()
+            .retain_packs(&|name| Id::from_hex(name).is_ok_and(|id| index.has_pack(&id)));
     }
 
     /// The index, to change it. `Access::Try` gives up after a moment
@@ -265,6 +273,7 @@ impl Repository {
             written.insert(id.to_hex());
         }
         index.compact();
+        self.retain_packs_of(&index);
         *self.state.index.index.write().unwrap() = index;
         *self.state.index.files.lock().unwrap() = written;
         Ok(superseded)
@@ -364,7 +373,12 @@ impl Repository {
             })?;
             (location, *index.pack(location.pack()))
         };
-        let stored = self.backend().read_range(
+        let read_range = match location.kind() {
+            BlobKind::Tree => <dyn Backend>::read_tree_range,
+            _ => <dyn Backend>::read_range,
+        };
+        let stored = read_range(
+            self.backend(),
             FileType::Pack,
             &pack.id.to_hex(),
             location.offset as u64,
