@@ -21,7 +21,9 @@ pub(super) fn select(snapshots: &[Snapshot], selection: &CopySelection) -> Resul
         let mut seen = IdSet::default();
         let mut chosen = Vec::new();
         for selector in &selection.selectors {
-            let snapshot = selector.select(snapshots, &selection.filter)?;
+            let snapshot = selector
+                .select(snapshots, &selection.filter)
+                .map_err(|e| e.context("in the source repository"))?;
             if seen.insert(snapshot.id) {
                 chosen.push(snapshot.clone());
             }

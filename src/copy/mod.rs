@@ -154,41 +154,50 @@ pub fn copy(
     };
     let source_by_id: IdMap<&Snapshot> = plan.source_snapshots.iter().map(|s| (s.id, s)).collect();
     let mut copies = Copies::new(&plan.dest_snapshots);
-    let copier = Copier::new(source, dest, plan.same_ids, options.show_progress);
-    for (n, snapshot) in plan.to_copy.iter().enumerate() {
-        copier.announce(&format!(
-            "snapshot {}/{} ({} {})",
-            n + 1,
-            plan.to_copy.len(),
-            snapshot.time_label(),
-            snapshot.id.short()
-        ));
-        let reference = copies.reference_for(snapshot, &plan.source_snapshots);
-        let tree = copier.copy_trees(snapshot.tree, reference)?;
-        let parent = snapshot
-            .parent
-            .and_then(|parent| source_by_id.get(&parent))
-            .and_then(|parent| copies.find(parent, plan.same_ids))
-            .map(|copy| copy.id);
-        let mut copied = Snapshot {
-            id: Id::default(),
-            tree,
-            parent,
-            original: Some(snapshot.origin()),
-            ..snapshot.clone()
-        };
-        let (id, stored_again) = dest.commit_snapshot(&copied, lock)?;
-        copied.id = id;
-        report.blobs_stored_again += stored_again;
-        report.copied.push(CopiedSnapshot {
-            source: snapshot.id,
-            destination: id,
-            time: snapshot.time,
-            host: snapshot.host.clone(),
-            paths: snapshot.paths.clone(),
-        });
-        copies.add(copied);
+    if !plan.to_copy.is_empty() {
+        // Every source tree the copy walks is read one after the other.
+        source.prefetch_tree_packs();
     }
+    let copier = Copier::new(source, dest, plan.same_ids, options.show_progress);
+    let copied = plan
+        .to_copy
+        .iter()
+        .enumerate()
+        .try_for_each(|(n, snapshot)| {
+            copier.announce(&format!(
+                "snapshot {}/{} ({} {})",
+                n + 1,
+                plan.to_copy.len(),
+                snapshot.time_label(),
+                snapshot.id.short()
+            ));
+            let reference = copies.reference_for(snapshot, &plan.source_snapshots);
+            let tree = copier.copy_trees(snapshot.tree, reference)?;
+            let parent = snapshot
+                .parent
+                .and_then(|parent| source_by_id.get(&parent))
+                .and_then(|parent| copies.find(parent, plan.same_ids))
+                .map(|copy| copy.id);
+            let mut copied = Snapshot {
+                id: Id::default(),
+                tree,
+                parent,
+                original: Some(snapshot.origin()),
+                ..snapshot.clone()
+            };
+            let (id, stored_again) = dest.commit_snapshot(&copied, lock)?;
+            copied.id = id;
+            report.blobs_stored_again += stored_again;
+            report.copied.push(CopiedSnapshot {
+                source: snapshot.id,
+                destination: id,
+                time: snapshot.time,
+                host: snapshot.host.clone(),
+                paths: snapshot.paths.clone(),
+            });
+            copies.add(copied);
+            Ok(())
+        });
     copier.finish(&mut report);
-    Ok(report)
+    copied.map(|()| report)
 }
