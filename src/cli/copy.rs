@@ -1,3 +1,5 @@
+//! `rewind copy`: the snapshots of another repository that this one lacks.
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -87,8 +87,8 @@ impl Copies {
     /// the destination.
     pub fn reference_for(&self, snapshot: &Snapshot, source: &[Snapshot]) -> Option<(Id, Id)> {
         let distance = |s: &Snapshot| {
-            let seconds = (s.time - snapshot.time).num_milliseconds();
-            (seconds.unsigned_abs(), seconds > 0)
+            let millis = (s.time - snapshot.time).num_milliseconds();
+            (millis.unsigned_abs(), millis > 0)
         };
         source
             .iter()

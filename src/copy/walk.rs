@@ -102,19 +102,22 @@ impl<'a> Copier<'a> {
     /// Says which snapshot is being copied, if anyone sees the spinner.
     pub fn announce(&self, what: &str) {
         self.progress.set_prefix(what.to_string());
-        self.show_progress();
+        self.show_progress(None);
     }
 
-    fn show_progress(&self) {
+    /// Shows what was read and sent so far, counting what `sink` (the
+    /// current snapshot's) has stored.
+    fn show_progress(&self, sink: Option<&PackSink>) {
         if !self.progress.is_hidden() {
             let c = &self.counters;
+            let (bytes, blobs) = sink.map_or((0, 0), PackSink::stats);
             self.progress.set_message(format!(
                 "{}: read {} blobs ({}), sent {} ({}), {} there already",
                 self.progress.prefix(),
                 c.blobs_read.load(Relaxed),
                 indicatif::HumanBytes(c.bytes_read.load(Relaxed)),
-                c.blobs_sent.load(Relaxed),
-                indicatif::HumanBytes(c.bytes_sent.load(Relaxed)),
+                c.blobs_sent.load(Relaxed) + blobs,
+                indicatif::HumanBytes(c.bytes_sent.load(Relaxed) + bytes),
                 c.blobs_skipped.load(Relaxed),
             ));
         }
@@ -164,7 +167,7 @@ impl<'a> Copier<'a> {
         joined.map_err(stopped)?;
         let root = walked.map_err(stopped)?;
         sink.flush_index()?;
-        self.show_progress();
+        self.show_progress(None);
         Ok(root)
     }
 
@@ -336,7 +339,7 @@ impl Walker<'_, '_> {
             self.store_tree(c.dest.blob_id(&encoded), encoded)?
         };
         c.trees.lock().unwrap().insert(id, copied);
-        c.show_progress();
+        c.show_progress(Some(self.sink));
         Ok(copied)
     }
 
