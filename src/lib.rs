@@ -56,6 +56,7 @@ mod backend;
 mod backup;
 mod check;
 mod chunker;
+mod copy;
 mod error;
 mod forget;
 mod fuse;
@@ -108,6 +109,9 @@ pub use restore::{
     find_node, restore, Action, Cancel, Failure, Overwrite, PathFilter, Planned, RestoreOptions,
     RestoreReport, Sample,
 };
+
+// Copying snapshots to another repository.
+pub use copy::{copy, plan_copy, CopiedSnapshot, CopyOptions, CopyPlan, CopyReport, CopySelection};
 
 // Pruning.
 pub use prune::{

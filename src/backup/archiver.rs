@@ -256,7 +256,7 @@ impl Archiver {
 
 /// Waits for every worker. One that panicked is a bug in rewind: it is
 /// reported as an `Internal` error, not passed on as a panic of the caller.
-pub(super) fn join_workers(
+pub(crate) fn join_workers(
     joins: impl IntoIterator<Item = std::thread::Result<()>>,
     role: &str,
 ) -> Result<()> {

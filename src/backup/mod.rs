@@ -18,7 +18,7 @@
 //! reads the source filesystem.
 
 mod archiver;
-mod packer;
+pub(crate) mod packer;
 mod reader;
 mod semaphore;
 mod source;
@@ -35,6 +35,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
+pub(crate) use archiver::join_workers;
 use archiver::Archiver;
 pub use source::OwnerNames;
 pub(crate) use source::{node_from_stat, open_source, read_dir_names};
@@ -134,6 +135,7 @@ pub fn backup(
         parent: parent.map(|p| p.id),
         program: format!("rewind {}", env!("CARGO_PKG_VERSION")),
         summary: archiver.summary(started.elapsed().as_secs_f64()),
+        original: None,
     };
     let (id, stored_again) = repo.commit_snapshot(&snapshot, lock)?;
     snapshot.id = id;

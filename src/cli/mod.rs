@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod drill;
 mod forget;
@@ -19,16 +20,17 @@ mod size;
 mod snapshots;
 mod status;
 
+use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rewind::LocalBackend;
 use rewind::{split_selector, Filter};
+use rewind::{Backend, ErrorKind, LocalBackend};
 use rewind::{ExpansionBudget, ExpansionLimits};
 use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
 
@@ -84,6 +86,9 @@ enum Command {
     Status(status::Args),
     /// Forget snapshots: named ones, or every one a retention policy does not keep
     Forget(Box<forget::Args>),
+    /// Copy snapshots from another repository: those this one lacks, and
+    /// of their data only what it lacks
+    Copy(copy::Args),
     /// Delete the data no snapshot uses: unused packs go, mostly unused
     /// ones are repacked
     Prune(prune::Args),
@@ -110,6 +115,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Scrub(args) => scrub::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Copy(args) => copy::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
         Command::Locks(args) => locks::list(&cli.global, args),
         Command::Unlock(args) => locks::unlock(&cli.global, args),
@@ -139,46 +145,23 @@ pub fn describe(err: &anyhow::Error) -> String {
 }
 
 impl Global {
-    fn backend(&self) -> Result<Arc<LocalBackend>> {
+    fn backend(&self) -> Result<Arc<dyn Backend>> {
         let path = self
             .repo
-            .clone()
+            .as_deref()
             .context("no repository given: use --repo DIR or set REWIND_REPO")?;
-        Ok(Arc::new(LocalBackend::new(path)))
+        backend_for(path.as_os_str())
     }
 
     /// The password from --password-file, REWIND_PASSWORD, or a prompt.
     fn password(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
-        if let Some(file) = &self.password_file {
-            let mut bytes = std::fs::read(file).map_err(|e| {
-                rewind::Error::io(
-                    format!("cannot read the password file {}", file.display()),
-                    e,
-                )
-            })?;
-            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                bytes.pop();
-            }
-            return Ok(bytes);
+        PasswordSources {
+            file: self.password_file.as_deref(),
+            variable: "REWIND_PASSWORD",
+            file_option: "--password-file",
+            prompt: "repository password: ",
         }
-        if let Ok(p) = std::env::var("REWIND_PASSWORD") {
-            return Ok(p.into_bytes());
-        }
-        if !std::io::stderr().is_terminal() {
-            return Err(rewind::Error::usage(
-                "no password: set REWIND_PASSWORD, use --password-file, or run on a terminal",
-            ));
-        }
-        let first = rpassword::prompt_password("repository password: ")
-            .map_err(|e| rewind::Error::io("cannot read the password", e))?;
-        if confirm {
-            let again = rpassword::prompt_password("repeat the password: ")
-                .map_err(|e| rewind::Error::io("cannot read the password", e))?;
-            if again != first {
-                return Err(rewind::Error::usage("the passwords differ"));
-            }
-        }
-        Ok(first.into_bytes())
+        .read(confirm)
     }
 
     /// Opens the repository without its index (enough for snapshots,
@@ -214,6 +197,105 @@ impl Global {
         let repo = self.open()?;
         let lock = repo.lock(kind, command)?;
         Ok((repo, lock))
+    }
+}
+
+/// The storage a repository location names; `--repo` and `--from-repo`
+/// take the same locations.
+pub fn backend_for(location: &OsStr) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// Where a password comes from: a file, else an environment variable, else
+/// a prompt on a terminal; never an argument.
+struct PasswordSources<'a> {
+    file: Option<&'a Path>,
+    variable: &'static str,
+    file_option: &'static str,
+    prompt: &'static str,
+}
+
+impl PasswordSources<'_> {
+    fn read(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
+        if let Some(file) = self.file {
+            let mut bytes = std::fs::read(file).map_err(|e| {
+                rewind::Error::io(
+                    format!("cannot read the password file {}", file.display()),
+                    e,
+                )
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            return Ok(bytes);
+        }
+        if let Ok(p) = std::env::var(self.variable) {
+            return Ok(p.into_bytes());
+        }
+        if !std::io::stderr().is_terminal() {
+            return Err(rewind::Error::usage(format!(
+                "no password: set {}, use {}, or run on a terminal",
+                self.variable, self.file_option
+            )));
+        }
+        let first = rpassword::prompt_password(self.prompt)
+            .map_err(|e| rewind::Error::io("cannot read the password", e))?;
+        if confirm {
+            let again = rpassword::prompt_password("repeat the password: ")
+                .map_err(|e| rewind::Error::io("cannot read the password", e))?;
+            if again != first {
+                return Err(rewind::Error::usage("the passwords differ"));
+            }
+        }
+        Ok(first.into_bytes())
+    }
+}
+
+/// The repository that `copy` copies from and `init --copy-chunker-params`
+/// takes its parameters from.
+#[derive(clap::Args)]
+pub struct FromRepoArgs {
+    /// The source repository: a location as for --repo
+    #[arg(long, value_name = "LOCATION")]
+    from_repo: Option<OsString>,
+    /// Read the source repository's password from this file (else
+    /// REWIND_FROM_PASSWORD, else a prompt)
+    #[arg(long, value_name = "FILE", env = "REWIND_FROM_PASSWORD_FILE")]
+    from_password_file: Option<PathBuf>,
+}
+
+impl FromRepoArgs {
+    /// Opens the source repository without its index; errors say it is the
+    /// source, and how to give its location and password.
+    pub fn open(&self) -> Result<Repository<Opened>> {
+        let location = self
+            .from_repo
+            .as_deref()
+            .context("no source repository given: use --from-repo LOCATION")?;
+        let password = PasswordSources {
+            file: self.from_password_file.as_deref(),
+            variable: "REWIND_FROM_PASSWORD",
+            file_option: "--from-password-file",
+            prompt: "source repository password: ",
+        };
+        Repository::open(backend_for(location)?, || password.read(false)).map_err(|e| {
+            let hint = match e.kind() {
+                ErrorKind::WrongPassword => Some(
+                    "check REWIND_FROM_PASSWORD, REWIND_FROM_PASSWORD_FILE or --from-password-file",
+                ),
+                ErrorKind::NotFound => Some("check --from-repo"),
+                _ => None,
+            };
+            let e = e.context("the source repository (--from-repo)");
+            anyhow::Error::new(match hint {
+                Some(hint) => e.with_hint(hint),
+                None => e,
+            })
+        })
+    }
+
+    pub fn given(&self) -> bool {
+        self.from_repo.is_some()
     }
 }
 

@@ -51,6 +51,15 @@ impl Keys {
         Ok(master)
     }
 
+    /// A new master key whose id key is this one's: a repository made with
+    /// it names blobs and seeds its chunker as this one does, under an
+    /// encryption key of its own (`init --copy-chunker-params`).
+    pub fn generate_master_sharing_ids(&self) -> Result<[u8; MASTER_KEY_LEN]> {
+        let mut master = Keys::generate_master()?;
+        master[32..].copy_from_slice(&self.id_key);
+        Ok(master)
+    }
+
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
     }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::crypto::{self, Keys};
+use super::crypto::{self, Keys, MASTER_KEY_LEN};
 use super::{
     config, parity_name, write_with_parity, Config, Core, Encryption, Id, KeyFile, Opened,
     Repository, RepositoryState, Unwrapped, AUTHENTICATED_VERSION, KEY_FILE_VERSION,
@@ -39,42 +39,85 @@ impl Repository {
         parity_percent: u32,
         password: Option<&[u8]>,
     ) -> Result<Repository> {
-        let mut raw_id = [0u8; 32];
-        crypto::random_bytes(&mut raw_id)?;
-        let mut config = Config::new(Id(raw_id), encryption);
-        config.parity_percent = parity_percent;
-        backend.create()?;
-        let keys = match encryption {
-            Encryption::Aes256Gcm => {
-                let password = password.ok_or_else(|| {
-                    Error::usage("a password is needed for an encrypted repository")
-                })?;
-                let master = Keys::generate_master()?;
-                config.sign(&Config::mac_key(&master));
-                let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
-                write_with_parity(
-                    &*backend,
-                    parity_percent,
-                    FileType::Key,
-                    &Id::of_bytes(&key_file).to_hex(),
-                    &key_file,
-                )?;
-                Keys::from_master(&master)
-            }
-            Encryption::None => Keys::unencrypted(&config.id),
+        let master = match encryption {
+            Encryption::Aes256Gcm => Some(Keys::generate_master()?),
+            Encryption::None => None,
         };
-        // The config goes last: a directory with a config is a complete repository.
-        write_with_parity(
-            &*backend,
-            parity_percent,
-            FileType::Config,
-            "config",
-            &config.to_bytes(),
-        )?;
-        Ok(Repository::from_core(Core::new(
-            backend, config, keys, None,
-        )))
+        let config = Config::new(random_id()?, encryption);
+        create(backend, config, parity_percent, master, password)
     }
+
+    /// Creates an encrypted repository that cuts and names data as
+    /// `template` does, so that the two deduplicate against each other and
+    /// `copy` moves blobs between them without rewriting trees: the same
+    /// chunker parameters, and the same id key (which also seeds the
+    /// chunker), under an encryption key and a password of its own
+    /// (`docs/design.md`, section 7, "Copy"). An unencrypted repository
+    /// derives its id key from its own id, so it cannot share one.
+    pub fn init_sharing_ids<S: RepositoryState>(
+        backend: Arc<dyn Backend>,
+        template: &Repository<S>,
+        parity_percent: u32,
+        password: &[u8],
+    ) -> Result<Repository> {
+        let mut config = Config::new(random_id()?, Encryption::Aes256Gcm);
+        config.chunker = template.config().chunker;
+        let master = template.keys().generate_master_sharing_ids()?;
+        create(
+            backend,
+            config,
+            parity_percent,
+            Some(master),
+            Some(password),
+        )
+    }
+}
+
+fn random_id() -> Result<Id> {
+    let mut raw_id = [0u8; 32];
+    crypto::random_bytes(&mut raw_id)?;
+    Ok(Id(raw_id))
+}
+
+/// Writes a new repository: the layout, the key file wrapping `master`
+/// (none without encryption), and the config last, since a directory with
+/// a config is a complete repository.
+fn create(
+    backend: Arc<dyn Backend>,
+    mut config: Config,
+    parity_percent: u32,
+    master: Option<[u8; MASTER_KEY_LEN]>,
+    password: Option<&[u8]>,
+) -> Result<Repository> {
+    config.parity_percent = parity_percent;
+    backend.create()?;
+    let keys = match master {
+        Some(master) => {
+            let password = password
+                .ok_or_else(|| Error::usage("a password is needed for an encrypted repository"))?;
+            config.sign(&Config::mac_key(&master));
+            let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
+            write_with_parity(
+                &*backend,
+                parity_percent,
+                FileType::Key,
+                &Id::of_bytes(&key_file).to_hex(),
+                &key_file,
+            )?;
+            Keys::from_master(&master)
+        }
+        None => Keys::unencrypted(&config.id),
+    };
+    write_with_parity(
+        &*backend,
+        parity_percent,
+        FileType::Config,
+        "config",
+        &config.to_bytes(),
+    )?;
+    Ok(Repository::from_core(Core::new(
+        backend, config, keys, None,
+    )))
 }
 
 impl Repository<Opened> {

@@ -41,12 +41,24 @@ pub struct Snapshot {
     pub parent: Option<Id>,
     pub program: String,
     pub summary: Summary,
+    /// Set by `copy`: the id of the snapshot this one is a copy of, in the
+    /// repository where it was first made (kept through copies of copies),
+    /// so that a later copy knows the destination has it. Absent from the
+    /// manifests of backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 impl Snapshot {
     /// The name of the snapshot's directory in a mount and in listings.
     pub fn time_label(&self) -> String {
         self.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// The snapshot this one stands for: the one it was copied from (see
+    /// `original`), or itself.
+    pub fn origin(&self) -> Id {
+        self.original.unwrap_or(self.id)
     }
 
     /// Whether this snapshot backed up the same set of paths.

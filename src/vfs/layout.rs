@@ -155,6 +155,7 @@ mod tests {
             parent: None,
             program: "test".into(),
             summary: Summary::default(),
+            original: None,
         }
     }
 

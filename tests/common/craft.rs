@@ -110,6 +110,7 @@ pub fn save_snapshot(repo: &Repository, tree: Id, paths: &[&str]) -> Id {
         parent: None,
         program: "rewind tests".into(),
         summary: Summary::default(),
+        original: None,
     };
     repo.save_snapshot(&snapshot).unwrap()
 }

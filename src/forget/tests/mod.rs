@@ -80,6 +80,7 @@ fn snapshot(time: &str, host: &str, paths: &[&str], tags: &[&str], name: &str) -
         parent: None,
         program: "rewind test".into(),
         summary: Summary::default(),
+        original: None,
     }
 }
 
