@@ -78,7 +78,9 @@ pub use host::hostname;
 pub use id::Id;
 
 // Storage and the repository.
-pub use backend::{Backend, LocalBackend};
+pub use backend::{open_location, open_location_with, Backend, LocalBackend};
+pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
+pub use backend::{RetryPolicy, Retrying};
 pub use repo::{
     Encryption, Indexed, Opened, PackSaver, Repository, RepositoryState, Snapshot, StoredFiles,
     Summary, Tombstone,

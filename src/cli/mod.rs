@@ -27,7 +27,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rewind::LocalBackend;
+use rewind::{open_location, Backend};
 use rewind::{split_selector, Filter};
 use rewind::{ExpansionBudget, ExpansionLimits};
 use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
@@ -43,9 +43,16 @@ pub struct Cli {
 
 #[derive(clap::Args)]
 pub struct Global {
-    /// Repository location (a directory)
-    #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
-    repo: Option<PathBuf>,
+    /// Repository location: a directory, s3://BUCKET/PREFIX or
+    /// s3:http(s)://HOST[:PORT]/BUCKET/PREFIX
+    #[arg(
+        long,
+        short = 'r',
+        env = "REWIND_REPO",
+        global = true,
+        value_name = "LOCATION"
+    )]
+    repo: Option<String>,
     /// Read the password from this file (else REWIND_PASSWORD, else a prompt)
     #[arg(long, global = true, value_name = "FILE", env = "REWIND_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
@@ -139,12 +146,12 @@ pub fn describe(err: &anyhow::Error) -> String {
 }
 
 impl Global {
-    fn backend(&self) -> Result<Arc<LocalBackend>> {
-        let path = self
+    fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let location = self
             .repo
-            .clone()
-            .context("no repository given: use --repo DIR or set REWIND_REPO")?;
-        Ok(Arc::new(LocalBackend::new(path)))
+            .as_deref()
+            .context("no repository given: use --repo LOCATION or set REWIND_REPO")?;
+        Ok(open_location(location)?)
     }
 
     /// The password from --password-file, REWIND_PASSWORD, or a prompt.
