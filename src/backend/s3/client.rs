@@ -160,9 +160,12 @@ impl Client {
         } else {
             format!("{}{path}?{query}", self.host)
         };
-        let payload = request
-            .body
-            .map_or_else(|| sign::EMPTY_PAYLOAD.to_string(), sign::payload_hash);
+        // A POST or PUT always carries a body, if an empty one: stores
+        // refuse them without a Content-Length.
+        let body = request.body.or_else(|| {
+            matches!(request.method, http::Method::POST | http::Method::PUT).then_some(&[][..])
+        });
+        let payload = body.map_or_else(|| sign::EMPTY_PAYLOAD.to_string(), sign::payload_hash);
         let authority = self.host.authority();
         let signed = sign::sign(
             &Unsigned {
@@ -191,7 +194,7 @@ impl Client {
         };
 
         let _permit = self.permits.acquire();
-        let answer = match request.body {
+        let answer = match body {
             Some(body) => self.agent.run(builder.body(body).map_err(bad_request)?),
             None => self.agent.run(builder.body(()).map_err(bad_request)?),
         };
