@@ -442,3 +442,105 @@ fn a_store_that_dies_during_a_backup_leaves_no_snapshot() {
     assert_eq!(snapshot_count(&repo), 1);
     repo.run(["check", "--read-data"]).assert_ok();
 }
+
+#[test]
+fn the_backend_keeps_the_promises_the_repository_relies_on() {
+    use rewind::format::FileType;
+    use rewind::ErrorKind;
+
+    let (_tmp, dir) = tempdir();
+    let (_server, repo) = server_and_repo(&dir);
+    let vars = |name: &str| match name {
+        "AWS_ACCESS_KEY_ID" => Some(S3_ACCESS_KEY.to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some(S3_SECRET_KEY.to_string()),
+        "REWIND_S3_PART_SIZE" => Some("5".to_string()),
+        _ => None,
+    };
+    let backend =
+        rewind::open_location_with(&repo.url, &rewind::S3Environment::new(&vars)).unwrap();
+    let name = |i: u32| blake3::hash(&i.to_le_bytes()).to_hex().to_string();
+
+    backend.create().unwrap();
+    backend.write(FileType::Config, "config", b"{}").unwrap();
+    let again = backend.create().unwrap_err();
+    assert!(again.to_string().contains("already exists"), "{again}");
+
+    // Listings go on past a page (1000 objects).
+    for i in 0..1100 {
+        backend.write(FileType::Lock, &name(i), b"lock").unwrap();
+    }
+    let mut locks = backend.list(FileType::Lock).unwrap();
+    locks.sort();
+    let mut expected: Vec<String> = (0..1100).map(name).collect();
+    expected.sort();
+    assert_eq!(locks, expected);
+
+    // Packs are found under their fan-out directories; one is larger than
+    // a part.
+    let mut rng = Rng::new(seed(
+        "the_backend_keeps_the_promises_the_repository_relies_on",
+    ));
+    let packs: Vec<(String, Vec<u8>)> = [1000, 70_000, 6 << 20]
+        .into_iter()
+        .enumerate()
+        .map(|(i, len)| (name(10_000 + i as u32), rng.bytes(len)))
+        .collect();
+    for (pack, bytes) in &packs {
+        backend.write(FileType::Pack, pack, bytes).unwrap();
+    }
+    let mut listed = backend.list(FileType::Pack).unwrap();
+    listed.sort();
+    let mut pack_names: Vec<String> = packs.iter().map(|(n, _)| n.clone()).collect();
+    pack_names.sort();
+    assert_eq!(listed, pack_names);
+    for (pack, bytes) in &packs {
+        assert_eq!(&backend.read(FileType::Pack, pack).unwrap(), bytes);
+        assert_eq!(
+            backend.size(FileType::Pack, pack).unwrap(),
+            bytes.len() as u64
+        );
+        let (offset, length) = (bytes.len() / 3, bytes.len() / 2);
+        let range = backend
+            .read_range(FileType::Pack, pack, offset as u64, length as u32)
+            .unwrap();
+        assert_eq!(range, bytes[offset..offset + length]);
+        let past_end = backend
+            .read_range(FileType::Pack, pack, bytes.len() as u64 - 10, 20)
+            .unwrap_err();
+        assert_eq!(past_end.kind(), ErrorKind::Corrupt, "{past_end}");
+    }
+
+    // Writing a file again: the same bytes are kept, other bytes (a
+    // damaged copy) are replaced.
+    let (pack, bytes) = &packs[1];
+    backend.write(FileType::Pack, pack, bytes).unwrap();
+    assert_eq!(&backend.read(FileType::Pack, pack).unwrap(), bytes);
+    backend.write(FileType::Pack, pack, b"other bytes").unwrap();
+    assert_eq!(backend.read(FileType::Pack, pack).unwrap(), b"other bytes");
+
+    // A missing file is NotFound; removing one is not an error.
+    let missing = name(99_999);
+    for error in [
+        backend.read(FileType::Index, &missing).unwrap_err(),
+        backend
+            .read_range(FileType::Pack, &missing, 0, 10)
+            .unwrap_err(),
+        backend.size(FileType::Snapshot, &missing).unwrap_err(),
+    ] {
+        assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    }
+    backend.remove(FileType::Pack, pack).unwrap();
+    backend.remove(FileType::Pack, pack).unwrap();
+    assert_eq!(
+        backend.read(FileType::Pack, pack).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // A name that would leave its directory is refused.
+    for bad in ["..", "a/b", ""] {
+        assert!(
+            backend.write(FileType::Index, bad, b"x").is_err(),
+            "{bad:?}"
+        );
+    }
+}

@@ -388,7 +388,10 @@ impl Backend for S3Backend {
             };
         }
         let operation = format!("cannot read {length} bytes at offset {offset} of {key}");
-        let last = offset + u64::from(length) - 1;
+        // An offset from a damaged index may be anywhere.
+        let last = offset
+            .checked_add(u64::from(length) - 1)
+            .ok_or_else(|| self.shorter_than_asked(&key, offset, length))?;
         let request =
             Request::new(Method::GET, &key).header("range", format!("bytes={offset}-{last}"));
         let response = self.client.send(&operation, request)?;
@@ -401,7 +404,7 @@ impl Backend for S3Backend {
                 let start = offset as usize;
                 response
                     .body
-                    .get(start..start + wanted)
+                    .get(start..start.saturating_add(wanted))
                     .map(<[u8]>::to_vec)
                     .ok_or_else(|| self.shorter_than_asked(&key, offset, length))
             }
