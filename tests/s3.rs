@@ -426,6 +426,7 @@ fn a_store_that_dies_during_a_backup_leaves_no_snapshot() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the backup succeeded:\n{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("no snapshot was written"), "{stderr}");
     assert!(last.contains(&server.endpoint()), "{stderr}");
     assert!(stderr.contains("trying again in"), "no retries:\n{stderr}");
 
