@@ -140,8 +140,8 @@ impl S3Backend {
         }
     }
 
-    /// Every object key under `prefix` (with `delimiter`: only those
-    /// without another `/` after the prefix), page after page.
+    /// Every object key under `prefix` (`direct_only`: only those without
+    /// another `/` after the prefix), page after page.
     fn list_keys(&self, prefix: &str, direct_only: bool) -> Result<Vec<String>> {
         let operation = format!("cannot list {prefix}");
         let mut keys = Vec::new();
