@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what rewind's build and tests need on a fresh Debian machine:
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
-# and restores, and PostgreSQL for the database-dump tests.
+# and restores, PostgreSQL for the database-dump tests, and an S3 server
+# for the S3 tests.
 set -euo pipefail
 packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config)
 missing=()
@@ -14,3 +15,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
+
+# s3s-fs: an S3 server over a directory, which tests/s3.rs starts on
+# loopback. Built once into a cache outside the checkout (a clean clone
+# reuses it); the version is pinned so every machine tests against the
+# same server. tests/common/s3_server.rs looks for it in the same place.
+s3s_fs_version=0.14.1
+if [ "$(id -u)" = 0 ]; then
+  default_tools=/var/cache/rewind-test-tools
+else
+  default_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rewind-test-tools"
+fi
+tools="${REWIND_TEST_TOOLS:-$default_tools}"
+if ! "$tools/bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_fs_version"; then
+  cargo install s3s-fs --version "$s3s_fs_version" --locked --features binary --root "$tools"
+fi

@@ -37,6 +37,10 @@ pub struct Error {
     message: String,
     hint: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The same operation may succeed if tried again (a store that is
+    /// overloaded, restarting or briefly unreachable); see
+    /// `src/backend/retry.rs`.
+    transient: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -48,6 +52,7 @@ impl Error {
             message: message.into(),
             hint: None,
             source: None,
+            transient: false,
         }
     }
 
@@ -109,8 +114,19 @@ impl Error {
         self
     }
 
+    /// Marks a failure that trying again may cure.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 
     pub fn hint(&self) -> Option<&str> {

@@ -80,6 +80,9 @@ pub use id::Id;
 
 // Storage and the repository.
 pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};
+pub use backend::{open_location, open_location_cached, open_location_with};
+pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
+pub use backend::{RetryPolicy, Retrying};
 pub use repo::{
     Encryption, Indexed, Opened, PackSaver, Repository, RepositoryState, Snapshot, StoredFiles,
     Summary, Tombstone,

@@ -1,13 +1,21 @@
 //! Storage backends: a deliberately small trait, so that a new store (S3, SFTP)
 //! needs only these five operations, and caching or retries wrap any of them.
+//! [`open_location`] turns a `--repo` value into the backend it names.
 
 mod cache;
 mod local;
+mod retry;
+mod s3;
+
+use std::path::Path;
+use std::sync::Arc;
 
 pub use cache::{cache_dir_for, default_cache_root, CachedBackend};
 pub use local::LocalBackend;
+pub use retry::{RetryPolicy, Retrying};
+pub use s3::{Environment, S3Backend, S3Url, Settings as S3Settings};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The kinds of files a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,4 +99,126 @@ pub trait Backend: Send + Sync {
     /// A hint that the index just loaded whole names only the packs for
     /// which `named` holds: a cache lets go of the others it keeps.
     fn retain_packs(&self, _named: &dyn Fn(&str) -> bool) {}
+}
+
+/// The backend a repository location names (`docs/design.md` section 4,
+/// "Repository URLs"): `s3://BUCKET/PREFIX` and `s3:http(s)://HOST/BUCKET/PREFIX`
+/// name an S3 bucket (credentials, region and endpoint from the
+/// environment), any other `scheme:` is refused, and the rest are local
+/// directories. Opening sends no request.
+pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    open_location_with(location, &Environment::new(&lookup))
+}
+
+/// [`open_location`] with the environment given.
+pub fn open_location_with(location: &str, env: &Environment) -> Result<Arc<dyn Backend>> {
+    if location.is_empty() {
+        return Err(Error::usage("the repository location is empty"));
+    }
+    if is_remote(location) {
+        let settings = s3::Settings::from_env(env)?;
+        let backend = S3Backend::open(&S3Url::parse(location)?, env, &settings)?;
+        let policy = RetryPolicy {
+            attempts: settings.attempts,
+            ..RetryPolicy::default()
+        };
+        return Ok(Arc::new(Retrying::new(backend, policy)));
+    }
+    if let Some(scheme) = url_scheme(location) {
+        return Err(
+            Error::usage(format!("unknown repository scheme {scheme}: in {location}")).with_hint(
+                format!(
+                    "rewind stores repositories in local directories and S3 (s3://BUCKET/PREFIX); \
+             for a local directory whose name has a colon, write ./{location}"
+                ),
+            ),
+        );
+    }
+    Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// Whether a location names object storage rather than a local directory.
+pub fn is_remote(location: &str) -> bool {
+    location.starts_with("s3:")
+}
+
+/// [`open_location`], with a local cache under `cache_root` (one directory
+/// per repository, see [`cache_dir_for`]) for a repository in object
+/// storage; a local directory needs none.
+pub fn open_location_cached(location: &str, cache_root: Option<&Path>) -> Result<Arc<dyn Backend>> {
+    let backend = open_location(location)?;
+    match cache_root {
+        Some(root) if is_remote(location) => {
+            let dir = cache_dir_for(root, &backend.location());
+            Ok(Arc::new(CachedBackend::new(backend, &dir)?))
+        }
+        _ => Ok(backend),
+    }
+}
+
+/// The scheme of `scheme:rest`, as URLs spell it: a letter, then letters,
+/// digits, `+`, `-` or `.`, before the first `:` (a `/` first makes it a path).
+fn url_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn open(location: &str) -> Result<Arc<dyn Backend>> {
+        let vars = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            "AWS_REGION" => Some("eu-west-1".to_string()),
+            _ => None,
+        };
+        open_location_with(location, &Environment::new(&vars))
+    }
+
+    #[test]
+    fn paths_are_local_directories() {
+        for path in ["/srv/backup", "repo", "./with:colon", "/a:b", "9p:x"] {
+            let backend = open(path).unwrap();
+            assert!(!backend.location().starts_with("s3"), "{path}");
+        }
+    }
+
+    #[test]
+    fn s3_urls_name_buckets() {
+        assert_eq!(
+            open("s3://bucket/host1").unwrap().location(),
+            "s3://bucket/host1"
+        );
+        assert_eq!(
+            open("s3:http://127.0.0.1:9000/bucket/p")
+                .unwrap()
+                .location(),
+            "s3:http://127.0.0.1:9000/bucket/p"
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        for location in [
+            "sftp:host:/srv/repo",
+            "b2:bucket/x",
+            "rclone:remote:x",
+            "file:/x",
+        ] {
+            let error = open(location).map(|_| ()).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Usage, "{location}");
+            assert!(
+                error.to_string().contains("unknown repository scheme"),
+                "{error}"
+            );
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         (None, true) => Some(Subset::All),
         (None, false) => None,
     };
-    let repo = global.open()?;
+    let repo = global.open_uncached()?;
     let report = check(&repo, subset)?;
     if args.json {
         super::print_json(&report)?;

@@ -20,7 +20,6 @@ mod size;
 mod snapshots;
 mod status;
 
-use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +29,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use rewind::{split_selector, Filter};
-use rewind::{Backend, ErrorKind, LocalBackend};
+use rewind::{Backend, ErrorKind};
 use rewind::{ExpansionBudget, ExpansionLimits};
 use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
 
@@ -45,9 +44,16 @@ pub struct Cli {
 
 #[derive(clap::Args)]
 pub struct Global {
-    /// Repository location (a directory)
-    #[arg(long, short = 'r', env = "REWIND_REPO", global = true)]
-    repo: Option<PathBuf>,
+    /// Repository location: a directory, s3://BUCKET/PREFIX or
+    /// s3:http(s)://HOST[:PORT]/BUCKET/PREFIX
+    #[arg(
+        long,
+        short = 'r',
+        env = "REWIND_REPO",
+        global = true,
+        value_name = "LOCATION"
+    )]
+    repo: Option<String>,
     /// Read the password from this file (else REWIND_PASSWORD, else a prompt)
     #[arg(long, global = true, value_name = "FILE", env = "REWIND_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
@@ -56,6 +62,14 @@ pub struct Global {
     #[arg(long, global = true, value_name = "N", env = "REWIND_MAX_ENTRIES",
           default_value_t = ExpansionLimits::DEFAULT.entries)]
     max_entries: u64,
+    /// Cache of a repository in object storage: index files, snapshots and
+    /// the packs of directory trees, each checked against its name when read
+    /// (default: $XDG_CACHE_HOME/rewind, /var/cache/rewind for root)
+    #[arg(long, global = true, value_name = "DIR", env = "REWIND_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read everything from the repository itself, keeping no local cache
+    #[arg(long, global = true)]
+    no_cache: bool,
 }
 
 #[derive(Subcommand)]
@@ -146,11 +160,34 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 impl Global {
     fn backend(&self) -> Result<Arc<dyn Backend>> {
-        let path = self
-            .repo
+        backend_for(self.location()?, self.cache_root().as_deref())
+    }
+
+    /// Where repositories in object storage are cached, unless --no-cache.
+    fn cache_root(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(rewind::default_cache_root)
+    }
+
+    /// The repository's storage past any cache: what check and scrub
+    /// verify is the store itself.
+    pub fn backend_uncached(&self) -> Result<Arc<dyn Backend>> {
+        backend_for(self.location()?, None)
+    }
+
+    /// [`Global::open`] past any cache.
+    pub fn open_uncached(&self) -> Result<Repository<Opened>> {
+        Ok(Repository::open(self.backend_uncached()?, || {
+            self.password(false)
+        })?)
+    }
+
+    fn location(&self) -> Result<&str> {
+        self.repo
             .as_deref()
-            .context("no repository given: use --repo DIR or set REWIND_REPO")?;
-        backend_for(path.as_os_str())
+            .context("no repository given: use --repo LOCATION or set REWIND_REPO")
     }
 
     /// The password from --password-file, REWIND_PASSWORD, or a prompt.
@@ -200,10 +237,11 @@ impl Global {
     }
 }
 
-/// The storage a repository location names; `--repo` and `--from-repo`
-/// take the same locations.
-pub fn backend_for(location: &OsStr) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(LocalBackend::new(location)))
+/// The storage a repository location names, with its cache under
+/// `cache_root` if it is in object storage; `--repo` and `--from-repo` take
+/// the same locations.
+pub fn backend_for(location: &str, cache_root: Option<&Path>) -> Result<Arc<dyn Backend>> {
+    Ok(rewind::open_location_cached(location, cache_root)?)
 }
 
 /// Where a password comes from: a file, else an environment variable, else
@@ -257,7 +295,7 @@ impl PasswordSources<'_> {
 pub struct FromRepoArgs {
     /// The source repository: a location as for --repo
     #[arg(long, value_name = "LOCATION")]
-    from_repo: Option<OsString>,
+    from_repo: Option<String>,
     /// Read the source repository's password from this file (else
     /// REWIND_FROM_PASSWORD, else a prompt)
     #[arg(long, value_name = "FILE", env = "REWIND_FROM_PASSWORD_FILE")]
@@ -278,7 +316,11 @@ impl FromRepoArgs {
             file_option: "--from-password-file",
             prompt: "source repository password: ",
         };
-        Repository::open(backend_for(location)?, || password.read(false)).map_err(|e| {
+        let cache_root = rewind::default_cache_root();
+        Repository::open(backend_for(location, cache_root.as_deref())?, || {
+            password.read(false)
+        })
+        .map_err(|e| {
             let hint = match e.kind() {
                 ErrorKind::WrongPassword => Some(
                     "check REWIND_FROM_PASSWORD, REWIND_FROM_PASSWORD_FILE or --from-password-file",

@@ -39,13 +39,13 @@ pub struct Args {
 const ALL_REPAIRED: u8 = 4;
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
-    let backend = global.backend()?;
+    let backend = global.backend_uncached()?;
     let mut early = if args.repair {
         repair_before_open(&StoredFiles::before_open(&*backend), true)
     } else {
         Vec::new()
     };
-    let repo = match global.open() {
+    let repo = match global.open_uncached() {
         Ok(repo) => repo,
         Err(e) => {
             // The config or a key file may be what is damaged: say so, and how to repair.

@@ -15,6 +15,7 @@ mod manifest;
 mod mounts;
 mod prune;
 mod rng;
+mod s3_server;
 mod trees;
 
 // Re-exported so that test files `use` one path; a test file that uses
@@ -22,5 +23,5 @@ mod trees;
 #[allow(unused_imports)]
 pub use self::{
     binary::*, command::*, craft::*, files::*, history::*, manifest::*, mounts::*, prune::*,
-    rng::*, trees::*,
+    rng::*, s3_server::*, trees::*,
 };
