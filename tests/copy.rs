@@ -248,6 +248,9 @@ fn repositories_made_with_copy_chunker_params_deduplicate() {
     let (_tmp, dir) = tempdir();
     let source = Repo::init(&dir.join("source"), Encryption::Aes256Gcm);
     let mut lineage = Lineage::new(&dir, "copy dedup");
+    // Large enough for several chunks: chunks of smaller files are whole
+    // files whatever the chunker's seed, and would deduplicate anyway.
+    lineage.put("large.bin", &Rng::new(7).bytes(8 << 20));
     let snap = lineage.back_up_next(&source);
     // The same data under another path: no parent snapshot to lean on, so
     // a backup of it reads and chunks every file.

@@ -85,6 +85,11 @@ impl Lineage {
         cmd
     }
 
+    /// Puts a file into the tree as it is now (the next generation holds it).
+    pub fn put(&self, name: &str, content: &[u8]) {
+        write(&self.src.join(name), content);
+    }
+
     /// Advances the tree and backs it up.
     #[track_caller]
     pub fn back_up_next(&mut self, repo: &Repo) -> Snap {
