@@ -3,8 +3,8 @@
 //! command on an S3 repository, a mount read with `cp -a` and `diff -r`,
 //! a damaged pack repaired in place, nothing ever written outside the
 //! prefix, the errors an admin meets (wrong keys, a missing bucket, an
-//! unreachable endpoint) each in one line, and a store that dies during
-//! a backup.
+//! unreachable endpoint) each in one line, a store that dies during a
+//! backup, and `copy` from a local repository to S3 and back.
 
 mod common;
 mod mount_util;
@@ -544,4 +544,51 @@ fn the_backend_keeps_the_promises_the_repository_relies_on() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn copy_goes_from_a_local_repository_to_s3_and_back() {
+    let (_tmp, dir) = tempdir();
+    let mut rng = Rng::new(seed("copy_goes_from_a_local_repository_to_s3_and_back"));
+    let src = dir.join("src");
+    mkdirs(&src);
+    write(&src.join("large.bin"), &rng.bytes(6 << 20));
+    write(&src.join("notes.txt"), &rng.text(64 * 1024));
+    let local = Repo::init(&dir.join("local"), rewind::Encryption::Aes256Gcm);
+    local.backup([text(&src)]);
+    let (_server, s3) = server_and_repo(&dir);
+    s3.run(["init"]).assert_ok();
+
+    // local -> S3: everything, then nothing the second time.
+    let copy_to_s3 = |s3: &S3Repo| {
+        let mut cmd = s3.command();
+        cmd.args(["copy", "--json", "--from-repo", text(&local.path)])
+            .env("REWIND_FROM_PASSWORD", PASSWORD);
+        run(&mut cmd).assert_ok().json()
+    };
+    let first = copy_to_s3(&s3);
+    assert_eq!(first["copied"].as_array().unwrap().len(), 1, "{first:#}");
+    let again = copy_to_s3(&s3);
+    assert!(again["copied"].as_array().unwrap().is_empty(), "{again:#}");
+    s3.run(["check", "--read-data"]).assert_ok();
+    let from_s3 = dir.join("from-s3");
+    s3.run(["restore", "latest", "--target", text(&from_s3)])
+        .assert_ok();
+    assert_same_tree(&src, &under(&from_s3, &src));
+
+    // S3 -> a second local repository, the source's credentials from the
+    // environment as for --repo.
+    let back = Repo::init(&dir.join("back"), rewind::Encryption::Aes256Gcm);
+    let mut cmd = back.command();
+    cmd.args(["copy", "--json", "--from-repo", &s3.url])
+        .env("REWIND_FROM_PASSWORD", PASSWORD)
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    for (name, value) in &s3.env {
+        cmd.env(name, value);
+    }
+    let report = run(&mut cmd).assert_ok().json();
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1, "{report:#}");
+    let restored = dir.join("back-restored");
+    back.restore("latest", &restored, &[]).assert_ok();
+    assert_same_tree(&src, &under(&restored, &src));
 }
