@@ -17,7 +17,7 @@
 mod common;
 mod mount_util;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ fn rewind_repository_on_garage() {
     let mut cluster = GarageCluster::start(3);
     let (_tmp, dir) = tempdir();
     let mut rng = Rng::new(seed("rewind_repository_on_garage"));
-    let repo = S3Repo::init(&cluster, "host1");
+    let repo = S3Repo::init(&cluster, "host1", &dir);
 
     let src = dir.join("src");
     build_bulk_tree(&src, &mut rng, 300, 3, 1 << 20);
@@ -155,23 +155,41 @@ fn assert_restores(repo: &S3Repo, cluster: &GarageCluster, target: &Path, src: &
 
 /// A repository in the cluster's bucket under a prefix, driven through the
 /// real binary with the cluster's credentials.
-struct S3Repo(Repo);
+struct S3Repo {
+    repo: Repo,
+    /// Where the binary runs: a binary that took the URL for a relative
+    /// path would write there, not into the checkout.
+    cwd: PathBuf,
+}
 
 impl S3Repo {
-    fn init(cluster: &GarageCluster, prefix: &str) -> S3Repo {
-        let repo = S3Repo(Repo {
-            path: cluster.repo_url(prefix).into(),
-        });
+    /// `rewind init`, which must write the repository into the bucket.
+    #[track_caller]
+    fn init(cluster: &GarageCluster, prefix: &str, cwd: &Path) -> S3Repo {
+        let repo = S3Repo {
+            repo: Repo {
+                path: cluster.repo_url(prefix).into(),
+            },
+            cwd: cwd.to_path_buf(),
+        };
         repo.run(cluster, &["init"]).assert_ok();
+        let config = format!("{prefix}/config");
+        let stored = cluster.list_keys(0, &format!("{prefix}/"));
+        assert!(
+            stored.contains(&config),
+            "`rewind init` on {} stored no {config} in the bucket; it has {stored:?}",
+            repo.repo.path.display()
+        );
         repo
     }
 
     /// `rewind --repo URL` with the password and the AWS variables.
     fn command(&self, cluster: &GarageCluster) -> Command {
-        let mut cmd = self.0.cmd();
+        let mut cmd = self.repo.cmd();
         cmd.env_remove("REWIND_REPO")
             .arg("--repo")
-            .arg(&self.0.path);
+            .arg(&self.repo.path)
+            .current_dir(&self.cwd);
         cluster.credentials_env(&mut cmd);
         cmd
     }

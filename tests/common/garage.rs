@@ -130,6 +130,7 @@ impl GarageCluster {
             nodes >= REPLICATION_FACTOR,
             "a cluster with replication factor {REPLICATION_FACTOR} needs as many nodes"
         );
+        let started = std::time::Instant::now();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let rpc_secret = random_hex(32);
@@ -166,6 +167,12 @@ impl GarageCluster {
         cluster.assign_layout();
         cluster.wait_healthy();
         cluster.create_key_and_bucket();
+        eprintln!(
+            "Garage cluster of {} nodes healthy in {:.1} s (S3 at {})",
+            cluster.nodes.len(),
+            started.elapsed().as_secs_f64(),
+            cluster.endpoint()
+        );
         cluster
     }
 
