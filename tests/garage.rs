@@ -10,9 +10,9 @@
 //!   (`--repo s3:http://127.0.0.1:PORT/BUCKET/host1`, credentials in the
 //!   AWS variables): init, a backup of a few MB, the mount against the
 //!   source with `diff -r`, a byte-exact restore, and one node stopped
-//!   during a second backup, which either succeeds or fails cleanly with no
-//!   snapshot; `check --read-data` passes either way, with the node down and
-//!   after it is back.
+//!   once a second backup has taken its lock; that backup either succeeds
+//!   or fails cleanly with no snapshot, and `check --read-data` passes
+//!   either way, with the node down and after it is back.
 
 mod common;
 mod mount_util;
@@ -84,13 +84,14 @@ fn rewind_repository_on_garage() {
     assert_restores(&repo, &cluster, &dir.join("restore1"), &src);
     copy_local_to_garage_and_back(&repo, &cluster, &dir);
 
-    // A second backup with more data, one node stopped while it writes.
+    // A second backup with more data, one node stopped as soon as the
+    // backup has taken its lock: every pack it writes goes to two nodes.
     build_bulk_tree(&src.join("more"), &mut rng, 100, 6, 4 << 20);
     let snapshots_before = repo.snapshot_count(&cluster);
-    let packs_before = cluster.list_keys(0, "host1/data/").len();
-    let backup = repo.spawn_backup(&cluster, &src);
-    wait_for(Duration::from_secs(120), || {
-        cluster.list_keys(0, "host1/data/").len() > packs_before
+    let mut backup = repo.spawn_backup(&cluster, &src);
+    wait_for(Duration::from_secs(60), || {
+        !cluster.list_keys(0, "host1/locks/").is_empty()
+            || backup.try_wait().ok().flatten().is_some()
     });
     cluster.stop_node(NODE_TO_STOP);
     let second = backup.wait_with_output().unwrap();
@@ -101,6 +102,14 @@ fn rewind_repository_on_garage() {
         stderr: String::from_utf8_lossy(&second.stderr).into_owned(),
     };
     let second_succeeded = second.ok();
+    eprintln!(
+        "the backup during which node {NODE_TO_STOP} stopped {}",
+        if second_succeeded {
+            "succeeded".to_string()
+        } else {
+            format!("failed: {}", second.stderr.trim())
+        }
+    );
     if second_succeeded {
         assert_eq!(repo.snapshot_count(&cluster), snapshots_before + 1);
     } else {
