@@ -390,7 +390,7 @@ impl GarageCluster {
 
     /// Waits until node `i`'s server answers its CLI.
     fn wait_answering(&mut self, i: usize) {
-        let step = format!("node {i} starts and answers `garage status`");
+        let step = format!("node {i} starts and answers GetClusterHealth");
         let mut last = None;
         let answered = wait_for(STARTUP_TIMEOUT, || {
             if let Some(status) = self.nodes[i]
@@ -398,7 +398,10 @@ impl GarageCluster {
                 .as_mut()
                 .and_then(|s| s.try_wait().ok().flatten())
             {
-                last = Some(format!("the server exited: {status}"));
+                last = Some(format!(
+                    "`{} server` exited: {status}",
+                    garage_binary().display()
+                ));
                 return true;
             }
             let answer = self.garage(i, &["json-api", "GetClusterHealth"]);
