@@ -55,7 +55,7 @@ download_release() {
   mv "$partial" "$binary"
 }
 
-build_from_crates_io() {
+build_with_cargo() {
   command -v cargo >/dev/null || {
     echo "install-garage.sh: cargo is missing: install Rust with rustup first" >&2
     return 1
@@ -76,7 +76,7 @@ build_from_crates_io() {
 }
 
 if ! download_release; then
-  build_from_crates_io
+  build_with_cargo
 fi
 "$binary" --version >&2
 echo "$binary"
