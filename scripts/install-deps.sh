@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what rewind's build and tests need on a fresh Debian machine:
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
-# and restores, PostgreSQL for the database-dump tests, and an S3 server
-# for the S3 tests.
+# and restores, PostgreSQL for the database-dump tests, an S3 server for
+# the S3 tests, and Garage for the tests on a distributed object store.
 set -euo pipefail
-packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config)
+packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -30,3 +30,6 @@ tools="${REWIND_TEST_TOOLS:-$default_tools}"
 if ! "$tools/bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_fs_version"; then
   cargo install s3s-fs --version "$s3s_fs_version" --locked --features binary --root "$tools"
 fi
+
+# Garage, the distributed object store tests/garage.rs runs (cached outside the checkout).
+"$(dirname "$0")/install-garage.sh" >/dev/null

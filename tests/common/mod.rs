@@ -10,6 +10,7 @@ mod binary;
 mod command;
 mod craft;
 mod files;
+mod garage;
 mod history;
 mod manifest;
 mod mounts;
@@ -22,6 +23,6 @@ mod trees;
 // nothing of one module would otherwise be told its import is unused.
 #[allow(unused_imports)]
 pub use self::{
-    binary::*, command::*, craft::*, files::*, history::*, manifest::*, mounts::*, prune::*,
-    rng::*, s3_server::*, trees::*,
+    binary::*, command::*, craft::*, files::*, garage::*, history::*, manifest::*, mounts::*,
+    prune::*, rng::*, s3_server::*, trees::*,
 };
