@@ -82,7 +82,7 @@ fn rewind_repository_on_garage() {
 
     assert_mount_matches(&repo, &cluster, &dir.join("mnt"), &src);
     assert_restores(&repo, &cluster, &dir.join("restore1"), &src);
-    copy_local_to_garage_and_back(&repo, &cluster, &dir);
+    copy_local_to_garage_and_back(&repo, &cluster, &dir, &src);
 
     // A second backup with more data, one node stopped as soon as the
     // backup has taken its lock: every pack it writes goes to two nodes.
@@ -131,10 +131,37 @@ fn rewind_repository_on_garage() {
     assert_restores(&repo, &cluster, &dir.join("restore2"), &src);
 }
 
-/// `rewind copy` local -> Garage and back (issue 13): another helper builds
-/// `copy`; its end-to-end check goes here, between the first backup and
-/// the backup with a node stopped.
-fn copy_local_to_garage_and_back(_repo: &S3Repo, _cluster: &GarageCluster, _scratch: &Path) {}
+/// `rewind copy` from Garage to a local repository, and from there to a
+/// second repository in Garage, which restores the source byte for byte.
+fn copy_local_to_garage_and_back(
+    repo: &S3Repo,
+    cluster: &GarageCluster,
+    scratch: &Path,
+    src: &Path,
+) {
+    let local = Repo {
+        path: scratch.join("copy-local"),
+    };
+    run(local.cmd().arg("init")).assert_ok();
+    let mut from_garage = local.cmd();
+    from_garage
+        .args(["copy", "--json", "--from-repo"])
+        .arg(&repo.repo.path)
+        .env("REWIND_FROM_PASSWORD", mount_util::PASSWORD);
+    cluster.credentials_env(&mut from_garage);
+    let report = run(&mut from_garage).assert_ok().json();
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1, "{report:#}");
+
+    let back = S3Repo::init(cluster, "copied", scratch);
+    let mut into_garage = back.command(cluster);
+    into_garage
+        .args(["copy", "--json", "--from-repo"])
+        .arg(&local.path)
+        .env("REWIND_FROM_PASSWORD", mount_util::PASSWORD);
+    let report = run(&mut into_garage).assert_ok().json();
+    assert_eq!(report["copied"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_restores(&back, cluster, &scratch.join("restore-copied"), src);
+}
 
 /// The mount of the repository shows the source as it was backed up.
 fn assert_mount_matches(repo: &S3Repo, cluster: &GarageCluster, mountpoint: &Path, src: &Path) {
