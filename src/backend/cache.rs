@@ -399,6 +399,10 @@ impl Backend for CachedBackend {
         self.inner.size(kind, name)
     }
 
+    fn requests_in_flight(&self) -> Option<usize> {
+        self.inner.requests_in_flight()
+    }
+
     fn retain_packs(&self, named: &dyn Fn(&str) -> bool) {
         self.drop_cached(FileType::Pack, named);
         self.inner.retain_packs(named);

@@ -99,6 +99,14 @@ pub trait Backend: Send + Sync {
     /// A hint that the index just loaded whole names only the packs for
     /// which `named` holds: a cache lets go of the others it keeps.
     fn retain_packs(&self, _named: &dyn Fn(&str) -> bool) {}
+
+    /// How many requests in flight at once pay off, for a store where
+    /// each is a round trip (S3: its connection limit); `None` for a local
+    /// directory, where the number of CPUs sets the pace. Readers that
+    /// fetch many small pieces (restore) size their thread pools by it.
+    fn requests_in_flight(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The backend a repository location names (`docs/design.md` section 4,

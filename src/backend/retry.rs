@@ -128,6 +128,10 @@ impl<B: Backend> Backend for Retrying<B> {
     fn size(&self, kind: FileType, name: &str) -> Result<u64> {
         self.run(|b| b.size(kind, name))
     }
+
+    fn requests_in_flight(&self) -> Option<usize> {
+        self.inner.requests_in_flight()
+    }
 }
 
 #[cfg(test)]

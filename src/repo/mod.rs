@@ -122,6 +122,11 @@ impl<S: RepositoryState> Repository<S> {
         }
     }
 
+    /// How many reads in flight pay off (see `Backend::requests_in_flight`).
+    pub fn requests_in_flight(&self) -> Option<usize> {
+        self.core.backend.requests_in_flight()
+    }
+
     fn backend(&self) -> &dyn Backend {
         &*self.core.backend
     }

@@ -29,13 +29,17 @@ struct Tally {
 
 impl Restorer<'_> {
     pub(super) fn run(mut self) -> Result<RestoreReport> {
+        // Local: twice the CPUs (reads and writes overlap). Object
+        // storage: as many as its requests in flight, since each small
+        // file waits for a round trip.
         let threads = if self.options.threads > 0 {
             self.options.threads
         } else {
-            std::thread::available_parallelism()
+            let local = std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .max(2)
-                * 2
+                * 2;
+            self.repo.requests_in_flight().unwrap_or(0).max(local)
         };
         for link in &self.links {
             let key = (link.node.device, link.node.inode);

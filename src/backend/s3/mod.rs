@@ -30,6 +30,7 @@ pub struct S3Backend {
     /// The URL with the endpoint that requests go to, for messages.
     url: S3Url,
     part_size: usize,
+    connections: usize,
     /// Whether the store honours `If-None-Match: *` on PUT; cleared when
     /// it answers that it does not implement it.
     conditional_writes: AtomicBool,
@@ -79,6 +80,7 @@ impl S3Backend {
             client,
             url: shown,
             part_size: settings.part_size,
+            connections: settings.connections,
             conditional_writes: AtomicBool::new(true),
             bucket_exists: AtomicBool::new(false),
         })
@@ -333,6 +335,10 @@ enum Put {
 impl Backend for S3Backend {
     fn location(&self) -> String {
         self.url.to_string()
+    }
+
+    fn requests_in_flight(&self) -> Option<usize> {
+        Some(self.connections)
     }
 
     fn create(&self) -> Result<()> {
