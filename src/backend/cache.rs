@@ -17,14 +17,15 @@
 //! and `scrub` verify the store, so they should run without a cache.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind as IoKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::fs::{self, DirBuilder, File};
+use std::io::{ErrorKind as IoKind, Read};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::atomic::{self, AtomicWrite};
 use super::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -457,41 +458,15 @@ fn is_abandoned(entry: &fs::DirEntry) -> bool {
 /// fsync: a file a crash leaves torn fails its check against its name and
 /// is fetched again. Returns the identity of the file written.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<FileIdentity> {
-    let dir = path.parent().expect("cached files have a directory");
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        NEXT_TEMPORARY.fetch_add(1, Ordering::Relaxed)
-    ));
-    // One a killed process with the same pid left is replaced, not reused.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != IoKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
+    let how = AtomicWrite {
+        tmp_name: format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            NEXT_TEMPORARY.fetch_add(1, Ordering::Relaxed)
+        ),
+        mode: 0o600,
+        durable: false,
+        create_dirs: &create_private_dirs,
     };
-    let mut file = match create() {
-        Err(e) if e.kind() == IoKind::NotFound => {
-            create_private_dirs(dir)?;
-            create()?
-        }
-        other => other?,
-    };
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| file.metadata())
-        .and_then(|metadata| {
-            fs::rename(&tmp, path)?;
-            Ok(FileIdentity::of(&metadata))
-        });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    atomic::write_atomically(path, bytes, how).map(|metadata| FileIdentity::of(&metadata))
 }

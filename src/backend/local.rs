@@ -1,11 +1,12 @@
 //! A repository in a local directory (or any mounted filesystem).
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind as IoKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File};
+use std::io::ErrorKind as IoKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::atomic::{write_atomically, AtomicWrite};
 use super::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -163,39 +164,16 @@ impl Backend for LocalBackend {
 
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name);
-        let dir = path.parent().expect("repository paths have a parent");
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));
-        let result = (|| {
-            // A temporary file of a crashed process with the same pid may
-            // remain; it is replaced rather than reused with its old mode.
-            match fs::remove_file(&tmp) {
-                Err(e) if e.kind() != IoKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let create = || {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(self.modes().file)
-                    .open(&tmp)
-            };
-            let mut file = match create() {
-                // A repository made by an older version may lack a directory.
-                Err(e) if e.kind() == IoKind::NotFound => {
-                    self.create_dirs(dir)?;
-                    create()?
-                }
-                other => other?,
-            };
-            file.write_all(data)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(format!("cannot write {}", path.display()), e));
-        }
-        Self::sync_dir(dir)
+        let how = AtomicWrite {
+            tmp_name: format!(".tmp-{}-{}", std::process::id(), name),
+            mode: self.modes().file,
+            durable: true,
+            // A repository made by an older version may lack a directory.
+            create_dirs: &|dir| self.create_dirs(dir),
+        };
+        write_atomically(&path, data, how)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        Self::sync_dir(path.parent().expect("repository paths have a parent"))
     }
 
     fn remove(&self, kind: FileType, name: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 //! needs only these five operations, and caching or retries wrap any of them.
 //! [`open_location`] turns a `--repo` value into the backend it names.
 
+mod atomic;
 mod cache;
 mod local;
 mod retry;
