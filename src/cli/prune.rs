@@ -101,19 +101,15 @@ fn loaded(repo: rewind::Repository<rewind::Opened>) -> Result<rewind::Repository
     Ok(repo)
 }
 
-fn count(plan: &PrunePlan, fate: PackFate) -> usize {
-    plan.packs.iter().filter(|p| p.fate == fate).count()
-}
-
 fn plan_json(plan: &PrunePlan) -> serde_json::Value {
     let (repacked, dropped) = plan.repacked_bytes();
     json!({
         "dry_run": true,
         "blobs_used": plan.used_blobs,
         "bytes_before": plan.total_bytes(),
-        "packs_unused": count(plan, PackFate::Delete),
+        "packs_unused": plan.count(PackFate::Delete),
         "bytes_unused": plan.deleted_bytes(),
-        "packs_repacked": count(plan, PackFate::Repack),
+        "packs_repacked": plan.count(PackFate::Repack),
         "bytes_repacked": repacked,
         "bytes_repack_dropped": dropped,
         "bytes_unused_kept": plan.unused_kept_bytes(),
@@ -125,12 +121,12 @@ fn print_plan(plan: &PrunePlan) {
     let (repacked, dropped) = plan.repacked_bytes();
     println!(
         "would delete {} packs nothing uses ({})",
-        count(plan, PackFate::Delete),
+        plan.count(PackFate::Delete),
         human_bytes(plan.deleted_bytes())
     );
     println!(
         "would repack {} packs: copy {}, drop {}",
-        count(plan, PackFate::Repack),
+        plan.count(PackFate::Repack),
         human_bytes(repacked),
         human_bytes(dropped)
     );

@@ -82,15 +82,9 @@ pub fn prune(
     let unindexed = bring_back_what_is_used(repo, &used.blobs, &mut report)?;
     let plan = plan::plan_with(repo, &used.blobs, options);
     report.bytes_before = plan.total_bytes();
-    report.packs_unused = plan
-        .leaving()
-        .filter(|p| p.fate == PackFate::Delete)
-        .count() as u64;
+    report.packs_unused = plan.count(PackFate::Delete) as u64;
     report.bytes_unused = plan.deleted_bytes();
-    report.packs_repacked = plan
-        .leaving()
-        .filter(|p| p.fate == PackFate::Repack)
-        .count() as u64;
+    report.packs_repacked = plan.count(PackFate::Repack) as u64;
     (report.bytes_repacked, report.bytes_repack_dropped) = plan.repacked_bytes();
     report.bytes_unused_kept = plan.unused_kept_bytes();
 

@@ -101,6 +101,11 @@ impl PrunePlan {
         self.packs.iter().map(|p| p.blob_bytes).sum()
     }
 
+    /// How many packs have this fate.
+    pub fn count(&self, fate: PackFate) -> usize {
+        self.packs.iter().filter(|p| p.fate == fate).count()
+    }
+
     /// The packs that go, deleted or repacked.
     pub fn leaving(&self) -> impl Iterator<Item = &PackUse> {
         self.packs.iter().filter(|p| p.fate != PackFate::Keep)

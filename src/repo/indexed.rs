@@ -354,7 +354,9 @@ impl Repository {
             // A prune may have moved the blob to a new pack since the index
             // was loaded (`docs/design.md`, section 7): if new index files
             // say so, read it from where it is now.
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+            // Not for a blob that is indexed and fails its checks: that is
+            // damage, and a listing of index files will not mend it.
+            Err(e) if e.kind() == ErrorKind::NotFound || !self.index().contains(id) => {
                 match self.refresh_index_with(Access::Try) {
                     Ok((new, _)) if new > 0 => self.read_blob_once(id),
                     _ => Err(e),
