@@ -386,6 +386,18 @@ impl Repository {
             location.offset as u64,
             location.stored_len,
         )?;
+        self.open_stored_blob(id, location, &pack, stored)
+    }
+
+    /// Opens the stored bytes of a blob the index places at `location` in
+    /// `pack`, and checks them against its id.
+    pub(super) fn open_stored_blob(
+        &self,
+        id: &Id,
+        location: index::BlobLocation,
+        pack: &index::PackRef,
+        stored: Vec<u8>,
+    ) -> Result<pack::Framed> {
         let claim = pack::BlobClaim {
             id,
             kind: location.kind(),

@@ -12,6 +12,7 @@ mod config;
 mod confirm;
 pub mod crypto;
 mod deletion;
+mod grouped;
 pub mod index;
 mod indexed;
 mod keyfile;

@@ -1,7 +1,7 @@
 //! File contents on several threads (largest first), then hardlinks, then
 //! the metadata of directories, deepest first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -9,12 +9,42 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use super::batches;
 use super::content::{compare_file, reads_as_zeros};
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
 use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
 use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Id;
 use crate::tree::{Extent, Node, NodeKind};
 use rustix::fs::{FileType, Stat};
+
+/// Chunks read for the files a worker is writing, by id.
+#[derive(Default)]
+struct Chunks(HashMap<Id, Result<Vec<u8>>>);
+
+impl Chunks {
+    /// Whether `id` was read (or failed to be).
+    fn has(&self, id: &Id) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// A chunk that was read. A failure is handed to the first file that
+    /// asks; the next one reads the chunk again and fails on its own.
+    fn take(&mut self, id: &Id) -> Result<&[u8]> {
+        if let Some(Err(_)) = self.0.get(id) {
+            if let Some(Err(e)) = self.0.remove(id) {
+                return Err(e);
+            }
+        }
+        match self.0.get(id) {
+            Some(Ok(data)) => Ok(data),
+            _ => Err(Error::internal(format!(
+                "chunk {} was not read",
+                id.short()
+            ))),
+        }
+    }
+}
 
 /// What the workers add up.
 #[derive(Default)]
@@ -49,41 +79,45 @@ impl Restorer<'_> {
                 .push(link.rel.clone());
         }
         let progress = self.progress_bar();
-        // Large files first, so one big file does not finish alone at the end.
-        self.files
-            .sort_by_key(|job| std::cmp::Reverse(job.node.size));
+        let units = batches::plan(&mut self.files, &self.repo.index(), threads);
         let next = AtomicUsize::new(0);
         let tally = Tally::default();
         let errors = Mutex::new(Vec::new());
         let planned = Mutex::new(Vec::new());
         let failed_paths = Mutex::new(HashSet::new());
         std::thread::scope(|scope| {
-            for _ in 0..threads.min(self.files.len().max(1)) {
+            for _ in 0..threads.min(units.len().max(1)) {
                 scope.spawn(|| loop {
                     if self.options.cancel.is_set() {
                         break;
                     }
-                    let i = next.fetch_add(1, Relaxed);
-                    let Some(job) = self.files.get(i) else { break };
-                    match self.restore_file(job, &tally) {
-                        Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
-                            i,
-                            Planned {
-                                action,
-                                path: self.target.show(&job.rel),
-                            },
-                        )),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::Interrupted => break,
-                        Err(e) => {
-                            failed_paths.lock().unwrap().insert(job.rel.clone());
-                            errors.lock().unwrap().push(Failure {
-                                path: job.snapshot_path.clone(),
-                                error: e.to_string(),
-                            });
+                    let Some(unit) = units.get(next.fetch_add(1, Relaxed)) else {
+                        break;
+                    };
+                    let jobs = &self.files[unit.clone()];
+                    let results = self.restore_batch(jobs, &tally);
+                    for (i, (job, result)) in jobs.iter().zip(results).enumerate() {
+                        let i = unit.start + i;
+                        match result {
+                            Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
+                                i,
+                                Planned {
+                                    action,
+                                    path: self.target.show(&job.rel),
+                                },
+                            )),
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::Interrupted => break,
+                            Err(e) => {
+                                failed_paths.lock().unwrap().insert(job.rel.clone());
+                                errors.lock().unwrap().push(Failure {
+                                    path: job.snapshot_path.clone(),
+                                    error: e.to_string(),
+                                });
+                            }
                         }
+                        progress.inc(job.node.size);
                     }
-                    progress.inc(job.node.size);
                 });
             }
         });
@@ -125,13 +159,67 @@ impl Restorer<'_> {
         bar
     }
 
-    /// Decides what to do with one file and does it.
-    fn restore_file(&self, job: &FileJob, tally: &Tally) -> Result<Action> {
+    /// Decides what to do with each file of a batch, reads the chunks of
+    /// those to be written together, and does it: a result per file.
+    fn restore_batch(&self, jobs: &[FileJob], tally: &Tally) -> Vec<Result<Action>> {
+        let decided: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                self.options.cancel.check()?;
+                self.decide(&job.rel, &job.node, |_, stat| {
+                    self.holds(&job.rel, &job.node, stat)
+                })
+            })
+            .collect();
+        let mut chunks = if self.options.dry_run {
+            Chunks::default()
+        } else {
+            let to_write = jobs.iter().zip(&decided).filter(|(_, decided)| {
+                matches!(decided, Ok((Action::Create | Action::Replace, _)))
+            });
+            self.read_chunks(to_write.flat_map(|(job, _)| &job.node.content))
+        };
+        jobs.iter()
+            .zip(decided)
+            .map(|(job, decided)| {
+                let (action, kept) = decided?;
+                self.restore_file(job, action, kept, &mut chunks, tally)
+            })
+            .collect()
+    }
+
+    /// Reads the data chunks among `extents`, up to `BATCH_BYTES` of them
+    /// (a larger file reads the rest in windows as it is written).
+    fn read_chunks<'e>(&self, extents: impl Iterator<Item = &'e Extent>) -> Chunks {
+        let mut ids = Vec::new();
+        let mut bytes = 0u64;
+        for extent in extents {
+            if let Extent::Data { id, len } = extent {
+                if bytes + u64::from(*len) > batches::BATCH_BYTES && !ids.is_empty() {
+                    break;
+                }
+                bytes += u64::from(*len);
+                ids.push(*id);
+            }
+        }
+        Chunks(self.repo.read_blobs(&ids))
+    }
+
+    /// Does what was decided for one file.
+    fn restore_file(
+        &self,
+        job: &FileJob,
+        action: Action,
+        kept: Option<File>,
+        chunks: &mut Chunks,
+        tally: &Tally,
+    ) -> Result<Action> {
         let (rel, node) = (&job.rel, &job.node);
-        let (action, kept) = self.decide(rel, node, |_, stat| self.holds(rel, node, stat))?;
         if !self.options.dry_run {
             match (action, kept) {
-                (Action::Create | Action::Replace, _) => self.write_file(rel, node, action)?,
+                (Action::Create | Action::Replace, _) => {
+                    self.write_file(rel, node, action, chunks)?
+                }
                 (Action::Keep, Some(file)) => {
                     let shown = self.target.show(rel);
                     remove_other_xattrs(file.as_fd(), node, &shown)?;
@@ -203,7 +291,13 @@ impl Restorer<'_> {
 
     /// Writes a file anew, and gives it its metadata through the descriptor
     /// it was written by; a partly written file is removed.
-    fn write_file(&self, rel: &Path, node: &Node, action: Action) -> Result<()> {
+    fn write_file(
+        &self,
+        rel: &Path,
+        node: &Node,
+        action: Action,
+        chunks: &mut Chunks,
+    ) -> Result<()> {
         self.make_room(rel, action)?;
         let file = self
             .target
@@ -211,7 +305,7 @@ impl Restorer<'_> {
             .map_err(|e| self.io_error("create", rel, e))?;
         let shown = self.target.show(rel);
         let written = self
-            .write_content(&file, &shown, node)
+            .write_content(&file, &shown, node, chunks)
             .and_then(|()| apply_metadata(file.as_fd(), node, &shown));
         drop(file);
         if written.is_err() {
@@ -220,17 +314,25 @@ impl Restorer<'_> {
         written
     }
 
-    fn write_content(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
+    fn write_content(
+        &self,
+        file: &File,
+        path: &Path,
+        node: &Node,
+        chunks: &mut Chunks,
+    ) -> Result<()> {
         let write_err = |e| Error::io(format!("cannot write {}", path.display()), e);
         let mut written = Vec::new();
         let mut offset = 0u64;
-        for extent in &node.content {
+        for (i, extent) in node.content.iter().enumerate() {
             self.options.cancel.check()?;
             if let Extent::Data { id, len } = extent {
-                // read_blob checks the chunk against its id.
-                let data = self
-                    .repo
-                    .read_blob(id)
+                if !chunks.has(id) {
+                    *chunks = self.read_chunks(node.content[i..].iter());
+                }
+                // read_blobs checked the chunk against its id.
+                let data = chunks
+                    .take(id)
                     .map_err(|e| e.context(format!("{} not restored", path.display())))?;
                 // The tree's length must be the chunk's: a crafted one that
                 // disagrees would overlap or pad the file's bytes.
@@ -243,9 +345,9 @@ impl Restorer<'_> {
                     ))
                     .with_hint("run `rewind check`: the snapshot's tree is malformed"));
                 }
-                file.write_all_at(&data, offset).map_err(write_err)?;
+                file.write_all_at(data, offset).map_err(write_err)?;
                 if self.options.verify {
-                    self.read_back(file, path, &data, offset, &mut written)?;
+                    self.read_back(file, path, data, offset, &mut written)?;
                 }
             }
             offset += extent.len();

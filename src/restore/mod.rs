@@ -15,6 +15,7 @@
 //! Beside restore itself this module holds what compares snapshots with
 //! files: [`diff`] and the restore drill (`rewind restore-test`), [`drill`].
 
+mod batches;
 mod content;
 pub mod diff;
 pub mod drill;

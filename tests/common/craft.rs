@@ -1,8 +1,8 @@
 //! Repository objects crafted with the library (nodes, trees, blobs in
 //! packs, snapshots) for states the binary never writes, and a repository
-//! opened with the library. Apart from `Encryption` in `binary`, the one
-//! module of `common` that uses the library's API, so that a change of that
-//! API is made here.
+//! opened with the library. Apart from `Encryption` in `binary` and the
+//! backend in `counting`, the one module of `common` that uses the
+//! library's API, so that a change of that API is made here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

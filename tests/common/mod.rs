@@ -8,6 +8,7 @@
 
 mod binary;
 mod command;
+mod counting;
 mod craft;
 mod files;
 mod garage;
@@ -23,6 +24,6 @@ mod trees;
 // nothing of one module would otherwise be told its import is unused.
 #[allow(unused_imports)]
 pub use self::{
-    binary::*, command::*, craft::*, files::*, garage::*, history::*, manifest::*, mounts::*,
-    prune::*, rng::*, s3_server::*, trees::*,
+    binary::*, command::*, counting::*, craft::*, files::*, garage::*, history::*, manifest::*,
+    mounts::*, prune::*, rng::*, s3_server::*, trees::*,
 };
