@@ -84,8 +84,8 @@ pub use backend::{open_location, open_location_cached, open_location_with};
 pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
 pub use backend::{RetryPolicy, Retrying};
 pub use repo::{
-    Encryption, Indexed, Opened, PackSaver, Repository, RepositoryState, Snapshot, StoredFiles,
-    Summary, Tombstone,
+    Encryption, Indexed, KeyInfo, Opened, PackSaver, Repository, RepositoryState, Snapshot,
+    StoredFiles, Summary, Tombstone,
 };
 
 // Who else is in the repository.

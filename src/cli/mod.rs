@@ -10,6 +10,7 @@ mod drill;
 mod forget;
 mod init;
 mod interrupt;
+mod key;
 mod locks;
 mod ls;
 mod mount;
@@ -111,6 +112,8 @@ enum Command {
     Locks(locks::ListArgs),
     /// Remove stale locks (--stale), or every lock
     Unlock(locks::UnlockArgs),
+    /// Manage the passwords that open the repository: list, add, passwd, remove
+    Key(key::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -133,6 +136,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Prune(args) => prune::run(&cli.global, args),
         Command::Locks(args) => locks::list(&cli.global, args),
         Command::Unlock(args) => locks::unlock(&cli.global, args),
+        Command::Key(args) => key::run(&cli.global, args),
     }
 }
 

@@ -60,6 +60,16 @@ impl Keys {
         Ok(master)
     }
 
+    /// The 64 bytes a key file wraps (none when unencrypted).
+    pub fn master(&self) -> Option<[u8; MASTER_KEY_LEN]> {
+        self.encryption.map(|encryption| {
+            let mut master = [0u8; MASTER_KEY_LEN];
+            master[..32].copy_from_slice(&encryption);
+            master[32..].copy_from_slice(&self.id_key);
+            master
+        })
+    }
+
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
     }

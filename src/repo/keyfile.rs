@@ -26,6 +26,12 @@ pub struct KeyFile {
     pub version: u32,
     pub created: String,
     pub host: String,
+    /// Who made it; not authenticated, like `created` and `host`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// What the admin called it (`key add --label`); not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub kdf: KdfParams,
     #[serde(with = "hex::serde")]
     pub nonce: Vec<u8>,
@@ -63,6 +69,8 @@ impl KeyFile {
             version: KEY_FILE_VERSION,
             created: chrono::Utc::now().to_rfc3339(),
             host: host.to_string(),
+            username: crate::host::current_user(),
+            label: None,
             kdf,
             nonce: Vec::new(),
             wrapped: Vec::new(),

@@ -15,6 +15,7 @@ mod deletion;
 mod grouped;
 pub mod index;
 mod indexed;
+mod key_files;
 mod keyfile;
 mod lock;
 mod open;
@@ -34,6 +35,7 @@ pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
 pub use deletion::{DeletionPlan, DELETION_PLAN_VERSION};
 pub use index::{Index, IndexFile, IndexedPack};
+pub use key_files::KeyInfo;
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use lock::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
@@ -86,6 +88,8 @@ struct Core {
     backend: Arc<dyn Backend>,
     config: Config,
     keys: Keys,
+    /// The name of the key file the password opened (none when unencrypted).
+    key_in_use: Mutex<Option<String>>,
     /// What the first write brings up to the current format.
     upgrade: Mutex<Option<Upgrade>>,
 }

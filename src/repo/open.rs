@@ -91,22 +91,17 @@ fn create(
 ) -> Result<Repository> {
     config.parity_percent = parity_percent;
     backend.create()?;
-    let keys = match master {
+    let (keys, key_in_use) = match master {
         Some(master) => {
             let password = password
                 .ok_or_else(|| Error::usage("a password is needed for an encrypted repository"))?;
             config.sign(&Config::mac_key(&master));
             let key_file = KeyFile::wrap(&master, password, &hostname())?.to_bytes();
-            write_with_parity(
-                &*backend,
-                parity_percent,
-                FileType::Key,
-                &Id::of_bytes(&key_file).to_hex(),
-                &key_file,
-            )?;
-            Keys::from_master(&master)
+            let name = Id::of_bytes(&key_file).to_hex();
+            write_with_parity(&*backend, parity_percent, FileType::Key, &name, &key_file)?;
+            (Keys::from_master(&master), Some(name))
         }
-        None => Keys::unencrypted(&config.id),
+        None => (Keys::unencrypted(&config.id), None),
     };
     write_with_parity(
         &*backend,
@@ -116,7 +111,7 @@ fn create(
         &config.to_bytes(),
     )?;
     Ok(Repository::from_core(Core::new(
-        backend, config, keys, None,
+        backend, config, keys, key_in_use, None,
     )))
 }
 
@@ -149,7 +144,7 @@ impl Repository<Opened> {
             }
             let keys = Keys::unencrypted(&config.id);
             return Ok(Repository::opened_with(Core::new(
-                backend, config, keys, None,
+                backend, config, keys, None, None,
             )));
         }
         if names.is_empty() {
@@ -160,7 +155,11 @@ impl Repository<Opened> {
         let upgrade = authenticate(&config, &name, &key, &unwrapped, &location)?;
         let keys = Keys::from_master(&unwrapped.master);
         Ok(Repository::opened_with(Core::new(
-            backend, config, keys, upgrade,
+            backend,
+            config,
+            keys,
+            Some(name),
+            upgrade,
         )))
     }
 
@@ -177,12 +176,14 @@ impl Core {
         backend: Arc<dyn Backend>,
         config: Config,
         keys: Keys,
+        key_in_use: Option<String>,
         upgrade: Option<Upgrade>,
     ) -> Core {
         Core {
             backend,
             config,
             keys,
+            key_in_use: Mutex::new(key_in_use),
             upgrade: Mutex::new(upgrade),
         }
     }
@@ -216,6 +217,7 @@ impl<S: RepositoryState> Repository<S> {
             let name = Id::of_bytes(&bytes).to_hex();
             write_with_parity(backend, percent, FileType::Key, &name, &bytes)
                 .context("upgrading the key file")?;
+            *self.core.key_in_use.lock().unwrap() = Some(name);
             backend.remove(FileType::Key, old_name)?;
             backend.remove(FileType::Parity, &parity_name(FileType::Key, old_name))?;
         }
