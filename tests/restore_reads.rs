@@ -48,6 +48,21 @@ fn backed_up(scratch: &Path) -> (Arc<Counting>, Repository, rewind::Id) {
     (store, repo, tree)
 }
 
+/// Flips a byte of chunk `id` in its pack in the local repository at
+/// `dir`; the pack's id.
+fn damage_chunk(repo: &Repository, dir: &Path, id: &rewind::Id) -> rewind::Id {
+    let (pack, offset) = {
+        let index = repo.index();
+        let location = index.get(id).unwrap();
+        (index.pack(location.pack()).id, location.offset)
+    };
+    let path = common::pack_path(dir, &pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offset as usize + 20] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    pack
+}
+
 fn restore_options() -> RestoreOptions {
     RestoreOptions {
         threads: 4,
@@ -123,15 +138,7 @@ fn a_damaged_chunk_in_a_group_fails_only_its_file() {
     let Some(Extent::Data { id, .. }) = node.content.first() else {
         panic!("the file has data");
     };
-    let (pack, offset) = {
-        let index = repo.index();
-        let location = index.get(id).unwrap();
-        (index.pack(location.pack()).id, location.offset)
-    };
-    let path = common::pack_path(&scratch.join("repo"), &pack);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[offset as usize + 20] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    let pack = damage_chunk(&repo, &scratch.join("repo"), id);
 
     let target = scratch.join("out");
     let report = restore(
@@ -151,4 +158,57 @@ fn a_damaged_chunk_in_a_group_fails_only_its_file() {
     );
     assert_eq!(report.files, FILES as u64 - 1);
     assert_same_files(&source, &target, Some(Path::new("d7/f107")));
+}
+
+#[test]
+fn a_large_file_is_written_by_several_workers_and_removed_if_a_part_fails() {
+    let (_scratch, scratch) = common::tempdir();
+    let source = scratch.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    // 24 MiB of distinct bytes with a hole in the middle: several parts.
+    let mut big = common::Rng::new(7).bytes(24 << 20);
+    big[8 << 20..9 << 20].fill(0);
+    std::fs::write(source.join("big"), &big).unwrap();
+    std::fs::write(source.join("small"), b"beside it").unwrap();
+    let store = Arc::new(Counting::new(&scratch.join("repo")));
+    let repo = Repository::init(store, Encryption::Aes256Gcm, Some(b"pw")).unwrap();
+    let lock = repo.lock(LockKind::Shared, "backup").unwrap();
+    let repo = Arc::new(repo);
+    let options = BackupOptions {
+        host: "h".into(),
+        ..BackupOptions::default()
+    };
+    let outcome = backup(
+        repo.clone(),
+        Source::Paths(vec![source.clone()]),
+        &options,
+        Some(&lock),
+    );
+    drop(lock);
+    let tree = outcome.unwrap().snapshot.tree;
+    let options = RestoreOptions {
+        threads: 8,
+        verify: true,
+        ..RestoreOptions::default()
+    };
+    let restore_into =
+        |target: &Path| restore(&repo, &tree, &source.to_string_lossy(), target, &options).unwrap();
+    let report = restore_into(&scratch.join("out"));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.files, report.verified), (2, 2));
+    assert_same_files(&source, &scratch.join("out"), None);
+
+    // Damage a chunk in the file's last part: the file fails and is not
+    // left half written; the other file is restored.
+    let node = find_node(&repo, &tree, &source.join("big").to_string_lossy())
+        .unwrap()
+        .unwrap();
+    let Some(Extent::Data { id, .. }) = node.content.last() else {
+        panic!("the file ends with data");
+    };
+    damage_chunk(&repo, &scratch.join("repo"), id);
+    let report = restore_into(&scratch.join("again"));
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(report.errors[0].path.ends_with("/big"));
+    assert_same_files(&source, &scratch.join("again"), Some(Path::new("big")));
 }

@@ -23,10 +23,27 @@ const MIN_BATCH_BYTES: u64 = 256 << 10;
 /// Bounds the work done before the first file of a batch is written.
 const MAX_BATCH_FILES: usize = 512;
 
-/// Sorts `files` into restore order and returns the ranges of it that are
-/// restored as one unit. Batches are sized so that every one of `workers`
-/// gets several, and no worker waits for the last one alone.
-pub(super) fn plan(files: &mut [FileJob], index: &Index, workers: usize) -> Vec<Range<usize>> {
+/// What one worker takes at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unit {
+    /// Files restored together, their chunks read together.
+    Files(Range<usize>),
+    /// Part of a large file: these extents of the file's content, starting
+    /// at this offset in it. The parts of one file go to several workers,
+    /// so that one large file is read and written by all of them.
+    Part {
+        file: usize,
+        extents: Range<usize>,
+        offset: u64,
+    },
+}
+
+/// Sorts `files` into restore order and returns the units they are
+/// restored in. Batches are sized so that every one of `workers` gets
+/// several, and no worker waits for the last one alone. Large files are
+/// cut into parts of `BATCH_BYTES` when `split` (not in a dry run, which
+/// writes nothing).
+pub(super) fn plan(files: &mut [FileJob], index: &Index, workers: usize, split: bool) -> Vec<Unit> {
     files.sort_by_cached_key(|job| {
         if job.node.size > SMALL_FILE {
             (0, u64::MAX - job.node.size, 0)
@@ -46,21 +63,61 @@ pub(super) fn plan(files: &mut [FileJob], index: &Index, workers: usize) -> Vec<
     let batch_bytes =
         (small_bytes / (workers.max(1) as u64 * 4)).clamp(MIN_BATCH_BYTES, BATCH_BYTES);
 
-    let mut units: Vec<Range<usize>> = (0..small_start).map(|i| i..i + 1).collect();
+    let mut units = Vec::new();
+    for (i, job) in files[..small_start].iter().enumerate() {
+        let parts = if split {
+            parts(&job.node.content)
+        } else {
+            Vec::new()
+        };
+        if parts.len() > 1 {
+            units.extend(parts.into_iter().map(|(extents, offset)| Unit::Part {
+                file: i,
+                extents,
+                offset,
+            }));
+        } else {
+            units.push(Unit::Files(i..i + 1));
+        }
+    }
     let mut start = small_start;
     let mut bytes = 0;
     for (i, job) in files.iter().enumerate().skip(small_start) {
         let full = bytes + job.node.size > batch_bytes || i - start >= MAX_BATCH_FILES;
         if i > start && full {
-            units.push(start..i);
+            units.push(Unit::Files(start..i));
             (start, bytes) = (i, 0);
         }
         bytes += job.node.size;
     }
     if start < files.len() {
-        units.push(start..files.len());
+        units.push(Unit::Files(start..files.len()));
     }
     units
+}
+
+/// A file's content cut into runs of extents holding at most
+/// `BATCH_BYTES` of data each (a longer chunk is a part alone), with the
+/// offset each starts at.
+fn parts(content: &[Extent]) -> Vec<(Range<usize>, u64)> {
+    let mut parts = Vec::new();
+    let (mut start, mut start_offset, mut offset, mut bytes) = (0, 0u64, 0u64, 0u64);
+    for (i, extent) in content.iter().enumerate() {
+        let data = match extent {
+            Extent::Data { len, .. } => u64::from(*len),
+            Extent::Hole { .. } => 0,
+        };
+        if i > start && bytes + data > BATCH_BYTES {
+            parts.push((start..i, start_offset));
+            (start, start_offset, bytes) = (i, offset, 0);
+        }
+        bytes += data;
+        offset += extent.len();
+    }
+    if start < content.len() {
+        parts.push((start..content.len(), start_offset));
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -117,16 +174,69 @@ mod tests {
             job("empty", 0, None),
             job("bigger", 9 << 20, None),
         ];
-        let units = plan(&mut files, &index, 1);
+        let units = plan(&mut files, &index, 1, true);
         let names: Vec<&str> = files.iter().map(|j| j.rel.to_str().unwrap()).collect();
         // Pack 100 holds d; pack 101 holds c (offset 800), b (900), a (1000).
         assert_eq!(names, ["bigger", "big", "d", "c", "b", "a", "empty"]);
         // 1.2 MiB of small files for one worker: batches of at least
         // MIN_BATCH_BYTES, split where the next file would not fit.
-        assert_eq!(units[..2], [0..1, 1..2]);
-        assert!(units[2..].iter().all(|u| u.len() <= 2));
-        assert_eq!(units.last().unwrap().end, files.len());
-        let covered: usize = units.iter().map(|u| u.len()).sum();
+        let ranges: Vec<Range<usize>> = units
+            .iter()
+            .map(|unit| match unit {
+                Unit::Files(range) => range.clone(),
+                Unit::Part { .. } => panic!("a file without content has no parts"),
+            })
+            .collect();
+        assert_eq!(ranges[..2], [0..1, 1..2]);
+        assert!(ranges[2..].iter().all(|u| u.len() <= 2));
+        assert_eq!(ranges.last().unwrap().end, files.len());
+        let covered: usize = ranges.iter().map(|u| u.len()).sum();
         assert_eq!(covered, files.len());
+    }
+
+    #[test]
+    fn a_large_file_is_cut_into_parts_of_at_most_a_batch() {
+        let chunk = |len: u32| Extent::Data {
+            id: Id([1; 32]),
+            len,
+        };
+        let mib = 1 << 20;
+        // 3 + 1 MiB fit one part; a hole adds no data; 5 MiB is alone.
+        let content = vec![
+            chunk(3 * mib),
+            Extent::Hole { len: 10 },
+            chunk(mib),
+            chunk(5 * mib),
+            chunk(mib),
+        ];
+        let mut file = job("big", 10 * u64::from(mib) + 10, None);
+        file.node.content = content;
+        let mut files = vec![file];
+        let units = plan(&mut files, &Index::default(), 4, true);
+        let m = u64::from(mib);
+        assert_eq!(
+            units,
+            [
+                Unit::Part {
+                    file: 0,
+                    extents: 0..3,
+                    offset: 0
+                },
+                Unit::Part {
+                    file: 0,
+                    extents: 3..4,
+                    offset: 4 * m + 10
+                },
+                Unit::Part {
+                    file: 0,
+                    extents: 4..5,
+                    offset: 9 * m + 10
+                },
+            ]
+        );
+        assert_eq!(
+            plan(&mut files, &Index::default(), 4, false),
+            [Unit::Files(0..1)]
+        );
     }
 }

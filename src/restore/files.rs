@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use super::batches;
+use super::batches::{self, Unit};
 use super::content::{compare_file, reads_as_zeros};
+use super::parts::SplitFiles;
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
 use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
 use crate::error::{Error, ErrorKind, Result};
@@ -20,7 +21,7 @@ use rustix::fs::{FileType, Stat};
 
 /// Chunks read for the files a worker is writing, by id.
 #[derive(Default)]
-struct Chunks(HashMap<Id, Result<Vec<u8>>>);
+pub(super) struct Chunks(HashMap<Id, Result<Vec<u8>>>);
 
 impl Chunks {
     /// Whether `id` was read (or failed to be).
@@ -48,7 +49,7 @@ impl Chunks {
 
 /// What the workers add up.
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     files: AtomicU64,
     bytes: AtomicU64,
     kept: AtomicU64,
@@ -79,12 +80,42 @@ impl Restorer<'_> {
                 .push(link.rel.clone());
         }
         let progress = self.progress_bar();
-        let units = batches::plan(&mut self.files, &self.repo.index(), threads);
+        let units = batches::plan(
+            &mut self.files,
+            &self.repo.index(),
+            threads,
+            !self.options.dry_run,
+        );
+        let split = SplitFiles::for_units(&units);
         let next = AtomicUsize::new(0);
         let tally = Tally::default();
         let errors = Mutex::new(Vec::new());
         let planned = Mutex::new(Vec::new());
         let failed_paths = Mutex::new(HashSet::new());
+        // What became of file `i`; false when the restore was interrupted.
+        let report = |i: usize, result: Result<Action>| -> bool {
+            let job = &self.files[i];
+            progress.inc(job.node.size);
+            match result {
+                Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
+                    i,
+                    Planned {
+                        action,
+                        path: self.target.show(&job.rel),
+                    },
+                )),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => return false,
+                Err(e) => {
+                    failed_paths.lock().unwrap().insert(job.rel.clone());
+                    errors.lock().unwrap().push(Failure {
+                        path: job.snapshot_path.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+            true
+        };
         std::thread::scope(|scope| {
             for _ in 0..threads.min(units.len().max(1)) {
                 scope.spawn(|| loop {
@@ -94,34 +125,36 @@ impl Restorer<'_> {
                     let Some(unit) = units.get(next.fetch_add(1, Relaxed)) else {
                         break;
                     };
-                    let jobs = &self.files[unit.clone()];
-                    let results = self.restore_batch(jobs, &tally);
-                    for (i, (job, result)) in jobs.iter().zip(results).enumerate() {
-                        let i = unit.start + i;
-                        match result {
-                            Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
-                                i,
-                                Planned {
-                                    action,
-                                    path: self.target.show(&job.rel),
-                                },
-                            )),
-                            Ok(_) => {}
-                            Err(e) if e.kind() == ErrorKind::Interrupted => break,
-                            Err(e) => {
-                                failed_paths.lock().unwrap().insert(job.rel.clone());
-                                errors.lock().unwrap().push(Failure {
-                                    path: job.snapshot_path.clone(),
-                                    error: e.to_string(),
-                                });
+                    match unit {
+                        Unit::Files(range) => {
+                            let jobs = &self.files[range.clone()];
+                            let results = self.restore_batch(jobs, &tally);
+                            for (i, result) in range.clone().zip(results) {
+                                if !report(i, result) {
+                                    break;
+                                }
                             }
                         }
-                        progress.inc(job.node.size);
+                        Unit::Part {
+                            file,
+                            extents,
+                            offset,
+                        } => {
+                            let job = &self.files[*file];
+                            let state = split.state(*file);
+                            let part = (extents.clone(), *offset);
+                            if let Some(result) = self.restore_part(job, state, part, &tally) {
+                                report(*file, result);
+                            }
+                        }
                     }
                 });
             }
         });
         progress.finish_and_clear();
+        for file in split.unfinished() {
+            let _ = self.target.remove(&self.files[file].rel, false);
+        }
         if self.options.cancel.is_set() {
             return Err(Error::interrupted(
                 "the restore was interrupted; what was written is complete, and running the same command again finishes it",
@@ -190,7 +223,7 @@ impl Restorer<'_> {
 
     /// Reads the data chunks among `extents`, up to `BATCH_BYTES` of them
     /// (a larger file reads the rest in windows as it is written).
-    fn read_chunks<'e>(&self, extents: impl Iterator<Item = &'e Extent>) -> Chunks {
+    pub(super) fn read_chunks<'e>(&self, extents: impl Iterator<Item = &'e Extent>) -> Chunks {
         let mut ids = Vec::new();
         let mut bytes = 0u64;
         for extent in extents {
@@ -206,7 +239,7 @@ impl Restorer<'_> {
     }
 
     /// Does what was decided for one file.
-    fn restore_file(
+    pub(super) fn restore_file(
         &self,
         job: &FileJob,
         action: Action,
@@ -228,6 +261,12 @@ impl Restorer<'_> {
                 _ => {}
             }
         }
+        self.count(action, node, tally);
+        Ok(action)
+    }
+
+    /// Adds a file that is done to the tally.
+    pub(super) fn count(&self, action: Action, node: &Node, tally: &Tally) {
         match action {
             Action::Skip => tally.skipped.fetch_add(1, Relaxed),
             Action::Keep => {
@@ -245,13 +284,12 @@ impl Restorer<'_> {
                 tally.files.fetch_add(1, Relaxed)
             }
         };
-        Ok(action)
     }
 
     /// The regular file at `rel`, open, if it already holds the node's
     /// content. It is opened without following symlinks and checked on the
     /// open descriptor, which is what is then kept and given its metadata.
-    fn holds(&self, rel: &Path, node: &Node, stat: &Stat) -> Result<Option<File>> {
+    pub(super) fn holds(&self, rel: &Path, node: &Node, stat: &Stat) -> Result<Option<File>> {
         let is_file = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile;
         if !is_file || stat.st_size as u64 != node.size || !self.links_inside(node, stat) {
             return Ok(None);
@@ -298,15 +336,11 @@ impl Restorer<'_> {
         action: Action,
         chunks: &mut Chunks,
     ) -> Result<()> {
-        self.make_room(rel, action)?;
-        let file = self
-            .target
-            .create_file(rel)
-            .map_err(|e| self.io_error("create", rel, e))?;
+        let file = self.create_file(rel, action)?;
         let shown = self.target.show(rel);
         let written = self
-            .write_content(&file, &shown, node, chunks)
-            .and_then(|()| apply_metadata(file.as_fd(), node, &shown));
+            .write_extents(&file, &shown, node, (0..node.content.len(), 0), chunks)
+            .and_then(|()| self.finish_file(&file, &shown, node));
         drop(file);
         if written.is_err() {
             let _ = self.target.remove(rel, false);
@@ -314,21 +348,33 @@ impl Restorer<'_> {
         written
     }
 
-    fn write_content(
+    /// Makes room for a file (`Action::Replace`) and creates it empty.
+    pub(super) fn create_file(&self, rel: &Path, action: Action) -> Result<File> {
+        self.make_room(rel, action)?;
+        self.target
+            .create_file(rel)
+            .map_err(|e| self.io_error("create", rel, e))
+    }
+
+    /// Writes the extents `part.0` of a file's content, the first at
+    /// offset `part.1`.
+    pub(super) fn write_extents(
         &self,
         file: &File,
         path: &Path,
         node: &Node,
+        (extents, start): (std::ops::Range<usize>, u64),
         chunks: &mut Chunks,
     ) -> Result<()> {
         let write_err = |e| Error::io(format!("cannot write {}", path.display()), e);
         let mut written = Vec::new();
-        let mut offset = 0u64;
-        for (i, extent) in node.content.iter().enumerate() {
+        let mut offset = start;
+        let content = &node.content[extents];
+        for (i, extent) in content.iter().enumerate() {
             self.options.cancel.check()?;
             if let Extent::Data { id, len } = extent {
                 if !chunks.has(id) {
-                    *chunks = self.read_chunks(node.content[i..].iter());
+                    *chunks = self.read_chunks(content[i..].iter());
                 }
                 // read_blobs checked the chunk against its id.
                 let data = chunks
@@ -352,11 +398,19 @@ impl Restorer<'_> {
             }
             offset += extent.len();
         }
-        file.set_len(node.size.max(offset)).map_err(write_err)?;
+        Ok(())
+    }
+
+    /// Once every extent is written: the file's size (a trailing hole),
+    /// with `--verify` its holes, and its metadata.
+    pub(super) fn finish_file(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
+        let content_len: u64 = node.content.iter().map(Extent::len).sum();
+        file.set_len(node.size.max(content_len))
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         if self.options.verify {
             self.check_holes(file, path, node)?;
         }
-        Ok(())
+        apply_metadata(file.as_fd(), node, path)
     }
 
     /// `--verify`: the bytes read back from the file must be the chunk just

@@ -21,6 +21,7 @@ pub mod diff;
 pub mod drill;
 mod files;
 mod filter;
+mod parts;
 mod plan;
 mod target;
 
