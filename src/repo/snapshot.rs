@@ -24,6 +24,27 @@ pub struct Summary {
     /// Entries that could not be read and are missing from the snapshot.
     pub errors: u64,
     pub duration_secs: f64,
+    /// What the data this backup stored for new and changed files was made
+    /// of. Absent from manifests written before rewind measured it and
+    /// from backups into a repository that does not compress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_data: Option<ChangedData>,
+}
+
+/// How much of a backup's changed data was incompressible, the trace that
+/// encryption by ransomware leaves (`docs/design.md`, section 7, "Finding
+/// the last clean snapshot"). Changed data is what the backup stored for
+/// files, chunks new to the repository, each counted with the file it was
+/// first read from: a file moved or copied brings none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedData {
+    /// New and changed files at least half of whose changed data was
+    /// incompressible.
+    pub files_incompressible: u64,
+    /// Bytes of changed data, before compression.
+    pub bytes: u64,
+    /// The part of `bytes` in chunks that zstd could not shrink by 3%.
+    pub bytes_incompressible: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
