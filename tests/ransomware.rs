@@ -3,7 +3,8 @@
 //! of the files in place flags the snapshot, `backup` exits 5, `snapshots`
 //! marks it, `diff` against its parent names exactly the encrypted files,
 //! and `status --prometheus` exports it. A host whose files are compressed
-//! anyway and change every day is not flagged on its ordinary days.
+//! anyway and change every day is not flagged on its ordinary days, and
+//! moving compressed files brings no changed data.
 
 mod common;
 
@@ -282,4 +283,31 @@ fn a_host_whose_files_are_compressed_anyway_is_quiet_on_ordinary_days() {
     }
     // Not for want of incompressible files: a quiet host would be flagged.
     assert!(shares.iter().all(|&s| s > 0.2), "{shares:?}");
+}
+
+#[test]
+fn moving_compressed_files_is_not_a_rewrite() {
+    let (_tmp, dir) = tempdir();
+    let mut rng = Rng::new(seed("ransomware moved photos"));
+    let source = dir.join("photos");
+    let inbox = source.join("inbox");
+    mkdirs(&inbox);
+    for i in 0..100 {
+        write(&inbox.join(format!("img{i:03}.jpg")), &rng.bytes(4096));
+    }
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    for day in 0..3 {
+        write(&source.join(format!("list-{day}.txt")), &rng.text(2048));
+        back_up_quietly(&repo, &source, day);
+    }
+    // Sorted into albums: every photo is at a new path, none is new data.
+    std::fs::rename(&inbox, source.join("album-2026")).unwrap();
+    let snapshot = back_up_quietly(&repo, &source, 3);
+    let summary = &snapshot["summary"];
+    assert_eq!(summary["files_new"], 100, "{summary}");
+    assert_eq!(
+        summary["changed_data"]["files_incompressible"], 0,
+        "{summary}"
+    );
+    assert_eq!(summary["changed_data"]["bytes"], 0, "{summary}");
 }

@@ -96,3 +96,30 @@ impl Snapshot {
 pub fn sort_by_time(snapshots: &mut [Snapshot]) {
     snapshots.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_without_changed_data_still_reads_and_none_is_not_written() {
+        let old = r#"{"files_new":3,"files_changed":1,"files_unchanged":1510,"dirs":212,
+            "other_entries":40,"bytes_read":8388608,"bytes_total":88012345,
+            "bytes_added":2113536,"blobs_added":9,"errors":0,"duration_secs":1.37}"#;
+        let summary: Summary = serde_json::from_str(old).unwrap();
+        assert_eq!(summary.changed_data, None);
+        assert!(!serde_json::to_string(&summary)
+            .unwrap()
+            .contains("changed_data"));
+        let measured = Summary {
+            changed_data: Some(ChangedData {
+                files_incompressible: 2,
+                bytes: 3,
+                bytes_incompressible: 1,
+            }),
+            ..summary
+        };
+        let text = serde_json::to_string(&measured).unwrap();
+        assert_eq!(serde_json::from_str::<Summary>(&text).unwrap(), measured);
+    }
+}
