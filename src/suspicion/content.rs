@@ -10,9 +10,9 @@
 use crate::repo::{Repository, RepositoryState};
 
 /// A chunk is incompressible when zstd saved less than 3% of it. Ordinary
-/// data (text, code, executables, databases, logs) shrinks by half or more
-/// at any level; what saves less than 3% was compressed or encrypted
-/// already. A chunk that did not shrink at all is stored as it is (the
+/// data saves far more at any level (text, code and logs half or more,
+/// executables and databases a third or more); what saves less than 3%
+/// was compressed or encrypted already. A chunk that did not shrink at all is stored as it is (the
 /// `compress` fallback), at exactly its raw length.
 const INCOMPRESSIBLE_PERCENT: u64 = 97;
 
