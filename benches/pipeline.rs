@@ -245,7 +245,9 @@ fn pipeline(c: &mut Criterion) {
                 let file = black_box(*file);
                 chunker
                     .chunk_sized(file, Some(file.len() as u64), |data| {
-                        writer.add(BlobKind::Data, keys.blob_id(&data), &data, LEVEL)
+                        writer
+                            .add(BlobKind::Data, keys.blob_id(&data), &data, LEVEL)
+                            .map(drop)
                     })
                     .unwrap();
             }

@@ -70,6 +70,7 @@ mod repo;
 mod restore;
 mod scrub;
 mod selector;
+mod suspicion;
 mod testing;
 mod tree;
 mod vfs;
@@ -100,8 +101,10 @@ pub use tree::{
 // Choosing snapshots.
 pub use selector::{parse_time_prefix, split_selector, Filter, Selector};
 
-// Backing up.
+// Backing up, and finding the last clean snapshot.
 pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
+pub use repo::ChangedData;
+pub use suspicion::{assess_snapshots, Suspicion};
 
 // Restoring, comparing, and the restore drill.
 pub use restore::diff::{

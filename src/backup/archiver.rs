@@ -1,8 +1,8 @@
 //! What one backup run shares between the walker, the readers and the
 //! packers: the repository, which blobs are already queued (so each is
 //! stored once), the pack that collects trees, the counters of the
-//! snapshot's summary, and the warnings; and the ways chunks and trees
-//! become blobs.
+//! snapshot's summary (the changed data's among them), and the warnings;
+//! and the ways chunks and trees become blobs.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -15,11 +15,13 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use super::changed::{ChangedDataCounters, FileTally};
 use super::packer::{self, NewBlob, PackSink};
 use super::{BackupOptions, OwnerNames};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::repo::{BlobKind, Id, IdSet, PackWriter, Repository, Summary};
+use crate::suspicion::Compressibility;
 use crate::tree::{Extent, Node, NodeKind, Tree};
 
 /// What the snapshot's summary counts, as the run goes.
@@ -46,6 +48,10 @@ pub(super) struct Archiver {
     pub owners: OwnerNames,
     pub counters: Counters,
     pub progress: indicatif::ProgressBar,
+    /// How chunks are judged compressible; `None` in a repository that
+    /// does not compress, where the changed data is not measured.
+    compressibility: Option<Compressibility>,
+    changed_data: Arc<ChangedDataCounters>,
     chunker: Chunker,
     sink: Arc<PackSink>,
     /// Ids of blobs queued in this run, so a blob is stored once.
@@ -70,6 +76,8 @@ impl Archiver {
             indicatif::ProgressBar::hidden()
         };
         Ok(Archiver {
+            compressibility: Compressibility::of(&repo),
+            changed_data: Arc::default(),
             chunker: Chunker::new(repo.config().chunker, repo.chunker_seed()),
             sink: PackSink::new(Repository::clone(&repo)),
             repo,
@@ -158,14 +166,22 @@ impl Archiver {
         Ok(id)
     }
 
+    /// A tally of the changed data of one new or changed file, if this run
+    /// measures it.
+    pub fn file_tally(&self) -> Option<Arc<FileTally>> {
+        self.compressibility
+            .map(|judge| Arc::new(FileTally::new(judge, &self.changed_data)))
+    }
+
     /// Chunks a stream of about `expected_len` bytes, queues the new
-    /// chunks, and appends its extents.
+    /// chunks (each with the file's `tally`), and appends its extents.
     pub fn store_chunks(
         &self,
         reader: impl Read,
         expected_len: Option<u64>,
         extents: &mut Vec<Extent>,
         blob_tx: &Sender<NewBlob>,
+        tally: Option<&Arc<FileTally>>,
     ) -> Result<u64> {
         let mut total = 0u64;
         self.chunker.chunk_sized(reader, expected_len, |data| {
@@ -185,6 +201,7 @@ impl Archiver {
                         kind: BlobKind::Data,
                         id,
                         data,
+                        tally: tally.cloned(),
                     })
                     .map_err(|_| Error::internal("the packers have stopped"))?;
             }
@@ -250,6 +267,7 @@ impl Archiver {
             errors: self.warnings.lock().unwrap().len() as u64
                 - counters.changed_while_read.load(Relaxed),
             duration_secs,
+            changed_data: self.compressibility.map(|_| self.changed_data.totals()),
         }
     }
 }

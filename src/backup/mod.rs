@@ -14,10 +14,12 @@
 //! counters, warnings) and stores blobs; `walker` walks the paths and
 //! runs the pipeline above; `reader` turns one file into extents;
 //! `stdin` stores a stream as one file; `packer` packs and stores new
-//! blobs; `warmer` lists directories ahead of the walker; `source`
-//! reads the source filesystem.
+//! blobs; `changed` measures how much of each file's new data was
+//! incompressible; `warmer` lists directories ahead of the walker;
+//! `source` reads the source filesystem.
 
 mod archiver;
+mod changed;
 pub(crate) mod packer;
 mod reader;
 mod semaphore;
@@ -35,6 +37,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
+use crate::suspicion::{assess_snapshots, Suspicion};
 pub(crate) use archiver::join_workers;
 use archiver::Archiver;
 pub use source::OwnerNames;
@@ -69,6 +72,10 @@ pub struct BackupOutcome {
     /// Entries that could not be read and are missing from the snapshot,
     /// and files that changed while they were read.
     pub warnings: Vec<String>,
+    /// How the snapshot compares with the earlier ones of its host and
+    /// paths (`None` when its changed data was not measured); when it is
+    /// suspicious, ransomware may have encrypted the files.
+    pub suspicion: Option<Suspicion>,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -98,7 +105,8 @@ pub fn backup(
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    let parent = find_parent(&repo, &options.host, &path_strings)?;
+    let mut snapshots = repo.snapshots()?;
+    let parent = find_parent(&snapshots, &options.host, &path_strings);
     // A damaged parent costs speed, not the backup: read everything again.
     let previous_root = parent.as_ref().and_then(|p| match repo.read_tree(&p.tree) {
         Ok(tree) => Some(tree),
@@ -139,6 +147,8 @@ pub fn backup(
     };
     let (id, stored_again) = repo.commit_snapshot(&snapshot, lock)?;
     snapshot.id = id;
+    snapshots.push(snapshot.clone());
+    let suspicion = assess_snapshots(&snapshots).pop().flatten();
     let warnings = archiver.take_warnings();
     if stored_again > 0 {
         crate::log::info(&format!(
@@ -146,16 +156,23 @@ pub fn backup(
              is deleting the packs they were in"
         ));
     }
-    Ok(BackupOutcome { snapshot, warnings })
+    Ok(BackupOutcome {
+        snapshot,
+        warnings,
+        suspicion,
+    })
 }
 
 /// The newest snapshot of the same host and the same set of paths.
-fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {
-    Ok(repo
-        .snapshots()?
-        .into_iter()
+fn find_parent<'a>(
+    snapshots: &'a [Snapshot],
+    host: &str,
+    paths: &[String],
+) -> Option<&'a Snapshot> {
+    snapshots
+        .iter()
         .rev()
-        .find(|s| s.host == host && s.same_paths(paths)))
+        .find(|s| s.host == host && s.same_paths(paths))
 }
 
 /// An absolute path without `.`, `..` or doubled slashes; symlinks are kept as given.

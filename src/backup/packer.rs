@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::changed::FileTally;
 use crate::error::{Error, Result};
 use crate::repo::{BlobKind, FinishedPack, Id, PackSaver, PackWriter, Repository};
 
@@ -13,6 +14,9 @@ pub struct NewBlob {
     pub kind: BlobKind,
     pub id: Id,
     pub data: Vec<u8>,
+    /// The changed data of the file this chunk was read from, told how the
+    /// chunk was stored (backups of repositories that compress).
+    pub tally: Option<Arc<FileTally>>,
 }
 
 /// State shared by the packers and the thread that finishes the backup.
@@ -101,7 +105,10 @@ fn run(sink: &PackSink, rx: &Receiver<NewBlob>) {
                 Some(w) => w,
                 None => writer.insert(sink.new_pack()?),
             };
-            w.add(blob.kind, blob.id, &blob.data, level)?;
+            let stored_len = w.add(blob.kind, blob.id, &blob.data, level)?;
+            if let Some(tally) = &blob.tally {
+                tally.stored(blob.data.len() as u32, stored_len);
+            }
             if w.len() >= pack_size {
                 sink.store(writer.take().unwrap().finish()?)?;
             }

@@ -63,6 +63,7 @@ fn read_file(archiver: &Archiver, path: &Path, blob_tx: &Sender<NewBlob>) -> Res
     let mut extents = Vec::new();
     let mut position = 0u64;
     let mut reached_end = false;
+    let tally = archiver.file_tally();
     for (offset, length) in regions {
         if offset > position {
             extents.push(Extent::Hole {
@@ -74,7 +75,13 @@ fn read_file(archiver: &Archiver, path: &Path, blob_tx: &Sender<NewBlob>) -> Res
         let to_end = length == u64::MAX;
         let expected = if to_end { opened.len() } else { length };
         let read = archiver
-            .store_chunks(reader, Some(expected), &mut extents, blob_tx)
+            .store_chunks(
+                reader,
+                Some(expected),
+                &mut extents,
+                blob_tx,
+                tally.as_ref(),
+            )
             .map_err(|e| e.context(path.display()))?;
         position = offset + read;
         // A region that reads short ends the file: padding it to the
@@ -98,6 +105,9 @@ fn read_file(archiver: &Archiver, path: &Path, blob_tx: &Sender<NewBlob>) -> Res
             "{} changed while it was read ({change}): the snapshot holds the {position} bytes read, which may mix old and new content",
             path.display()
         ));
+    }
+    if let Some(tally) = &tally {
+        tally.read_whole();
     }
     archiver.show_progress();
     Ok((extents, position))

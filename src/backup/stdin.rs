@@ -40,9 +40,13 @@ fn store_stream(
     blob_tx: &Sender<NewBlob>,
 ) -> Result<Id> {
     let mut extents = Vec::new();
+    let tally = archiver.file_tally();
     let size = archiver
-        .store_chunks(reader, None, &mut extents, blob_tx)
+        .store_chunks(reader, None, &mut extents, blob_tx, tally.as_ref())
         .map_err(|e| e.context("reading standard input"))?;
+    if let Some(tally) = &tally {
+        tally.read_whole();
+    }
     archiver.counters.files_new.fetch_add(1, Relaxed);
     archiver.counters.bytes_total.fetch_add(size, Relaxed);
     let names: Vec<&OsStr> = path.iter().skip(1).collect();

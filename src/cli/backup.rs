@@ -8,6 +8,12 @@ use rewind::{backup, BackupOptions, LockKind, Source};
 
 use super::Global;
 
+/// The snapshot was saved, but some entries are missing or changed while read.
+const EXIT_INCOMPLETE: u8 = 3;
+/// The snapshot was saved, and it looks like ransomware encrypted files
+/// since the last one (`rewind::Suspicion`); before any exit 3.
+const EXIT_SUSPICIOUS: u8 = 5;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Files and directories to back up (kept in the snapshot under their absolute paths)
@@ -74,10 +80,13 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     };
     let outcome = backup(repo, source, &options, Some(&lock))?;
     let snapshot = &outcome.snapshot;
+    let suspicious = outcome.suspicion.as_ref().is_some_and(|s| s.suspicious);
     if args.json {
         let mut value = serde_json::to_value(snapshot)?;
         value["id"] = snapshot.id.to_hex().into();
         value["warnings"] = outcome.warnings.clone().into();
+        value["suspicious"] = suspicious.into();
+        value["suspicion"] = serde_json::to_value(&outcome.suspicion)?;
         super::print_json(&value)?;
     } else {
         let s = &snapshot.summary;
@@ -93,14 +102,25 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         );
         println!("{}", snapshot.id);
     }
-    if outcome.warnings.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    if !outcome.warnings.is_empty() {
         eprintln!(
             "rewind: snapshot {} saved, but {} entries could not be read (they are missing from it) or changed while read (they are stored as read); see the warnings above",
             snapshot.id.short(),
             outcome.warnings.len()
         );
-        Ok(ExitCode::from(3))
+    }
+    match &outcome.suspicion {
+        Some(suspicion) if suspicion.suspicious => {
+            let parent = snapshot.parent.map_or("PARENT".into(), |p| p.short());
+            let id = snapshot.id.short();
+            eprintln!(
+                "rewind: warning: snapshot {id} may hold files encrypted by ransomware: {}. \
+                 `rewind diff {parent} {id}` names the files rewritten since the snapshot before it",
+                suspicion.describe()
+            );
+            Ok(ExitCode::from(EXIT_SUSPICIOUS))
+        }
+        _ if !outcome.warnings.is_empty() => Ok(ExitCode::from(EXIT_INCOMPLETE)),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }

@@ -19,7 +19,8 @@ mounted snapshot included. A side that starts with /, ./ or ../, or is not a sel
 directory: write ./latest for a directory named latest.
 
 Output: one line per entry, `+` added in B, `-` removed, `M` content changed (and metadata), \
-`T` type changed, `U` only metadata changed (with --metadata).
+`T` type changed, `U` only metadata changed (with --metadata). A file of a snapshot B rewritten \
+with incompressible content (what encryption by ransomware leaves) is marked `incompressible`.
 
 Exit status: 0 when A and B are the same, 1 when they differ, 2 on trouble.")]
 pub struct Args {
@@ -131,8 +132,12 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for change in &report.changes {
             write!(out, "{}  {}", change.change.symbol(), change.path)?;
-            if !change.details.is_empty() {
-                write!(out, "  ({})", change.details.join(", "))?;
+            let mut details = change.details.clone();
+            if change.incompressible {
+                details.push("incompressible".into());
+            }
+            if !details.is_empty() {
+                write!(out, "  ({})", details.join(", "))?;
             }
             writeln!(out)?;
         }
@@ -158,6 +163,12 @@ fn summary(report: &DiffReport, labels: &[String]) -> String {
             s.added, s.removed, s.modified, s.type_changed, s.metadata
         )
     };
+    if s.incompressible > 0 {
+        line += &format!(
+            " ({} rewritten with incompressible content)",
+            s.incompressible
+        );
+    }
     line += &format!("; {} entries compared", s.entries_compared);
     if s.trees_skipped > 0 {
         line += &format!(", {} unchanged directories skipped", s.trees_skipped);

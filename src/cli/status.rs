@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::Utc;
-use rewind::{default_scrub_state_path, ScrubState, Status};
+use chrono::{DateTime, Utc};
+use rewind::{assess_snapshots, default_scrub_state_path, ScrubState, Status};
 use serde::Serialize;
 
 use super::Global;
@@ -31,6 +31,14 @@ struct HostStatus {
     /// The recovery point: how old the newest backup is.
     age_seconds: i64,
     snapshots: usize,
+    /// Whether the newest snapshot of one of the host's sets of paths is
+    /// suspicious: ransomware may have encrypted its files.
+    suspicious: bool,
+    /// The newest suspicious snapshot of the host, if any.
+    newest_suspicious_snapshot: Option<String>,
+    newest_suspicious_snapshot_id: Option<String>,
+    #[serde(skip)]
+    newest_suspicious_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -48,9 +56,12 @@ struct Health {
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let repo = global.open()?;
     let snapshots = repo.snapshots()?;
+    let verdicts = assess_snapshots(&snapshots);
     let now = Utc::now();
     let mut hosts: BTreeMap<String, HostStatus> = BTreeMap::new();
-    for s in &snapshots {
+    // Whether the newest snapshot of each host and set of paths is suspicious.
+    let mut newest_of_paths: BTreeMap<(&str, Vec<&String>), bool> = BTreeMap::new();
+    for (s, verdict) in snapshots.iter().zip(&verdicts) {
         // Oldest first: the first one seen is the oldest, the last the newest.
         let entry = hosts.entry(s.host.clone()).or_insert_with(|| HostStatus {
             oldest_snapshot: s.time_label(),
@@ -59,11 +70,29 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             newest_snapshot_id: String::new(),
             age_seconds: 0,
             snapshots: 0,
+            suspicious: false,
+            newest_suspicious_snapshot: None,
+            newest_suspicious_snapshot_id: None,
+            newest_suspicious_time: None,
         });
         entry.snapshots += 1;
         entry.newest_snapshot = s.time_label();
         entry.newest_snapshot_id = s.id.short();
         entry.age_seconds = (now - s.time).num_seconds();
+        let suspicious = verdict.as_ref().is_some_and(|v| v.suspicious);
+        if suspicious {
+            entry.newest_suspicious_snapshot = Some(s.time_label());
+            entry.newest_suspicious_snapshot_id = Some(s.id.short());
+            entry.newest_suspicious_time = Some(s.time);
+        }
+        let mut paths: Vec<&String> = s.paths.iter().collect();
+        paths.sort();
+        newest_of_paths.insert((&s.host, paths), suspicious);
+    }
+    for ((host, _), suspicious) in newest_of_paths {
+        if let Some(entry) = hosts.get_mut(host) {
+            entry.suspicious |= suspicious;
+        }
     }
     let state_file = match &args.state {
         Some(path) => path.clone(),
@@ -100,6 +129,20 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                 h.oldest_snapshot_id,
                 h.snapshots
             );
+            if let (Some(time), Some(id)) = (
+                &h.newest_suspicious_snapshot,
+                &h.newest_suspicious_snapshot_id,
+            ) {
+                println!(
+                    "    {}: newest suspicious snapshot {time} ({id}), files rewritten with \
+                     incompressible content as ransomware leaves them (see `rewind snapshots`)",
+                    if h.suspicious {
+                        "SUSPICIOUS NOW"
+                    } else {
+                        "was suspicious"
+                    }
+                );
+            }
         }
         match health.scrub.last_run {
             None => println!("scrub: never run on this machine (see `rewind scrub`)"),
@@ -145,22 +188,38 @@ fn prometheus(health: &Health) -> String {
         "gauge",
         vec![(format!("{{{repo}}}"), health.snapshots as f64)],
     );
-    metric(
-        "newest_snapshot_age_seconds",
-        "Age of the newest snapshot of each host (the recovery point).",
-        "gauge",
+    let per_host = |value: &dyn Fn(&HostStatus) -> f64| {
         health
             .hosts
             .iter()
             .map(|(h, s)| {
                 (
                     format!("{{{repo},host=\"{}\"}}", h.replace('"', "'")),
-                    s.age_seconds as f64,
+                    value(s),
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "newest_snapshot_age_seconds",
+        "Age of the newest snapshot of each host (the recovery point).",
+        "gauge",
+        per_host(&|s| s.age_seconds as f64),
     );
-    let time = |t: Option<chrono::DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp() as f64);
+    let time = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp() as f64);
+    metric(
+        "snapshot_suspicious",
+        "1 when the newest snapshot of one of the host's sets of paths is suspicious \
+         (many files rewritten with incompressible content: ransomware?), else 0.",
+        "gauge",
+        per_host(&|s| f64::from(u8::from(s.suspicious))),
+    );
+    metric(
+        "newest_suspicious_snapshot_timestamp_seconds",
+        "Time of the host's newest suspicious snapshot (0: none).",
+        "gauge",
+        per_host(&|s| time(s.newest_suspicious_time)),
+    );
     metric(
         "scrub_last_run_timestamp_seconds",
         "When a scrub last ran (0: never).",

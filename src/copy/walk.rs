@@ -226,7 +226,12 @@ impl<'a> Copier<'a> {
 
     fn send(&self, kind: BlobKind, id: Id, data: Vec<u8>, blobs: &Sender<NewBlob>) -> Result<()> {
         blobs
-            .send(NewBlob { kind, id, data })
+            .send(NewBlob {
+                kind,
+                id,
+                data,
+                tally: None,
+            })
             .map_err(|_| Error::internal("the packer threads stopped"))
     }
 

@@ -49,7 +49,7 @@ impl GroupBy {
     }
 
     /// The key of the group `snapshot` belongs to.
-    pub(super) fn key_of(&self, snapshot: &Snapshot) -> GroupKey {
+    pub(crate) fn key_of(&self, snapshot: &Snapshot) -> GroupKey {
         GroupKey {
             host: self.host.then(|| snapshot.host.clone()),
             paths: self.paths.then(|| sorted_set(&snapshot.paths)),

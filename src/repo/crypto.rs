@@ -74,6 +74,17 @@ impl Keys {
         self.encryption.is_some()
     }
 
+    /// What storing adds to a blob's compressed data: the compression-type
+    /// byte of the payload, and the nonce and tag of the seal.
+    pub fn blob_overhead(&self) -> u32 {
+        let seal = if self.is_encrypted() {
+            NONCE_LEN + TAG_LEN
+        } else {
+            0
+        };
+        (1 + seal) as u32
+    }
+
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
     }

@@ -40,7 +40,7 @@ pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
 pub use lock::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
 pub use saver::PackSaver;
-pub use snapshot::{sort_by_time, Snapshot, Summary, SNAPSHOT_VERSION};
+pub use snapshot::{sort_by_time, ChangedData, Snapshot, Summary, SNAPSHOT_VERSION};
 pub use stored::StoredFiles;
 pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
@@ -107,6 +107,13 @@ impl<S: RepositoryState> Repository<S> {
     /// about content to whoever lacks the key).
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
         self.core.keys.blob_id(plaintext)
+    }
+
+    /// What storing adds to a blob's compressed data (the payload's type
+    /// byte, and the seal when encrypted): a blob zstd could not shrink is
+    /// stored in its raw length plus this.
+    pub fn blob_overhead(&self) -> u32 {
+        self.core.keys.blob_overhead()
     }
 
     /// The seed of this repository's content-defined chunker.

@@ -110,18 +110,20 @@ impl PackWriter {
         })
     }
 
-    /// Compresses, seals and appends one blob whose id is already known.
-    pub fn add(&mut self, kind: BlobKind, id: Id, plaintext: &[u8], level: i32) -> Result<()> {
+    /// Compresses, seals and appends one blob whose id is already known;
+    /// returns its stored length.
+    pub fn add(&mut self, kind: BlobKind, id: Id, plaintext: &[u8], level: i32) -> Result<u32> {
         let stored = self.sealer.seal(crypto::compress(plaintext, level)?)?;
+        let stored_len = stored.len() as u32;
         self.blobs.push(PackedBlob {
             kind,
             id,
             offset: self.bytes.len() as u32,
-            stored_len: stored.len() as u32,
+            stored_len,
             raw_len: plaintext.len() as u32,
         });
         self.bytes.extend_from_slice(&stored);
-        Ok(())
+        Ok(stored_len)
     }
 
     /// Copies a blob out of another pack without compressing it again

@@ -24,6 +24,27 @@ pub struct Summary {
     /// Entries that could not be read and are missing from the snapshot.
     pub errors: u64,
     pub duration_secs: f64,
+    /// What the data this backup stored for new and changed files was made
+    /// of. Absent from manifests written before rewind measured it and
+    /// from backups into a repository that does not compress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_data: Option<ChangedData>,
+}
+
+/// How much of a backup's changed data was incompressible, the trace that
+/// encryption by ransomware leaves (`docs/design.md`, section 7, "Finding
+/// the last clean snapshot"). Changed data is what the backup stored for
+/// files, chunks new to the repository, each counted with the file it was
+/// first read from: a file moved or copied brings none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedData {
+    /// New and changed files at least half of whose changed data was
+    /// incompressible.
+    pub files_incompressible: u64,
+    /// Bytes of changed data, before compression.
+    pub bytes: u64,
+    /// The part of `bytes` in chunks that zstd could not shrink by 3%.
+    pub bytes_incompressible: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,4 +95,31 @@ impl Snapshot {
 /// Sorts snapshots oldest first; ties keep a stable order by id.
 pub fn sort_by_time(snapshots: &mut [Snapshot]) {
     snapshots.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_without_changed_data_still_reads_and_none_is_not_written() {
+        let old = r#"{"files_new":3,"files_changed":1,"files_unchanged":1510,"dirs":212,
+            "other_entries":40,"bytes_read":8388608,"bytes_total":88012345,
+            "bytes_added":2113536,"blobs_added":9,"errors":0,"duration_secs":1.37}"#;
+        let summary: Summary = serde_json::from_str(old).unwrap();
+        assert_eq!(summary.changed_data, None);
+        assert!(!serde_json::to_string(&summary)
+            .unwrap()
+            .contains("changed_data"));
+        let measured = Summary {
+            changed_data: Some(ChangedData {
+                files_incompressible: 2,
+                bytes: 3,
+                bytes_incompressible: 1,
+            }),
+            ..summary
+        };
+        let text = serde_json::to_string(&measured).unwrap();
+        assert_eq!(serde_json::from_str::<Summary>(&text).unwrap(), measured);
+    }
 }

@@ -9,6 +9,10 @@
 //! threads, so no repository data is read either. Two local files are
 //! compared byte by byte.
 //!
+//! A file that B adds or modifies is marked when it was rewritten with
+//! incompressible content (`Change::incompressible`), from the stored and
+//! raw lengths the index records for its new chunks.
+//!
 //! A symlink's content is its target and a device's is its number: those
 //! changes are content changes. `metadata` adds mode, owner, modification
 //! time and extended attributes (never atime or ctime: reading changes the
@@ -24,9 +28,11 @@ use super::content::{compare_file, files_equal};
 use super::{find_node, Cancel};
 use crate::backup::{node_from_stat, open_source, read_dir_names, OwnerNames};
 use crate::error::{Error, Result};
+use crate::id::IdSet;
 use crate::parallel::parallel_map;
 use crate::repo::{Id, Repository};
-use crate::tree::{ExpansionBudget, ExpansionLimits, Node, NodeKind, Timestamp};
+use crate::suspicion::{ChangedBytes, Compressibility};
+use crate::tree::{ExpansionBudget, ExpansionLimits, Extent, Node, NodeKind, Timestamp};
 use report::{change_of, kind_name, metadata_details, shown};
 pub use report::{Change, ChangeKind, DiffReport, DiffSummary};
 
@@ -69,9 +75,14 @@ pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
         )),
         Side::Local(_) => None,
     };
+    let compressibility = match b {
+        Side::Snapshot { repo, .. } => Compressibility::of(*repo),
+        Side::Local(_) => None,
+    };
     let mut differ = Differ {
         sides: [a, b],
         budgets: [budget(a), budget(b)],
+        compressibility,
         options,
         owners: OwnerNames::default(),
         items: Vec::new(),
@@ -115,6 +126,9 @@ struct Differ<'a, 'f> {
     /// What each snapshot side has expanded to: shared directories can make
     /// a few trees stand for 2^40 paths.
     budgets: [Option<ExpansionBudget>; 2],
+    /// How B's chunks are judged, when B is a snapshot in a repository
+    /// that compresses.
+    compressibility: Option<Compressibility>,
     options: &'a DiffOptions<'f>,
     owners: OwnerNames,
     items: Vec<Item>,
@@ -260,7 +274,41 @@ impl Differ<'_, '_> {
             path: shown(path),
             change,
             details,
+            incompressible: false,
         }));
+    }
+
+    /// Whether `after`, a file of B in a snapshot, was rewritten with
+    /// incompressible content: most of the bytes of the chunks it holds
+    /// that `before` (its version in A, if any) did not hold, each chunk
+    /// once, were stored incompressible. Nothing is read: the index has
+    /// each chunk's stored and raw lengths.
+    fn rewritten_incompressibly(&self, before: Option<&Node>, after: &Entry) -> bool {
+        let (Some(judge), Side::Snapshot { repo, .. }) = (&self.compressibility, self.sides[1])
+        else {
+            return false;
+        };
+        if after.local.is_some() || after.node.kind != NodeKind::File {
+            return false;
+        }
+        let data_ids = |node: &Node| -> IdSet {
+            node.content
+                .iter()
+                .filter_map(|extent| match extent {
+                    Extent::Data { id, .. } => Some(*id),
+                    Extent::Hole { .. } => None,
+                })
+                .collect()
+        };
+        let held = before.map(data_ids).unwrap_or_default();
+        let index = repo.index();
+        let mut changed = ChangedBytes::default();
+        for id in data_ids(&after.node).difference(&held) {
+            if let Some(location) = index.get(id) {
+                changed.add_chunk(judge, location.raw_len, location.stored_len);
+            }
+        }
+        changed.is_mostly_incompressible()
     }
 
     fn compare(&mut self, path: &str, a: &Entry, b: &Entry) -> Result<()> {
@@ -316,14 +364,13 @@ impl Differ<'_, '_> {
             NodeKind::CharDevice | NodeKind::BlockDevice => (x.rdev != y.rdev).then_some("device"),
             NodeKind::Fifo | NodeKind::Socket => None,
         };
-        self.push_change(path, content, metadata);
-        Ok(())
-    }
-
-    fn push_change(&mut self, path: &str, what: Option<&str>, metadata: Vec<String>) {
-        if let Some(change) = change_of(path, what, metadata) {
+        if let Some(mut change) = change_of(path, content, metadata) {
+            change.incompressible = x.kind == NodeKind::File
+                && content.is_some()
+                && self.rewritten_incompressibly(Some(x), b);
             self.items.push(Item::Ready(change));
         }
+        Ok(())
     }
 
     fn compare_dirs(&mut self, path: &str, a: &Entry, b: &Entry) -> Result<()> {
@@ -395,7 +442,13 @@ impl Differ<'_, '_> {
         change: ChangeKind,
     ) -> Result<()> {
         self.options.cancel.check()?;
-        self.push(path, change, Vec::new());
+        self.items.push(Item::Ready(Change {
+            path: shown(path),
+            change,
+            details: Vec::new(),
+            incompressible: change == ChangeKind::Added
+                && self.rewritten_incompressibly(None, entry),
+        }));
         if !entry.node.is_dir() {
             return Ok(());
         }
@@ -490,9 +543,11 @@ impl Differ<'_, '_> {
                     match results[i].take().expect("each job has a result") {
                         Ok(same) => {
                             let what = (!same).then_some("content");
-                            self.report
-                                .changes
-                                .extend(change_of(&job.path, what, job.metadata));
+                            if let Some(mut change) = change_of(&job.path, what, job.metadata) {
+                                change.incompressible = !same
+                                    && self.rewritten_incompressibly(Some(&job.a.node), &job.b);
+                                self.report.changes.push(change);
+                            }
                         }
                         Err(e) => self
                             .report

@@ -41,6 +41,13 @@ pub struct Change {
     /// What differs: content, link target, device, mode, owner, mtime, xattrs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// A file of B, added or modified, rewritten with incompressible
+    /// content, as encryption by ransomware leaves it: most of the chunks
+    /// it holds that its version in A did not were stored incompressible.
+    /// Told from the index of B's repository, without reading data; never
+    /// set when B is a directory on this machine.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incompressible: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -50,6 +57,8 @@ pub struct DiffSummary {
     pub modified: u64,
     pub type_changed: u64,
     pub metadata: u64,
+    /// Added and modified files rewritten with incompressible content.
+    pub incompressible: u64,
     pub entries_compared: u64,
     /// Directories skipped because both snapshots share their tree.
     pub trees_skipped: u64,
@@ -84,6 +93,7 @@ impl DiffReport {
                 ChangeKind::Metadata => &mut summary.metadata,
             };
             *counter += 1;
+            summary.incompressible += u64::from(change.incompressible);
         }
     }
 }
@@ -144,5 +154,6 @@ pub(super) fn change_of(path: &str, what: Option<&str>, metadata: Vec<String>) -
         path: shown(path),
         change,
         details,
+        incompressible: false,
     })
 }
