@@ -616,7 +616,7 @@ fn ten_thousand_records_cost() {
     let backup_many = five(&backup);
     let check_many = five(&["check"]);
     eprintln!(
-        "with about 10 records:  backup {backup_few:.2?}, log {log_few:.2?}, check {check_few:.2?}"
+        "with a handful of records: backup {backup_few:.2?}, log {log_few:.2?}, check {check_few:.2?}"
     );
     eprintln!(
         "with 10,000 records: backup {backup_many:.2?}, log {log_many:.2?}, check {check_many:.2?}"
