@@ -92,6 +92,11 @@ pub use repo::{
 // Who else is in the repository.
 pub use repo::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
 
+// Who did what: the audit trail.
+pub use repo::{
+    AuditBytes, AuditEntry, AuditFile, AuditRecord, AuditResult, AuditTrail, CopiedRecords,
+};
+
 // What snapshots hold.
 pub use tree::{
     not_shown_message, with_deep_stack, ExpansionBudget, ExpansionLimits, Extent, NameProblem,
@@ -99,7 +104,7 @@ pub use tree::{
 };
 
 // Choosing snapshots.
-pub use selector::{parse_time_prefix, split_selector, Filter, Selector};
+pub use selector::{parse_time_period, parse_time_prefix, split_selector, Filter, Selector};
 
 // Backing up, and finding the last clean snapshot.
 pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
@@ -150,7 +155,7 @@ pub mod format {
     pub use crate::repo::{
         crypto, index, keys_of, pack, parity, parity_name, sort_by_time, BlobKind, Config,
         DeletionPlan, FinishedPack, Index, IndexFile, IndexedPack, KeyFile, Keys, PackWriter,
-        PackedBlob, DELETION_PLAN_VERSION, FORMAT_VERSION, SNAPSHOT_VERSION,
+        PackedBlob, AUDIT_RECORD_VERSION, DELETION_PLAN_VERSION, FORMAT_VERSION, SNAPSHOT_VERSION,
     };
     pub use crate::tree::{MAX_DEPTH, TREE_VERSION};
 }

@@ -134,6 +134,12 @@ pub fn split_selector(text: &str) -> Result<(Selector, &str)> {
 /// Parses the longest ISO 8601 prefix at the start of `s`; returns the end of
 /// the named period and how many bytes were used.
 pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
+    parse_time_period(s).map(|(_, end, used)| (end, used))
+}
+
+/// [`parse_time_prefix`], with the start of the named period too: `2024-06`
+/// is from 2024-06-01T00:00:00Z to 2024-07-01T00:00:00Z.
+pub fn parse_time_period(s: &str) -> Option<(DateTime<Utc>, DateTime<Utc>, usize)> {
     let b = s.as_bytes();
     let digits = |at: usize, n: usize| -> Option<u32> {
         let part = b.get(at..at + n)?;
@@ -197,11 +203,9 @@ pub fn parse_time_prefix(s: &str) -> Option<(DateTime<Utc>, usize)> {
         _ => start + Duration::seconds(1),
     };
     let offset = FixedOffset::east_opt(offset_secs)?;
-    let end = offset
-        .from_local_datetime(&end)
-        .single()?
-        .with_timezone(&Utc);
-    Some((end, pos))
+    let in_utc =
+        |t: NaiveDateTime| Some(offset.from_local_datetime(&t).single()?.with_timezone(&Utc));
+    Some((in_utc(start)?, in_utc(end)?, pos))
 }
 
 #[cfg(test)]
@@ -240,6 +244,18 @@ mod tests {
         assert!(split_selector("abc").is_err());
         assert!(split_selector("@20").is_err());
         assert!(split_selector("@2024-13").is_err());
+    }
+
+    #[test]
+    fn periods_start_where_expected() {
+        let start = |s: &str| {
+            let (start, _, used) = parse_time_period(s).unwrap();
+            assert_eq!(used, s.len(), "{s}");
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        assert_eq!(start("2024"), "2024-01-01T00:00:00Z");
+        assert_eq!(start("2024-06-01T02"), "2024-06-01T02:00:00Z");
+        assert_eq!(start("2024-06-01+02:00"), "2024-05-31T22:00:00Z");
     }
 
     #[test]

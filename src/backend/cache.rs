@@ -1,9 +1,10 @@
 //! A local cache in front of any backend (`docs/design.md`, section 7): the
 //! files nearly every command reads again (key files, index files, snapshot
-//! manifests, tombstones, deletion plans, and the packs that directory
-//! trees are read from), kept whole in a directory on this machine, so that
-//! `snapshots`, `ls` and a mount's first listing do not download them from
-//! a remote store each time.
+//! manifests, tombstones, deletion plans, audit records, and the packs that
+//! directory trees are read from), kept whole in a directory on this
+//! machine, so that `snapshots`, `ls`, a mount's first listing and the
+//! audit record every writing command appends do not download them from a
+//! remote store each time.
 //!
 //! Nothing in the cache is trusted. Every file it keeps is named by the
 //! hash of its bytes (`man/rewind-format.5`), so a cached copy is checked
@@ -107,7 +108,8 @@ fn kept_whole(kind: FileType) -> bool {
         | FileType::Index
         | FileType::Snapshot
         | FileType::Forgotten
-        | FileType::Deletion => true,
+        | FileType::Deletion
+        | FileType::Audit => true,
         // The config and parity files change under the same name (an
         // upgrade, a scrub), and locks are rewritten while held. Packs are
         // kept only when trees are read from them.

@@ -107,6 +107,7 @@ impl Backend for LocalBackend {
             FileType::Lock,
             FileType::Forgotten,
             FileType::Deletion,
+            FileType::Audit,
             FileType::Parity,
         ]
         .iter()

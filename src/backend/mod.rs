@@ -32,6 +32,8 @@ pub enum FileType {
     /// Deletion plans: packs and index files a prune no longer needs,
     /// deleted once no writer can still rely on them.
     Deletion,
+    /// Audit records: who ran which command on the repository, chained.
+    Audit,
     /// Reed–Solomon parity of another file, named `<kind>.<name>`.
     Parity,
 }
@@ -48,6 +50,7 @@ impl FileType {
             FileType::Lock => "locks",
             FileType::Forgotten => "forgotten",
             FileType::Deletion => "deletions",
+            FileType::Audit => "audit",
             FileType::Parity => "parity",
         }
     }

@@ -2,7 +2,8 @@
 //! chunk a snapshot needs is indexed, every indexed pack exists), then, on
 //! request, the data itself (every pack hashes to its name, every blob opens
 //! and hashes to its id). Damage is reported with the snapshots and paths it
-//! affects.
+//! affects. The audit trail is checked too: a record altered or deleted is
+//! an error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::parallel::parallel_map;
 use crate::repo::{Id, IdSet, Opened, Repository, Snapshot};
 
+mod audit;
 mod walk;
 
 pub use walk::affected_paths;
@@ -69,6 +71,7 @@ pub struct CheckReport {
     pub snapshots: usize,
     pub trees: usize,
     pub packs: usize,
+    pub audit_records: usize,
     pub packs_read: usize,
     pub bytes_read: u64,
     pub blobs_verified: u64,
@@ -189,6 +192,7 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
         .map(|(id, why)| (id.to_hex(), why))
         .collect();
     report_lost_metadata(repo, &snapshots, &mut report, unindexed)?;
+    audit::check_audit_trail(repo, &mut report)?;
     Ok(report)
 }
 

@@ -81,6 +81,11 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let outcome = backup(repo, source, &options, Some(&lock))?;
     let snapshot = &outcome.snapshot;
     let suspicious = outcome.suspicion.as_ref().is_some_and(|s| s.suspicious);
+    global.trail().snapshot(snapshot.id);
+    global.trail().bytes(|b| {
+        b.read = Some(snapshot.summary.bytes_read);
+        b.written = Some(snapshot.summary.bytes_added);
+    });
     if args.json {
         let mut value = serde_json::to_value(snapshot)?;
         value["id"] = snapshot.id.to_hex().into();
@@ -103,11 +108,13 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         println!("{}", snapshot.id);
     }
     if !outcome.warnings.is_empty() {
-        eprintln!(
-            "rewind: snapshot {} saved, but {} entries could not be read (they are missing from it) or changed while read (they are stored as read); see the warnings above",
+        let why = format!(
+            "snapshot {} saved, but {} entries could not be read (they are missing from it) or changed while read (they are stored as read)",
             snapshot.id.short(),
             outcome.warnings.len()
         );
+        eprintln!("rewind: {why}; see the warnings above");
+        global.trail().failure(why);
     }
     match &outcome.suspicion {
         Some(suspicion) if suspicion.suspicious => {

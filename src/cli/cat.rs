@@ -27,11 +27,17 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             snapshot.id.short()
         );
     }
+    global.trail().snapshot(snapshot.id);
     let mut out = std::io::stdout().lock();
     let zeros = vec![0u8; 1 << 20];
+    let mut written = 0u64;
     for extent in &node.content {
         match extent {
-            Extent::Data { id, .. } => out.write_all(&repo.read_blob(id)?)?,
+            Extent::Data { id, .. } => {
+                let data = repo.read_blob(id)?;
+                out.write_all(&data)?;
+                written += data.len() as u64;
+            }
             Extent::Hole { len } => {
                 let mut left = *len;
                 while left > 0 {
@@ -39,9 +45,11 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                     out.write_all(&zeros[..n])?;
                     left -= n as u64;
                 }
+                written += len;
             }
         }
     }
     out.flush()?;
+    global.trail().bytes(|b| b.restored = Some(written));
     Ok(ExitCode::SUCCESS)
 }

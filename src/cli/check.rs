@@ -48,10 +48,11 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             eprintln!("hint: {hint}");
         }
         println!(
-            "{} snapshots, {} trees, {} packs checked{}: {}",
+            "{} snapshots, {} trees, {} packs, {} audit records checked{}: {}",
             report.snapshots,
             report.trees,
             report.packs,
+            report.audit_records,
             if subset.is_some() {
                 format!(
                     "; {} packs ({}) and {} blobs read and verified",

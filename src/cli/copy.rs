@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use rewind::{copy, plan_copy, CopyOptions, CopyPlan, CopyReport, CopySelection, LockKind};
-use rewind::{Selector, Snapshot};
+use rewind::{Opened, Repository, Selector, Snapshot};
 
 use super::size::human_bytes;
 use super::{load_index, print_json, FilterArgs, FromRepoArgs, Global};
@@ -27,7 +27,7 @@ pub struct Args {
     filter: FilterArgs,
     /// Print which snapshots would be copied; change nothing
     #[arg(long, short = 'n')]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -68,21 +68,45 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             show_progress: std::io::stderr().is_terminal() && !args.json,
         };
         copy(
-            &*load_index(source)?,
-            &*load_index(dest)?,
+            &*load_index(source.clone())?,
+            &*load_index(dest.clone())?,
             &plan,
             Some(&lock),
             &options,
         )?
     };
+    for copied in &report.copied {
+        global.trail().snapshot(copied.destination);
+    }
+    global.trail().bytes(|b| {
+        b.read = Some(report.bytes_read);
+        b.written = Some(report.bytes_sent);
+    });
+    let records = copy_audit_records(&source, &dest)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["dry_run"] = false.into();
+        value["audit_records_copied"] = records.into();
         print_json(&value)?;
     } else {
         print_report(&report);
+        println!("{records} audit records copied");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the audit records the destination lacks, so that the trail
+/// travels with the snapshots; records of the source that do not read are
+/// left behind with a warning. Returns how many were copied.
+fn copy_audit_records(source: &Repository<Opened>, dest: &Repository<Opened>) -> Result<usize> {
+    let records = dest.copy_audit_records_from(source)?;
+    for (name, e) in &records.unreadable {
+        rewind::log::warn(&format!(
+            "the source's audit record audit/{name} does not read and was not copied: {e} \
+             (run `rewind check` on the source)"
+        ));
+    }
+    Ok(records.copied)
 }
 
 fn plan_json(plan: &CopyPlan) -> serde_json::Value {

@@ -58,6 +58,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let max_age = args.max_age.as_deref().map(parse_duration).transpose()?;
     let repo = global.open_with_index()?;
     let (snapshot, path) = super::select(&repo, &args.snapshot, &args.filter)?;
+    global.trail().snapshot(snapshot.id);
     let sample = args
         .sample
         .as_deref()
@@ -80,14 +81,28 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         Err(e) => {
             let e = anyhow::Error::from(e);
             if is_interrupted(&e) {
-                eprintln!(
-                    "rewind: the restore test was interrupted; its scratch directory was removed"
-                );
+                let why = "the restore test was interrupted; its scratch directory was removed";
+                eprintln!("rewind: {why}");
+                global.trail().failure(why);
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             return Err(e);
         }
     };
+    global
+        .trail()
+        .bytes(|b| b.restored = Some(report.bytes_checked));
+    if !report.ok {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.failures.is_empty())
+            .map(|c| c.name.as_str())
+            .collect();
+        global
+            .trail()
+            .failure(format!("the restore test failed: {}", failed.join(", ")));
+    }
     if let Some(file) = &args.junit {
         std::fs::write(file, report.junit())
             .with_context(|| format!("cannot write the JUnit report {}", file.display()))?;

@@ -81,7 +81,7 @@ pub struct Args {
     limits: super::prune::Limits,
     /// Print what would be forgotten; change nothing
     #[arg(long, short = 'n')]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -139,7 +139,7 @@ fn forget(global: &Global, args: &Args) -> Result<()> {
     let forgotten = if args.dry_run {
         Ok(0)
     } else {
-        forget_groups(&repo, &groups)
+        forget_groups(&repo, &groups, global.trail())
     };
     if args.json {
         print_json(&groups, args.dry_run)?;
@@ -212,10 +212,17 @@ fn named(candidates: &[Snapshot], specs: &[String]) -> Result<PolicyGroup> {
 
 /// Forgets every snapshot the groups remove; the first failure stops it
 /// (what was forgotten stays forgotten: a tombstone is written first).
-fn forget_groups(repo: &Repository<Opened>, groups: &[PolicyGroup]) -> Result<usize> {
+fn forget_groups(
+    repo: &Repository<Opened>,
+    groups: &[PolicyGroup],
+    trail: &super::audit::Trail,
+) -> Result<usize> {
     let doomed: Vec<Snapshot> = groups.iter().flat_map(|g| g.remove.clone()).collect();
     let results = repo.forget_snapshots(&doomed);
     let forgotten = results.iter().filter(|r| r.is_ok()).count();
+    for (snapshot, _) in doomed.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+        trail.snapshot(snapshot.id);
+    }
     let failures: Vec<String> = doomed
         .iter()
         .zip(results)

@@ -43,6 +43,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         EncryptionArg::None => (Encryption::None, None),
     };
     let repo = Repository::init_with(backend, encryption, args.parity, password.as_deref())?;
+    global.trail().use_repository(&repo);
     println!(
         "created repository {} at {}",
         repo.config().id.short(),
@@ -64,6 +65,7 @@ fn init_sharing_ids(global: &Global, args: &Args) -> Result<ExitCode> {
     let backend = global.backend()?;
     let password = global.password(true)?;
     let repo = Repository::init_sharing_ids(backend, &source, args.parity, &password)?;
+    global.trail().use_repository(&repo);
     println!(
         "created repository {} at {}, with the chunker parameters and id key of {}",
         repo.config().id.short(),

@@ -14,6 +14,18 @@ pub struct Args {
     command: KeyCommand,
 }
 
+impl Args {
+    /// The name the audit trail records (listing changes nothing).
+    pub fn audited_as(&self) -> Option<&'static str> {
+        match self.command {
+            KeyCommand::List { .. } => None,
+            KeyCommand::Add { .. } => Some("key add"),
+            KeyCommand::Passwd { .. } => Some("key passwd"),
+            KeyCommand::Remove { .. } => Some("key remove"),
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
 enum KeyCommand {
     /// List the key files: id, created, host, user, label, and which one is in use

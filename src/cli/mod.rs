@@ -1,6 +1,9 @@
 //! Command-line definitions (one file per subcommand) and what they share:
-//! opening the repository, reading the password, selecting snapshots.
+//! opening the repository, reading the password, selecting snapshots, and
+//! the audit record of each command that changes the repository or reads
+//! data out of it.
 
+mod audit;
 mod backup;
 mod cat;
 mod check;
@@ -12,6 +15,7 @@ mod init;
 mod interrupt;
 mod key;
 mod locks;
+mod log;
 mod ls;
 mod mount;
 mod prune;
@@ -71,6 +75,9 @@ pub struct Global {
     /// Read everything from the repository itself, keeping no local cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// What the running command tells its audit record.
+    #[arg(skip)]
+    trail: audit::Trail,
 }
 
 #[derive(Subcommand)]
@@ -114,10 +121,39 @@ enum Command {
     Unlock(locks::UnlockArgs),
     /// Manage the passwords that open the repository: list, add, passwd, remove
     Key(key::Args),
+    /// Show the audit trail: who ran which command on the repository, when, and how it ended
+    Log(log::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    match audited_as(&cli.command) {
+        Some(name) => audit::audited(&cli.global, name, || dispatch(&cli)),
+        None => dispatch(&cli),
+    }
+}
+
+/// The name a command's audit record gives it, for the commands that
+/// change the repository or read data out of it; dry runs do neither.
+fn audited_as(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Init(_) => "init",
+        Command::Backup(_) => "backup",
+        Command::Cat(_) => "cat",
+        Command::Restore(args) if !args.dry_run => "restore",
+        Command::RestoreTest(_) => "restore-test",
+        Command::Mount(_) => "mount",
+        Command::Scrub(args) if args.repair => "scrub",
+        Command::Forget(args) if !args.dry_run => "forget",
+        Command::Copy(args) if !args.dry_run => "copy",
+        Command::Prune(args) if !args.dry_run => "prune",
+        Command::Unlock(_) => "unlock",
+        Command::Key(args) => return args.audited_as(),
+        _ => return None,
+    })
+}
+
+fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Init(args) => init::run(&cli.global, args),
         Command::Backup(args) => backup::run(&cli.global, args),
@@ -137,6 +173,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Locks(args) => locks::list(&cli.global, args),
         Command::Unlock(args) => locks::unlock(&cli.global, args),
         Command::Key(args) => key::run(&cli.global, args),
+        Command::Log(args) => log::run(&cli.global, args),
     }
 }
 
@@ -183,9 +220,9 @@ impl Global {
 
     /// [`Global::open`] past any cache.
     pub fn open_uncached(&self) -> Result<Repository<Opened>> {
-        Ok(Repository::open(self.backend_uncached()?, || {
-            self.password(false)
-        })?)
+        let opened = Repository::open(self.backend_uncached()?, || self.password(false));
+        self.trail.opening(&opened);
+        Ok(opened?)
     }
 
     fn location(&self) -> Result<&str> {
@@ -196,19 +233,41 @@ impl Global {
 
     /// The password from --password-file, REWIND_PASSWORD, or a prompt.
     fn password(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
+        self.password_sources().read(confirm)
+    }
+
+    fn password_sources(&self) -> PasswordSources<'_> {
         PasswordSources {
             file: self.password_file.as_deref(),
             variable: "REWIND_PASSWORD",
             file_option: "--password-file",
             prompt: "repository password: ",
         }
-        .read(confirm)
     }
 
     /// Opens the repository without its index (enough for snapshots,
     /// status and check, which loads it itself).
     pub fn open(&self) -> Result<Repository<Opened>> {
-        Ok(Repository::open(self.backend()?, || self.password(false))?)
+        let opened = Repository::open(self.backend()?, || self.password(false));
+        self.trail.opening(&opened);
+        Ok(opened?)
+    }
+
+    /// Opens the repository if that needs no prompt (the password is in a
+    /// file or the environment): for the audit record of a command that
+    /// failed before it opened the repository.
+    fn open_without_prompt(&self) -> Result<Repository<Opened>> {
+        let password = || {
+            self.password_sources()
+                .given()?
+                .ok_or_else(|| rewind::Error::usage("no password without a prompt"))
+        };
+        Ok(Repository::open(self.backend()?, password)?)
+    }
+
+    /// What the running command tells its audit record.
+    pub fn trail(&self) -> &audit::Trail {
+        &self.trail
     }
 
     pub fn expansion_limits(&self) -> ExpansionLimits {
@@ -259,20 +318,8 @@ struct PasswordSources<'a> {
 
 impl PasswordSources<'_> {
     fn read(&self, confirm: bool) -> rewind::Result<Vec<u8>> {
-        if let Some(file) = self.file {
-            let mut bytes = std::fs::read(file).map_err(|e| {
-                rewind::Error::io(
-                    format!("cannot read the password file {}", file.display()),
-                    e,
-                )
-            })?;
-            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                bytes.pop();
-            }
-            return Ok(bytes);
-        }
-        if let Ok(p) = std::env::var(self.variable) {
-            return Ok(p.into_bytes());
+        if let Some(password) = self.given()? {
+            return Ok(password);
         }
         if !std::io::stderr().is_terminal() {
             return Err(rewind::Error::usage(format!(
@@ -290,6 +337,23 @@ impl PasswordSources<'_> {
             }
         }
         Ok(first.into_bytes())
+    }
+
+    /// The password from the file or the variable, if one is given.
+    fn given(&self) -> rewind::Result<Option<Vec<u8>>> {
+        if let Some(file) = self.file {
+            let mut bytes = std::fs::read(file).map_err(|e| {
+                rewind::Error::io(
+                    format!("cannot read the password file {}", file.display()),
+                    e,
+                )
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            return Ok(Some(bytes));
+        }
+        Ok(std::env::var(self.variable).ok().map(String::into_bytes))
     }
 }
 

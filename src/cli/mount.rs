@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rewind::{clear_stale_mount, FuseOptions, Mount, MountOptions, MountScrub, VfsOptions};
 
-use super::Global;
+use super::{audit, Global};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -94,7 +94,8 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     // Everything that may prompt or fail on bad input happens before detaching.
     let repo = global.open()?;
     if args.foreground {
-        return serve(
+        let mut mounted = false;
+        let outcome = serve(
             repo,
             &mountpoint,
             args,
@@ -106,9 +107,16 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                         mountpoint.display(),
                         mountpoint.display()
                     );
+                    audit::record(global, &Ok(ExitCode::SUCCESS));
+                    global.trail().start("unmount");
+                    mounted = true;
                 }
             },
         );
+        if mounted {
+            audit::record(global, &outcome);
+        }
+        return outcome;
     }
     let (log, log_path) = open_log(args)?;
 
@@ -124,6 +132,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             drop(read_end);
             detach(log);
             let mut ready = std::fs::File::from(write_end);
+            let mut mounted = false;
             let code = serve(
                 repo,
                 &mountpoint,
@@ -135,8 +144,16 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                         Err(e) => format!("{}\n", super::describe(e)),
                     };
                     let _ = ready.write_all(message.as_bytes());
+                    // The parent records the mount; the daemon records the unmount.
+                    if result.is_ok() {
+                        global.trail().start("unmount");
+                        mounted = true;
+                    }
                 },
             );
+            if mounted {
+                audit::record(global, &code);
+            }
             let failed = code.is_err();
             if let Err(e) = code {
                 rewind::log::error(&super::describe(&e));

@@ -18,7 +18,7 @@ pub struct Args {
     limits: Limits,
     /// Print what would be deleted and repacked; change nothing
     #[arg(long, short = 'n')]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -79,6 +79,10 @@ pub fn run_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<Exi
     let (repo, lock) = global.open_locked(LockKind::Exclusive, "prune")?;
     let repo = loaded(repo)?;
     let report = prune(&repo, Some(&lock), &limits.options())?;
+    global.trail().bytes(|b| {
+        b.written = Some(report.bytes_repacked);
+        b.deleted = Some(report.bytes_deleted);
+    });
     if as_json {
         print_json(&report)?;
     } else {

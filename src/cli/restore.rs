@@ -34,7 +34,7 @@ pub struct Args {
     delete: bool,
     /// Change nothing: list what would be created, replaced or deleted
     #[arg(long, short = 'n')]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     verify: bool,
@@ -58,6 +58,7 @@ enum OverwriteArg {
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let repo = global.open_with_index()?;
     let (snapshot, path) = super::select(&repo, &args.snapshot, &args.filter)?;
+    global.trail().snapshot(snapshot.id);
     let options = RestoreOptions {
         includes: args.includes.clone(),
         excludes: args.excludes.clone(),
@@ -81,6 +82,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             let e = anyhow::Error::from(e);
             if is_interrupted(&e) {
                 eprintln!("rewind: {}", super::describe(&e));
+                global.trail().failure(super::describe(&e));
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             return Err(e);
@@ -88,6 +90,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     };
     for failure in &report.errors {
         rewind::log::error(&format!("{}: {}", failure.path, failure.error));
+    }
+    if !args.dry_run {
+        global.trail().bytes(|b| b.restored = Some(report.bytes));
     }
     if args.json {
         super::print_json(&serde_json::json!({
@@ -107,10 +112,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     if report.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "rewind: {} entries could not be restored (see the errors above)",
-            report.errors.len()
-        );
+        let why = format!("{} entries could not be restored", report.errors.len());
+        eprintln!("rewind: {why} (see the errors above)");
+        global.trail().failure(why);
         Ok(ExitCode::from(1))
     }
 }

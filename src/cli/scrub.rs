@@ -21,7 +21,7 @@ pub struct Args {
     /// Rebuild damaged files from parity, lost index files from the packs,
     /// and lost snapshot manifests from their copies in the packs
     #[arg(long)]
-    repair: bool,
+    pub(super) repair: bool,
     /// Only check that every file hashes to its name (no key needed for that part);
     /// by default every blob is also decrypted and re-hashed
     #[arg(long)]
@@ -117,6 +117,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         bar.set_message(indicatif::HumanBytes(state.bytes_checked).to_string());
     })?;
     bar.finish_and_clear();
+    global
+        .trail()
+        .bytes(|b| b.read = Some(report.bytes_checked));
     early.append(&mut report.findings);
     report.findings = early;
     if args.json {
@@ -136,8 +139,20 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     }
     Ok(match (report.damage_found(), report.unrepaired()) {
         (false, _) => ExitCode::SUCCESS,
-        (true, 0) => ExitCode::from(ALL_REPAIRED),
-        (true, _) => ExitCode::from(1),
+        (true, 0) => {
+            global.trail().failure(format!(
+                "damage found: {} findings, all repaired",
+                report.findings.len()
+            ));
+            ExitCode::from(ALL_REPAIRED)
+        }
+        (true, unrepaired) => {
+            global.trail().failure(format!(
+                "damage found: {} findings, {unrepaired} not repaired",
+                report.findings.len()
+            ));
+            ExitCode::from(1)
+        }
     })
 }
 

@@ -1,10 +1,14 @@
+//! `rewind status`: the recovery point of each host, the scrub's health,
+//! and from the audit trail when each host last passed a restore test and
+//! last failed a command; for people, scripts (JSON) and Prometheus.
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use rewind::{assess_snapshots, default_scrub_state_path, ScrubState, Status};
+use rewind::{assess_snapshots, default_scrub_state_path, AuditTrail, ScrubState, Status};
 use serde::Serialize;
 
 use super::Global;
@@ -51,6 +55,55 @@ struct Health {
     damaged: usize,
     repaired: usize,
     lost: usize,
+    audit: AuditStatus,
+}
+
+/// What the audit trail says, per host that wrote records.
+#[derive(Serialize, Default)]
+struct AuditStatus {
+    records: usize,
+    /// Records that do not read (`rewind check` says more).
+    unreadable: usize,
+    hosts: BTreeMap<String, HostAudit>,
+}
+
+#[derive(Serialize, Default)]
+struct HostAudit {
+    /// When the last restore test that passed started.
+    last_restore_test: Option<DateTime<Utc>>,
+    last_failed_command: Option<FailedCommand>,
+}
+
+#[derive(Serialize)]
+struct FailedCommand {
+    time: DateTime<Utc>,
+    command: String,
+    error: String,
+}
+
+impl AuditStatus {
+    fn of(trail: &AuditTrail) -> AuditStatus {
+        let mut status = AuditStatus {
+            records: trail.records.len(),
+            unreadable: trail.unreadable.len(),
+            hosts: BTreeMap::new(),
+        };
+        // Oldest first: what is seen last is the latest.
+        for file in &trail.records {
+            let entry = &file.record.entry;
+            let host = status.hosts.entry(entry.host.clone()).or_default();
+            if entry.failed() {
+                host.last_failed_command = Some(FailedCommand {
+                    time: entry.time,
+                    command: entry.command.clone(),
+                    error: entry.error.clone().unwrap_or_default(),
+                });
+            } else if entry.command == "restore-test" {
+                host.last_restore_test = Some(entry.time);
+            }
+        }
+        status
+    }
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
@@ -99,6 +152,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         None => default_scrub_state_path(&repo.config().id.short())?,
     };
     let scrub = ScrubState::load(&state_file, &repo.config().id.to_hex());
+    let audit = AuditStatus::of(&repo.audit_trail()?);
     let count = |status| scrub.findings.iter().filter(|f| f.status == status).count();
     let health = Health {
         repository: repo.location(),
@@ -109,6 +163,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         repaired: count(Status::Repaired),
         lost: count(Status::Lost),
         scrub,
+        audit,
     };
     if args.json {
         super::print_json(&health)?;
@@ -156,8 +211,31 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
                 health.lost
             ),
         }
+        print_audit(&health.audit);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_audit(audit: &AuditStatus) {
+    let unreadable = match audit.unreadable {
+        0 => String::new(),
+        n => format!(", {n} that do not read (run `rewind check`)"),
+    };
+    println!("audit trail: {} records{unreadable}", audit.records);
+    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (host, h) in &audit.hosts {
+        let test = h
+            .last_restore_test
+            .as_ref()
+            .map_or("never".to_string(), time);
+        let failed = h
+            .last_failed_command
+            .as_ref()
+            .map_or("none".to_string(), |f| {
+                format!("{} {} ({})", f.command, time(&f.time), f.error)
+            });
+        println!("  {host}: last restore test passed {test}; last failed command {failed}");
+    }
 }
 
 fn age(seconds: i64) -> String {
@@ -178,47 +256,82 @@ fn prometheus(health: &Health) -> String {
             out.push_str(&format!("rewind_{name}{labels} {value}\n"));
         }
     };
-    let repo = format!(
-        "repository=\"{}\"",
-        health.repository.replace('\\', "\\\\").replace('"', "\\\"")
-    );
+    let repo = format!("repository=\"{}\"", label(&health.repository));
+    let time = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp() as f64);
+    let per_host = |hosts: Vec<(&String, f64)>| -> Vec<(String, f64)> {
+        hosts
+            .into_iter()
+            .map(|(h, value)| (format!("{{{repo},host=\"{}\"}}", label(h)), value))
+            .collect()
+    };
     metric(
         "snapshots",
         "Snapshots in the repository.",
         "gauge",
         vec![(format!("{{{repo}}}"), health.snapshots as f64)],
     );
-    let per_host = |value: &dyn Fn(&HostStatus) -> f64| {
-        health
-            .hosts
-            .iter()
-            .map(|(h, s)| {
-                (
-                    format!("{{{repo},host=\"{}\"}}", h.replace('"', "'")),
-                    value(s),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
     metric(
         "newest_snapshot_age_seconds",
         "Age of the newest snapshot of each host (the recovery point).",
         "gauge",
-        per_host(&|s| s.age_seconds as f64),
+        per_host(
+            health
+                .hosts
+                .iter()
+                .map(|(h, s)| (h, s.age_seconds as f64))
+                .collect(),
+        ),
     );
-    let time = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp() as f64);
     metric(
         "snapshot_suspicious",
         "1 when the newest snapshot of one of the host's sets of paths is suspicious \
          (many files rewritten with incompressible content: ransomware?), else 0.",
         "gauge",
-        per_host(&|s| f64::from(u8::from(s.suspicious))),
+        per_host(
+            health
+                .hosts
+                .iter()
+                .map(|(h, s)| (h, f64::from(u8::from(s.suspicious))))
+                .collect(),
+        ),
     );
     metric(
         "newest_suspicious_snapshot_timestamp_seconds",
         "Time of the host's newest suspicious snapshot (0: none).",
         "gauge",
-        per_host(&|s| time(s.newest_suspicious_time)),
+        per_host(
+            health
+                .hosts
+                .iter()
+                .map(|(h, s)| (h, time(s.newest_suspicious_time)))
+                .collect(),
+        ),
+    );
+    metric(
+        "last_restore_test_timestamp_seconds",
+        "When the last restore test that passed started, per host that wrote audit records (0: never).",
+        "gauge",
+        per_host(
+            health
+                .audit
+                .hosts
+                .iter()
+                .map(|(h, a)| (h, time(a.last_restore_test)))
+                .collect(),
+        ),
+    );
+    metric(
+        "last_failed_command_timestamp_seconds",
+        "When the last command that failed started, per host that wrote audit records (0: never).",
+        "gauge",
+        per_host(
+            health
+                .audit
+                .hosts
+                .iter()
+                .map(|(h, a)| (h, time(a.last_failed_command.as_ref().map(|f| f.time))))
+                .collect(),
+        ),
     );
     metric(
         "scrub_last_run_timestamp_seconds",
@@ -252,4 +365,12 @@ fn prometheus(health: &Health) -> String {
         .collect(),
     );
     out
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

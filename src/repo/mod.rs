@@ -4,10 +4,12 @@
 //!
 //! A repository is opened in two steps, told apart by its type:
 //! [`Repository::open`] gives a `Repository<Opened>` (config and keys
-//! checked; snapshots, tombstones and stored files readable), and
+//! checked; snapshots, tombstones, audit records and stored files
+//! readable, audit records appendable), and
 //! [`Repository::<Opened>::load_index`] gives the indexed `Repository`, the
 //! only state that can read or write blobs.
 
+mod audit;
 mod config;
 mod confirm;
 pub mod crypto;
@@ -31,6 +33,10 @@ mod verify;
 use std::sync::{Arc, Mutex};
 
 pub use crate::id::{Id, IdMap, IdSet};
+pub use audit::{
+    AuditBytes, AuditEntry, AuditFile, AuditRecord, AuditResult, AuditTrail, CopiedRecords,
+    AUDIT_RECORD_VERSION,
+};
 pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
 pub use crypto::Keys;
 pub use deletion::{DeletionPlan, DELETION_PLAN_VERSION};

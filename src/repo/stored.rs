@@ -46,14 +46,15 @@ impl<'a> StoredFiles<'a> {
     }
 
     /// The names of the files of a kind; a directory that older
-    /// repositories lack (tombstones, locks, deletion plans) lists as empty.
+    /// repositories lack (tombstones, locks, deletion plans, audit records)
+    /// lists as empty.
     pub fn list(&self, kind: FileType) -> Result<Vec<String>> {
         match self.backend.list(kind) {
             Err(e)
                 if e.kind() == ErrorKind::NotFound
                     && matches!(
                         kind,
-                        FileType::Forgotten | FileType::Lock | FileType::Deletion
+                        FileType::Forgotten | FileType::Lock | FileType::Deletion | FileType::Audit
                     ) =>
             {
                 Ok(Vec::new())

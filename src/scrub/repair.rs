@@ -213,9 +213,9 @@ pub fn repair_before_open(files: &StoredFiles, write: bool) -> Vec<Finding> {
     findings
 }
 
-/// Checks every metadata file; with `write`, repairs from parity, rebuilds
-/// lost index files from the pack trailers and lost manifests from the
-/// snapshot copies in packs.
+/// Checks every metadata file (audit records too); with `write`, repairs
+/// from parity, rebuilds lost index files from the pack trailers and lost
+/// manifests from the snapshot copies in packs.
 pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
     let mut findings = repair_before_open(&repo.stored_files(), write);
     let index_findings = check_index_files(repo, write)?;
@@ -237,6 +237,10 @@ pub fn check_metadata(repo: &Repository, write: bool) -> Result<Vec<Finding>> {
         .all(|f| f.status == Status::Repaired);
     findings.extend(tombstone_findings);
     findings.extend(check_manifests(repo, write, tombstones_sound)?);
+    let (audit_findings, _) = check_files(repo, FileType::Audit, write, |name| {
+        repo.read_audit_record(name).map(|_| ())
+    })?;
+    findings.extend(audit_findings);
     Ok(findings)
 }
 
@@ -249,9 +253,9 @@ struct Unreadable {
     error: String,
 }
 
-/// Checks the files of one kind (index files, manifests, tombstones) and
-/// their parity, repairing from parity with `write`. Returns the findings
-/// and the files that are still unreadable.
+/// Checks the files of one kind (index files, manifests, tombstones, audit
+/// records) and their parity, repairing from parity with `write`. Returns
+/// the findings and the files that are still unreadable.
 fn check_files(
     repo: &Repository,
     kind: FileType,

@@ -35,8 +35,10 @@ impl Repo {
         names_under(&self.path.join("deletions"))
     }
 
-    /// Every file of the repository but its locks: path → (size, mtime in
-    /// nanoseconds), to tell whether a command changed anything.
+    /// Every file of the repository but its locks and audit records (with
+    /// their parity; every command that writes or reads data adds a
+    /// record, even one that fails): path → (size, mtime in nanoseconds),
+    /// to tell whether a command changed anything else.
     pub fn listing(&self) -> BTreeMap<String, (u64, i128)> {
         walk(&self.path)
             .into_iter()
@@ -47,7 +49,11 @@ impl Repo {
                 let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
                 (rel, (meta.len(), mtime))
             })
-            .filter(|(rel, _)| !rel.starts_with("locks/"))
+            .filter(|(rel, _)| {
+                !["locks/", "audit/", "parity/audit."]
+                    .iter()
+                    .any(|dir| rel.starts_with(dir))
+            })
             .collect()
     }
 
