@@ -282,7 +282,9 @@ fn a_host_whose_files_are_compressed_anyway_is_quiet_on_ordinary_days() {
         shares.push(snapshot["suspicion"]["share"].as_f64().unwrap());
     }
     // Not for want of incompressible files: a quiet host would be flagged.
-    assert!(shares.iter().all(|&s| s > 0.2), "{shares:?}");
+    // (The first backup finds every file new, and new files alone are not
+    // rewrites.)
+    assert!(shares[1..].iter().all(|&s| s > 0.2), "{shares:?}");
 }
 
 #[test]

@@ -166,11 +166,11 @@ impl Archiver {
         Ok(id)
     }
 
-    /// A tally of the changed data of one new or changed file, if this run
-    /// measures it.
-    pub fn file_tally(&self) -> Option<Arc<FileTally>> {
+    /// A tally of the changed data of one new (its path not in the parent)
+    /// or changed file, if this run measures it.
+    pub fn file_tally(&self, new: bool) -> Option<Arc<FileTally>> {
         self.compressibility
-            .map(|judge| Arc::new(FileTally::new(judge, &self.changed_data)))
+            .map(|judge| Arc::new(FileTally::new(judge, new, &self.changed_data)))
     }
 
     /// Chunks a stream of about `expected_len` bytes, queues the new

@@ -15,6 +15,7 @@ use crate::suspicion::{ChangedBytes, Compressibility};
 #[derive(Default)]
 pub(super) struct ChangedDataCounters {
     files_incompressible: AtomicU64,
+    new_files_incompressible: AtomicU64,
     bytes: AtomicU64,
     bytes_incompressible: AtomicU64,
 }
@@ -24,6 +25,7 @@ impl ChangedDataCounters {
     pub fn totals(&self) -> ChangedData {
         ChangedData {
             files_incompressible: self.files_incompressible.load(Relaxed),
+            new_files_incompressible: self.new_files_incompressible.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             bytes_incompressible: self.bytes_incompressible.load(Relaxed),
         }
@@ -34,6 +36,8 @@ impl ChangedDataCounters {
 /// that store its new chunks.
 pub(crate) struct FileTally {
     judge: Compressibility,
+    /// Whether the file's path was not in the parent snapshot.
+    new: bool,
     bytes: AtomicU64,
     incompressible: AtomicU64,
     /// Set when the file was read to its end: a file that failed is
@@ -43,9 +47,14 @@ pub(crate) struct FileTally {
 }
 
 impl FileTally {
-    pub(super) fn new(judge: Compressibility, counters: &Arc<ChangedDataCounters>) -> FileTally {
+    pub(super) fn new(
+        judge: Compressibility,
+        new: bool,
+        counters: &Arc<ChangedDataCounters>,
+    ) -> FileTally {
         FileTally {
             judge,
+            new,
             bytes: AtomicU64::new(0),
             incompressible: AtomicU64::new(0),
             read: AtomicBool::new(false),
@@ -83,7 +92,12 @@ impl Drop for FileTally {
             .bytes_incompressible
             .fetch_add(file.incompressible, Relaxed);
         if file.is_mostly_incompressible() {
-            counters.files_incompressible.fetch_add(1, Relaxed);
+            let counter = if self.new {
+                &counters.new_files_incompressible
+            } else {
+                &counters.files_incompressible
+            };
+            counter.fetch_add(1, Relaxed);
         }
     }
 }

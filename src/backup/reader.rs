@@ -28,6 +28,8 @@ pub(super) type FileContent = (Vec<Extent>, u64);
 pub(super) struct ReadRequest {
     pub path: PathBuf,
     pub metadata: std::fs::Metadata,
+    /// Whether the parent snapshot has a file at this path.
+    pub changed: bool,
     pub reply: Sender<Result<FileContent>>,
 }
 
@@ -44,7 +46,7 @@ pub(super) fn serve(
     let chunk_max = archiver.repo.config().chunker.max_size as u64;
     for request in requests.iter() {
         let _permit = (request.metadata.len() > chunk_max).then(|| large_files.acquire());
-        let result = read_file(archiver, &request.path, blob_tx);
+        let result = read_file(archiver, &request.path, !request.changed, blob_tx);
         let _ = request.reply.send(result);
     }
 }
@@ -53,7 +55,12 @@ pub(super) fn serve(
 /// read; the file ends where reading found its end, whatever stat said
 /// (a /sys file claims 4096 bytes and holds a few; a file may shrink or
 /// grow while it is read). A change during the read is warned about.
-fn read_file(archiver: &Archiver, path: &Path, blob_tx: &Sender<NewBlob>) -> Result<FileContent> {
+fn read_file(
+    archiver: &Archiver,
+    path: &Path,
+    new: bool,
+    blob_tx: &Sender<NewBlob>,
+) -> Result<FileContent> {
     let fail = |e: std::io::Error| Error::io(format!("cannot read {}", path.display()), e);
     let file = source::open_source(path).map_err(fail)?;
     // Before and after reading, stat the open file: its inode stays the
@@ -63,7 +70,7 @@ fn read_file(archiver: &Archiver, path: &Path, blob_tx: &Sender<NewBlob>) -> Res
     let mut extents = Vec::new();
     let mut position = 0u64;
     let mut reached_end = false;
-    let tally = archiver.file_tally();
+    let tally = archiver.file_tally(new);
     for (offset, length) in regions {
         if offset > position {
             extents.push(Extent::Hole {

@@ -40,7 +40,7 @@ fn store_stream(
     blob_tx: &Sender<NewBlob>,
 ) -> Result<Id> {
     let mut extents = Vec::new();
-    let tally = archiver.file_tally();
+    let tally = archiver.file_tally(true);
     let size = archiver
         .store_chunks(reader, None, &mut extents, blob_tx, tally.as_ref())
         .map_err(|e| e.context("reading standard input"))?;

@@ -319,6 +319,7 @@ impl Walker<'_> {
                     .send(ReadRequest {
                         path: path.to_path_buf(),
                         metadata,
+                        changed: previous.is_some(),
                         reply: reply_tx,
                     })
                     .map_err(|_| Error::internal("the reader threads stopped"))?;

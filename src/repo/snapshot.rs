@@ -38,9 +38,16 @@ pub struct Summary {
 /// first read from: a file moved or copied brings none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangedData {
-    /// New and changed files at least half of whose changed data was
-    /// incompressible.
+    /// Changed files (their path was in the parent) at least half of
+    /// whose changed data was incompressible.
     pub files_incompressible: u64,
+    /// New files (their path was not in the parent) of which the same
+    /// holds: ransomware that writes encrypted copies and deletes the
+    /// originals leaves these, and so does an ordinary day that brings new
+    /// photos or archives; the rule tells them apart by the files the
+    /// snapshot lost (`crate::suspicion`).
+    #[serde(default)]
+    pub new_files_incompressible: u64,
     /// Bytes of changed data, before compression.
     pub bytes: u64,
     /// The part of `bytes` in chunks that zstd could not shrink by 3%.
@@ -114,6 +121,7 @@ mod tests {
         let measured = Summary {
             changed_data: Some(ChangedData {
                 files_incompressible: 2,
+                new_files_incompressible: 4,
                 bytes: 3,
                 bytes_incompressible: 1,
             }),

@@ -34,7 +34,8 @@ pub const HISTORY_MULTIPLE: f64 = 3.0;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Suspicion {
     pub suspicious: bool,
-    /// New and changed files rewritten with incompressible content.
+    /// Files rewritten with incompressible content: changed files, and new
+    /// ones up to the number of files the snapshot lost.
     pub files_incompressible: u64,
     /// Files in the snapshot.
     pub files: u64,
@@ -86,7 +87,11 @@ fn percent(share: f64) -> String {
 /// of the same host and paths that record their changed data, had a parent
 /// (a first backup finds every file new, which says nothing about a day)
 /// and were not suspicious themselves (an attack must not raise the bar
-/// for the next one). A snapshot is suspicious when, with a history, at
+/// for the next one). Rewritten files are the changed ones whose new
+/// content is incompressible, and as many such new files as the snapshot
+/// lost files against its parent (encrypted copies written beside
+/// originals that are then deleted): new incompressible files alone are
+/// a day that brought photos or archives. A snapshot is suspicious when, with a history, at
 /// least `MIN_FILES` of its files were rewritten with incompressible
 /// content and their share of its files is at least `MIN_SHARE` and at
 /// least `HISTORY_MULTIPLE` times the highest share of the history.
@@ -101,14 +106,22 @@ pub fn assess_snapshots(snapshots: &[Snapshot]) -> Vec<Option<Suspicion>> {
         paths: true,
         tags: false,
     };
+    let files_of: BTreeMap<_, _> = snapshots.iter().map(|s| (s.id, files(s))).collect();
     let mut histories = BTreeMap::new();
     let mut verdicts = vec![None; snapshots.len()];
     for i in order {
         let snapshot = &snapshots[i];
+        let parent_files = snapshot.parent.and_then(|p| files_of.get(&p).copied());
         let history: &mut History = histories.entry(group_by.key_of(snapshot)).or_default();
-        verdicts[i] = history.judge(snapshot);
+        verdicts[i] = history.judge(snapshot, parent_files);
     }
     verdicts
+}
+
+/// The regular files in a snapshot.
+fn files(snapshot: &Snapshot) -> u64 {
+    let summary = &snapshot.summary;
+    summary.files_new + summary.files_changed + summary.files_unchanged
 }
 
 /// The shares of the recent clean snapshots of one host and paths, oldest
@@ -119,23 +132,27 @@ struct History {
 }
 
 impl History {
-    /// Judges the next snapshot, and adds it to the history if it belongs.
-    fn judge(&mut self, snapshot: &Snapshot) -> Option<Suspicion> {
+    /// Judges the next snapshot (its parent had `parent_files` files, if
+    /// it is known), and adds it to the history if it belongs.
+    fn judge(&mut self, snapshot: &Snapshot, parent_files: Option<u64>) -> Option<Suspicion> {
         let summary = &snapshot.summary;
         let changed = summary.changed_data?;
-        let files = summary.files_new + summary.files_changed + summary.files_unchanged;
+        let files = files(snapshot);
+        let lost = parent_files
+            .unwrap_or(0)
+            .saturating_sub(summary.files_changed + summary.files_unchanged);
+        let rewritten = changed.files_incompressible + changed.new_files_incompressible.min(lost);
         let share = if files == 0 {
             0.0
         } else {
-            changed.files_incompressible as f64 / files as f64
+            rewritten as f64 / files as f64
         };
         let history_peak = self.shares.iter().copied().reduce(f64::max);
         let threshold = history_peak.map(|peak| (peak * HISTORY_MULTIPLE).max(MIN_SHARE));
-        let suspicious =
-            threshold.is_some_and(|t| changed.files_incompressible >= MIN_FILES && share >= t);
+        let suspicious = threshold.is_some_and(|t| rewritten >= MIN_FILES && share >= t);
         let verdict = Suspicion {
             suspicious,
-            files_incompressible: changed.files_incompressible,
+            files_incompressible: rewritten,
             files,
             share,
             threshold,
@@ -214,6 +231,34 @@ mod tests {
             "{}",
             attack.describe()
         );
+    }
+
+    #[test]
+    fn new_incompressible_files_count_only_as_far_as_originals_went() {
+        let mut snapshots: Vec<_> = (0..6).map(|d| day("a", d, 1000, 2)).collect();
+        for (i, snapshot) in snapshots.iter_mut().enumerate() {
+            snapshot.id = Id([i as u8 + 1; 32]);
+            snapshot.parent = (i > 0).then_some(Id([i as u8; 32]));
+        }
+        // 300 new photos beside the 1000 files the parent had.
+        let mut photos = day("a", 6, 1000, 2);
+        photos.parent = Some(Id([6; 32]));
+        photos.summary.files_new = 300;
+        photos
+            .summary
+            .changed_data
+            .as_mut()
+            .unwrap()
+            .new_files_incompressible = 300;
+        // 300 files encrypted into new names, their originals deleted.
+        let mut renamed = photos.clone();
+        renamed.summary.files_unchanged -= 300;
+        let verdicts = assess_snapshots(&[snapshots.clone(), vec![photos]].concat());
+        assert!(!verdicts[6].as_ref().unwrap().suspicious);
+        let verdicts = assess_snapshots(&[snapshots, vec![renamed]].concat());
+        let attack = verdicts[6].as_ref().unwrap();
+        assert!(attack.suspicious);
+        assert_eq!(attack.files_incompressible, 302);
     }
 
     #[test]
