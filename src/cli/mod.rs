@@ -15,6 +15,7 @@ mod ls;
 mod mount;
 mod prune;
 mod restore;
+mod retention;
 mod scrub;
 mod size;
 mod snapshots;
@@ -111,6 +112,8 @@ enum Command {
     Locks(locks::ListArgs),
     /// Remove stale locks (--stale), or every lock
     Unlock(locks::UnlockArgs),
+    /// Object lock: extend the retention of what the snapshots need (renew)
+    Retention(retention::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -133,6 +136,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Prune(args) => prune::run(&cli.global, args),
         Command::Locks(args) => locks::list(&cli.global, args),
         Command::Unlock(args) => locks::unlock(&cli.global, args),
+        Command::Retention(args) => retention::run(&cli.global, args),
     }
 }
 

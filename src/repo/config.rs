@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::MASTER_KEY_LEN;
+use crate::backend::ObjectLock;
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -33,6 +34,9 @@ pub const AUTHENTICATED_VERSION: u32 = 2;
 pub const MIN_PACK_SIZE: u32 = 1024 * 1024;
 pub const MAX_PACK_SIZE: u32 = 1024 * 1024 * 1024;
 
+/// The longest object lock period, in seconds: 100 years (S3 allows 100).
+pub const MAX_LOCK_PERIOD: u64 = 100 * 365 * 86_400;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encryption {
@@ -58,6 +62,11 @@ pub struct Config {
     /// size; 0 for none. Absent in repositories made before parity existed.
     #[serde(default)]
     pub parity_percent: u32,
+    /// S3 Object Lock: every file but locks and deletion plans is written
+    /// under this retention (`docs/design.md` section 7, "Object lock").
+    /// Absent without; an older rewind refuses a config that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
     /// Encrypted repositories from version 2 on: the MAC of every other
     /// field (see `Config::mac_input`), in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +84,7 @@ impl Config {
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
             parity_percent: 0,
+            object_lock: None,
             mac: None,
         }
     }
@@ -178,6 +188,9 @@ impl Config {
         config.chunker.validate()?;
         if !(0..=22).contains(&config.compression_level)
             || !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&config.pack_size)
+            || config
+                .object_lock
+                .is_some_and(|lock| !(1..=MAX_LOCK_PERIOD).contains(&lock.period))
         {
             return Err(Error::corrupt(format!(
                 "the config of {location} has out-of-range values"
