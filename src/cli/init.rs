@@ -148,7 +148,7 @@ fn print_object_lock<S: rewind::RepositoryState>(repo: &Repository<S>) {
 }
 
 /// A period as `30d`, `1d12h` or (tests) `20s`.
-pub fn show_period(seconds: u64) -> String {
+fn show_period(seconds: u64) -> String {
     let (days, hours) = (seconds / DAY, seconds % DAY / 3600);
     match (days, hours, seconds % 3600) {
         (0, 0, rest) => format!("{rest}s"),
@@ -184,4 +184,29 @@ fn init_sharing_ids(
     );
     print_object_lock(&repo);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_periods_are_a_day_or_more() {
+        assert_eq!(parse_lock_period("30d"), Ok(30 * DAY));
+        assert_eq!(parse_lock_period("1y6m"), Ok(545 * DAY));
+        assert!(parse_lock_period("12h")
+            .unwrap_err()
+            .contains("at least one day"));
+        assert!(parse_lock_period("101y").unwrap_err().contains("100 years"));
+        assert!(parse_lock_period("soon").is_err());
+    }
+
+    #[test]
+    fn periods_show_in_their_largest_units() {
+        assert_eq!(show_period(30 * DAY), "30d");
+        assert_eq!(show_period(DAY + 12 * 3600), "1d12h");
+        assert_eq!(show_period(6 * 3600), "6h");
+        assert_eq!(show_period(20), "20s");
+        assert_eq!(show_period(DAY + 20), "86420s");
+    }
 }

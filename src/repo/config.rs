@@ -199,3 +199,62 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LockMode;
+
+    fn signed(object_lock: Option<ObjectLock>) -> (Config, [u8; 32]) {
+        let mut config = Config::new(Id([7; 32]), Encryption::Aes256Gcm);
+        config.object_lock = object_lock;
+        let key = Config::mac_key(&[9; MASTER_KEY_LEN]);
+        config.sign(&key);
+        (config, key)
+    }
+
+    #[test]
+    fn a_config_without_object_lock_is_written_as_before() {
+        let (config, _) = signed(None);
+        let text = String::from_utf8(config.to_bytes()).unwrap();
+        assert!(!text.contains("object_lock"), "{text}");
+    }
+
+    #[test]
+    fn the_mac_covers_the_object_lock() {
+        let lock = ObjectLock {
+            mode: LockMode::Compliance,
+            period: 30 * 86_400,
+        };
+        let (config, key) = signed(Some(lock));
+        let read = Config::from_bytes(&config.to_bytes(), "repo").unwrap();
+        assert_eq!(read.object_lock, Some(lock));
+        read.verify(&key, "repo").unwrap();
+        for tampered in [
+            None,
+            Some(ObjectLock {
+                mode: LockMode::Governance,
+                ..lock
+            }),
+            Some(ObjectLock { period: 60, ..lock }),
+        ] {
+            let changed = Config {
+                object_lock: tampered,
+                ..read.clone()
+            };
+            assert!(changed.verify(&key, "repo").is_err(), "{tampered:?}");
+        }
+    }
+
+    #[test]
+    fn an_object_lock_period_out_of_range_is_refused() {
+        for period in [0, MAX_LOCK_PERIOD + 1] {
+            let (config, _) = signed(Some(ObjectLock {
+                mode: LockMode::Governance,
+                period,
+            }));
+            let error = Config::from_bytes(&config.to_bytes(), "repo").unwrap_err();
+            assert!(error.to_string().contains("out-of-range"), "{error}");
+        }
+    }
+}

@@ -334,3 +334,58 @@ impl Repository {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_without_object_lock_reads_and_writes_as_before() {
+        let plan = DeletionPlan::new(vec![Id([1; 32])], vec![Id([2; 32])]);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(
+            !json.contains("manifests") && !json.contains("retained_until"),
+            "{json}"
+        );
+        let read: DeletionPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, plan);
+    }
+
+    #[test]
+    fn retention_dates_are_kept_by_file() {
+        let until: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+        let plan = DeletionPlan::for_manifests(&[(Id([3; 32]), Some(until)), (Id([4; 32]), None)]);
+        assert_eq!(plan.manifests, vec![Id([3; 32]), Id([4; 32])]);
+        let read: DeletionPlan =
+            serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(read.retained_until.get(&Id([3; 32])), Some(&until));
+        assert_eq!(read.retained_until.get(&Id([4; 32])), None);
+        let before: DateTime<Utc> = "2029-12-31T23:59:59Z".parse().unwrap();
+        assert!(read.still_retained(&Id([3; 32]), before));
+        assert!(!read.still_retained(&Id([3; 32]), until));
+        assert!(!read.still_retained(&Id([4; 32]), before));
+    }
+
+    #[test]
+    fn retained_files_add_up_with_their_first_and_last_dates() {
+        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+        let mut total = RetainedFiles::default();
+        assert!(total.is_empty());
+        let mut some = RetainedFiles {
+            packs: 2,
+            ..RetainedFiles::default()
+        };
+        some.note_until(at("2030-01-02T00:00:00Z"));
+        some.note_until(at("2030-01-01T00:00:00Z"));
+        total.add(&some);
+        total.add(&RetainedFiles {
+            manifests: 1,
+            first_until: Some(at("2030-01-03T00:00:00Z")),
+            last_until: Some(at("2030-01-03T00:00:00Z")),
+            ..RetainedFiles::default()
+        });
+        assert_eq!(total.packs + total.manifests, 3);
+        assert_eq!(total.first_until, Some(at("2030-01-01T00:00:00Z")));
+        assert_eq!(total.last_until, Some(at("2030-01-03T00:00:00Z")));
+    }
+}
