@@ -214,7 +214,9 @@ fn prune_waits_for_retention_to_end_then_deletes() {
     for version in stored_before.iter().filter(|v| !v.delete_marker) {
         assert!(stored_after.contains(version), "{version:?} was deleted");
     }
+    // What waits is neither damage nor lost data to check and scrub.
     repo.run(["check", "--read-data"]).assert_ok();
+    repo.run(["scrub"]).assert_ok();
 
     // A second prune before the date says what waits, and deletes nothing.
     let again = repo.run(["prune"]).assert_ok().text();
