@@ -105,6 +105,12 @@ fn init_with_object_lock_writes_every_file_under_retention() {
     );
     backup(&repo, &src, "2024-06-01T02:00:00Z");
     let after = Utc::now();
+    assert!(
+        server
+            .log_text()
+            .contains(&format!("POST /{BUCKET}/{PREFIX}/data/")),
+        "no pack went up in parts"
+    );
 
     // The period is in the config, which the MAC covers.
     let config = server.api("GET", &format!("{BUCKET}/{PREFIX}/config"), &[], "");

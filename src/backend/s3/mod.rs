@@ -192,7 +192,7 @@ impl S3Backend {
         .transient()
     }
 
-    /// Stores `data` at `key`; `create_only`: refuse to replace an object.
+    /// Stores `data` at `key`, as `upload` says.
     fn put(&self, key: &str, data: &[u8], upload: &Upload) -> Result<Put> {
         if data.len() > self.part_size {
             return self.put_multipart(key, data, upload);
@@ -231,14 +231,7 @@ impl S3Backend {
         let response = self.expect_success(&operation, response)?;
         let upload_id = xml::parse_upload_id(&String::from_utf8_lossy(&response.body))
             .ok_or_else(|| self.garbled(&operation, "no UploadId"))?;
-        let mut result = self.upload_parts(&operation, key, &upload_id, data, upload);
-        // Some stores (moto) drop the retention headers of a multipart
-        // upload: the retention is set again on the finished object.
-        if let (Ok(Put::Stored), Some(retention)) = (&result, &upload.retention) {
-            if let Err(e) = self.put_retention(key, retention) {
-                result = Err(e);
-            }
-        }
+        let result = self.upload_parts(&operation, key, &upload_id, data, upload);
         if !matches!(result, Ok(Put::Stored)) {
             let abort = Request::new(Method::DELETE, key).query("uploadId", upload_id.clone());
             if let Err(e) = self.client.send(&operation, abort) {
@@ -247,6 +240,11 @@ impl S3Backend {
                      its parts stay until the bucket's lifecycle rules remove them"
                 ));
             }
+        }
+        // Some stores (moto) drop the retention headers of a multipart
+        // upload: the retention is set again on the finished object.
+        if let (Ok(Put::Stored), Some(retention)) = (&result, &upload.retention) {
+            self.put_retention(key, retention)?;
         }
         result
     }
