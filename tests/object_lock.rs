@@ -83,8 +83,10 @@ fn init_with_object_lock_writes_every_file_under_retention() {
         "init_with_object_lock_writes_every_file_under_retention",
     ));
     let src = source(&dir, &mut rng);
-    // Larger than a part: the pack holding it goes up in parts.
-    write(&src.join("large.bin"), &rng.bytes(7 << 20));
+    // Each packer (one per CPU) fills a pack of its own: with more than 5
+    // MiB for each, one pack is larger than a part and goes up in parts.
+    let packers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    write(&src.join("large.bin"), &rng.bytes((packers * 5 + 2) << 20));
     let (server, repo) = server_and_repo(&dir);
     let repo = repo.with_env("REWIND_S3_PART_SIZE", "5");
 
