@@ -2,9 +2,10 @@
 # Installs what rewind's build and tests need on a fresh Debian machine:
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
 # and restores, PostgreSQL for the database-dump tests, an S3 server for
-# the S3 tests, and Garage for the tests on a distributed object store.
+# the S3 tests, one that implements Object Lock for the object lock tests,
+# and Garage for the tests on a distributed object store.
 set -euo pipefail
-packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl)
+packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -29,6 +30,19 @@ fi
 tools="${REWIND_TEST_TOOLS:-$default_tools}"
 if ! "$tools/bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_fs_version"; then
   cargo install s3s-fs --version "$s3s_fs_version" --locked --features binary --root "$tools"
+fi
+
+# moto: an S3 server that implements Object Lock (a bucket's lock
+# configuration, each object's retention, and refusing to delete a version
+# still under it), which tests/object_lock.rs starts on loopback. In a Python
+# venv in the same cache, the version pinned; tests/common/moto.rs looks for
+# it there.
+moto_version=5.2.5
+moto="$tools/moto"
+if ! "$moto/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+  rm -rf "$moto"
+  /usr/bin/python3 -m venv "$moto"
+  "$moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
 # Garage, the distributed object store tests/garage.rs runs (cached outside the checkout).

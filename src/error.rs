@@ -24,6 +24,9 @@ pub enum ErrorKind {
     /// Another process holds a repository lock that conflicts with the one
     /// asked for (see `docs/design.md`, section 7, "Locks").
     Locked,
+    /// The store keeps the file under retention (S3 Object Lock) and
+    /// refuses to delete it before its date.
+    Retained,
     /// The operation was stopped by a signal (SIGINT, SIGTERM) before it finished.
     Interrupted,
     /// A bug in rewind: a worker thread panicked or a part stopped

@@ -68,6 +68,7 @@ mod parallel;
 mod prune;
 mod repo;
 mod restore;
+mod retention;
 mod scrub;
 mod selector;
 mod suspicion;
@@ -81,12 +82,13 @@ pub use id::Id;
 
 // Storage and the repository.
 pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};
-pub use backend::{open_location, open_location_cached, open_location_with};
+pub use backend::{is_remote, open_location, open_location_cached, open_location_with};
 pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
+pub use backend::{LockMode, ObjectLock, Retention};
 pub use backend::{RetryPolicy, Retrying};
 pub use repo::{
-    Encryption, Indexed, KeyInfo, Opened, PackSaver, Repository, RepositoryState, Snapshot,
-    StoredFiles, Summary, Tombstone,
+    Encryption, Indexed, KeyInfo, Opened, PackSaver, Repository, RepositoryState, RetainedFiles,
+    Snapshot, StoredFiles, Summary, Tombstone, MAX_LOCK_PERIOD,
 };
 
 // Who else is in the repository.
@@ -130,6 +132,8 @@ pub use prune::{
 };
 
 // Verifying and repairing.
+pub use retention::{renew_retention, RenewReport};
+
 pub use check::{check, CheckReport, Subset};
 pub use scrub::state::{create_private_dir, default_path as default_scrub_state_path};
 pub use scrub::{

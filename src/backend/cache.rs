@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::atomic::{self, AtomicWrite};
-use super::{Backend, FileType};
+use super::{Backend, FileType, ObjectLock, Retention};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -286,6 +286,14 @@ impl CachedBackend {
         self.checked_packs.lock().unwrap().remove(name);
     }
 
+    /// Drops the cached copy of a file the store no longer shows.
+    fn drop_one(&self, kind: FileType, name: &str) {
+        if cached_kind(kind) && is_hash_name(name) {
+            let _ = fs::remove_file(self.path(kind, name));
+            self.forget_checked(name);
+        }
+    }
+
     /// Removes the cached files of a kind that `keep` rejects, and the
     /// temporary files killed processes left.
     fn drop_cached(&self, kind: FileType, keep: &dyn Fn(&str) -> bool) {
@@ -385,10 +393,13 @@ impl Backend for CachedBackend {
 
     fn remove(&self, kind: FileType, name: &str) -> Result<()> {
         self.inner.remove(kind, name)?;
-        if cached_kind(kind) && is_hash_name(name) {
-            let _ = fs::remove_file(self.path(kind, name));
-            self.forget_checked(name);
-        }
+        self.drop_one(kind, name);
+        Ok(())
+    }
+
+    fn hide(&self, kind: FileType, name: &str) -> Result<()> {
+        self.inner.hide(kind, name)?;
+        self.drop_one(kind, name);
         Ok(())
     }
 
@@ -409,6 +420,22 @@ impl Backend for CachedBackend {
     fn retain_packs(&self, named: &dyn Fn(&str) -> bool) {
         self.drop_cached(FileType::Pack, named);
         self.inner.retain_packs(named);
+    }
+
+    fn check_object_lock(&self) -> Result<()> {
+        self.inner.check_object_lock()
+    }
+
+    fn set_object_lock(&self, lock: ObjectLock) -> Result<()> {
+        self.inner.set_object_lock(lock)
+    }
+
+    fn retention(&self, kind: FileType, name: &str) -> Result<Option<Retention>> {
+        self.inner.retention(kind, name)
+    }
+
+    fn extend_retention(&self, kind: FileType, name: &str, to: Retention) -> Result<()> {
+        self.inner.extend_retention(kind, name, to)
     }
 }
 

@@ -1,10 +1,13 @@
 //! Storage backends: a deliberately small trait, so that a new store (S3, SFTP)
 //! needs only these five operations, and caching or retries wrap any of them.
-//! [`open_location`] turns a `--repo` value into the backend it names.
+//! [`open_location`] turns a `--repo` value into the backend it names. A
+//! store that can keep files under retention (S3 Object Lock) implements a
+//! few more (`retention.rs`).
 
 mod atomic;
 mod cache;
 mod local;
+mod retention;
 mod retry;
 mod s3;
 
@@ -13,6 +16,7 @@ use std::sync::Arc;
 
 pub use cache::{cache_dir_for, default_cache_root, CachedBackend};
 pub use local::LocalBackend;
+pub use retention::{is_retained, LockMode, ObjectLock, Retention};
 pub use retry::{RetryPolicy, Retrying};
 pub use s3::{Environment, S3Backend, S3Url, Settings as S3Settings};
 
@@ -81,6 +85,9 @@ pub trait Backend: Send + Sync {
     /// Stores a file durably and atomically: once this returns, the file
     /// survives a crash, and no reader ever sees it half-written.
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()>;
+    /// Removes a file; a missing one is not an error. A file the store
+    /// keeps under retention is not removed: that is
+    /// [`ErrorKind::Retained`](crate::error::ErrorKind::Retained).
     fn remove(&self, kind: FileType, name: &str) -> Result<()>;
     /// A hint that a file, or `length` bytes of it at `offset`, will be
     /// read soon; a backend may start fetching them.
@@ -111,6 +118,50 @@ pub trait Backend: Send + Sync {
     fn requests_in_flight(&self) -> Option<usize> {
         None
     }
+
+    /// Checks that this store can keep files under retention, as
+    /// `init --object-lock` asks: only an S3 bucket with Object Lock
+    /// enabled (and no default retention of its own) can.
+    fn check_object_lock(&self) -> Result<()> {
+        Err(cannot_lock(&self.location()))
+    }
+
+    /// From now on, writes every file that [`is_retained`] names under
+    /// `lock`'s retention, counted from each write, and removes files with
+    /// every stored version of them (S3 buckets with Object Lock keep
+    /// versions). Sends no request.
+    fn set_object_lock(&self, _lock: ObjectLock) -> Result<()> {
+        Err(cannot_lock(&self.location()))
+    }
+
+    /// The retention of a stored file; `None` when it has none.
+    fn retention(&self, _kind: FileType, _name: &str) -> Result<Option<Retention>> {
+        Ok(None)
+    }
+
+    /// Sets a file's retention; the caller makes sure that it extends the
+    /// one the file has (a store may let a shorter one through).
+    fn extend_retention(&self, _kind: FileType, _name: &str, _to: Retention) -> Result<()> {
+        Err(cannot_lock(&self.location()))
+    }
+
+    /// Makes a file that [`Backend::remove`] refused for its retention
+    /// vanish from listings and reads while the store keeps it (S3: a
+    /// delete marker above the locked version); a `remove` after its
+    /// retention ends deletes it for good. Without retention, a removal.
+    fn hide(&self, kind: FileType, name: &str) -> Result<()> {
+        self.remove(kind, name)
+    }
+}
+
+/// The error of a store that cannot keep files under retention.
+fn cannot_lock(location: &str) -> Error {
+    Error::usage(format!(
+        "{location} cannot keep files under retention (object lock)"
+    ))
+    .with_hint(
+        "only an S3 bucket with Object Lock enabled can; see REPOSITORY LOCATIONS in rewind(1)",
+    )
 }
 
 /// The backend a repository location names (`docs/design.md` section 4,

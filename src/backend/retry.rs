@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::{Backend, FileType};
+use super::{Backend, FileType, ObjectLock, Retention};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,26 @@ impl<B: Backend> Backend for Retrying<B> {
 
     fn requests_in_flight(&self) -> Option<usize> {
         self.inner.requests_in_flight()
+    }
+
+    fn check_object_lock(&self) -> Result<()> {
+        self.run(|b| b.check_object_lock())
+    }
+
+    fn set_object_lock(&self, lock: ObjectLock) -> Result<()> {
+        self.inner.set_object_lock(lock)
+    }
+
+    fn retention(&self, kind: FileType, name: &str) -> Result<Option<Retention>> {
+        self.run(|b| b.retention(kind, name))
+    }
+
+    fn extend_retention(&self, kind: FileType, name: &str, to: Retention) -> Result<()> {
+        self.run(|b| b.extend_retention(kind, name, to))
+    }
+
+    fn hide(&self, kind: FileType, name: &str) -> Result<()> {
+        self.run(|b| b.hide(kind, name))
     }
 }
 

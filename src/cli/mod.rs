@@ -20,6 +20,7 @@ mod ls;
 mod mount;
 mod prune;
 mod restore;
+mod retention;
 mod scrub;
 mod size;
 mod snapshots;
@@ -123,6 +124,8 @@ enum Command {
     Key(key::Args),
     /// Show the audit trail: who ran which command on the repository, when, and how it ended
     Log(log::Args),
+    /// Object lock: extend the retention of what the snapshots need (renew)
+    Retention(retention::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -174,6 +177,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Unlock(args) => locks::unlock(&cli.global, args),
         Command::Key(args) => key::run(&cli.global, args),
         Command::Log(args) => log::run(&cli.global, args),
+        Command::Retention(args) => retention::run(&cli.global, args),
     }
 }
 

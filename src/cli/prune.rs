@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use serde_json::json;
 
+use rewind::RetainedFiles;
 use rewind::{plan_prune, prune, LockKind, PackFate, PruneOptions, PrunePlan, PruneReport};
 
 use super::size::{human_bytes, parse_size};
@@ -195,10 +196,34 @@ fn print_report(r: &PruneReport) {
             waiting.waits_for.join("; ")
         );
     }
+    print_retained(&r.retained);
     if r.blobs_missing > 0 {
         eprintln!(
             "warning: {} blobs that snapshots use are in no pack: run `rewind check`",
             r.blobs_missing
         );
     }
+}
+
+/// What object lock keeps, and from when a prune can delete it.
+fn print_retained(r: &RetainedFiles) {
+    if r.is_empty() {
+        return;
+    }
+    let when = match (r.first_until, r.last_until) {
+        (Some(first), Some(last)) if first == last => {
+            format!("until {}", first.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
+        (Some(first), Some(last)) => format!(
+            "until between {} and {}",
+            first.format("%Y-%m-%d %H:%M:%S UTC"),
+            last.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        _ => "for a time the store did not tell".to_string(),
+    };
+    println!(
+        "retained:  {} packs, {} index files and {} manifests stay under object lock {when}; \
+         a prune after that deletes them",
+        r.packs, r.index_files, r.manifests
+    );
 }

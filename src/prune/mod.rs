@@ -11,6 +11,9 @@
 //! that is not due waits for a later prune. Each step is durable before
 //! the next starts, so a prune killed anywhere leaves a repository that
 //! `check --read-data` passes and that the next prune finishes cleaning.
+//! Under object lock the store refuses to delete what is still under
+//! retention: the plan keeps it with the date, and a prune after that date
+//! deletes it (`docs/design.md` section 7, "Object lock").
 
 mod plan;
 
@@ -19,7 +22,7 @@ pub use plan::{plan_prune, PackFate, PackUse, PruneOptions, PrunePlan};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::repo::{DeletionPlan, Id, IdSet, PackSaver, Repository, RepositoryLock};
+use crate::repo::{DeletionPlan, Id, IdSet, PackSaver, Repository, RepositoryLock, RetainedFiles};
 use crate::testing::crash_point;
 
 /// What a prune did.
@@ -55,6 +58,9 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Plans that wait for running writers, and the packs they hold.
     pub plans_waiting: Vec<WaitingPlan>,
+    /// What the due plans still hold because the store keeps it under
+    /// retention (object lock), and when that ends.
+    pub retained: RetainedFiles,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,9 +212,10 @@ fn carry_out_due_plans(
     let ours = lock.map(|l| l.id());
     for (name, plan) in &plans {
         if plan.is_due(&locks, ours) {
-            let (packs, bytes) = repo.carry_out_deletion_plan(name, plan)?;
-            report.packs_deleted += packs;
-            report.bytes_deleted += bytes;
+            let done = repo.carry_out_deletion_plan(name, plan)?;
+            report.packs_deleted += done.packs_deleted;
+            report.bytes_deleted += done.bytes_deleted;
+            report.retained.add(&done.retained);
         } else {
             report.plans_waiting.push(WaitingPlan {
                 plan: name.clone(),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::MASTER_KEY_LEN;
+use crate::backend::ObjectLock;
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -33,6 +34,9 @@ pub const AUTHENTICATED_VERSION: u32 = 2;
 pub const MIN_PACK_SIZE: u32 = 1024 * 1024;
 pub const MAX_PACK_SIZE: u32 = 1024 * 1024 * 1024;
 
+/// The longest object lock period, in seconds: 100 years (S3 allows 100).
+pub const MAX_LOCK_PERIOD: u64 = 100 * 365 * 86_400;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encryption {
@@ -58,6 +62,11 @@ pub struct Config {
     /// size; 0 for none. Absent in repositories made before parity existed.
     #[serde(default)]
     pub parity_percent: u32,
+    /// S3 Object Lock: every file but locks and deletion plans is written
+    /// under this retention (`docs/design.md` section 7, "Object lock").
+    /// Absent without; an older rewind refuses a config that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
     /// Encrypted repositories from version 2 on: the MAC of every other
     /// field (see `Config::mac_input`), in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +84,7 @@ impl Config {
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
             parity_percent: 0,
+            object_lock: None,
             mac: None,
         }
     }
@@ -178,11 +188,73 @@ impl Config {
         config.chunker.validate()?;
         if !(0..=22).contains(&config.compression_level)
             || !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&config.pack_size)
+            || config
+                .object_lock
+                .is_some_and(|lock| !(1..=MAX_LOCK_PERIOD).contains(&lock.period))
         {
             return Err(Error::corrupt(format!(
                 "the config of {location} has out-of-range values"
             )));
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LockMode;
+
+    fn signed(object_lock: Option<ObjectLock>) -> (Config, [u8; 32]) {
+        let mut config = Config::new(Id([7; 32]), Encryption::Aes256Gcm);
+        config.object_lock = object_lock;
+        let key = Config::mac_key(&[9; MASTER_KEY_LEN]);
+        config.sign(&key);
+        (config, key)
+    }
+
+    #[test]
+    fn a_config_without_object_lock_is_written_as_before() {
+        let (config, _) = signed(None);
+        let text = String::from_utf8(config.to_bytes()).unwrap();
+        assert!(!text.contains("object_lock"), "{text}");
+    }
+
+    #[test]
+    fn the_mac_covers_the_object_lock() {
+        let lock = ObjectLock {
+            mode: LockMode::Compliance,
+            period: 30 * 86_400,
+        };
+        let (config, key) = signed(Some(lock));
+        let read = Config::from_bytes(&config.to_bytes(), "repo").unwrap();
+        assert_eq!(read.object_lock, Some(lock));
+        read.verify(&key, "repo").unwrap();
+        for tampered in [
+            None,
+            Some(ObjectLock {
+                mode: LockMode::Governance,
+                ..lock
+            }),
+            Some(ObjectLock { period: 60, ..lock }),
+        ] {
+            let changed = Config {
+                object_lock: tampered,
+                ..read.clone()
+            };
+            assert!(changed.verify(&key, "repo").is_err(), "{tampered:?}");
+        }
+    }
+
+    #[test]
+    fn an_object_lock_period_out_of_range_is_refused() {
+        for period in [0, MAX_LOCK_PERIOD + 1] {
+            let (config, _) = signed(Some(ObjectLock {
+                mode: LockMode::Governance,
+                period,
+            }));
+            let error = Config::from_bytes(&config.to_bytes(), "repo").unwrap_err();
+            assert!(error.to_string().contains("out-of-range"), "{error}");
+        }
     }
 }

@@ -31,6 +31,10 @@ pub(super) struct LoadedIndex {
     /// Every index file listed when the index was loaded or refreshed,
     /// read or not (a damaged one is reported once, not at every refresh).
     files: Mutex<HashSet<String>>,
+    /// Those of `files` that another of them supersedes: loaders skip them,
+    /// and they stay only until a deletion plan removes them (under object
+    /// lock, until their retention ends).
+    superseded: Mutex<HashSet<String>>,
     /// What this process stored through pack savers.
     written: Mutex<Written>,
 }
@@ -61,6 +65,7 @@ impl Indexed {
             index: Arc::new(LoadedIndex {
                 index: RwLock::new(Index::new()),
                 files: Mutex::new(HashSet::new()),
+                superseded: Mutex::new(HashSet::new()),
                 written: Mutex::new(Written::default()),
             }),
         }
@@ -108,6 +113,11 @@ impl Repository {
             return Ok(None);
         };
         *loaded = index;
+        *self.state.index.superseded.lock().unwrap() = names
+            .iter()
+            .filter(|name| Id::from_hex(name).is_ok_and(|id| superseded.contains(&id)))
+            .cloned()
+            .collect();
         *self.state.index.files.lock().unwrap() = names.into_iter().collect();
         Ok(Some(errors))
     }
@@ -187,9 +197,25 @@ impl Repository {
         (files, errors)
     }
 
-    /// How many index files the loaded index was read from.
+    /// How many index files the loaded index was read from (not counting
+    /// superseded ones).
     pub fn index_file_count(&self) -> usize {
-        self.state.index.files.lock().unwrap().len()
+        self.index_files_in_use().len()
+    }
+
+    /// The index files the loaded index was read from, less those another
+    /// supersedes: what the snapshots need of the index.
+    pub fn index_files_in_use(&self) -> Vec<String> {
+        let superseded = self.state.index.superseded.lock().unwrap();
+        self.state
+            .index
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|name| !superseded.contains(*name))
+            .cloned()
+            .collect()
     }
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
@@ -275,7 +301,14 @@ impl Repository {
         index.compact();
         self.retain_packs_of(&index);
         *self.state.index.index.write().unwrap() = index;
-        *self.state.index.files.lock().unwrap() = written;
+        // The superseded files stay known until they are gone (under
+        // object lock, for their retention): a later rewrite supersedes
+        // them again.
+        let mut files = self.state.index.files.lock().unwrap();
+        *self.state.index.superseded.lock().unwrap() =
+            files.difference(&written).cloned().collect();
+        files.extend(written);
+        drop(files);
         Ok(superseded)
     }
 

@@ -20,6 +20,7 @@ mod indexed;
 mod key_files;
 mod keyfile;
 mod lock;
+mod needed;
 mod open;
 pub mod pack;
 pub mod parity;
@@ -37,9 +38,9 @@ pub use audit::{
     AuditBytes, AuditEntry, AuditFile, AuditRecord, AuditResult, AuditTrail, CopiedRecords,
     AUDIT_RECORD_VERSION,
 };
-pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION};
+pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION, MAX_LOCK_PERIOD};
 pub use crypto::Keys;
-pub use deletion::{DeletionPlan, DELETION_PLAN_VERSION};
+pub use deletion::{DeletionPlan, RetainedFiles, DELETION_PLAN_VERSION};
 pub use index::{Index, IndexFile, IndexedPack};
 pub use key_files::KeyInfo;
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
@@ -51,7 +52,7 @@ pub use stored::StoredFiles;
 pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
 use crate::backend::{Backend, FileType};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::parallel::{parallel_map, parallel_map_on};
 use crypto::SALT_LEN;
 use open::Upgrade;
@@ -250,23 +251,81 @@ impl<S: RepositoryState> Repository<S> {
     /// tombstone tells `check` and `scrub --repair` that the manifest is
     /// gone on purpose. A crash in between leaves the snapshot listed, and
     /// forgetting it again finishes the job.
+    ///
+    /// Under object lock the store keeps a manifest until its retention
+    /// ends: it is recorded in a deletion plan and then hidden, and a prune
+    /// after that date deletes it.
     pub fn forget_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        let content = serde_json::to_vec(&Tombstone::of(snapshot)).expect("tombstones serialize");
-        let tombstone = self.write_named(FileType::Forgotten, &content)?;
-        self.stored_files()
-            .remove(FileType::Snapshot, &snapshot.id.to_hex())?;
-        Ok(tombstone)
+        let mut results = self.forget_snapshots(std::slice::from_ref(snapshot));
+        results.pop().expect("one result for one snapshot")
     }
 
     /// Forgets each of `snapshots` as [`Repository::forget_snapshot`] does,
     /// many at a time (each is a tombstone and a removal, independent of
-    /// the others, and mostly waits for its write to be durable); the
-    /// result of each, in order.
+    /// the others, and mostly waits for its write to be durable; the
+    /// manifests kept under retention share one deletion plan); the result
+    /// of each, in order.
     pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
         const WRITERS: usize = 16;
-        parallel_map_on(WRITERS, snapshots, |snapshot| {
-            self.forget_snapshot(snapshot)
-        })
+        let removed = parallel_map_on(WRITERS, snapshots, |snapshot| {
+            self.tombstone_and_remove(snapshot)
+        });
+        let retained: Vec<_> = snapshots
+            .iter()
+            .zip(&removed)
+            .filter_map(|(snapshot, removal)| match removal {
+                Ok((_, ManifestRemoval::Retained(until))) => Some((snapshot.id, *until)),
+                _ => None,
+            })
+            .collect();
+        if retained.is_empty() {
+            return removed
+                .into_iter()
+                .map(|removal| removal.map(|(tombstone, _)| tombstone))
+                .collect();
+        }
+        let recorded = self.write_deletion_plan(&DeletionPlan::for_manifests(&retained));
+        let hidden = match &recorded {
+            Ok(_) => parallel_map_on(WRITERS, &retained, |(manifest, _)| {
+                self.stored_files()
+                    .hide(FileType::Snapshot, &manifest.to_hex())
+            }),
+            Err(_) => Vec::new(),
+        };
+        let mut hidden = hidden.into_iter();
+        removed
+            .into_iter()
+            .map(|removal| {
+                let (tombstone, removal) = removal?;
+                if let ManifestRemoval::Retained(_) = removal {
+                    if let Err(e) = &recorded {
+                        return Err(Error::new(
+                            e.kind(),
+                            format!("cannot record a manifest under retention for deletion: {e}"),
+                        ));
+                    }
+                    hidden.next().expect("one hiding per retained manifest")?;
+                }
+                Ok(tombstone)
+            })
+            .collect()
+    }
+
+    /// Writes a snapshot's tombstone, then removes its manifest if the
+    /// store lets it.
+    fn tombstone_and_remove(&self, snapshot: &Snapshot) -> Result<(Id, ManifestRemoval)> {
+        let content = serde_json::to_vec(&Tombstone::of(snapshot)).expect("tombstones serialize");
+        let tombstone = self.write_named(FileType::Forgotten, &content)?;
+        let stored = self.stored_files();
+        let name = snapshot.id.to_hex();
+        match stored.remove(FileType::Snapshot, &name) {
+            Ok(()) => Ok((tombstone, ManifestRemoval::Removed)),
+            Err(e) if e.kind() == ErrorKind::Retained => {
+                let until = stored.retention(FileType::Snapshot, &name)?;
+                Ok((tombstone, ManifestRemoval::Retained(until.map(|r| r.until))))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
@@ -280,6 +339,13 @@ impl<S: RepositoryState> Repository<S> {
         let names = self.list(FileType::Forgotten)?;
         Ok(read_each(&names, |name| self.read_tombstone(name)))
     }
+}
+
+/// What became of a forgotten snapshot's manifest.
+enum ManifestRemoval {
+    Removed,
+    /// The store keeps it under retention, until this date if it said.
+    Retained(Option<chrono::DateTime<chrono::Utc>>),
 }
 
 /// The keys of an open repository, for tools that build or take apart

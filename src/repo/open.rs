@@ -8,7 +8,7 @@ use super::{
     config, parity_name, write_with_parity, Config, Core, Encryption, Id, KeyFile, Opened,
     Repository, RepositoryState, Unwrapped, AUTHENTICATED_VERSION, KEY_FILE_VERSION,
 };
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, FileType, ObjectLock};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::host::hostname;
 
@@ -39,11 +39,26 @@ impl Repository {
         parity_percent: u32,
         password: Option<&[u8]>,
     ) -> Result<Repository> {
+        Repository::init_object_locked(backend, encryption, parity_percent, None, password)
+    }
+
+    /// [`Repository::init_with`], and with `object_lock` every file but
+    /// locks and deletion plans is written under retention (`docs/design.md`
+    /// section 7, "Object lock"). The store is asked first whether it can
+    /// keep files so: only an S3 bucket with Object Lock enabled can.
+    pub fn init_object_locked(
+        backend: Arc<dyn Backend>,
+        encryption: Encryption,
+        parity_percent: u32,
+        object_lock: Option<ObjectLock>,
+        password: Option<&[u8]>,
+    ) -> Result<Repository> {
         let master = match encryption {
             Encryption::Aes256Gcm => Some(Keys::generate_master()?),
             Encryption::None => None,
         };
-        let config = Config::new(random_id()?, encryption);
+        let mut config = Config::new(random_id()?, encryption);
+        config.object_lock = object_lock;
         create(backend, config, parity_percent, master, password)
     }
 
@@ -58,10 +73,12 @@ impl Repository {
         backend: Arc<dyn Backend>,
         template: &Repository<S>,
         parity_percent: u32,
+        object_lock: Option<ObjectLock>,
         password: &[u8],
     ) -> Result<Repository> {
         let mut config = Config::new(random_id()?, Encryption::Aes256Gcm);
         config.chunker = template.config().chunker;
+        config.object_lock = object_lock;
         let master = template.keys().generate_master_sharing_ids()?;
         create(
             backend,
@@ -91,6 +108,10 @@ fn create(
 ) -> Result<Repository> {
     config.parity_percent = parity_percent;
     backend.create()?;
+    if let Some(lock) = config.object_lock {
+        backend.check_object_lock()?;
+        backend.set_object_lock(lock)?;
+    }
     let (keys, key_in_use) = match master {
         Some(master) => {
             let password = password
@@ -131,6 +152,15 @@ impl Repository<Opened> {
             }
         })?;
         let config = Config::from_bytes(&config_bytes, &location)?;
+        if let Some(lock) = config.object_lock {
+            // A copy of the bucket in a directory still reads; what is
+            // written to it is not locked, as nothing there can be.
+            if let Err(e) = backend.set_object_lock(lock) {
+                crate::log::warn(&format!(
+                    "the repository asks for object lock: {e}; files written now get no retention"
+                ));
+            }
+        }
         let names = match backend.list(FileType::Key) {
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             other => other?,

@@ -1,9 +1,10 @@
 //! The repository's files as stored, below the format: what scrub and
 //! check need to verify files byte for byte, rebuild them from parity and
-//! remove what cannot be saved. Removal takes a file's parity with it.
+//! remove what cannot be saved, and what object lock needs to keep them
+//! under retention. Removal, hiding and renewal take a file's parity with it.
 
 use super::{parity, parity_name, Config};
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, FileType, Retention};
 use crate::error::{ErrorKind, Result};
 
 pub struct StoredFiles<'a> {
@@ -94,7 +95,8 @@ impl<'a> StoredFiles<'a> {
         self.backend.size(kind, name)
     }
 
-    /// Removes a file and its parity (a missing one is not an error).
+    /// Removes a file and its parity (a missing one is not an error). A
+    /// file under retention stays: [`ErrorKind::Retained`].
     pub fn remove(&self, kind: FileType, name: &str) -> Result<()> {
         self.backend.remove(kind, name)?;
         if kind != FileType::Config {
@@ -102,5 +104,39 @@ impl<'a> StoredFiles<'a> {
                 .remove(FileType::Parity, &parity_name(kind, name))?;
         }
         Ok(())
+    }
+
+    /// Makes a file that is under retention, and its parity, vanish from
+    /// listings and reads until a removal after its date deletes them (see
+    /// `Backend::hide`).
+    pub fn hide(&self, kind: FileType, name: &str) -> Result<()> {
+        self.backend.hide(kind, name)?;
+        if kind == FileType::Config || self.parity_percent == 0 {
+            return Ok(());
+        }
+        self.backend
+            .hide(FileType::Parity, &parity_name(kind, name))
+    }
+
+    /// The retention of a file; `None` when it has none.
+    pub fn retention(&self, kind: FileType, name: &str) -> Result<Option<Retention>> {
+        self.backend.retention(kind, name)
+    }
+
+    /// Sets the retention of a file and of its parity, if it has parity;
+    /// the caller checks that this extends it.
+    pub fn extend_retention(&self, kind: FileType, name: &str, to: Retention) -> Result<()> {
+        self.backend.extend_retention(kind, name, to)?;
+        if self.parity_percent == 0 {
+            return Ok(());
+        }
+        match self
+            .backend
+            .extend_retention(FileType::Parity, &parity_name(kind, name), to)
+        {
+            // Parity that scrub has not added yet.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 }

@@ -14,6 +14,7 @@ mod files;
 mod garage;
 mod history;
 mod manifest;
+mod moto;
 mod mounts;
 mod prune;
 mod rng;
@@ -25,5 +26,5 @@ mod trees;
 #[allow(unused_imports)]
 pub use self::{
     binary::*, command::*, counting::*, craft::*, files::*, garage::*, history::*, manifest::*,
-    mounts::*, prune::*, rng::*, s3_server::*, trees::*,
+    moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
 };

@@ -16,7 +16,7 @@ pub const S3_SECRET_KEY: &str = "rewind-test-secret";
 
 /// Where `scripts/install-deps.sh` puts its tools: `REWIND_TEST_TOOLS`,
 /// else /var/cache/rewind-test-tools for root, else under ~/.cache.
-fn tools_dir() -> PathBuf {
+pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("REWIND_TEST_TOOLS") {
         return PathBuf::from(dir);
     }

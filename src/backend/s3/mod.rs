@@ -3,17 +3,21 @@
 //! the backend operations onto PUT, GET, ranged GET, HEAD, DELETE and
 //! ListObjectsV2 (`docs/design.md` section 7, "S3 and other stores").
 //! Retries are not done here but by the [`Retrying`](super::Retrying)
-//! wrapper; this backend only says which failures are worth retrying.
+//! wrapper; this backend only says which failures are worth retrying. A
+//! repository under object lock adds retention to uploads and removes
+//! objects version by version (`object_lock.rs`).
 
 mod client;
 mod credentials;
 mod errors;
 mod location;
+mod object_lock;
 mod settings;
 mod sign;
 mod xml;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use ureq::http::Method;
 
@@ -21,8 +25,9 @@ use self::client::{Client, Request, Response};
 pub use self::credentials::Environment;
 pub use self::location::S3Url;
 use self::location::{Endpoint, Scheme};
+use self::object_lock::{content_md5, with_retention};
 pub use self::settings::Settings;
-use super::{Backend, FileType};
+use super::{is_retained, Backend, FileType, ObjectLock, Retention};
 use crate::error::{Error, ErrorKind, Result};
 
 pub struct S3Backend {
@@ -36,6 +41,9 @@ pub struct S3Backend {
     conditional_writes: AtomicBool,
     /// The bucket answered a listing: a 404 is a missing object.
     bucket_exists: AtomicBool,
+    /// The repository's object lock, once it is opened (see
+    /// `Backend::set_object_lock`).
+    object_lock: OnceLock<ObjectLock>,
 }
 
 impl S3Backend {
@@ -83,6 +91,7 @@ impl S3Backend {
             connections: settings.connections,
             conditional_writes: AtomicBool::new(true),
             bucket_exists: AtomicBool::new(false),
+            object_lock: OnceLock::new(),
         })
     }
 
@@ -183,18 +192,21 @@ impl S3Backend {
         .transient()
     }
 
-    /// Stores `data` at `key`; `create_only`: refuse to replace an object.
-    fn put(&self, key: &str, data: &[u8], create_only: bool) -> Result<Put> {
+    /// Stores `data` at `key`, as `upload` says.
+    fn put(&self, key: &str, data: &[u8], upload: &Upload) -> Result<Put> {
         if data.len() > self.part_size {
-            return self.put_multipart(key, data, create_only);
+            return self.put_multipart(key, data, upload);
         }
         let operation = format!("cannot write {key}");
         let mut request = Request::new(Method::PUT, key).body(data);
-        if create_only {
+        if upload.create_only {
             request = request.header("if-none-match", "*");
         }
+        if let Some(retention) = &upload.retention {
+            request = with_retention(request, retention).header("content-md5", content_md5(data));
+        }
         let response = self.client.send(&operation, request)?;
-        self.put_outcome(&operation, response, create_only)
+        self.put_outcome(&operation, response, upload.create_only)
     }
 
     fn put_outcome(&self, operation: &str, response: Response, create_only: bool) -> Result<Put> {
@@ -209,16 +221,17 @@ impl S3Backend {
 
     /// Uploads `data` in parts of `part_size`, one after the other; a
     /// failed upload is aborted so that its parts do not linger.
-    fn put_multipart(&self, key: &str, data: &[u8], create_only: bool) -> Result<Put> {
+    fn put_multipart(&self, key: &str, data: &[u8], upload: &Upload) -> Result<Put> {
         let operation = format!("cannot write {key} (multipart upload)");
-        let response = self.client.send(
-            &operation,
-            Request::new(Method::POST, key).query("uploads", ""),
-        )?;
+        let mut start = Request::new(Method::POST, key).query("uploads", "");
+        if let Some(retention) = &upload.retention {
+            start = with_retention(start, retention);
+        }
+        let response = self.client.send(&operation, start)?;
         let response = self.expect_success(&operation, response)?;
         let upload_id = xml::parse_upload_id(&String::from_utf8_lossy(&response.body))
             .ok_or_else(|| self.garbled(&operation, "no UploadId"))?;
-        let result = self.upload_parts(&operation, key, &upload_id, data, create_only);
+        let result = self.upload_parts(&operation, key, &upload_id, data, upload);
         if !matches!(result, Ok(Put::Stored)) {
             let abort = Request::new(Method::DELETE, key).query("uploadId", upload_id.clone());
             if let Err(e) = self.client.send(&operation, abort) {
@@ -227,6 +240,11 @@ impl S3Backend {
                      its parts stay until the bucket's lifecycle rules remove them"
                 ));
             }
+        }
+        // Some stores (moto) drop the retention headers of a multipart
+        // upload: the retention is set again on the finished object.
+        if let (Ok(Put::Stored), Some(retention)) = (&result, &upload.retention) {
+            self.put_retention(key, retention)?;
         }
         result
     }
@@ -237,14 +255,18 @@ impl S3Backend {
         key: &str,
         upload_id: &str,
         data: &[u8],
-        create_only: bool,
+        upload: &Upload,
     ) -> Result<Put> {
+        let create_only = upload.create_only;
         let mut etags = Vec::new();
         for (index, part) in data.chunks(self.part_size).enumerate() {
-            let request = Request::new(Method::PUT, key)
+            let mut request = Request::new(Method::PUT, key)
                 .query("partNumber", (index + 1).to_string())
                 .query("uploadId", upload_id)
                 .body(part);
+            if upload.retention.is_some() {
+                request = request.header("content-md5", content_md5(part));
+            }
             let response = self.client.send(operation, request)?;
             let response = self.expect_success(operation, response)?;
             let etag = response
@@ -279,9 +301,13 @@ impl S3Backend {
     /// put back from parity) is fine when it holds these bytes; when it
     /// holds others it is damaged, and `data` (what the caller verified)
     /// replaces it.
-    fn write_once(&self, key: &str, data: &[u8]) -> Result<()> {
+    fn write_once(&self, key: &str, data: &[u8], retention: Option<Retention>) -> Result<()> {
         if self.conditional_writes.load(Ordering::Relaxed) {
-            match self.put(key, data, true)? {
+            let upload = Upload {
+                create_only: true,
+                retention,
+            };
+            match self.put(key, data, &upload)? {
                 Put::Stored => return Ok(()),
                 Put::Exists => {
                     if self.read_key(key)? == data {
@@ -302,7 +328,40 @@ impl S3Backend {
                 }
             }
         }
-        self.put(key, data, false).map(drop)
+        self.replace(key, data, retention)
+    }
+
+    /// Stores `data` at `key`, replacing what is there (with object lock,
+    /// the replaced version stays until its retention ends).
+    fn replace(&self, key: &str, data: &[u8], retention: Option<Retention>) -> Result<()> {
+        let upload = Upload {
+            create_only: false,
+            retention,
+        };
+        self.put(key, data, &upload).map(drop)
+    }
+
+    /// The retention a file written now gets: none without object lock,
+    /// and none for the files that must stay removable.
+    fn retention_for(&self, kind: FileType, name: &str) -> Option<Retention> {
+        let lock = self.object_lock.get()?;
+        is_retained(kind, name).then(|| lock.retention_from(chrono::Utc::now()))
+    }
+
+    /// DELETE without a version: removes an object from an unversioned
+    /// bucket, and hides it behind a delete marker in a versioned one.
+    fn delete_key(&self, key: &str) -> Result<()> {
+        let operation = format!("cannot remove {key}");
+        let response = self
+            .client
+            .send(&operation, Request::new(Method::DELETE, key))?;
+        if response.is_success() {
+            return Ok(());
+        }
+        match self.failure(&operation, &response) {
+            missing if missing.kind() == ErrorKind::NotFound => Ok(()),
+            other => Err(other),
+        }
     }
 
     fn read_key(&self, key: &str) -> Result<Vec<u8>> {
@@ -320,6 +379,13 @@ impl S3Backend {
         ))
         .with_hint("the object was truncated; run `rewind check --read-data`")
     }
+}
+
+/// How to store an object.
+struct Upload {
+    /// Refuse to replace an object that is there.
+    create_only: bool,
+    retention: Option<Retention>,
 }
 
 /// What a PUT did.
@@ -421,29 +487,46 @@ impl Backend for S3Backend {
 
     fn write(&self, kind: FileType, name: &str, data: &[u8]) -> Result<()> {
         let key = self.key(kind, name)?;
+        let retention = self.retention_for(kind, name);
         match kind {
             // Rewritten on purpose: a lock is refreshed, the config and
             // parity are put back by repairs.
             FileType::Config | FileType::Parity | FileType::Lock => {
-                self.put(&key, data, false).map(drop)
+                self.replace(&key, data, retention)
             }
-            _ => self.write_once(&key, data),
+            _ => self.write_once(&key, data, retention),
         }
     }
 
     fn remove(&self, kind: FileType, name: &str) -> Result<()> {
         let key = self.key(kind, name)?;
-        let operation = format!("cannot remove {key}");
-        let response = self
-            .client
-            .send(&operation, Request::new(Method::DELETE, &key))?;
-        if response.is_success() {
-            return Ok(());
+        if self.object_lock.get().is_some() {
+            self.remove_versions(&key)
+        } else {
+            self.delete_key(&key)
         }
-        match self.failure(&operation, &response) {
-            missing if missing.kind() == ErrorKind::NotFound => Ok(()),
-            other => Err(other),
-        }
+    }
+
+    fn hide(&self, kind: FileType, name: &str) -> Result<()> {
+        self.delete_key(&self.key(kind, name)?)
+    }
+
+    fn check_object_lock(&self) -> Result<()> {
+        self.check_bucket_lock()
+    }
+
+    fn set_object_lock(&self, lock: ObjectLock) -> Result<()> {
+        // A repository has one lock; a second call can only repeat it.
+        let _ = self.object_lock.set(lock);
+        Ok(())
+    }
+
+    fn retention(&self, kind: FileType, name: &str) -> Result<Option<Retention>> {
+        self.head_retention(&self.key(kind, name)?, None)
+    }
+
+    fn extend_retention(&self, kind: FileType, name: &str, to: Retention) -> Result<()> {
+        self.put_retention(&self.key(kind, name)?, &to)
     }
 
     fn size(&self, kind: FileType, name: &str) -> Result<u64> {

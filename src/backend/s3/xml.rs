@@ -1,5 +1,6 @@
 //! The few XML documents S3 exchanges with rewind: listing pages, error
-//! bodies, multipart uploads. Each is a flat record of known elements, so
+//! bodies, multipart uploads, and those of Object Lock (a bucket's lock
+//! configuration, version listings, an object's retention). Each is a flat record of known elements, so
 //! a small reader of `<Name>text</Name>` pairs does the job of an XML
 //! library; anything it does not find reads as missing, never as a guess.
 
@@ -83,6 +84,87 @@ pub fn complete_multipart_body(etags: &[String]) -> String {
     body
 }
 
+/// What GetObjectLockConfiguration says of a bucket.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LockConfiguration {
+    pub enabled: bool,
+    /// The bucket's default retention rule, described ("GOVERNANCE for 1
+    /// Days"), which every object written without a retention of its own gets.
+    pub default_retention: Option<String>,
+}
+
+pub fn parse_lock_configuration(xml: &str) -> Result<LockConfiguration, String> {
+    let configuration = elements(xml, "ObjectLockConfiguration")
+        .next()
+        .ok_or("the answer is not an ObjectLockConfiguration")?;
+    let default_retention = elements(configuration, "DefaultRetention")
+        .next()
+        .map(|rule| {
+            let mode = first(rule, "Mode").unwrap_or_default();
+            let period = ["Days", "Years"]
+                .iter()
+                .find_map(|unit| first(rule, unit).map(|n| format!("{n} {unit}")))
+                .unwrap_or_default();
+            format!("{mode} for {period}")
+        });
+    Ok(LockConfiguration {
+        enabled: first(configuration, "ObjectLockEnabled").is_some_and(|e| e == "Enabled"),
+        default_retention,
+    })
+}
+
+/// One stored version of an object, or a delete marker, in a listing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub key: String,
+    pub version_id: String,
+}
+
+/// One page of a ListObjectVersions answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VersionsPage {
+    pub versions: Vec<ListedVersion>,
+    /// The key and version markers the next page starts after; `None` on
+    /// the last page.
+    pub next: Option<(String, String)>,
+}
+
+pub fn parse_versions_page(xml: &str) -> Result<VersionsPage, String> {
+    if !xml.contains("<ListVersionsResult") {
+        return Err("the answer is not a ListVersionsResult".into());
+    }
+    let mut versions = Vec::new();
+    for kind in ["Version", "DeleteMarker"] {
+        for version in elements(xml, kind) {
+            versions.push(ListedVersion {
+                key: first(version, "Key").ok_or("a listed version has no Key")?,
+                version_id: first(version, "VersionId")
+                    .ok_or("a listed version has no VersionId")?,
+            });
+        }
+    }
+    let truncated = first(xml, "IsTruncated").is_some_and(|t| t == "true");
+    let next = if truncated {
+        Some((
+            first(xml, "NextKeyMarker").ok_or("a truncated listing has no NextKeyMarker")?,
+            first(xml, "NextVersionIdMarker").unwrap_or_default(),
+        ))
+    } else {
+        None
+    };
+    Ok(VersionsPage { versions, next })
+}
+
+/// The body of PutObjectRetention.
+pub fn retention_body(mode: &str, until: &str) -> String {
+    format!(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         <Mode>{}</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
+        escape(mode),
+        escape(until)
+    )
+}
+
 /// The decoded text of the first `<name>` element.
 fn first(xml: &str, name: &str) -> Option<String> {
     elements(xml, name).next().map(unescape)
@@ -101,8 +183,11 @@ fn elements<'a>(xml: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 
         };
         let tag_end = after_name.find('>')?;
         let attributes = &after_name[..tag_end];
-        // `<Name>` or `<Name attr="...">`, not `<NameLonger>`.
-        if !(attributes.is_empty() || attributes.starts_with(char::is_whitespace)) {
+        // `<Name>`, `<Name/>` or `<Name attr="...">`, not `<NameLonger>`.
+        if !(attributes.is_empty()
+            || attributes == "/"
+            || attributes.starts_with(char::is_whitespace))
+        {
             continue;
         }
         if attributes.ends_with('/') {
@@ -229,6 +314,76 @@ mod tests {
             complete_multipart_body(&["\"a1\"".into(), "\"b2\"".into()]),
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a1\"</ETag></Part>\
              <Part><PartNumber>2</PartNumber><ETag>\"b2\"</ETag></Part></CompleteMultipartUpload>"
+        );
+    }
+
+    #[test]
+    fn lock_configurations() {
+        let enabled = "<?xml version=\"1.0\"?><ObjectLockConfiguration xmlns=\"x\">\
+                       <ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>";
+        assert_eq!(
+            parse_lock_configuration(enabled),
+            Ok(LockConfiguration {
+                enabled: true,
+                default_retention: None
+            })
+        );
+        let with_rule = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>\
+                         <Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days>30</Days>\
+                         </DefaultRetention></Rule></ObjectLockConfiguration>";
+        assert_eq!(
+            parse_lock_configuration(with_rule)
+                .unwrap()
+                .default_retention
+                .as_deref(),
+            Some("COMPLIANCE for 30 Days")
+        );
+        assert!(
+            !parse_lock_configuration("<ObjectLockConfiguration/>")
+                .unwrap()
+                .enabled
+        );
+        assert!(parse_lock_configuration("<Error/>").is_err());
+    }
+
+    #[test]
+    fn version_listings() {
+        let xml = "<ListVersionsResult><IsTruncated>true</IsTruncated><KeyMarker/>\
+                   <VersionIdMarker/><NextKeyMarker>p/k</NextKeyMarker>\
+                   <NextVersionIdMarker>v2</NextVersionIdMarker>\
+                   <Version><Key>p/k</Key><VersionId>v1</VersionId><IsLatest>false</IsLatest></Version>\
+                   <DeleteMarker><Key>p/k</Key><VersionId>v3</VersionId></DeleteMarker>\
+                   </ListVersionsResult>";
+        let page = parse_versions_page(xml).unwrap();
+        assert_eq!(
+            page.versions,
+            vec![
+                ListedVersion {
+                    key: "p/k".into(),
+                    version_id: "v1".into()
+                },
+                ListedVersion {
+                    key: "p/k".into(),
+                    version_id: "v3".into()
+                }
+            ]
+        );
+        assert_eq!(page.next, Some(("p/k".into(), "v2".into())));
+        let last = parse_versions_page(
+            "<ListVersionsResult><IsTruncated>false</IsTruncated></ListVersionsResult>",
+        )
+        .unwrap();
+        assert_eq!(last.next, None);
+        assert!(last.versions.is_empty());
+        assert!(parse_versions_page("<ListBucketResult/>").is_err());
+    }
+
+    #[test]
+    fn a_retention_body() {
+        assert_eq!(
+            retention_body("GOVERNANCE", "2026-12-01T10:00:00Z"),
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>GOVERNANCE</Mode>\
+             <RetainUntilDate>2026-12-01T10:00:00Z</RetainUntilDate></Retention>"
         );
     }
 
