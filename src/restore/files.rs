@@ -1,62 +1,23 @@
 //! File contents on several threads (largest first), then hardlinks, then
 //! the metadata of directories, deepest first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::batches::{self, Unit};
 use super::content::{compare_file, reads_as_zeros};
 use super::parts::SplitFiles;
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
+use super::work::{Chunks, Tally};
 use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::repo::Id;
 use crate::tree::{Extent, Node, NodeKind};
 use rustix::fs::{FileType, Stat};
-
-/// Chunks read for the files a worker is writing, by id.
-#[derive(Default)]
-pub(super) struct Chunks(HashMap<Id, Result<Vec<u8>>>);
-
-impl Chunks {
-    /// Whether `id` was read (or failed to be).
-    fn has(&self, id: &Id) -> bool {
-        self.0.contains_key(id)
-    }
-
-    /// A chunk that was read. A failure is handed to the first file that
-    /// asks; the next one reads the chunk again and fails on its own.
-    fn take(&mut self, id: &Id) -> Result<&[u8]> {
-        if let Some(Err(_)) = self.0.get(id) {
-            if let Some(Err(e)) = self.0.remove(id) {
-                return Err(e);
-            }
-        }
-        match self.0.get(id) {
-            Some(Ok(data)) => Ok(data),
-            _ => Err(Error::internal(format!(
-                "chunk {} was not read",
-                id.short()
-            ))),
-        }
-    }
-}
-
-/// What the workers add up.
-#[derive(Default)]
-pub(super) struct Tally {
-    files: AtomicU64,
-    bytes: AtomicU64,
-    kept: AtomicU64,
-    kept_bytes: AtomicU64,
-    skipped: AtomicU64,
-    verified: AtomicU64,
-}
 
 impl Restorer<'_> {
     pub(super) fn run(mut self) -> Result<RestoreReport> {

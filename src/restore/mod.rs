@@ -24,6 +24,7 @@ mod filter;
 mod parts;
 mod plan;
 mod target;
+mod work;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use std::sync::atomic::{
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::batches::Unit;
-use super::files::{Chunks, Tally};
+use super::work::{Chunks, Tally};
 use super::{Action, FileJob, Restorer};
 use crate::error::{Error, Result};
 
