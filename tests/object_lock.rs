@@ -432,3 +432,33 @@ fn object_lock_is_refused_where_it_cannot_hold() {
         .run(["retention", "renew"])
         .assert_one_line_error(&["has no object lock", "init --object-lock"]);
 }
+
+#[test]
+fn a_key_removed_under_object_lock_opens_nothing() {
+    let (_tmp, dir) = tempdir();
+    let (server, repo) = server_and_repo(&dir);
+    repo.run(["init", "--object-lock", "30d"]).assert_ok();
+    let second = repo.clone().with_env("REWIND_NEW_PASSWORD", "second");
+    second.run(["key", "add", "--label", "spare"]).assert_ok();
+    let keys = repo.run(["key", "list", "--json"]).assert_ok().json();
+    let spare = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "spare")
+        .expect("the added key is listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The locked key file cannot be deleted; it is hidden instead.
+    repo.run(["key", "remove", &spare[..8]]).assert_ok();
+    let with_spare = repo.clone().with_env("REWIND_PASSWORD", "second");
+    with_spare
+        .run(["snapshots"])
+        .assert_one_line_error(&["wrong password"]);
+    let keys = repo.run(["key", "list", "--json"]).assert_ok().json();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    // Its locked version is still in the bucket, under its retention.
+    assert_eq!(object_versions(&server, "keys/").len(), 2);
+}

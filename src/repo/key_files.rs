@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{parity_name, write_with_parity, Id, KeyFile, Repository, RepositoryState};
+use super::{write_with_parity, Id, KeyFile, Repository, RepositoryState};
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::hostname;
@@ -112,15 +112,15 @@ impl<S: RepositoryState> Repository<S> {
             ));
         }
         self.upgrade_before_writing()?;
-        self.backend().remove(FileType::Key, name)?;
-        if self.config().parity_percent > 0 {
-            let parity = parity_name(FileType::Key, name);
-            match self.backend().remove(FileType::Parity, &parity) {
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-                _ => {}
+        match self.stored_files().remove(FileType::Key, name) {
+            // Under object lock the store keeps the file until its
+            // retention ends; hidden behind a delete marker, no password
+            // finds it, which is what removing a key means.
+            Err(e) if e.kind() == ErrorKind::Retained => {
+                self.stored_files().hide(FileType::Key, name)
             }
+            other => other,
         }
-        Ok(())
     }
 
     /// Replaces the key in use by one for `password` with the same label:

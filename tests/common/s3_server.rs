@@ -181,6 +181,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 /// A repository in an S3 bucket, driven through the real binary with a
 /// clean environment: only the variables set here reach it.
+#[derive(Clone)]
 pub struct S3Repo {
     /// The `--repo` value.
     pub url: String,
