@@ -104,9 +104,22 @@ pub(super) fn check_parity(
     if files.parity_percent() == 0 {
         return Ok(None);
     }
-    let sound = files
-        .read_parity(kind, name)
-        .is_ok_and(|p| parity::is_sound(data, &p));
+    let read_sound = || {
+        files
+            .read_parity(kind, name)
+            .map(|p| parity::is_sound(data, &p))
+    };
+    let sound = match read_sound() {
+        // A writer stores a file and then its parity: a parity missing
+        // now may be on its way (a mount's own audit record, a backup
+        // running beside the scrub). Only one still missing a moment
+        // later is a finding; a killed writer's stays missing.
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            read_sound().unwrap_or(false)
+        }
+        other => other.unwrap_or(false),
+    };
     if sound {
         return Ok(None);
     }
