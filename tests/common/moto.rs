@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::command::{run, wait_for};
-use super::s3_server::{tools_dir, S3Repo, S3_ACCESS_KEY, S3_SECRET_KEY};
+use super::s3_server::{port_after, tools_dir, S3Repo, S3_ACCESS_KEY, S3_SECRET_KEY};
 
 /// moto's `moto_server`; a missing one fails the test (CI installs it, so
 /// a silent skip would hide that the object lock tests never ran).
@@ -69,16 +69,7 @@ impl MotoServer {
         };
         // It logs the address it listens on.
         let listening = wait_for(Duration::from_secs(60), || {
-            server
-                .log_text()
-                .split("Running on http://127.0.0.1:")
-                .nth(1)
-                .and_then(|rest| {
-                    rest.split(|c: char| !c.is_ascii_digit())
-                        .next()?
-                        .parse::<u16>()
-                        .ok()
-                })
+            port_after(&server.log_text(), "Running on http://127.0.0.1:")
                 .map(|port| server.port = port)
                 .is_some()
         });

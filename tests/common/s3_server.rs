@@ -86,15 +86,7 @@ impl S3Server {
         // It logs the address it listens on (the port it was given, or the
         // one the system picked).
         let listening = wait_for(Duration::from_secs(30), || {
-            self.log_text()
-                .split("server is running at http://127.0.0.1:")
-                .nth(1)
-                .and_then(|rest| {
-                    rest.split(|c: char| !c.is_ascii_digit())
-                        .next()?
-                        .parse::<u16>()
-                        .ok()
-                })
+            port_after(&self.log_text(), "server is running at http://127.0.0.1:")
                 .map(|p| self.port = p)
                 .is_some()
         });
@@ -242,4 +234,14 @@ impl S3Repo {
     {
         run(self.command().args(args))
     }
+}
+
+/// The port a server logged after `marker` (the text before the digits),
+/// once it has.
+pub fn port_after(log: &str, marker: &str) -> Option<u16> {
+    let rest = log.split(marker).nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
