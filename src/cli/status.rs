@@ -264,6 +264,19 @@ fn prometheus(health: &Health) -> String {
             .map(|(h, value)| (format!("{{{repo},host=\"{}\"}}", label(h)), value))
             .collect()
     };
+    let of_snapshots = |value: &dyn Fn(&HostStatus) -> f64| {
+        per_host(health.hosts.iter().map(|(h, s)| (h, value(s))).collect())
+    };
+    let of_audit = |value: &dyn Fn(&HostAudit) -> f64| {
+        per_host(
+            health
+                .audit
+                .hosts
+                .iter()
+                .map(|(h, a)| (h, value(a)))
+                .collect(),
+        )
+    };
     metric(
         "snapshots",
         "Snapshots in the repository.",
@@ -274,64 +287,32 @@ fn prometheus(health: &Health) -> String {
         "newest_snapshot_age_seconds",
         "Age of the newest snapshot of each host (the recovery point).",
         "gauge",
-        per_host(
-            health
-                .hosts
-                .iter()
-                .map(|(h, s)| (h, s.age_seconds as f64))
-                .collect(),
-        ),
+        of_snapshots(&|s| s.age_seconds as f64),
     );
     metric(
         "snapshot_suspicious",
         "1 when the newest snapshot of one of the host's sets of paths is suspicious \
          (many files rewritten with incompressible content: ransomware?), else 0.",
         "gauge",
-        per_host(
-            health
-                .hosts
-                .iter()
-                .map(|(h, s)| (h, f64::from(u8::from(s.suspicious))))
-                .collect(),
-        ),
+        of_snapshots(&|s| f64::from(u8::from(s.suspicious))),
     );
     metric(
         "newest_suspicious_snapshot_timestamp_seconds",
         "Time of the host's newest suspicious snapshot (0: none).",
         "gauge",
-        per_host(
-            health
-                .hosts
-                .iter()
-                .map(|(h, s)| (h, time(s.newest_suspicious_time)))
-                .collect(),
-        ),
+        of_snapshots(&|s| time(s.newest_suspicious_time)),
     );
     metric(
         "last_restore_test_timestamp_seconds",
         "When the last restore test that passed started, per host that wrote audit records (0: never).",
         "gauge",
-        per_host(
-            health
-                .audit
-                .hosts
-                .iter()
-                .map(|(h, a)| (h, time(a.last_restore_test)))
-                .collect(),
-        ),
+        of_audit(&|a| time(a.last_restore_test)),
     );
     metric(
         "last_failed_command_timestamp_seconds",
         "When the last command that failed started, per host that wrote audit records (0: never).",
         "gauge",
-        per_host(
-            health
-                .audit
-                .hosts
-                .iter()
-                .map(|(h, a)| (h, time(a.last_failed_command.as_ref().map(|f| f.time))))
-                .collect(),
-        ),
+        of_audit(&|a| time(a.last_failed_command.as_ref().map(|f| f.time))),
     );
     metric(
         "scrub_last_run_timestamp_seconds",
