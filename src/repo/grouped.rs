@@ -29,9 +29,10 @@ struct Run {
 impl Repository {
     /// The plaintext of every blob in `ids` (each verified against its id),
     /// read with as few backend reads as their places in the packs allow.
-    /// A blob that cannot be read this way is read on its own, as
-    /// [`Repository::read_blob`] does (which follows a prune that moved
-    /// it), and its error, if any, is what the map holds for it.
+    /// The blobs of a pack that cannot be read, and those the index does
+    /// not place, are read on their own, as [`Repository::read_blob`] does
+    /// (which follows a prune that moved them); the map holds each blob's
+    /// error, if any.
     pub fn read_blobs(&self, ids: &[Id]) -> HashMap<Id, Result<Vec<u8>>> {
         let mut found = HashMap::with_capacity(ids.len());
         let (runs, elsewhere) = self.plan_runs(ids);
@@ -113,12 +114,13 @@ impl Repository {
         for (id, location) in run.blobs {
             let at = (u64::from(location.offset) - run.start) as usize;
             let stored = bytes[at..at + location.stored_len as usize].to_vec();
+            // The pack is there and the blob sits where the index says:
+            // a blob that does not open is damaged, and reading it again
+            // alone would read the same bytes (packs are named by their
+            // hash, so none is replaced under its name).
             let plaintext = self
                 .open_stored_blob(&id, location, &run.pack, stored)
-                .map(crypto::unframe)
-                // Damaged here, or a pack a prune replaced under the same
-                // name: the single read decides, as everywhere else.
-                .or_else(|_| self.read_blob(&id));
+                .map(crypto::unframe);
             found.insert(id, plaintext);
         }
     }

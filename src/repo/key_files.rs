@@ -37,8 +37,7 @@ impl<S: RepositoryState> Repository<S> {
         let in_use = self.key_in_use();
         let names = self.backend().list(FileType::Key)?;
         let (mut keys, errors) = super::read_each(&names, |name| {
-            let bytes = self.backend().read(FileType::Key, name)?;
-            let key = KeyFile::from_bytes(&bytes).map_err(|e| e.context(format!("keys/{name}")))?;
+            let key = self.read_key_file(name)?;
             Ok(KeyInfo {
                 id: name.to_string(),
                 created: key.created,
@@ -50,6 +49,11 @@ impl<S: RepositoryState> Repository<S> {
         });
         keys.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
         Ok((keys, errors))
+    }
+
+    fn read_key_file(&self, name: &str) -> Result<KeyFile> {
+        let bytes = self.backend().read(FileType::Key, name)?;
+        KeyFile::from_bytes(&bytes).map_err(|e| e.context(format!("keys/{name}")))
     }
 
     /// Adds a key file that opens the repository with `password`; its name.
@@ -130,12 +134,7 @@ impl<S: RepositoryState> Repository<S> {
         let old = self
             .key_in_use()
             .ok_or_else(|| Error::usage("the repository is not encrypted: it has no password"))?;
-        let label = self
-            .key_files()?
-            .0
-            .into_iter()
-            .find(|k| k.id == old)
-            .and_then(|k| k.label);
+        let label = self.read_key_file(&old)?.label;
         let new = self.add_key(password, label.as_deref())?;
         // The upgrade in add_key may have renamed the key in use.
         let old = self.key_in_use().unwrap_or(old);
