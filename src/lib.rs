@@ -69,6 +69,7 @@ mod prune;
 mod repo;
 mod restore;
 mod retention;
+mod rotate;
 mod scrub;
 mod selector;
 mod suspicion;
@@ -130,6 +131,10 @@ pub use copy::{copy, plan_copy, CopiedSnapshot, CopyOptions, CopyPlan, CopyRepor
 pub use prune::{
     plan_prune, prune, PackFate, PackUse, PruneOptions, PrunePlan, PruneReport, WaitingPlan,
 };
+
+// Rotating the master key.
+pub use repo::ResealedSnapshot;
+pub use rotate::{rotate_master_key, RotateOptions, RotationReport};
 
 // Verifying and repairing.
 pub use retention::{renew_retention, RenewReport};

@@ -521,6 +521,52 @@ impl InFlight {
     }
 }
 
+/// A backup has indexed its packs and not yet written its manifest when a
+/// prune writes the index anew without them (nothing uses them yet) and is
+/// killed before it carries out its plan: the next prune finds the
+/// snapshot's trees in packs no index file names, and indexes them again
+/// rather than failing or losing them.
+#[test]
+fn a_prune_killed_while_a_backup_commits_leaves_its_packs_to_the_next_prune() {
+    let (_tmp, dir) = tempdir();
+    let mut history = History::build(&dir, "prune killed beside a commit", 1, &[]);
+    let copy = history.lineage.advance();
+    let gate = dir.join("commit-gate");
+    let backup = history
+        .lineage
+        .backup_command(&history.repo)
+        .env(
+            "REWIND_PAUSE_AT",
+            format!("backup-committing:{}", gate.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let arrived = gate.with_file_name(format!("commit-gate.{}", backup.id()));
+    assert!(
+        wait_for(Duration::from_secs(60), || arrived.exists()).is_some(),
+        "the backup reaches its commit"
+    );
+    let killed = run(history
+        .repo
+        .command()
+        .args(["prune"])
+        .env("REWIND_CRASH_AT", "prune-planned"));
+    assert_eq!(killed.code, None, "prune is killed: {}", killed.stderr);
+    write(&gate, b"");
+    let out = backup.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    history.snaps.push(history.lineage.snap(&snapshot, copy));
+    let scratch = history.scratch.clone();
+    assert_sound_and_clean(&history.repo, &history.snaps, &scratch);
+}
+
 #[test]
 fn the_packs_a_running_backup_has_not_indexed_yet_stay() {
     let (_tmp, dir) = tempdir();

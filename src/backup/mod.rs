@@ -144,6 +144,7 @@ pub fn backup(
         program: format!("rewind {}", env!("CARGO_PKG_VERSION")),
         summary: archiver.summary(started.elapsed().as_secs_f64()),
         original: None,
+        resealed_from: None,
     };
     let (id, stored_again) = repo.commit_snapshot(&snapshot, lock)?;
     snapshot.id = id;

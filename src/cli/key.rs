@@ -22,6 +22,7 @@ impl Args {
             KeyCommand::Add { .. } => Some("key add"),
             KeyCommand::Passwd { .. } => Some("key passwd"),
             KeyCommand::Remove { .. } => Some("key remove"),
+            KeyCommand::Rotate { .. } => Some("key rotate"),
         }
     }
 }
@@ -55,6 +56,21 @@ enum KeyCommand {
         /// must open the repository afterwards)
         #[arg(long)]
         force_other: bool,
+    },
+    /// Rotate the master key: every file is sealed anew under a new one,
+    /// while backups, mounts and restores go on; other passwords are
+    /// removed (add them again afterwards)
+    Rotate {
+        /// Go on with a rotation that was interrupted
+        #[arg(long)]
+        resume: bool,
+        /// Do not wait for writers that began before the rotation: return
+        /// unfinished (exit 3) and resume later
+        #[arg(long)]
+        no_wait: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,6 +116,14 @@ fn seconds(time: &str) -> String {
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
+    if let KeyCommand::Rotate {
+        resume,
+        no_wait,
+        json,
+    } = &args.command
+    {
+        return rotate(global, *resume, *no_wait, *json);
+    }
     let repo = global.open()?;
     match &args.command {
         KeyCommand::List { json } => {
@@ -156,5 +180,75 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             println!("removed key {}", short(&name));
             Ok(ExitCode::SUCCESS)
         }
+        KeyCommand::Rotate { .. } => unreachable!("handled above"),
     }
+}
+
+/// How often a rotation looks again at the writers it waits for.
+const ROTATION_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `key rotate`, under the exclusive lock (no prune runs beside it).
+fn rotate(global: &Global, resume: bool, no_wait: bool, json: bool) -> Result<ExitCode> {
+    let (repo, lock) = global.open_locked(rewind::LockKind::Exclusive, "key rotate")?;
+    let repo = super::prune::loaded(repo)?;
+    let options = rewind::RotateOptions {
+        resume,
+        wait: (!no_wait).then_some(ROTATION_POLL),
+    };
+    let report = rewind::rotate_master_key(&repo, &lock, &options, |what| {
+        if !json {
+            rewind::log::info(what)
+        }
+    })?;
+    global.trail().bytes(|b| {
+        b.written = Some(report.bytes_resealed);
+        b.deleted = Some(report.bytes_deleted);
+    });
+    if json {
+        print_json(&report)?;
+    } else {
+        for snapshot in &report.snapshots {
+            println!(
+                "snapshot {} is now {}",
+                snapshot.old.short(),
+                snapshot.new.short()
+            );
+        }
+        println!(
+            "sealed anew: {} packs ({}), {} snapshots, {} tombstones, {} deletion plans, {} audit records",
+            report.packs_resealed,
+            super::size::human_bytes(report.bytes_resealed),
+            report.snapshots.len(),
+            report.tombstones,
+            report.deletion_plans,
+            report.audit_records
+        );
+        for removed in &report.key_files_removed {
+            println!("removed key {}", short(removed));
+        }
+        if report.finished {
+            println!(
+                "the master key is rotated: key {} opens the repository; add other passwords again with `rewind key add`",
+                short(&report.key_file)
+            );
+        } else {
+            println!("the rotation is not finished; it waits for:");
+            for reason in &report.waiting_for {
+                println!("  {reason}");
+            }
+            println!("run `rewind key rotate --resume` later");
+        }
+        if !report.retained.is_empty() {
+            println!(
+                "the store keeps {} old packs, {} index files and {} manifests under retention: \
+                 the old key opens them until a prune after their retention ends deletes them",
+                report.retained.packs, report.retained.index_files, report.retained.manifests
+            );
+        }
+    }
+    Ok(if report.finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -94,7 +94,7 @@ pub fn run_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<Exi
 
 /// The indexed repository; a prune refuses to run on an index it could not
 /// read whole, since it would take what those files list for unindexed.
-fn loaded(repo: rewind::Repository<rewind::Opened>) -> Result<rewind::Repository> {
+pub(super) fn loaded(repo: rewind::Repository<rewind::Opened>) -> Result<rewind::Repository> {
     let (repo, errors) = repo.load_index()?;
     if let Some(first) = errors.first() {
         bail!(

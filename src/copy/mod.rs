@@ -183,6 +183,7 @@ pub fn copy(
                 tree,
                 parent,
                 original: Some(snapshot.origin()),
+                resealed_from: None,
                 ..snapshot.clone()
             };
             let (id, stored_again) = dest.commit_snapshot(&copied, lock)?;

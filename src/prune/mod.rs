@@ -79,6 +79,26 @@ pub fn prune(
     lock: Option<&RepositoryLock>,
     options: &PruneOptions,
 ) -> Result<PruneReport> {
+    prune_resealing(repo, lock, options, &Reseal::default())
+}
+
+/// What a rotation of the master key has a prune seal anew (see
+/// `crate::rotate`): packs a retired key sealed are repacked whatever
+/// their use, and the index is written anew even when nothing else calls
+/// for it.
+#[derive(Debug, Default)]
+pub(crate) struct Reseal {
+    pub packs: IdSet,
+    pub index: bool,
+}
+
+/// [`prune`], also sealing anew what `reseal` names.
+pub(crate) fn prune_resealing(
+    repo: &Repository,
+    lock: Option<&RepositoryLock>,
+    options: &PruneOptions,
+    reseal: &Reseal,
+) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     let mut used = plan::used_blobs(repo)?;
     report.snapshots = used.snapshots.len() as u64;
@@ -86,7 +106,7 @@ pub fn prune(
     report.index_files_before = repo.index_file_count() as u64;
 
     let unindexed = bring_back_what_is_used(repo, &used.blobs, &mut report)?;
-    let plan = plan::plan_with(repo, &used.blobs, options);
+    let plan = plan::plan_with(repo, &used.blobs, options, &reseal.packs);
     report.bytes_before = plan.total_bytes();
     report.packs_unused = plan.count(PackFate::Delete) as u64;
     report.bytes_unused = plan.deleted_bytes();
@@ -109,7 +129,7 @@ pub fn prune(
     let mut doomed: Vec<Id> = leaving.iter().copied().collect();
     doomed.extend(unindexed.iter().filter_map(|name| Id::from_hex(name).ok()));
     report.packs_unindexed = unindexed.len() as u64;
-    if !doomed.is_empty() || report.index_files_before > 1 {
+    if !doomed.is_empty() || report.index_files_before > 1 || reseal.index {
         let superseded = repo.rewrite_index(&leaving, saver.take_saved())?;
         crash_point("prune-indexed");
         doomed.sort();

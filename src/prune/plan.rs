@@ -115,11 +115,17 @@ impl PrunePlan {
 /// Plans a prune of `repo`: every snapshot listed is kept.
 pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
     let used = used_blobs(repo)?;
-    Ok(plan_with(repo, &used.blobs, options))
+    Ok(plan_with(repo, &used.blobs, options, &IdSet::default()))
 }
 
-/// The plan for `repo` when `used` is what its snapshots use.
-pub(super) fn plan_with(repo: &Repository, used: &IdSet, options: &PruneOptions) -> PrunePlan {
+/// The plan for `repo` when `used` is what its snapshots use; the packs of
+/// `reseal` that hold anything used are repacked whatever else they hold.
+pub(super) fn plan_with(
+    repo: &Repository,
+    used: &IdSet,
+    options: &PruneOptions,
+    reseal: &IdSet,
+) -> PrunePlan {
     let index = repo.index();
     let mut packs: Vec<PackUse> = index
         .packs()
@@ -148,6 +154,8 @@ pub(super) fn plan_with(repo: &Repository, used: &IdSet, options: &PruneOptions)
     for pack in &mut packs {
         if pack.used_blobs == 0 {
             pack.fate = PackFate::Delete;
+        } else if reseal.contains(&pack.id) {
+            pack.fate = PackFate::Repack;
         }
     }
     choose_repacks(&mut packs, options);
@@ -256,7 +264,13 @@ impl Used {
             if !self.blobs.insert(tree_id) {
                 continue;
             }
-            let tree = repo.read_tree(&tree_id).map_err(|e| {
+            let tree = match repo.read_tree(&tree_id) {
+                Err(_) if !repo.index().contains(&tree_id) && bring_back(repo, tree_id)? => {
+                    repo.read_tree(&tree_id)
+                }
+                read => read,
+            }
+            .map_err(|e| {
                 e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
             })?;
             for node in &tree.nodes {
@@ -272,6 +286,16 @@ impl Used {
         }
         Ok(())
     }
+}
+
+/// Indexes again the unindexed packs that hold `tree`: a backup that wrote
+/// its packs and index file while a prune ran, and that prune was killed
+/// after it wrote the index anew without them (their packs unused then)
+/// and before it carried out its plan, made a snapshot that needs packs no
+/// index file names any more. Whether any was found.
+fn bring_back(repo: &Repository, tree: Id) -> Result<bool> {
+    let unindexed = repo.stored_unindexed_packs()?;
+    Ok(repo.index_packs_holding(&unindexed, &IdSet::from_iter([tree]))? > 0)
 }
 
 /// The packed copies of the listed manifests (see

@@ -23,6 +23,7 @@ impl Repository {
         snapshot: &Snapshot,
         lock: Option<&RepositoryLock>,
     ) -> Result<(Id, u64)> {
+        crate::testing::pause_point("backup-committing");
         if let Some(lock) = lock {
             lock.refresh();
         }
@@ -35,6 +36,9 @@ impl Repository {
                 return Err(e);
             }
         };
+        // After the blobs are stored again: they are found by the index as
+        // it was loaded, which still places them in the packs that leave.
+        self.index_again_if_superseded()?;
         let id = self.save_snapshot(snapshot)?;
         if lapsed(lock) {
             // Stopped between the check and the manifest for longer than a
@@ -51,6 +55,24 @@ impl Repository {
             }
         }
         Ok((id, restored))
+    }
+
+    /// Indexes again the packs this writer stored that no index file names
+    /// any more. A prune that ran while we wrote took them for unused,
+    /// wrote the index anew without them and superseded our index file;
+    /// its plan spares them once an index file names them, but if it was
+    /// killed before it carried the plan out, nothing else would name them
+    /// again and our snapshot would need packs no index knows.
+    fn index_again_if_superseded(&self) -> Result<()> {
+        let dropped: Vec<String> = self
+            .written_packs_no_longer_indexed()?
+            .iter()
+            .map(Id::to_hex)
+            .collect();
+        if !dropped.is_empty() {
+            self.index_from_trailers(&dropped, |_| true)?;
+        }
+        Ok(())
     }
 
     /// Stores again the blobs under `root` that sit in packs a deletion

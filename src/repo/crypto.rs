@@ -23,6 +23,10 @@ const COMPRESSION_ZSTD: u8 = 1;
 pub struct Keys {
     /// Absent in a repository made with `--encryption none`.
     encryption: Option<[u8; 32]>,
+    /// Encryption keys a rotation of the master key is retiring: files
+    /// they sealed are still opened, nothing new is sealed with them
+    /// (`docs/design.md`, section 7, "Keys").
+    retired: Vec<[u8; 32]>,
     /// Keys the BLAKE3 that names blobs, so ids reveal nothing of content.
     id_key: [u8; 32],
 }
@@ -32,6 +36,7 @@ impl Keys {
     pub fn from_master(master: &[u8; MASTER_KEY_LEN]) -> Keys {
         Keys {
             encryption: Some(master[..32].try_into().unwrap()),
+            retired: Vec::new(),
             id_key: master[32..].try_into().unwrap(),
         }
     }
@@ -41,6 +46,7 @@ impl Keys {
     pub fn unencrypted(repo_id: &Id) -> Keys {
         Keys {
             encryption: None,
+            retired: Vec::new(),
             id_key: blake3::derive_key("rewind 2026-11 unencrypted id key", &repo_id.0),
         }
     }
@@ -68,6 +74,59 @@ impl Keys {
             master[32..].copy_from_slice(&self.id_key);
             master
         })
+    }
+
+    /// These keys, also opening what the `retired` encryption keys sealed.
+    pub fn with_retired(mut self, retired: Vec<[u8; 32]>) -> Keys {
+        self.retired = retired;
+        self
+    }
+
+    /// The encryption keys being retired (empty but during a rotation).
+    pub fn retired(&self) -> &[[u8; 32]] {
+        &self.retired
+    }
+
+    /// The master key of each retired encryption key: it shares this
+    /// one's id key, which a rotation keeps.
+    pub fn retired_masters(&self) -> impl Iterator<Item = [u8; MASTER_KEY_LEN]> + '_ {
+        self.retired.iter().map(|encryption| {
+            let mut master = [0u8; MASTER_KEY_LEN];
+            master[..32].copy_from_slice(encryption);
+            master[32..].copy_from_slice(&self.id_key);
+            master
+        })
+    }
+
+    /// These keys without the retired ones: what opens only with them was
+    /// sealed by a key being retired.
+    pub fn current_only(&self) -> Keys {
+        Keys {
+            retired: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The keys a rotation gives in place of these: those of `master`, with
+    /// its `retired` encryption keys and these keys' own encryption keys
+    /// still opening what they sealed. None when `master` is no successor:
+    /// another id key (another repository's), or the same encryption key.
+    pub fn succeeded_by(
+        &self,
+        master: &[u8; MASTER_KEY_LEN],
+        retired: &[[u8; 32]],
+    ) -> Option<Keys> {
+        let next = Keys::from_master(master);
+        if next.id_key != self.id_key || next.encryption == self.encryption {
+            return None;
+        }
+        let mut opening: Vec<[u8; 32]> = retired.to_vec();
+        opening.extend(self.encryption);
+        opening.extend(self.retired.iter().copied());
+        opening.sort_unstable();
+        opening.dedup();
+        opening.retain(|key| Some(*key) != next.encryption);
+        Some(next.with_retired(opening))
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -98,13 +157,15 @@ impl Keys {
 
     /// A sealer for one file (pack or metadata file) with its own salt.
     pub fn sealer(&self, salt: &[u8; SALT_LEN]) -> Sealer {
+        let subkey = |key: &[u8; 32]| {
+            let mut material = [0u8; 64];
+            material[..32].copy_from_slice(key);
+            material[32..].copy_from_slice(salt);
+            cipher(&blake3::derive_key("rewind 2026-11 file subkey", &material))
+        };
         Sealer {
-            cipher: self.encryption.as_ref().map(|key| {
-                let mut material = [0u8; 64];
-                material[..32].copy_from_slice(key);
-                material[32..].copy_from_slice(salt);
-                cipher(&blake3::derive_key("rewind 2026-11 file subkey", &material))
-            }),
+            cipher: self.encryption.as_ref().map(subkey),
+            retired: self.retired.iter().map(subkey).collect(),
         }
     }
 }
@@ -121,6 +182,8 @@ fn cipher(key: &[u8; 32]) -> LessSafeKey {
 /// that wraps the master key in a key file.
 pub struct Sealer {
     cipher: Option<LessSafeKey>,
+    /// Tried in turn when `cipher` does not open an item.
+    retired: Vec<LessSafeKey>,
 }
 
 impl Sealer {
@@ -128,6 +191,7 @@ impl Sealer {
     pub fn with_key(key: &[u8; 32]) -> Sealer {
         Sealer {
             cipher: Some(cipher(key)),
+            retired: Vec::new(),
         }
     }
 
@@ -169,14 +233,43 @@ impl Sealer {
         if stored.len() < NONCE_LEN + TAG_LEN {
             return Err(Error::corrupt("sealed data is too short"));
         }
-        let (nonce, sealed) = stored.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
-        let plain_len = cipher
-            .open_in_place(nonce, Aad::empty(), sealed)
-            .map_err(|_| Error::corrupt("authentication tag does not verify"))?
-            .len();
-        Ok(NONCE_LEN..NONCE_LEN + plain_len)
+        // A failed open leaves the buffer undefined: keep the sealed bytes
+        // for the retired keys (only while a rotation runs).
+        let original = (!self.retired.is_empty()).then(|| stored.to_vec());
+        if let Some(range) = open_with(cipher, stored) {
+            return Ok(range);
+        }
+        for retired in &self.retired {
+            stored.copy_from_slice(original.as_deref().expect("kept when keys are retired"));
+            if let Some(range) = open_with(retired, stored) {
+                return Ok(range);
+            }
+        }
+        Err(Error::corrupt("authentication tag does not verify"))
     }
+
+    /// Whether the current key, not a retired one, sealed `stored`.
+    pub fn sealed_by_current(&self, stored: &[u8]) -> bool {
+        match &self.cipher {
+            Some(cipher) => open_with(cipher, &mut stored.to_vec()).is_some(),
+            None => true,
+        }
+    }
+}
+
+/// Opens `nonce || ciphertext || tag` in place under one key: the range of
+/// the payload, or `None` when the tag does not verify.
+fn open_with(cipher: &LessSafeKey, stored: &mut [u8]) -> Option<std::ops::Range<usize>> {
+    if stored.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, sealed) = stored.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
+    let plain_len = cipher
+        .open_in_place(nonce, Aad::empty(), sealed)
+        .ok()?
+        .len();
+    Some(NONCE_LEN..NONCE_LEN + plain_len)
 }
 
 /// `type || data`: zstd when that is smaller, else the data as it is.
@@ -337,6 +430,54 @@ mod tests {
 
     fn keys() -> Keys {
         Keys::from_master(&[7u8; MASTER_KEY_LEN])
+    }
+
+    #[test]
+    fn retired_keys_open_what_they_sealed_and_seal_nothing_new() {
+        let old = Keys::from_master(&[1u8; MASTER_KEY_LEN]);
+        let mut new_master = [2u8; MASTER_KEY_LEN];
+        new_master[32..].copy_from_slice(&[1u8; 32]);
+        let new = Keys::from_master(&new_master);
+        let rotating = Keys::from_master(&new_master).with_retired(vec![[1u8; 32]]);
+        let salt = [5u8; SALT_LEN];
+        let payload = b"sealed before the rotation".to_vec();
+        let by_old = old.sealer(&salt).seal(payload.clone()).unwrap();
+
+        assert!(new.sealer(&salt).open(&by_old).is_err());
+        assert_eq!(rotating.sealer(&salt).open(&by_old).unwrap(), payload);
+        assert!(!rotating.sealer(&salt).sealed_by_current(&by_old));
+        // What a rotating repository seals, the new key alone opens.
+        let by_rotating = rotating.sealer(&salt).seal(payload.clone()).unwrap();
+        assert!(rotating.sealer(&salt).sealed_by_current(&by_rotating));
+        assert_eq!(new.sealer(&salt).open(&by_rotating).unwrap(), payload);
+        assert!(old.sealer(&salt).open(&by_rotating).is_err());
+        assert_eq!(
+            rotating.retired_masters().next(),
+            Some({
+                let mut m = [1u8; MASTER_KEY_LEN];
+                m[32..].copy_from_slice(&[1u8; 32]);
+                m
+            })
+        );
+        // Damage is still damage under every key.
+        let mut damaged = by_old.clone();
+        damaged[20] ^= 1;
+        assert!(rotating.sealer(&salt).open(&damaged).is_err());
+    }
+
+    #[test]
+    fn a_successor_shares_the_id_key_and_opens_what_its_predecessor_sealed() {
+        let old = Keys::from_master(&[1u8; MASTER_KEY_LEN]);
+        let mut new_master = [2u8; MASTER_KEY_LEN];
+        new_master[32..].copy_from_slice(&[1u8; 32]);
+        let next = old.succeeded_by(&new_master, &[]).unwrap();
+        let salt = [3u8; SALT_LEN];
+        let by_old = old.sealer(&salt).seal(b"before".to_vec()).unwrap();
+        assert_eq!(next.sealer(&salt).open(&by_old).unwrap(), b"before");
+        assert!(next.current_only().sealer(&salt).open(&by_old).is_err());
+        // Another repository's master key, or the same one, is no successor.
+        assert!(old.succeeded_by(&[2u8; MASTER_KEY_LEN], &[]).is_none());
+        assert!(old.succeeded_by(&[1u8; MASTER_KEY_LEN], &[]).is_none());
     }
 
     #[test]

@@ -356,6 +356,30 @@ impl Repository {
         self.state.index.written.lock().unwrap().packs.clone()
     }
 
+    /// The packs this process stored that no loaded index file names any
+    /// more: another index file superseded ours without them (a prune took
+    /// them for unused while we wrote). Refreshes the index first.
+    pub(super) fn written_packs_no_longer_indexed(&self) -> Result<Vec<Id>> {
+        if self
+            .state
+            .index
+            .written
+            .lock()
+            .unwrap()
+            .index_files
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        self.refresh_index()?;
+        let written = self.written_packs();
+        let index = self.index();
+        Ok(written
+            .into_iter()
+            .filter(|pack| !index.has_pack(pack))
+            .collect())
+    }
+
     /// Removes the index files this process wrote for the packs it stored,
     /// when what they name can no longer become a snapshot (a backup whose
     /// packs a prune deleted while its lock had lapsed): an index file must
@@ -383,6 +407,7 @@ impl Repository {
 
     /// [`Repository::read_blob`], left where it was decoded in its buffer.
     pub fn read_blob_framed(&self, id: &Id) -> Result<pack::Framed> {
+        let keys = self.keys();
         match self.read_blob_once(id) {
             // A prune may have moved the blob to a new pack since the index
             // was loaded (`docs/design.md`, section 7): if new index files
@@ -394,6 +419,11 @@ impl Repository {
                     Ok((new, _)) if new > 0 => self.read_blob_once(id),
                     _ => Err(e),
                 }
+            }
+            // A rotation may have sealed it under a master key this process
+            // has not taken yet (see `rekey.rs`).
+            Err(e) if e.kind() == ErrorKind::Corrupt && self.take_new_master_key(&keys) => {
+                self.read_blob_once(id)
             }
             other => other,
         }
@@ -437,7 +467,7 @@ impl Repository {
             raw_len: location.raw_len,
         };
         pack::open_blob_framed(
-            self.keys(),
+            &self.keys(),
             &pack.salt,
             stored,
             claim,

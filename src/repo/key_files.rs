@@ -51,16 +51,25 @@ impl<S: RepositoryState> Repository<S> {
         Ok((keys, errors))
     }
 
-    fn read_key_file(&self, name: &str) -> Result<KeyFile> {
+    pub(super) fn read_key_file(&self, name: &str) -> Result<KeyFile> {
         let bytes = self.backend().read(FileType::Key, name)?;
         KeyFile::from_bytes(&bytes).map_err(|e| e.context(format!("keys/{name}")))
     }
 
     /// Adds a key file that opens the repository with `password`; its name.
     pub fn add_key(&self, password: &[u8], label: Option<&str>) -> Result<String> {
-        let master = self.keys().master().ok_or_else(|| {
+        let keys = self.keys();
+        let master = keys.master().ok_or_else(|| {
             Error::usage("the repository is not encrypted: it has no keys to add to")
         })?;
+        if !keys.retired().is_empty() {
+            // A key added now would have to carry the keys being retired,
+            // and no rotation could then retire them from it.
+            return Err(Error::usage(
+                "a rotation of the master key is in progress: keys cannot be added or changed until it ends",
+            )
+            .with_hint("finish it with `rewind key rotate --resume`"));
+        }
         self.upgrade_before_writing()?;
         let mut key = KeyFile::wrap(&master, password, &hostname())?;
         key.label = label.map(str::to_string);

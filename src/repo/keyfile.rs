@@ -42,12 +42,18 @@ pub struct KeyFile {
 
 /// The newest key file version; see the module documentation.
 pub const KEY_FILE_VERSION: u32 = 2;
+/// A key file written while the master key is rotated: beside the new
+/// master key it seals the encryption keys being retired, which still open
+/// what they sealed (`docs/design.md`, section 7, "Keys").
+pub const ROTATING_KEY_FILE_VERSION: u32 = 3;
 
 /// A key file opened with its password.
 pub struct Unwrapped {
     pub master: [u8; MASTER_KEY_LEN],
     /// The version sealed with the master key (1 when none is).
     pub version: u32,
+    /// The encryption keys a rotation is retiring (version 3 only).
+    pub retired: Vec<[u8; 32]>,
     /// The key that wraps the master key, kept to rewrap it at an upgrade
     /// without asking for the password again.
     kek: [u8; 32],
@@ -55,6 +61,17 @@ pub struct Unwrapped {
 
 impl KeyFile {
     pub fn wrap(master: &[u8; MASTER_KEY_LEN], password: &[u8], host: &str) -> Result<KeyFile> {
+        KeyFile::wrap_rotating(master, &[], password, host)
+    }
+
+    /// A key file for `master` that also carries the `retired` encryption
+    /// keys (version 3; with none, a plain version 2 key file).
+    pub fn wrap_rotating(
+        master: &[u8; MASTER_KEY_LEN],
+        retired: &[[u8; 32]],
+        password: &[u8],
+        host: &str,
+    ) -> Result<KeyFile> {
         let mut salt = vec![0u8; 16];
         random_bytes(&mut salt)?;
         let kdf = KdfParams {
@@ -65,8 +82,13 @@ impl KeyFile {
             salt,
         };
         let kek = derive(&kdf, password)?;
+        let version = if retired.is_empty() {
+            KEY_FILE_VERSION
+        } else {
+            ROTATING_KEY_FILE_VERSION
+        };
         let mut key = KeyFile {
-            version: KEY_FILE_VERSION,
+            version,
             created: chrono::Utc::now().to_rfc3339(),
             host: host.to_string(),
             username: crate::host::current_user(),
@@ -75,7 +97,7 @@ impl KeyFile {
             nonce: Vec::new(),
             wrapped: Vec::new(),
         };
-        key.seal(&kek, master)?;
+        key.seal(&kek, master, retired)?;
         Ok(key)
     }
 
@@ -86,14 +108,23 @@ impl KeyFile {
             version: KEY_FILE_VERSION,
             ..self.clone()
         };
-        key.seal(&unwrapped.kek, &unwrapped.master)?;
+        key.seal(&unwrapped.kek, &unwrapped.master, &unwrapped.retired)?;
         Ok(key)
     }
 
-    /// Seals the master key and this file's version under `kek`.
-    fn seal(&mut self, kek: &[u8; 32], master: &[u8; MASTER_KEY_LEN]) -> Result<()> {
+    /// Seals the master key, this file's version and the retired keys
+    /// under `kek`.
+    fn seal(
+        &mut self,
+        kek: &[u8; 32],
+        master: &[u8; MASTER_KEY_LEN],
+        retired: &[[u8; 32]],
+    ) -> Result<()> {
         let mut plain = master.to_vec();
         plain.push(self.version as u8);
+        for key in retired {
+            plain.extend_from_slice(key);
+        }
         let mut sealed = Sealer::with_key(kek).seal(plain)?;
         self.wrapped = sealed.split_off(NONCE_LEN);
         self.nonce = sealed;
@@ -112,29 +143,48 @@ impl KeyFile {
         }
         let kek = derive(&self.kdf, password)?;
         let sealed = [self.nonce.as_slice(), &self.wrapped].concat();
-        let mut plain = Sealer::with_key(&kek)
+        let plain = Sealer::with_key(&kek)
             .open(&sealed)
             .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
-        // Version 1 sealed the master key alone.
-        let version = match plain.len() {
-            MASTER_KEY_LEN => 1,
-            n if n == MASTER_KEY_LEN + 1 => u32::from(plain.pop().expect("not empty")),
+        // Version 1 sealed the master key alone; later ones add their
+        // version, and version 3 the retired keys after it.
+        let (version, retired) = match plain.len() {
+            MASTER_KEY_LEN => (1, &[][..]),
+            n if n > MASTER_KEY_LEN => (
+                u32::from(plain[MASTER_KEY_LEN]),
+                &plain[MASTER_KEY_LEN + 1..],
+            ),
             _ => {
                 return Err(Error::corrupt(
                     "key file holds a master key of the wrong size",
                 ))
             }
         };
-        if version != self.version || !(1..=KEY_FILE_VERSION).contains(&version) {
+        let retired_fit = match version {
+            ROTATING_KEY_FILE_VERSION => !retired.is_empty() && retired.len() % 32 == 0,
+            _ => retired.is_empty(),
+        };
+        if version != self.version
+            || !(1..=ROTATING_KEY_FILE_VERSION).contains(&version)
+            || !retired_fit
+        {
             return Err(Error::corrupt(format!(
-                "key file says it is version {} but was sealed as version {version}",
-                self.version
+                "key file says it is version {} but was sealed as version {version} with {} more bytes",
+                self.version,
+                retired.len()
             )));
         }
-        let master = plain.try_into().expect("MASTER_KEY_LEN bytes");
+        let retired = retired
+            .chunks_exact(32)
+            .map(|key| key.try_into().expect("32 bytes"))
+            .collect();
+        let master = plain[..MASTER_KEY_LEN]
+            .try_into()
+            .expect("MASTER_KEY_LEN bytes");
         Ok(Unwrapped {
             master,
             version,
+            retired,
             kek,
         })
     }
@@ -170,4 +220,40 @@ fn derive(kdf: &KdfParams, password: &[u8]) -> Result<[u8; 32]> {
         .hash_password_into(password, &kdf.salt, &mut out)
         .map_err(|e| Error::corrupt(format!("key derivation: {e}")))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotating_key_file_carries_its_retired_keys_and_a_plain_one_none() {
+        let master = [4u8; MASTER_KEY_LEN];
+        let plain = KeyFile::wrap(&master, b"pw", "h").unwrap();
+        assert_eq!(plain.version, KEY_FILE_VERSION);
+        let opened = plain.unwrap(b"pw").unwrap();
+        assert_eq!((opened.master, opened.retired.len()), (master, 0));
+
+        let retired = [[7u8; 32], [8u8; 32]];
+        let rotating = KeyFile::wrap_rotating(&master, &retired, b"pw", "h").unwrap();
+        assert_eq!(rotating.version, ROTATING_KEY_FILE_VERSION);
+        let opened = KeyFile::from_bytes(&rotating.to_bytes())
+            .unwrap()
+            .unwrap(b"pw")
+            .unwrap();
+        assert_eq!(opened.master, master);
+        assert_eq!(opened.retired, retired);
+        assert_eq!(
+            rotating.unwrap(b"other").err().map(|e| e.kind()),
+            Some(ErrorKind::WrongPassword)
+        );
+
+        // The version outside the seal must match the one inside it.
+        let mut relabelled = rotating.clone();
+        relabelled.version = KEY_FILE_VERSION;
+        assert_eq!(
+            relabelled.unwrap(b"pw").err().map(|e| e.kind()),
+            Some(ErrorKind::Corrupt)
+        );
+    }
 }

@@ -27,7 +27,7 @@ const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
 
 /// ...plus this much, so that a clock behind ours on another host does not
 /// make its live lock look stale.
-pub(super) const CLOCK_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+pub(crate) const CLOCK_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -24,14 +24,16 @@ mod needed;
 mod open;
 pub mod pack;
 pub mod parity;
+mod rekey;
 mod repack;
+mod rotation;
 mod saver;
 mod snapshot;
 mod stored;
 mod tombstone;
 mod verify;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use crate::id::{Id, IdMap, IdSet};
 pub use audit::{
@@ -44,8 +46,10 @@ pub use deletion::{DeletionPlan, RetainedFiles, DELETION_PLAN_VERSION};
 pub use index::{Index, IndexFile, IndexedPack};
 pub use key_files::KeyInfo;
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
+pub(crate) use lock::CLOCK_SKEW_MARGIN;
 pub use lock::{staleness, LockKind, LockRecord, RepositoryLock, Staleness};
 pub use pack::{BlobKind, FinishedPack, PackWriter, PackedBlob};
+pub use rotation::ResealedSnapshot;
 pub use saver::PackSaver;
 pub use snapshot::{sort_by_time, ChangedData, Snapshot, Summary, SNAPSHOT_VERSION};
 pub use stored::StoredFiles;
@@ -94,7 +98,12 @@ mod sealed {
 struct Core {
     backend: Arc<dyn Backend>,
     config: Config,
-    keys: Keys,
+    /// Replaced when a rotation of the master key, by this process or
+    /// another, gives the repository a new one (see `rekey.rs`).
+    keys: RwLock<Arc<Keys>>,
+    /// What a running process needs to take a new master key from the key
+    /// files (see `rekey.rs`).
+    rekey: rekey::Rekey,
     /// The name of the key file the password opened (none when unencrypted).
     key_in_use: Mutex<Option<String>>,
     /// What the first write brings up to the current format.
@@ -113,19 +122,19 @@ impl<S: RepositoryState> Repository<S> {
     /// The id of a blob with this plaintext (keyed: it reveals nothing
     /// about content to whoever lacks the key).
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
-        self.core.keys.blob_id(plaintext)
+        self.keys().blob_id(plaintext)
     }
 
     /// What storing adds to a blob's compressed data (the payload's type
     /// byte, and the seal when encrypted): a blob zstd could not shrink is
     /// stored in its raw length plus this.
     pub fn blob_overhead(&self) -> u32 {
-        self.core.keys.blob_overhead()
+        self.keys().blob_overhead()
     }
 
     /// The seed of this repository's content-defined chunker.
     pub fn chunker_seed(&self) -> u64 {
-        self.core.keys.chunker_seed()
+        self.keys().chunker_seed()
     }
 
     /// The files as stored, for verifying and repairing them.
@@ -150,8 +159,8 @@ impl<S: RepositoryState> Repository<S> {
         &*self.core.backend
     }
 
-    fn keys(&self) -> &Keys {
-        &self.core.keys
+    fn keys(&self) -> Arc<Keys> {
+        Arc::clone(&self.core.keys.read().unwrap())
     }
 
     // ---- metadata files: salt || sealed(compress(content)) ----
@@ -172,7 +181,8 @@ impl<S: RepositoryState> Repository<S> {
             return Err(Error::corrupt("file is too short"));
         }
         let (salt, sealed) = bytes.split_at(SALT_LEN);
-        let payload = self.keys().sealer(salt.try_into().unwrap()).open(sealed)?;
+        let salt: &[u8; SALT_LEN] = salt.try_into().unwrap();
+        let payload = self.with_current_keys(|keys| keys.sealer(salt).open(sealed))?;
         crypto::decompress(&payload, MAX_METADATA_LEN)
     }
 
@@ -352,7 +362,7 @@ enum ManifestRemoval {
 /// format pieces by hand (tests and fuzzing craft hostile packs with it).
 /// Exported only through `rewind::format`, which makes no promise of
 /// stability.
-pub fn keys_of<S: RepositoryState>(repo: &Repository<S>) -> &Keys {
+pub fn keys_of<S: RepositoryState>(repo: &Repository<S>) -> Arc<Keys> {
     repo.keys()
 }
 

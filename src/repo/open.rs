@@ -1,7 +1,9 @@
 //! Creating and opening a repository: the config, the key files, and the
 //! upgrade of an older format at the first write.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::rekey::Rekey;
 
 use super::crypto::{self, Keys, MASTER_KEY_LEN};
 use super::{
@@ -131,8 +133,9 @@ fn create(
         "config",
         &config.to_bytes(),
     )?;
+    let rekey = Rekey::new(password, key_in_use.as_slice());
     Ok(Repository::from_core(Core::new(
-        backend, config, keys, key_in_use, None,
+        backend, config, keys, key_in_use, None, rekey,
     )))
 }
 
@@ -174,22 +177,31 @@ impl Repository<Opened> {
             }
             let keys = Keys::unencrypted(&config.id);
             return Ok(Repository::opened_with(Core::new(
-                backend, config, keys, None, None,
+                backend,
+                config,
+                keys,
+                None,
+                None,
+                Rekey::default(),
             )));
         }
         if names.is_empty() {
             return Err(Error::new(ErrorKind::NotFound, format!("{location} has no key files"))
                 .with_hint("the keys/ directory is missing or empty; restore it from a copy of the repository"));
         }
-        let (name, key, unwrapped) = unlock(&*backend, &names, &password()?)?;
-        let upgrade = authenticate(&config, &name, &key, &unwrapped, &location)?;
-        let keys = Keys::from_master(&unwrapped.master);
+        let password = password()?;
+        let (name, unwrapped, upgrade) = unlock(&*backend, &names, &password, |name, key, u| {
+            authenticate(&config, name, key, u, &location)
+        })?;
+        let keys = Keys::from_master(&unwrapped.master).with_retired(unwrapped.retired.clone());
+        let rekey = Rekey::new(Some(&password), &names);
         Ok(Repository::opened_with(Core::new(
             backend,
             config,
             keys,
             Some(name),
             upgrade,
+            rekey,
         )))
     }
 
@@ -208,11 +220,13 @@ impl Core {
         keys: Keys,
         key_in_use: Option<String>,
         upgrade: Option<Upgrade>,
+        rekey: Rekey,
     ) -> Core {
         Core {
             backend,
             config,
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
+            rekey,
             key_in_use: Mutex::new(key_in_use),
             upgrade: Mutex::new(upgrade),
         }
@@ -256,24 +270,47 @@ impl<S: RepositoryState> Repository<S> {
     }
 }
 
-/// Opens the first key file that `password` opens: its name, the file and
-/// what it wraps.
-fn unlock(
+/// Opens the first key file that `password` opens and whose master key
+/// `accept` takes (it authenticates the config): its name, what it wraps
+/// and what `accept` said. Key files of a rotation in progress (version 3)
+/// are tried first: a rotation killed before it removed the key files of
+/// the old master key leaves both for the same password, and the new one
+/// is the one to go on with. A key file of a master key rotated away (the
+/// config is signed under the new one) does not stop a later one.
+fn unlock<T>(
     backend: &dyn Backend,
     names: &[String],
     password: &[u8],
-) -> Result<(String, KeyFile, Unwrapped)> {
+    accept: impl Fn(&str, &KeyFile, &Unwrapped) -> Result<T>,
+) -> Result<(String, Unwrapped, T)> {
     let location = backend.location();
     let mut damaged = Vec::new();
+    let mut keys = Vec::new();
     for name in names {
-        let key = backend
+        match backend
             .read(FileType::Key, name)
-            .and_then(|b| KeyFile::from_bytes(&b));
-        match key.and_then(|k| k.unwrap(password).map(|u| (k, u))) {
-            Ok((key, unwrapped)) => return Ok((name.clone(), key, unwrapped)),
+            .and_then(|b| KeyFile::from_bytes(&b))
+        {
+            Ok(key) => keys.push((name, key)),
+            Err(e) => damaged.push(format!("keys/{name}: {e}")),
+        }
+    }
+    keys.sort_by_key(|(_, key)| std::cmp::Reverse(key.version));
+    let mut refused = None;
+    for (name, key) in keys {
+        match key.unwrap(password) {
+            Ok(unwrapped) => match accept(name, &key, &unwrapped) {
+                Ok(accepted) => return Ok((name.clone(), unwrapped, accepted)),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            },
             Err(e) if e.kind() == ErrorKind::WrongPassword => {}
             Err(e) => damaged.push(format!("keys/{name}: {e}")),
         }
+    }
+    if let Some(e) = refused {
+        return Err(e);
     }
     if damaged.len() == names.len() {
         return Err(Error::corrupt(format!(
@@ -303,7 +340,15 @@ fn authenticate(
 ) -> Result<Option<Upgrade>> {
     let mac_key = Config::mac_key(&unwrapped.master);
     let config_upgrade = if config.version >= AUTHENTICATED_VERSION {
-        config.verify(&mac_key, location)?;
+        // While a rotation runs, the config may still carry the MAC of
+        // the master key being retired (which shares this one's id key).
+        let retiring = Keys::from_master(&unwrapped.master).with_retired(unwrapped.retired.clone());
+        let signed_by_retired = retiring
+            .retired_masters()
+            .any(|master| config.verify(&Config::mac_key(&master), location).is_ok());
+        if !signed_by_retired {
+            config.verify(&mac_key, location)?;
+        }
         None
     } else if unwrapped.version >= 2 {
         return Err(config::tampered(

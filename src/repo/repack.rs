@@ -75,7 +75,7 @@ impl Repository {
                     let stored = &bytes[at..at + blob.stored_len as usize];
                     writer
                         .copy_blob(
-                            self.keys(),
+                            &self.keys(),
                             &pack.salt,
                             stored,
                             blob,

@@ -62,7 +62,7 @@ impl PackSaver {
 
     /// An empty pack sealed with this repository's keys.
     pub fn new_pack(&self) -> Result<PackWriter> {
-        PackWriter::new(self.repo.keys(), self.repo.config().pack_size as usize)
+        PackWriter::new(&self.repo.keys(), self.repo.config().pack_size as usize)
     }
 
     /// Stores a pack durably and makes its blobs findable; every so often

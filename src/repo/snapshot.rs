@@ -75,6 +75,12 @@ pub struct Snapshot {
     /// manifests of backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
+    /// Set when a rotation of the master key sealed this manifest anew:
+    /// the id it had before (`docs/design.md`, section 7, "Keys"), so that
+    /// a resumed rotation knows it is done and maps the `parent` of the
+    /// snapshots that named the old id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resealed_from: Option<Id>,
 }
 
 impl Snapshot {

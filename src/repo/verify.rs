@@ -16,13 +16,17 @@ impl Repository {
         if !deep {
             return Ok(Vec::new());
         }
-        let (salt, blobs) = pack::read_trailer(self.keys(), bytes)?;
-        for blob in &blobs {
-            let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
-            let chunker = &self.config().chunker;
-            pack::open_blob(self.keys(), &salt, stored.to_vec(), blob.claim(), chunker)?;
-        }
-        Ok(blobs)
+        // A rotation may have sealed it under a master key this process
+        // has not taken yet (see `rekey.rs`).
+        self.with_current_keys(|keys| {
+            let (salt, blobs) = pack::read_trailer(keys, bytes)?;
+            for blob in &blobs {
+                let stored = &bytes[blob.offset as usize..(blob.offset + blob.stored_len) as usize];
+                let chunker = &self.config().chunker;
+                pack::open_blob(keys, &salt, stored.to_vec(), blob.claim(), chunker)?;
+            }
+            Ok(blobs)
+        })
     }
 
     /// The blobs the index places in a damaged pack that do not open and
@@ -46,7 +50,7 @@ impl Repository {
                     raw_len: location.raw_len,
                 };
                 pack::open_blob(
-                    self.keys(),
+                    &self.keys(),
                     &salt,
                     s.to_vec(),
                     claim,
@@ -96,7 +100,7 @@ impl Repository {
     }
 
     /// Indexes each sound pack of `names` whose blobs `select` accepts.
-    fn index_from_trailers(
+    pub(super) fn index_from_trailers(
         &self,
         names: &[String],
         select: impl Fn(&[PackedBlob]) -> bool,
@@ -112,7 +116,7 @@ impl Repository {
             if Id::of_bytes(&bytes) != id {
                 continue; // a damaged pack is the pack scan's business
             }
-            if let Ok((salt, blobs)) = pack::read_trailer(self.keys(), &bytes) {
+            if let Ok((salt, blobs)) = pack::read_trailer(&self.keys(), &bytes) {
                 if select(&blobs) {
                     packs.push(IndexedPack { id, salt, blobs });
                 }

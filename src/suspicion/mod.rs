@@ -204,6 +204,7 @@ mod tests {
                 ..Summary::default()
             },
             original: None,
+            resealed_from: None,
         }
     }
 

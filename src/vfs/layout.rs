@@ -156,6 +156,7 @@ mod tests {
             program: "test".into(),
             summary: Summary::default(),
             original: None,
+            resealed_from: None,
         }
     }
 

@@ -111,6 +111,7 @@ pub fn save_snapshot(repo: &Repository, tree: Id, paths: &[&str]) -> Id {
         program: "rewind tests".into(),
         summary: Summary::default(),
         original: None,
+        resealed_from: None,
     };
     repo.save_snapshot(&snapshot).unwrap()
 }

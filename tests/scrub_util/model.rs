@@ -69,7 +69,7 @@ impl Model {
         for file in files_under(&repo.path.join("data")) {
             let name = file.rsplit('/').next().unwrap().to_string();
             let bytes = std::fs::read(repo.path.join("data").join(&file)).unwrap();
-            let (_, blobs) = pack::read_trailer(rewind::format::keys_of(&*lib), &bytes).unwrap();
+            let (_, blobs) = pack::read_trailer(&rewind::format::keys_of(&*lib), &bytes).unwrap();
             let kind = blobs[0].kind;
             assert!(blobs.iter().all(|b| b.kind == kind), "a pack of one kind");
             let file = format!("data/{file}");

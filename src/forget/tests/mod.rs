@@ -81,6 +81,7 @@ fn snapshot(time: &str, host: &str, paths: &[&str], tags: &[&str], name: &str) -
         program: "rewind test".into(),
         summary: Summary::default(),
         original: None,
+        resealed_from: None,
     }
 }
 
