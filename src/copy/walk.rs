@@ -27,7 +27,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::id::{Id, IdMap, IdSet};
 use crate::progress::Progress;
 use crate::repo::{pack, BlobKind, PackWriter, Repository};
-use crate::tree::{with_deep_stack, Extent, NodeKind, Tree, MAX_DEPTH};
+use crate::tree::{with_deep_stack, Extent, Tree, MAX_DEPTH};
 
 /// Threads reading and naming data blobs: more than the CPUs, since a
 /// read from a remote store mostly waits.
@@ -50,7 +50,8 @@ pub(super) struct Copier<'a> {
     /// index holds those of the snapshots before).
     queued: Mutex<IdSet>,
     counters: Counters,
-    /// The bytes of the files walked.
+    /// The bytes of file contents walked: found in the destination, or
+    /// read and translated.
     progress: Progress,
 }
 
@@ -165,6 +166,7 @@ impl<'a> Copier<'a> {
         self.counters
             .bytes_read
             .fetch_add(plaintext.len() as u64, Relaxed);
+        self.progress.add_bytes(plaintext.len() as u64);
         if self.same_ids {
             let len = plaintext.len() as u32;
             self.send(BlobKind::Data, *id, plaintext, blobs)?;
@@ -279,10 +281,12 @@ impl Walker<'_, '_> {
             }
             let mut pieces = Vec::with_capacity(node.content.len());
             for extent in &node.content {
-                pieces.push(self.data(extent, &known)?);
-            }
-            if node.kind == NodeKind::File {
-                c.progress.add_bytes(node.size);
+                let piece = self.data(extent, &known)?;
+                // A job is counted by its translator: the queue runs far ahead.
+                if matches!(piece, Piece::Ready(_)) {
+                    c.progress.add_bytes(extent.len());
+                }
+                pieces.push(piece);
             }
             contents.push(pieces);
         }
