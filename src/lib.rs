@@ -65,6 +65,7 @@ mod id;
 pub mod log;
 mod mount;
 mod parallel;
+pub mod progress;
 mod prune;
 mod repo;
 mod restore;
@@ -80,6 +81,7 @@ mod vfs;
 pub use error::{Error, ErrorKind, Result};
 pub use host::{cache_dir, hostname};
 pub use id::Id;
+pub use progress::{Progress, Totals};
 
 // Storage and the repository.
 pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};

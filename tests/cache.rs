@@ -372,7 +372,7 @@ fn files_gone_from_the_repository_leave_the_cache() {
         max_unused: 0.0,
         ..PruneOptions::default()
     };
-    prune(&repo, Some(&lock), &options).unwrap();
+    prune(&repo, Some(&lock), &options, &rewind::Progress::default()).unwrap();
     drop(lock);
     let stored_packs = fixture.stored_names(FileType::Pack);
     assert!(

@@ -601,7 +601,12 @@ fn damaged_index_and_snapshot_files_never_panic_or_restore_wrong_bytes() {
                     Repository::open(Arc::new(LocalBackend::new(&f.repo.path)), || Ok(vec![]))
                         .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
                 let _ = repo.snapshots_with_errors().unwrap();
-                let _ = rewind::check(&repo, Some(rewind::Subset::All)).unwrap();
+                let _ = rewind::check(
+                    &repo,
+                    Some(rewind::Subset::All),
+                    &rewind::Progress::default(),
+                )
+                .unwrap();
                 let (repo, _) = repo.load_index().unwrap();
                 let target = f.dir.join(format!("restore-{case}"));
                 let options = rewind::RestoreOptions {

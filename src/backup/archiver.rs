@@ -20,6 +20,7 @@ use super::packer::{self, NewBlob, PackSink};
 use super::{BackupOptions, OwnerNames};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::repo::{BlobKind, Id, IdSet, PackWriter, Repository, Summary};
 use crate::suspicion::Compressibility;
 use crate::tree::{Extent, Node, NodeKind, Tree};
@@ -47,7 +48,8 @@ pub(super) struct Archiver {
     pub one_file_system: bool,
     pub owners: OwnerNames,
     pub counters: Counters,
-    pub progress: indicatif::ProgressBar,
+    /// Files done and bytes processed (read, or unchanged and not read).
+    pub progress: Progress,
     /// How chunks are judged compressible; `None` in a repository that
     /// does not compress, where the changed data is not measured.
     compressibility: Option<Compressibility>,
@@ -68,13 +70,6 @@ impl Archiver {
     pub fn new(repo: Arc<Repository>, options: &BackupOptions) -> Result<Archiver> {
         let (path_patterns, name_patterns): (Vec<&String>, Vec<&String>) =
             options.excludes.iter().partition(|p| p.contains('/'));
-        let progress = if options.show_progress {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
         Ok(Archiver {
             compressibility: Compressibility::of(&repo),
             changed_data: Arc::default(),
@@ -90,7 +85,7 @@ impl Archiver {
             owners: OwnerNames::default(),
             counters: Counters::default(),
             warnings: Mutex::new(Vec::new()),
-            progress,
+            progress: options.progress.clone(),
         })
     }
 
@@ -194,6 +189,7 @@ impl Archiver {
             let len = data.len() as u32;
             total += len as u64;
             self.counters.bytes_read.fetch_add(len as u64, Relaxed);
+            self.progress.add_bytes(len as u64);
             extents.push(Extent::Data { id, len });
             if self.is_new(&id) {
                 blob_tx
@@ -211,26 +207,12 @@ impl Archiver {
     }
 
     pub fn warn(&self, message: String) {
-        self.progress.suspend(|| crate::log::warn(&message));
+        crate::log::warn(&message);
         self.warnings.lock().unwrap().push(message);
     }
 
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().unwrap())
-    }
-
-    /// Shows the files and bytes read so far, if anyone sees the bar.
-    pub fn show_progress(&self) {
-        // A message per file is formatted only for a bar someone sees.
-        if !self.progress.is_hidden() {
-            let files = self.counters.files_new.load(Relaxed)
-                + self.counters.files_changed.load(Relaxed)
-                + self.counters.files_unchanged.load(Relaxed);
-            self.progress.set_message(format!(
-                "{files} files, {} read",
-                indicatif::HumanBytes(self.counters.bytes_read.load(Relaxed))
-            ));
-        }
     }
 
     pub fn excluded(&self, path: &Path, name: &[u8]) -> bool {

@@ -36,6 +36,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Totals};
 use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
 use crate::suspicion::{assess_snapshots, Suspicion};
 pub(crate) use archiver::join_workers;
@@ -64,7 +65,10 @@ pub struct BackupOptions {
     /// matches any entry's name.
     pub excludes: Vec<String>,
     pub one_file_system: bool,
-    pub show_progress: bool,
+    /// Files done and bytes processed (read, or unchanged and skipped), of
+    /// the parent snapshot's as an estimate: a backup does not walk its
+    /// paths twice to know their total.
+    pub progress: Progress,
 }
 
 pub struct BackupOutcome {
@@ -122,12 +126,14 @@ pub fn backup(
     if previous_root.is_some() {
         repo.prefetch_tree_packs();
     }
+    options
+        .progress
+        .begin("backup", "files", estimated_totals(parent));
     let archiver = Archiver::new(Arc::clone(&repo), options)?;
     let root = match source {
         Source::Paths(_) => walker::back_up_paths(&archiver, &paths, previous_root.as_ref())?,
         Source::Stream { reader, .. } => stdin::back_up_stream(&archiver, &paths[0], reader, time)?,
     };
-    archiver.progress.finish_and_clear();
 
     let mut snapshot = Snapshot {
         id: Id::default(),
@@ -174,6 +180,22 @@ fn find_parent<'a>(
         .iter()
         .rev()
         .find(|s| s.host == host && s.same_paths(paths))
+}
+
+/// What a backup of the same paths found last time, as the estimate of
+/// what this one will find.
+fn estimated_totals(parent: Option<&Snapshot>) -> Totals {
+    match parent {
+        Some(parent) => {
+            let s = &parent.summary;
+            Totals {
+                items: Some(s.files_new + s.files_changed + s.files_unchanged),
+                bytes: Some(s.bytes_total),
+                estimated: true,
+            }
+        }
+        None => Totals::UNKNOWN,
+    }
 }
 
 /// An absolute path without `.`, `..` or doubled slashes; symlinks are kept as given.

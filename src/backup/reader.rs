@@ -116,7 +116,13 @@ fn read_file(
     if let Some(tally) = &tally {
         tally.read_whole();
     }
-    archiver.show_progress();
+    // The chunks were counted as they were read; the holes were not read.
+    let holes: u64 = extents
+        .iter()
+        .filter(|e| matches!(e, Extent::Hole { .. }))
+        .map(Extent::len)
+        .sum();
+    archiver.progress.add(1, holes);
     Ok((extents, position))
 }
 

@@ -48,6 +48,7 @@ fn store_stream(
         tally.read_whole();
     }
     archiver.counters.files_new.fetch_add(1, Relaxed);
+    archiver.progress.add(1, 0);
     archiver.counters.bytes_total.fetch_add(size, Relaxed);
     let names: Vec<&OsStr> = path.iter().skip(1).collect();
     let stamp = Timestamp {

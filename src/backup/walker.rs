@@ -312,6 +312,7 @@ impl Walker<'_> {
                     node.content = previous.content.clone();
                     a.counters.files_unchanged.fetch_add(1, Relaxed);
                     a.counters.bytes_total.fetch_add(node.size, Relaxed);
+                    a.progress.add(1, node.size);
                     return Ok(Some(Entry::Ready(node)));
                 }
                 let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::parallel::parallel_map;
+use crate::progress::{Progress, Totals};
 use crate::repo::{Id, IdSet, Opened, Repository, Snapshot};
 
 mod audit;
@@ -94,8 +95,13 @@ impl CheckReport {
 }
 
 /// Loads the index (a damaged index file is an error of the report) and
-/// checks the repository.
-pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<CheckReport> {
+/// checks the repository. `progress` goes through the stages "read" (packs
+/// read and their bytes, with `read_data`) and "trees" (snapshots walked).
+pub fn check(
+    repo: &Repository<Opened>,
+    read_data: Option<Subset>,
+    progress: &Progress,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let (repo, index_errors) = repo.load_index()?;
     let repo = &repo;
@@ -151,9 +157,15 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
             .copied()
             .collect();
         drop(index);
+        progress.begin(
+            "read",
+            "packs",
+            Totals::known(Some(chosen.len() as u64), None),
+        );
         let verified = Mutex::new((0u64, 0u64));
         let results = parallel_map(&chosen, |pack| {
             let result = verify_pack(repo, &pack.id);
+            progress.add(1, result.as_ref().map_or(0, |(bytes, _)| *bytes));
             if let Ok((bytes, blobs)) = &result {
                 let mut v = verified.lock().unwrap();
                 v.0 += bytes;
@@ -183,7 +195,7 @@ pub fn check(repo: &Repository<Opened>, read_data: Option<Subset>) -> Result<Che
             .push(format!("damaged snapshot manifest: {e}"));
     }
     report.snapshots = snapshots.len();
-    let walk = walk_snapshots(repo, &snapshots, &damaged);
+    let walk = walk_snapshots(repo, &snapshots, &damaged, progress);
     report.trees = walk.trees;
     report.errors.extend(walk.errors);
     report.affected = walk.affected;

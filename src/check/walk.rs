@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
+use crate::progress::{Progress, Totals};
 use crate::repo::{Id, IdMap, IdSet, Index, Repository, Snapshot};
 use crate::tree::{Extent, NameProblem, Tree, MAX_DEPTH};
 
@@ -25,7 +26,18 @@ const PATHS_PER_PROBLEM: usize = 10;
 /// in a damaged pack, names that break the format's rules, and the paths
 /// that need them. Each distinct tree is read once, however many snapshots
 /// and paths share it, and each problem is reported once per snapshot.
-pub(super) fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged: &IdSet) -> Walk {
+/// `progress` counts the snapshots walked.
+pub(super) fn walk_snapshots(
+    repo: &Repository,
+    snapshots: &[Snapshot],
+    damaged: &IdSet,
+    progress: &Progress,
+) -> Walk {
+    progress.begin(
+        "trees",
+        "snapshots",
+        Totals::known(Some(snapshots.len() as u64), None),
+    );
     let index = repo.index();
     let mut walker = TreeWalker {
         repo,
@@ -41,6 +53,7 @@ pub(super) fn walk_snapshots(repo: &Repository, snapshots: &[Snapshot], damaged:
     for snapshot in snapshots {
         walker.explore(&snapshot.tree);
         let found = walker.snapshot_problems(&snapshot.tree);
+        progress.add(1, 0);
         if found.is_empty() {
             continue;
         }
@@ -383,5 +396,5 @@ fn blob_problem(index: &Index, id: &Id, damaged: &IdSet) -> Option<String> {
 /// packs, whose ids are in `damaged`.
 pub fn affected_paths(repo: &Repository, damaged: &IdSet) -> Result<BTreeMap<String, Vec<String>>> {
     let snapshots = repo.snapshots()?;
-    Ok(walk_snapshots(repo, &snapshots, damaged).affected)
+    Ok(walk_snapshots(repo, &snapshots, damaged, &Progress::default()).affected)
 }

@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,13 +62,14 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     // no later than anything this backup may rely on.
     let (repo, lock) = global.open_locked(LockKind::Shared, "backup")?;
     let repo = super::load_index(repo)?;
+    let shown = global.show_progress("backup", args.json);
     let options = BackupOptions {
         host: args.host.clone().unwrap_or_else(rewind::hostname),
         tags: args.tags.clone(),
         time,
         excludes: args.excludes.clone(),
         one_file_system: args.one_file_system,
-        show_progress: std::io::stderr().is_terminal() && !args.json,
+        progress: shown.progress(),
     };
     let source = match &args.stdin_name {
         Some(name) => Source::Stream {
@@ -78,7 +78,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         },
         None => Source::Paths(args.paths.clone()),
     };
-    let outcome = backup(repo, source, &options, Some(&lock))?;
+    let outcome = backup(repo, source, &options, Some(&lock));
+    drop(shown);
+    let outcome = outcome?;
     let snapshot = &outcome.snapshot;
     let suspicious = outcome.suspicion.as_ref().is_some_and(|s| s.suspicious);
     global.trail().snapshot(snapshot.id);
@@ -95,7 +97,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         super::print_json(&value)?;
     } else {
         let s = &snapshot.summary;
-        eprintln!(
+        global.tell(format_args!(
             "files: {} new, {} changed, {} unchanged; dirs: {}; read {}, added {} in {:.1}s",
             s.files_new,
             s.files_changed,
@@ -104,7 +106,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             indicatif::HumanBytes(s.bytes_read),
             indicatif::HumanBytes(s.bytes_added),
             s.duration_secs
-        );
+        ));
         println!("{}", snapshot.id);
     }
     if !outcome.warnings.is_empty() {

@@ -25,7 +25,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         (None, false) => None,
     };
     let repo = global.open_uncached()?;
-    let report = check(&repo, subset)?;
+    let shown = global.show_progress("check", args.json);
+    let report = check(&repo, subset, &shown.progress())?;
+    drop(shown);
     if args.json {
         super::print_json(&report)?;
     } else {

@@ -1,6 +1,5 @@
 //! `rewind copy`: the snapshots of another repository that this one lacks.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -64,16 +63,12 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             ..CopyReport::default()
         }
     } else {
+        let (source, dest) = (load_index(source.clone())?, load_index(dest.clone())?);
+        let shown = global.show_progress("copy", args.json);
         let options = CopyOptions {
-            show_progress: std::io::stderr().is_terminal() && !args.json,
+            progress: shown.progress(),
         };
-        copy(
-            &*load_index(source.clone())?,
-            &*load_index(dest.clone())?,
-            &plan,
-            Some(&lock),
-            &options,
-        )?
+        copy(&source, &dest, &plan, Some(&lock), &options)?
     };
     for copied in &report.copied {
         global.trail().snapshot(copied.destination);

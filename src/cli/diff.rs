@@ -142,7 +142,7 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
             writeln!(out)?;
         }
         out.flush()?;
-        eprintln!("{}", summary(&report, &labels));
+        global.tell(summary(&report, &labels));
     }
     Ok(ExitCode::from(if !report.errors.is_empty() {
         2

@@ -1,7 +1,6 @@
 //! `rewind restore-test`: the restore drill's command line and its text
 //! report (the drill itself is `rewind::restore::drill`).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,6 +63,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         .as_deref()
         .map(|text| Sample::parse(text, &snapshot.id))
         .transpose()?;
+    let shown = global.show_progress("restore-test", args.json);
     let options = DrillOptions {
         sample,
         scratch: args.scratch.clone().unwrap_or_else(std::env::temp_dir),
@@ -72,11 +72,13 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         keep_scratch: args.keep_scratch,
         reread: args.reread,
         threads: 0,
-        show_progress: std::io::stderr().is_terminal() && !args.json,
+        progress: shown.progress(),
         cancel: cancel_on_signals(),
         limits: global.expansion_limits(),
     };
-    let report = match drill(&repo, &snapshot, &path, &options) {
+    let drilled = drill(&repo, &snapshot, &path, &options);
+    drop(shown);
+    let report = match drilled {
         Ok(report) => report,
         Err(e) => {
             let e = anyhow::Error::from(e);

@@ -153,7 +153,9 @@ fn forget(global: &Global, args: &Args) -> Result<()> {
         } else {
             "a prune"
         };
-        eprintln!("forgot {count} snapshots; their data stays in the repository until {until}");
+        global.tell(format_args!(
+            "forgot {count} snapshots; their data stays in the repository until {until}"
+        ));
     }
     Ok(())
 }

@@ -195,11 +195,14 @@ fn rotate(global: &Global, resume: bool, no_wait: bool, json: bool) -> Result<Ex
         resume,
         wait: (!no_wait).then_some(ROTATION_POLL),
     };
-    let report = rewind::rotate_master_key(&repo, &lock, &options, |what| {
+    let shown = global.show_progress("key rotate", json);
+    let report = rewind::rotate_master_key(&repo, &lock, &options, &shown.progress(), |what| {
         if !json {
             rewind::log::info(what)
         }
-    })?;
+    });
+    drop(shown);
+    let report = report?;
     global.trail().bytes(|b| {
         b.written = Some(report.bytes_resealed);
         b.deleted = Some(report.bytes_deleted);

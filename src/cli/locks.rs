@@ -99,10 +99,10 @@ pub fn unlock(global: &Global, args: &UnlockArgs) -> Result<ExitCode> {
             ));
         }
     }
-    eprintln!(
+    global.tell(format_args!(
         "removed {removed} {}locks",
         if args.stale { "stale " } else { "" }
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

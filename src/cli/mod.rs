@@ -18,6 +18,7 @@ mod locks;
 mod log;
 mod ls;
 mod mount;
+mod progress;
 mod prune;
 mod restore;
 mod retention;
@@ -76,6 +77,9 @@ pub struct Global {
     /// Read everything from the repository itself, keeping no local cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Show no progress and no summaries on stderr (warnings and errors still appear)
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     /// What the running command tells its audit record.
     #[arg(skip)]
     trail: audit::Trail,
@@ -130,6 +134,9 @@ enum Command {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    if cli.global.quiet {
+        rewind::log::quiet();
+    }
     match audited_as(&cli.command) {
         Some(name) => audit::audited(&cli.global, name, || dispatch(&cli)),
         None => dispatch(&cli),

@@ -79,7 +79,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
 pub fn run_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<ExitCode> {
     let (repo, lock) = global.open_locked(LockKind::Exclusive, "prune")?;
     let repo = loaded(repo)?;
-    let report = prune(&repo, Some(&lock), &limits.options())?;
+    let shown = global.show_progress("prune", as_json);
+    let report = prune(&repo, Some(&lock), &limits.options(), &shown.progress())?;
+    drop(shown);
     global.trail().bytes(|b| {
         b.written = Some(report.bytes_repacked);
         b.deleted = Some(report.bytes_deleted);

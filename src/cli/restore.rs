@@ -1,4 +1,4 @@
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,6 +59,7 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let repo = global.open_with_index()?;
     let (snapshot, path) = super::select(&repo, &args.snapshot, &args.filter)?;
     global.trail().snapshot(snapshot.id);
+    let shown = global.show_progress("restore", args.json);
     let options = RestoreOptions {
         includes: args.includes.clone(),
         excludes: args.excludes.clone(),
@@ -72,11 +73,13 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         dry_run: args.dry_run,
         verify: args.verify,
         threads: 0,
-        show_progress: std::io::stderr().is_terminal() && !args.json,
+        progress: shown.progress(),
         cancel: cancel_on_signals(),
         limits: global.expansion_limits(),
     };
-    let report = match restore(&repo, &snapshot.tree, &path, &args.target, &options) {
+    let restored = restore(&repo, &snapshot.tree, &path, &args.target, &options);
+    drop(shown);
+    let report = match restored {
         Ok(report) => report,
         Err(e) => {
             let e = anyhow::Error::from(e);
@@ -108,7 +111,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
         }
         out.flush()?;
     }
-    eprintln!("{}", summary(&report, &snapshot.id.short(), args));
+    if !args.json {
+        global.tell(summary(&report, &snapshot.id.short(), args));
+    }
     if report.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

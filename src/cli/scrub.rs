@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,24 +98,9 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
             None => default_scrub_state_path(&repo.config().id.short())?,
         },
     };
-    let bar = if std::io::stderr().is_terminal() && !args.json {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} packs {msg}",
-            )
-            .unwrap(),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let mut report = scrub(&repo, options, |state| {
-        bar.set_length(state.packs_total);
-        bar.set_position(state.packs_checked);
-        bar.set_message(indicatif::HumanBytes(state.bytes_checked).to_string());
-    })?;
-    bar.finish_and_clear();
+    let shown = global.show_progress("scrub", args.json);
+    let mut report = scrub(&repo, options, &shown.progress())?;
+    drop(shown);
     global
         .trail()
         .bytes(|b| b.read = Some(report.bytes_checked));

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::{Id, IdMap};
+use crate::progress::{Progress, Totals};
 use crate::repo::{Repository, RepositoryLock, RepositoryState, Snapshot};
 use crate::selector::{Filter, Selector};
 use matching::Copies;
@@ -98,8 +99,9 @@ fn same_ids<A: RepositoryState, B: RepositoryState>(
 
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    /// A spinner with what was read and sent, on standard error.
-    pub show_progress: bool,
+    /// Snapshots copied, and the bytes of their files (as recorded in the
+    /// source's manifests) walked so far.
+    pub progress: Progress,
 }
 
 /// What a copy did.
@@ -158,19 +160,22 @@ pub fn copy(
         // Every source tree the copy walks is read one after the other.
         source.prefetch_tree_packs();
     }
-    let copier = Copier::new(source, dest, plan.same_ids, options.show_progress);
+    let progress = &options.progress;
+    let bytes_of = |snapshots: &[Snapshot]| snapshots.iter().map(|s| s.summary.bytes_total).sum();
+    progress.begin(
+        "copy",
+        "snapshots",
+        Totals::known(
+            Some(plan.to_copy.len() as u64),
+            Some(bytes_of(&plan.to_copy)),
+        ),
+    );
+    let copier = Copier::new(source, dest, plan.same_ids, progress.clone());
     let copied = plan
         .to_copy
         .iter()
         .enumerate()
         .try_for_each(|(n, snapshot)| {
-            copier.announce(&format!(
-                "snapshot {}/{} ({} {})",
-                n + 1,
-                plan.to_copy.len(),
-                snapshot.time_label(),
-                snapshot.id.short()
-            ));
             let reference = copies.reference_for(snapshot, &plan.source_snapshots);
             let tree = copier.copy_trees(snapshot.tree, reference)?;
             let parent = snapshot
@@ -197,6 +202,8 @@ pub fn copy(
                 paths: snapshot.paths.clone(),
             });
             copies.add(copied);
+            // The walk skips trees copied before: what they hold is done too.
+            progress.reach(n as u64 + 1, bytes_of(&plan.to_copy[..=n]));
             Ok(())
         });
     copier.finish(&mut report);

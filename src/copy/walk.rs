@@ -25,6 +25,7 @@ use crate::backup::join_workers;
 use crate::backup::packer::{self, NewBlob, PackSink};
 use crate::error::{Error, Result, ResultExt};
 use crate::id::{Id, IdMap, IdSet};
+use crate::progress::Progress;
 use crate::repo::{pack, BlobKind, PackWriter, Repository};
 use crate::tree::{with_deep_stack, Extent, Tree, MAX_DEPTH};
 
@@ -49,7 +50,9 @@ pub(super) struct Copier<'a> {
     /// index holds those of the snapshots before).
     queued: Mutex<IdSet>,
     counters: Counters,
-    progress: indicatif::ProgressBar,
+    /// The bytes of file contents walked: found in the destination, or
+    /// read and translated.
+    progress: Progress,
 }
 
 #[derive(Default)]
@@ -78,15 +81,8 @@ impl<'a> Copier<'a> {
         source: &'a Repository,
         dest: &'a Repository,
         same_ids: bool,
-        show_progress: bool,
+        progress: Progress,
     ) -> Copier<'a> {
-        let progress = if show_progress {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
         Copier {
             source,
             dest,
@@ -96,30 +92,6 @@ impl<'a> Copier<'a> {
             queued: Mutex::new(IdSet::default()),
             counters: Counters::default(),
             progress,
-        }
-    }
-
-    /// Says which snapshot is being copied, if anyone sees the spinner.
-    pub fn announce(&self, what: &str) {
-        self.progress.set_prefix(what.to_string());
-        self.show_progress(None);
-    }
-
-    /// Shows what was read and sent so far, counting what `sink` (the
-    /// current snapshot's) has stored.
-    fn show_progress(&self, sink: Option<&PackSink>) {
-        if !self.progress.is_hidden() {
-            let c = &self.counters;
-            let (bytes, blobs) = sink.map_or((0, 0), PackSink::stats);
-            self.progress.set_message(format!(
-                "{}: read {} blobs ({}), sent {} ({}), {} there already",
-                self.progress.prefix(),
-                c.blobs_read.load(Relaxed),
-                indicatif::HumanBytes(c.bytes_read.load(Relaxed)),
-                c.blobs_sent.load(Relaxed) + blobs,
-                indicatif::HumanBytes(c.bytes_sent.load(Relaxed) + bytes),
-                c.blobs_skipped.load(Relaxed),
-            ));
         }
     }
 
@@ -167,7 +139,6 @@ impl<'a> Copier<'a> {
         joined.map_err(stopped)?;
         let root = walked.map_err(stopped)?;
         sink.flush_index()?;
-        self.show_progress(None);
         Ok(root)
     }
 
@@ -195,6 +166,7 @@ impl<'a> Copier<'a> {
         self.counters
             .bytes_read
             .fetch_add(plaintext.len() as u64, Relaxed);
+        self.progress.add_bytes(plaintext.len() as u64);
         if self.same_ids {
             let len = plaintext.len() as u32;
             self.send(BlobKind::Data, *id, plaintext, blobs)?;
@@ -235,9 +207,8 @@ impl<'a> Copier<'a> {
             .map_err(|_| Error::internal("the packer threads stopped"))
     }
 
-    /// Adds what was read and sent to `report`, and clears the spinner.
+    /// Adds what was read and sent to `report`.
     pub fn finish(&self, report: &mut CopyReport) {
-        self.progress.finish_and_clear();
         let c = &self.counters;
         report.blobs_read = c.blobs_read.load(Relaxed);
         report.bytes_read = c.bytes_read.load(Relaxed);
@@ -310,7 +281,12 @@ impl Walker<'_, '_> {
             }
             let mut pieces = Vec::with_capacity(node.content.len());
             for extent in &node.content {
-                pieces.push(self.data(extent, &known)?);
+                let piece = self.data(extent, &known)?;
+                // A job is counted by its translator: the queue runs far ahead.
+                if matches!(piece, Piece::Ready(_)) {
+                    c.progress.add_bytes(extent.len());
+                }
+                pieces.push(piece);
             }
             contents.push(pieces);
         }
@@ -344,7 +320,6 @@ impl Walker<'_, '_> {
             self.store_tree(c.dest.blob_id(&encoded), encoded)?
         };
         c.trees.lock().unwrap().insert(id, copied);
-        c.show_progress(Some(self.sink));
         Ok(copied)
     }
 

@@ -22,6 +22,7 @@ pub use plan::{plan_prune, PackFate, PackUse, PruneOptions, PrunePlan};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::progress::{Progress, Totals};
 use crate::repo::{DeletionPlan, Id, IdSet, PackSaver, Repository, RepositoryLock, RetainedFiles};
 use crate::testing::crash_point;
 
@@ -73,13 +74,15 @@ pub struct WaitingPlan {
 
 /// Plans and carries out a prune of `repo` (see the module documentation).
 /// `lock` is the exclusive lock the caller holds: the plans wait for every
-/// other live lock.
+/// other live lock. `progress` goes through three stages: "scan" (trees
+/// read), "repack" (packs and bytes), "delete" (no counts).
 pub fn prune(
     repo: &Repository,
     lock: Option<&RepositoryLock>,
     options: &PruneOptions,
+    progress: &Progress,
 ) -> Result<PruneReport> {
-    prune_resealing(repo, lock, options, &Reseal::default())
+    prune_resealing(repo, lock, options, &Reseal::default(), progress)
 }
 
 /// What a rotation of the master key has a prune seal anew (see
@@ -98,9 +101,10 @@ pub(crate) fn prune_resealing(
     lock: Option<&RepositoryLock>,
     options: &PruneOptions,
     reseal: &Reseal,
+    progress: &Progress,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    let mut used = plan::used_blobs(repo)?;
+    let mut used = plan::used_blobs(repo, progress)?;
     report.snapshots = used.snapshots.len() as u64;
     report.blobs_used = used.blobs.len() as u64;
     report.index_files_before = repo.index_file_count() as u64;
@@ -120,11 +124,12 @@ pub(crate) fn prune_resealing(
         .map(|p| p.id)
         .collect();
     let saver = PackSaver::recording(repo.clone());
-    repo.repack(&repacked, &used.blobs, &saver)?;
+    repo.repack(&repacked, &used.blobs, &saver, progress)?;
     saver.finish()?;
     report.packs_written = saver.stored().packs;
     crash_point("prune-repacked");
 
+    progress.begin("delete", "", Totals::UNKNOWN);
     let leaving: IdSet = plan.leaving().map(|p| p.id).collect();
     let mut doomed: Vec<Id> = leaving.iter().copied().collect();
     doomed.extend(unindexed.iter().filter_map(|name| Id::from_hex(name).ok()));
@@ -219,7 +224,7 @@ fn carry_out_due_plans(
         .filter(|snapshot| !used.snapshots.contains(&snapshot.id))
         .collect();
     if !later.is_empty() {
-        used.add_snapshots(repo, &later)?;
+        used.add_snapshots(repo, &later, &Progress::default())?;
         let mut late = PruneReport::default();
         bring_back_what_is_used(repo, &used.blobs, &mut late)?;
         report.packs_rescued += late.packs_rescued;

@@ -9,6 +9,7 @@
 //! live data look unused.
 
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Totals};
 use std::collections::HashSet;
 
 use crate::repo::{snapshot_key, Id, IdSet, Repository, Snapshot, SnapshotKey};
@@ -114,7 +115,7 @@ impl PrunePlan {
 
 /// Plans a prune of `repo`: every snapshot listed is kept.
 pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
-    let used = used_blobs(repo)?;
+    let used = used_blobs(repo, &Progress::default())?;
     Ok(plan_with(repo, &used.blobs, options, &IdSet::default()))
 }
 
@@ -207,7 +208,7 @@ fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
 /// Every blob a listed snapshot needs (its trees and their data), and the
 /// packed copies of the listed manifests. Refuses when anything that may be
 /// in use cannot be read.
-pub(super) fn used_blobs(repo: &Repository) -> Result<Used> {
+pub(super) fn used_blobs(repo: &Repository, progress: &Progress) -> Result<Used> {
     let snapshots = readable_snapshots(repo)?;
     let copies = repo.snapshot_copies();
     let (lost, tombstone_errors) = repo.copies_without_manifest(&snapshots, &copies)?;
@@ -223,7 +224,8 @@ pub(super) fn used_blobs(repo: &Repository) -> Result<Used> {
         blobs: copies_in_use(&copies, &snapshots),
         snapshots: IdSet::default(),
     };
-    used.add_snapshots(repo, &snapshots)?;
+    progress.begin("scan", "trees", Totals::UNKNOWN);
+    used.add_snapshots(repo, &snapshots, progress)?;
     Ok(used)
 }
 
@@ -249,10 +251,12 @@ pub(super) struct Used {
 impl Used {
     /// Adds what `snapshots` use. A tree already among the blobs was
     /// walked, with everything under it, so each distinct tree is read once.
+    /// `progress` counts the trees read.
     pub(super) fn add_snapshots(
         &mut self,
         repo: &Repository,
         snapshots: &[Snapshot],
+        progress: &Progress,
     ) -> Result<()> {
         let mut pending: Vec<Id> = Vec::new();
         for snapshot in snapshots {
@@ -273,6 +277,7 @@ impl Used {
             .map_err(|e| {
                 e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
             })?;
+            progress.add(1, 0);
             for node in &tree.nodes {
                 if let Some(subtree) = node.subtree {
                     pending.push(subtree);

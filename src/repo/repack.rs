@@ -5,21 +5,39 @@
 use super::{Id, IdSet, IndexedPack, PackSaver, PackedBlob, Repository};
 use crate::backend::FileType;
 use crate::error::Result;
+use crate::progress::{Progress, Totals};
 
 impl Repository {
     /// Copies the blobs of `packs` that `keep` names into new packs, stored
     /// and indexed through `saver` (call its `finish` after). Each blob is
     /// checked against its id on the way; a blob that does not read or is
     /// damaged fails the repack, naming its pack, and nothing is deleted.
-    pub(crate) fn repack(&self, packs: &[Id], keep: &IdSet, saver: &PackSaver) -> Result<()> {
+    /// `progress` counts the packs done and the bytes of blobs copied.
+    pub(crate) fn repack(
+        &self,
+        packs: &[Id],
+        keep: &IdSet,
+        saver: &PackSaver,
+        progress: &Progress,
+    ) -> Result<()> {
         let work = self.blobs_to_copy(packs, keep);
+        let bytes = work
+            .iter()
+            .flat_map(|pack| &pack.blobs)
+            .map(|blob| u64::from(blob.stored_len))
+            .sum();
+        progress.begin(
+            "repack",
+            "packs",
+            Totals::known(Some(work.len() as u64), Some(bytes)),
+        );
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let stripes: Vec<&[IndexedPack]> =
             work.chunks(work.len().div_ceil(threads).max(1)).collect();
         std::thread::scope(|scope| {
             let workers: Vec<_> = stripes
                 .into_iter()
-                .map(|stripe| scope.spawn(move || self.copy_stripe(stripe, saver)))
+                .map(|stripe| scope.spawn(move || self.copy_stripe(stripe, saver, progress)))
                 .collect();
             workers
                 .into_iter()
@@ -57,7 +75,12 @@ impl Repository {
         work
     }
 
-    fn copy_stripe(&self, stripe: &[IndexedPack], saver: &PackSaver) -> Result<()> {
+    fn copy_stripe(
+        &self,
+        stripe: &[IndexedPack],
+        saver: &PackSaver,
+        progress: &Progress,
+    ) -> Result<()> {
         let pack_size = self.config().pack_size as usize;
         let mut writer = saver.new_pack()?;
         for pack in stripe {
@@ -90,7 +113,9 @@ impl Repository {
                         saver.save(full.finish()?)?;
                     }
                 }
+                progress.add_bytes(run.iter().map(|blob| u64::from(blob.stored_len)).sum());
             }
+            progress.add(1, 0);
         }
         if !writer.is_empty() {
             saver.save(writer.finish()?)?;

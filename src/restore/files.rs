@@ -16,6 +16,7 @@ use super::target::{apply_metadata, check_kind, remove_other_xattrs};
 use super::work::{Chunks, Tally};
 use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Totals;
 use crate::tree::{Extent, Node, NodeKind};
 use rustix::fs::{FileType, Stat};
 
@@ -40,7 +41,14 @@ impl Restorer<'_> {
                 .or_default()
                 .push(link.rel.clone());
         }
-        let progress = self.progress_bar();
+        let progress = &self.options.progress;
+        let total_bytes = self.files.iter().map(|f| f.node.size).sum();
+        let total_files = self.files.len() as u64;
+        progress.begin(
+            "restore",
+            "files",
+            Totals::known(Some(total_files), Some(total_bytes)),
+        );
         let units = batches::plan(
             &mut self.files,
             &self.repo.index(),
@@ -56,7 +64,6 @@ impl Restorer<'_> {
         // What became of file `i`; false when the restore was interrupted.
         let report = |i: usize, result: Result<Action>| -> bool {
             let job = &self.files[i];
-            progress.inc(job.node.size);
             match result {
                 Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
                     i,
@@ -91,6 +98,7 @@ impl Restorer<'_> {
                             let jobs = &self.files[range.clone()];
                             let results = self.restore_batch(jobs, &tally);
                             for (i, result) in range.clone().zip(results) {
+                                progress.add(1, self.files[i].node.size);
                                 if !report(i, result) {
                                     break;
                                 }
@@ -104,7 +112,14 @@ impl Restorer<'_> {
                             let job = &self.files[*file];
                             let state = split.state(*file);
                             let part = (extents.clone(), *offset);
-                            if let Some(result) = self.restore_part(job, state, part, &tally) {
+                            let part_bytes = job.node.content[extents.clone()]
+                                .iter()
+                                .map(Extent::len)
+                                .sum();
+                            let finished = self.restore_part(job, state, part, &tally);
+                            progress.add_bytes(part_bytes);
+                            if let Some(result) = finished {
+                                progress.add(1, 0);
                                 report(*file, result);
                             }
                         }
@@ -112,7 +127,6 @@ impl Restorer<'_> {
                 });
             }
         });
-        progress.finish_and_clear();
         for file in split.unfinished() {
             let _ = self.target.remove(&self.files[file].rel, false);
         }
@@ -136,21 +150,6 @@ impl Restorer<'_> {
         self.restore_links(&failed_paths.into_inner().unwrap());
         self.restore_dir_metadata();
         Ok(self.report)
-    }
-
-    fn progress_bar(&self) -> indicatif::ProgressBar {
-        if !self.options.show_progress || self.options.dry_run {
-            return indicatif::ProgressBar::hidden();
-        }
-        let total: u64 = self.files.iter().map(|f| f.node.size).sum();
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap(),
-        );
-        bar
     }
 
     /// Decides what to do with each file of a batch, reads the chunks of

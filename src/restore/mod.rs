@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node};
 use target::Target;
@@ -95,7 +96,8 @@ pub struct RestoreOptions {
     /// Re-read every restored file and compare it with the snapshot.
     pub verify: bool,
     pub threads: usize,
-    pub show_progress: bool,
+    /// Files done and their bytes, of those the restore writes or checks.
+    pub progress: Progress,
     pub cancel: Cancel,
     /// How far the snapshot may expand (shared subtrees make a few objects
     /// stand for any number of paths).

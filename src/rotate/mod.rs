@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
 use crate::prune::{prune_resealing, PruneOptions, PruneReport, Reseal, WaitingPlan};
 use crate::repo::{
     LockRecord, Repository, RepositoryLock, ResealedSnapshot, RetainedFiles, Staleness,
@@ -72,11 +73,13 @@ pub struct RotationReport {
 
 /// Rotates the master key of `repo` (see the module documentation); `lock`
 /// is the exclusive lock the caller holds. `tell` hears what the rotation
-/// is doing and what it waits for.
+/// is doing and what it waits for; `progress` counts each pass's prune
+/// (its stages "scan", "repack", "delete").
 pub fn rotate_master_key(
     repo: &Repository,
     lock: &RepositoryLock,
     options: &RotateOptions,
+    progress: &Progress,
     mut tell: impl FnMut(&str),
 ) -> Result<RotationReport> {
     let mut report = RotationReport::default();
@@ -104,7 +107,7 @@ pub fn rotate_master_key(
             "pass {}: sealing anew what the old key sealed",
             report.passes
         ));
-        let pruned = pass(repo, lock, &mut report)?;
+        let pruned = pass(repo, lock, &mut report, progress)?;
         let mut waiting = left_under_old_key(repo)?;
         waiting.extend(writers.iter().map(|w| w.describe()));
         waiting.extend(pruned.plans_waiting.iter().map(describe_plan));
@@ -141,6 +144,7 @@ fn pass(
     repo: &Repository,
     lock: &RepositoryLock,
     report: &mut RotationReport,
+    progress: &Progress,
 ) -> Result<PruneReport> {
     repo.refresh_index()?;
     let packs = repo.packs_sealed_by_retired_keys()?;
@@ -159,7 +163,13 @@ fn pass(
         packs: packs.retired,
         index: !index_files.is_empty(),
     };
-    let pruned = prune_resealing(repo, Some(lock), &PruneOptions::default(), &reseal)?;
+    let pruned = prune_resealing(
+        repo,
+        Some(lock),
+        &PruneOptions::default(),
+        &reseal,
+        progress,
+    )?;
     report.packs_resealed += reseal.packs.len() as u64;
     report.bytes_resealed += pruned.bytes_repacked;
     report.packs_deleted += pruned.packs_deleted;

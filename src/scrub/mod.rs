@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
 use crate::parallel::parallel_map;
+use crate::progress::{Progress, Totals};
 use crate::repo::{parity_name, Id, IdSet, Repository};
 pub use repair::repair_before_open;
 pub use state::{Finding, ScrubState, Status};
@@ -209,10 +210,13 @@ impl<'a> Scrubber<'a> {
         Ok(Some(findings))
     }
 
-    /// Runs the rest of the pass and reports.
-    pub fn run(mut self, mut progress: impl FnMut(&ScrubState)) -> Result<ScrubReport> {
+    /// Runs the rest of the pass and reports; `progress` counts the packs
+    /// this run checks and their bytes.
+    pub fn run(mut self, progress: &Progress) -> Result<ScrubReport> {
+        let packs = self.queue.len() as u64;
+        progress.begin("scrub", "packs", Totals::known(Some(packs), None));
         while self.step()?.is_some() {
-            progress(&self.state);
+            progress.reach(self.report.packs_checked, self.report.bytes_checked);
         }
         Ok(self.finish())
     }
@@ -299,10 +303,6 @@ fn verify_pack_bytes(
 }
 
 /// Runs a whole scrub (continuing the last pass unless `restart`).
-pub fn scrub(
-    repo: &Repository,
-    options: ScrubOptions,
-    progress: impl FnMut(&ScrubState),
-) -> Result<ScrubReport> {
+pub fn scrub(repo: &Repository, options: ScrubOptions, progress: &Progress) -> Result<ScrubReport> {
     Scrubber::start(repo, options)?.run(progress)
 }

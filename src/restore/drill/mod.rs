@@ -27,6 +27,7 @@ use serde::Serialize;
 use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
 use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::{Progress, Totals};
 use crate::repo::{Repository, Snapshot};
 use crate::tree::ExpansionLimits;
 
@@ -49,7 +50,8 @@ pub struct DrillOptions {
     /// restore time.
     pub reread: bool,
     pub threads: usize,
-    pub show_progress: bool,
+    /// The restore's progress, then the comparison's (no counts).
+    pub progress: Progress,
     pub cancel: Cancel,
     /// How far the snapshot may expand (see `tree::ExpansionLimits`).
     pub limits: ExpansionLimits,
@@ -191,7 +193,7 @@ pub fn drill(
             overwrite: Overwrite::Always,
             verify: options.reread,
             threads: options.threads,
-            show_progress: options.show_progress,
+            progress: options.progress.clone(),
             cancel: options.cancel,
             limits: options.limits,
             ..RestoreOptions::default()
@@ -240,6 +242,7 @@ pub fn drill(
         Some(node) if !node.is_dir() => scratch.path.join(OsStr::from_bytes(&node.name)),
         _ => scratch.path.clone(),
     };
+    options.progress.begin("compare", "", Totals::UNKNOWN);
     let started = Instant::now();
     let verified = diff(
         &snapshot_side,
