@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod cat;
 mod check;
+mod completions;
 mod copy;
 mod diff;
 mod drill;
@@ -126,6 +127,8 @@ enum Command {
     Log(log::Args),
     /// Object lock: extend the retention of what the snapshots need (renew)
     Retention(retention::Args),
+    /// Print the completion script for a shell: bash, zsh or fish
+    Completions(completions::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -178,6 +181,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Key(args) => key::run(&cli.global, args),
         Command::Log(args) => log::run(&cli.global, args),
         Command::Retention(args) => retention::run(&cli.global, args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 
