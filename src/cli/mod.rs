@@ -19,6 +19,7 @@ mod locks;
 mod log;
 mod ls;
 mod mount;
+pub mod mount_helper;
 mod prune;
 mod restore;
 mod retention;
@@ -132,7 +133,10 @@ enum Command {
 }
 
 pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    run_parsed(Cli::parse())
+}
+
+fn run_parsed(cli: Cli) -> Result<ExitCode> {
     match audited_as(&cli.command) {
         Some(name) => audit::audited(&cli.global, name, || dispatch(&cli)),
         None => dispatch(&cli),

@@ -11,6 +11,7 @@ mod command;
 mod counting;
 mod craft;
 mod files;
+mod fstab;
 mod garage;
 mod history;
 mod manifest;
@@ -25,6 +26,6 @@ mod trees;
 // nothing of one module would otherwise be told its import is unused.
 #[allow(unused_imports)]
 pub use self::{
-    binary::*, command::*, counting::*, craft::*, files::*, garage::*, history::*, manifest::*,
-    moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
+    binary::*, command::*, counting::*, craft::*, files::*, fstab::*, garage::*, history::*,
+    manifest::*, moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
 };
