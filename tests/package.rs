@@ -76,8 +76,11 @@ fn build_deb(out: &Path) -> PathBuf {
         other => other,
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh");
+    // --no-dbgsym: no second package of debug symbols; --fast: light
+    // compression. Both only save time here.
     run(Command::new(script)
-        .args(["--profile", profile, "--no-build", "--fast", "--output"])
+        .args(["--profile", profile, "--no-build", "--no-dbgsym", "--fast"])
+        .arg("--output")
         .arg(out)
         .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap()))
     .assert_ok();
