@@ -5,115 +5,18 @@
 //! completion, an fstab line mounted through the installed helper; then
 //! `dpkg -r` and `--purge` leave nothing behind.
 //!
-//! Installing system-wide, the test holds a lock that any other such test
-//! takes too, refuses to touch a machine where a rewind package or any file
-//! it would install is already present, and purges what it installed even
-//! when it fails.
+//! tests/common/debian.rs builds and installs the package: it holds a lock
+//! that any other such test takes too, refuses a machine where a rewind
+//! package or any file it would install is already present, and purges
+//! what it installed even when the test fails.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-
-/// Taken by every test that installs something system-wide, across
-/// processes (test binaries, nextest, another checkout's tests).
-struct SystemWideLock {
-    _held: std::fs::File,
-}
-
-impl SystemWideLock {
-    fn take() -> SystemWideLock {
-        let file = std::fs::File::create("/run/lock/rewind-tests-system-wide.lock").unwrap();
-        // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-        SystemWideLock { _held: file }
-    }
-}
-
-/// Purges the package when dropped, so that a failed check leaves the
-/// machine as it found it.
-struct Installed;
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = Command::new("dpkg")
-            .args(["--purge", "rewind"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output();
-    }
-}
-
-/// dpkg's word on the package: "install ok installed", "deinstall ok
-/// config-files", or None when it does not know it.
-fn package_status() -> Option<String> {
-    let out = Command::new("dpkg-query")
-        .args(["--show", "--showformat=${Status}", "rewind"])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        .filter(|status| !status.contains("not-installed"))
-}
-
-fn dpkg(args: &[&str]) -> Run {
-    run(Command::new("dpkg")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-/// The .deb of this build's binary, in `out`.
-fn build_deb(out: &Path) -> PathBuf {
-    // bin() is TARGET/PROFILE_DIR/rewind; Cargo's dev profile writes to debug/.
-    let profile_dir = Path::new(bin()).parent().unwrap();
-    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-        "debug" => "dev",
-        other => other,
-    };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh");
-    // --no-dbgsym: no second package of debug symbols; --fast: light
-    // compression. Both only save time here.
-    run(Command::new(script)
-        .args(["--profile", profile, "--no-build", "--no-dbgsym", "--fast"])
-        .arg("--output")
-        .arg(out)
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap()))
-    .assert_ok();
-    let debs: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    let [deb] = &debs[..] else {
-        panic!("one .deb in {}: {debs:?}", out.display());
-    };
-    deb.clone()
-}
-
-/// The paths the package holds (files and links, not directories), as
-/// `dpkg-deb --contents` lists them, absolute; links with their target.
-fn contents(deb: &Path) -> Vec<(PathBuf, Option<String>)> {
-    let listing = run(Command::new("dpkg-deb").arg("--contents").arg(deb))
-        .assert_ok()
-        .text();
-    listing
-        .lines()
-        .filter(|line| !line.starts_with('d'))
-        .map(|line| {
-            // "-rw-r--r-- 0/0  68849 2026-11-29 00:00 ./usr/bin/rewind[ -> TARGET]"
-            let entry = &line[line.find(" ./").unwrap() + 2..];
-            match entry.split_once(" -> ") {
-                Some((path, target)) => (PathBuf::from(path), Some(target.to_string())),
-                None => (PathBuf::from(entry), None),
-            }
-        })
-        .collect()
-}
 
 /// What the package must hold, from the checkout: the binary, the fstab
 /// helper, every man page, the completions, every unit of contrib/.
@@ -188,42 +91,24 @@ fn verify_units(units: &[PathBuf]) {
 fn the_package_installs_works_and_leaves_nothing_when_purged() {
     // SAFETY: geteuid cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, 0, "dpkg -i needs root");
-    let _lock = SystemWideLock::take();
     let (_tmp, dir) = tempdir();
-    let deb = build_deb(&dir.join("deb"));
-    let formatted_pages_before = formatted_pages();
-
-    let contents = contents(&deb);
-    let held: BTreeSet<PathBuf> = contents.iter().map(|(path, _)| path.clone()).collect();
+    let deb = DebPackage::build(&dir.join("deb"));
+    let held = deb.paths();
     let missing: Vec<_> = expected_paths().difference(&held).cloned().collect();
     assert!(missing.is_empty(), "missing from the package: {missing:?}");
     assert!(
-        contents.contains(&(
+        deb.contents.contains(&(
             "/sbin/mount.fuse.rewind".into(),
             Some("/usr/bin/rewind".into())
         )),
-        "the fstab helper is a link to the binary: {contents:?}"
+        "the fstab helper is a link to the binary: {:?}",
+        deb.contents
     );
 
-    assert_eq!(
-        package_status(),
-        None,
-        "a rewind package is installed here; this test installs its own and \
-         purges it: remove it first (dpkg --purge rewind)"
-    );
-    let present: Vec<_> = held
-        .iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
-    assert!(
-        present.is_empty(),
-        "files the package would overwrite and then remove exist already: {present:?}"
-    );
-
-    let installed = Installed;
-    dpkg(&["--install", deb.to_str().unwrap()]).assert_ok();
-    let run_installed = run(Command::new("/usr/bin/rewind").arg("--version")).assert_ok();
-    assert!(run_installed.text().starts_with("rewind "));
+    let formatted_pages_before = formatted_pages();
+    let installed = deb.install();
+    let version = run(Command::new("/usr/bin/rewind").arg("--version")).assert_ok();
+    assert!(version.text().starts_with("rewind "));
 
     // man: found by name, gzipped as Debian wants, and rendered.
     let page = run(Command::new("man").args(["-w", "rewind-mount"]))
@@ -258,27 +143,17 @@ fn the_package_installs_works_and_leaves_nothing_when_purged() {
     // /etc/fstab through the installed helper, not a private one.
     FstabSetup::new(&dir.join("fstab")).mount_read_and_unmount();
 
-    let listed = run(Command::new("dpkg").args(["--listfiles", "rewind"]))
-        .assert_ok()
-        .text();
-    // Files and links; /sbin is a directory too, through a link on a
-    // merged /usr.
-    let ours: Vec<PathBuf> = listed
-        .lines()
-        .map(PathBuf::from)
-        .filter(|p| p.metadata().is_ok_and(|m| !m.is_dir()))
-        .collect();
-    assert!(ours.len() >= held.len(), "dpkg lists what it installed");
-
+    let files = installed.files();
+    assert!(files.len() >= held.len(), "dpkg lists what it installed");
     dpkg(&["--remove", "rewind"]).assert_ok();
-    let left: Vec<_> = ours
+    let left: Vec<_> = files
         .iter()
         .filter(|p| p.symlink_metadata().is_ok())
         .collect();
     assert!(left.is_empty(), "dpkg -r left {left:?}");
     dpkg(&["--purge", "rewind"]).assert_ok();
-    drop(installed);
     assert_eq!(package_status(), None, "purged");
+    drop(installed);
     // The package's own directories, and what rewind wrote as root (the
     // mount daemon's log above), are gone too.
     for path in [
