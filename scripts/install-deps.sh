@@ -3,9 +3,12 @@
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
 # and restores, PostgreSQL for the database-dump tests, an S3 server for
 # the S3 tests, one that implements Object Lock for the object lock tests,
-# and Garage for the tests on a distributed object store.
+# Garage for the tests on a distributed object store, and cargo-deb with
+# what tests/package.rs checks the installed package with (man-db,
+# systemd-analyze, bash-completion).
 set -euo pipefail
-packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl python3 python3-venv)
+packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl python3 python3-venv
+          dpkg-dev binutils man-db systemd bash-completion)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,12 +25,7 @@ command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustu
 # reuses it); the version is pinned so every machine tests against the
 # same server. tests/common/s3_server.rs looks for it in the same place.
 s3s_fs_version=0.14.1
-if [ "$(id -u)" = 0 ]; then
-  default_tools=/var/cache/rewind-test-tools
-else
-  default_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rewind-test-tools"
-fi
-tools="${REWIND_TEST_TOOLS:-$default_tools}"
+source "$(dirname "$0")/tools-dir.sh"
 if ! "$tools/bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_fs_version"; then
   cargo install s3s-fs --version "$s3s_fs_version" --locked --features binary --root "$tools"
 fi
@@ -43,6 +41,14 @@ if ! "$moto/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$mot
   rm -rf "$moto"
   /usr/bin/python3 -m venv "$moto"
   "$moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
+fi
+
+# cargo-deb, which scripts/build-deb.sh runs to make the Debian package
+# (tests/package.rs builds and installs it), in the same cache, the version
+# pinned: a build takes about a minute and a half on 2 cores, once.
+cargo_deb_version=3.8.0
+if ! "$tools/bin/cargo-deb" --version 2>/dev/null | grep -qF "$cargo_deb_version"; then
+  cargo install cargo-deb --version "$cargo_deb_version" --locked --root "$tools"
 fi
 
 # Garage, the distributed object store tests/garage.rs runs (cached outside the checkout).

@@ -26,12 +26,8 @@ release_url="https://garagehq.deuxfleurs.fr/_releases/v${version}/x86_64-unknown
 release_sha256=""
 
 # The cache every test server shares (REWIND_TEST_TOOLS overrides it).
-if [ "$(id -u)" = 0 ]; then
-  default_tools=/var/cache/rewind-test-tools
-else
-  default_tools="${XDG_CACHE_HOME:-$HOME/.cache}/rewind-test-tools"
-fi
-cache_root="${REWIND_TEST_TOOLS:-$default_tools}"
+source "$(dirname "$0")/tools-dir.sh"
+cache_root="$tools"
 prefix="$cache_root/garage-$version"
 binary="$prefix/bin/garage"
 

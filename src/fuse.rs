@@ -246,6 +246,13 @@ impl Filesystem for RewindFs {
 pub struct FuseOptions {
     /// Let other users in (the kernel still enforces the original modes).
     pub allow_other: bool,
+    /// Forbid running programs from the mount (mount(8)'s `noexec`, which
+    /// fstab's `user` option implies).
+    pub no_exec: bool,
+    /// The source the mount tables show; by default `rewind:LOCATION`.
+    /// A mount from /etc/fstab shows fstab's source, by which `mount -a`
+    /// knows the line is mounted.
+    pub source_name: Option<String>,
     /// Threads answering the kernel.
     pub threads: usize,
     /// How long one thread keeps polling the device after a short request
@@ -260,6 +267,8 @@ impl Default for FuseOptions {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         FuseOptions {
             allow_other: false,
+            no_exec: false,
+            source_name: None,
             threads: cpus.max(2) * 2,
             busy_poll: Duration::from_millis(5),
         }
@@ -283,13 +292,30 @@ pub fn mount(
     use fuser::MountOption;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        MountOption::FSName(format!("rewind:{}", vfs.location())),
+        MountOption::FSName(
+            options
+                .source_name
+                .clone()
+                .unwrap_or_else(|| format!("rewind:{}", vfs.location())),
+        ),
         MountOption::Subtype("rewind".into()),
         MountOption::RO,
         MountOption::DefaultPermissions,
         MountOption::NoSuid,
         MountOption::NoDev,
     ];
+    // fuser gives the subtype to fusermount3 only; root mounts without it,
+    // so the kernel is told directly. The type is then `fuse.rewind`, as
+    // an fstab line names it, either way.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        config
+            .mount_options
+            .push(MountOption::CUSTOM("subtype=rewind".into()));
+    }
+    if options.no_exec {
+        config.mount_options.push(MountOption::NoExec);
+    }
     config.acl = if options.allow_other {
         fuser::SessionACL::All
     } else {

@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     // every large buffer).
     // SAFETY: mallopt only tunes the allocator, before any allocation of note.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    // mount(8) runs the binary as /sbin/mount.fuse.rewind for fstab lines.
+    if cli::mount_helper::invoked() {
+        return cli::mount_helper::main();
+    }
     match cli::run() {
         Ok(code) => code,
         Err(err) => {

@@ -1039,7 +1039,7 @@ fn the_contrib_systemd_unit_mounts_and_stops_as_systemd_runs_it() {
             .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
             .map(|value| {
                 value
-                    .replace("/usr/local/bin/rewind", bin())
+                    .replace("/usr/bin/rewind", bin())
                     .replace("/mnt/backups", mountpoint.to_str().unwrap())
             })
             .collect()

@@ -197,11 +197,24 @@ fn exit_status(code: ExitCode) -> i32 {
         .map_or(1, i32::from)
 }
 
+/// The arguments records show instead of this process's own: those of
+/// the `rewind mount` that mount.fuse.rewind runs for an fstab line.
+static ARGUMENTS_RUN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Records show `arguments` (without the program's name) as the command's.
+pub fn record_arguments_as(arguments: Vec<String>) {
+    let _ = ARGUMENTS_RUN.set(arguments);
+}
+
 /// This process's arguments, without secrets.
 fn recorded_arguments() -> Vec<String> {
-    let arguments = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
+    let arguments = match ARGUMENTS_RUN.get() {
+        Some(arguments) => arguments.clone(),
+        None => std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    };
     hide_secrets(arguments, option_takes_value)
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod cat;
 mod check;
+mod completions;
 mod copy;
 mod diff;
 mod drill;
@@ -18,6 +19,7 @@ mod locks;
 mod log;
 mod ls;
 mod mount;
+pub mod mount_helper;
 mod progress;
 mod prune;
 mod restore;
@@ -130,10 +132,15 @@ enum Command {
     Log(log::Args),
     /// Object lock: extend the retention of what the snapshots need (renew)
     Retention(retention::Args),
+    /// Print the completion script for a shell: bash, zsh or fish
+    Completions(completions::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    run_parsed(Cli::parse())
+}
+
+fn run_parsed(cli: Cli) -> Result<ExitCode> {
     if cli.global.quiet {
         rewind::log::quiet();
     }
@@ -185,6 +192,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Key(args) => key::run(&cli.global, args),
         Command::Log(args) => log::run(&cli.global, args),
         Command::Retention(args) => retention::run(&cli.global, args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

@@ -19,6 +19,9 @@ pub struct Args {
     /// Let other users in; the original modes still decide what they may read
     #[arg(long)]
     allow_other: bool,
+    /// Forbid running programs from the mount (mount's noexec)
+    #[arg(long)]
+    noexec: bool,
     /// Memory for decoded chunks, e.g. 64M or 1G
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::size::parse_memory_size)]
     cache_size: usize,
@@ -41,6 +44,9 @@ pub struct Args {
     /// Seconds to wait after a background scrub pass before the next one
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     scrub_interval: u64,
+    /// The source the mount tables show (mount.fuse.rewind: fstab's).
+    #[arg(skip)]
+    pub(super) source_name: Option<String>,
 }
 
 fn default_log_file() -> rewind::Result<PathBuf> {
@@ -227,6 +233,8 @@ fn mount_options(args: &Args, limits: rewind::ExpansionLimits) -> MountOptions {
         },
         fuse: FuseOptions {
             allow_other: args.allow_other,
+            no_exec: args.noexec,
+            source_name: args.source_name.clone(),
             busy_poll: Duration::from_millis(args.busy_poll),
             ..defaults.fuse
         },

@@ -10,7 +10,9 @@ mod binary;
 mod command;
 mod counting;
 mod craft;
+mod debian;
 mod files;
+mod fstab;
 mod garage;
 mod history;
 mod manifest;
@@ -25,6 +27,6 @@ mod trees;
 // nothing of one module would otherwise be told its import is unused.
 #[allow(unused_imports)]
 pub use self::{
-    binary::*, command::*, counting::*, craft::*, files::*, garage::*, history::*, manifest::*,
-    moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
+    binary::*, command::*, counting::*, craft::*, debian::*, files::*, fstab::*, garage::*,
+    history::*, manifest::*, moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
 };

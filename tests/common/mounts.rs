@@ -13,10 +13,11 @@ pub fn is_mounted(mountpoint: &Path) -> bool {
     mounts_at(mountpoint) > 0
 }
 
-/// How many mounts /proc/self/mounts lists at `mountpoint` (stacked mounts
-/// count each).
+/// How many mounts the mount table lists at `mountpoint` (stacked mounts
+/// count each), as the calling thread sees them: tests/fstab.rs mounts in
+/// a thread with a mount namespace of its own.
 pub fn mounts_at(mountpoint: &Path) -> usize {
-    let mounts = std::fs::read("/proc/self/mounts").unwrap();
+    let mounts = std::fs::read("/proc/thread-self/mounts").unwrap();
     mounts
         .split(|b| *b == b'\n')
         .filter(|line| {
