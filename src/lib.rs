@@ -65,6 +65,7 @@ mod id;
 pub mod log;
 mod mount;
 mod parallel;
+mod profile;
 mod prune;
 mod repo;
 mod restore;
@@ -82,7 +83,9 @@ pub use id::Id;
 
 // Storage and the repository.
 pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};
-pub use backend::{is_remote, open_location, open_location_cached, open_location_with};
+pub use backend::{
+    check_location, is_remote, open_location, open_location_cached, open_location_with,
+};
 pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
 pub use backend::{LockMode, ObjectLock, Retention};
 pub use backend::{RetryPolicy, Retrying};
@@ -109,7 +112,9 @@ pub use tree::{
 pub use selector::{parse_time_period, parse_time_prefix, split_selector, Filter, Selector};
 
 // Backing up, and finding the last clean snapshot.
-pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
+pub use backup::{
+    backup, quote_command, BackupOptions, BackupOutcome, CommandOutput, OwnerNames, Source,
+};
 pub use repo::ChangedData;
 pub use suspicion::{assess_snapshots, Suspicion};
 
@@ -129,6 +134,12 @@ pub use copy::{copy, plan_copy, CopiedSnapshot, CopyOptions, CopyPlan, CopyRepor
 // Pruning.
 pub use prune::{
     plan_prune, prune, PackFate, PackUse, PruneOptions, PrunePlan, PruneReport, WaitingPlan,
+};
+
+// Profiles: the whole job in one file (rewind-profile(5)).
+pub use profile::{
+    find_profile, load_profile, parse_profile, profile_places, LoadedProfile, Profile,
+    ProfileBackup, ProfileCheck, ProfileCopy, ProfileForget, ProfileHooks, ProfileRestoreTest,
 };
 
 // Verifying and repairing.
