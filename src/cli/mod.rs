@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod cat;
 mod check;
+mod config;
 mod copy;
 mod diff;
 mod drill;
@@ -18,9 +19,11 @@ mod locks;
 mod log;
 mod ls;
 mod mount;
+mod profile;
 mod prune;
 mod restore;
 mod retention;
+mod run;
 mod scrub;
 mod size;
 mod snapshots;
@@ -37,7 +40,7 @@ use clap::{Parser, Subcommand};
 use rewind::{split_selector, Filter};
 use rewind::{Backend, ErrorKind};
 use rewind::{ExpansionBudget, ExpansionLimits};
-use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
+use rewind::{LoadedProfile, LockKind, Opened, Repository, RepositoryLock, Snapshot};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
@@ -76,6 +79,21 @@ pub struct Global {
     /// Read everything from the repository itself, keeping no local cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Take the repository, the password file and each command's defaults
+    /// from this profile: /etc/rewind/NAME.toml, else
+    /// ~/.config/rewind/NAME.toml, or a path if NAME has a '/' (see
+    /// rewind-profile(5)); options given override it
+    #[arg(
+        long,
+        short = 'P',
+        global = true,
+        value_name = "NAME",
+        env = "REWIND_PROFILE"
+    )]
+    profile: Option<String>,
+    /// The profile read for --profile.
+    #[arg(skip)]
+    loaded_profile: Option<LoadedProfile>,
     /// What the running command tells its audit record.
     #[arg(skip)]
     trail: audit::Trail,
@@ -126,10 +144,15 @@ enum Command {
     Log(log::Args),
     /// Object lock: extend the retention of what the snapshots need (renew)
     Retention(retention::Args),
+    /// Run a profile's whole job: its backups, forget and prune, check,
+    /// copy and restore test, with its hooks (rewind -P NAME run)
+    Run(run::Args),
+    /// Check a profile without running it (rewind -P NAME config check)
+    Config(config::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = profile::parse_from(std::env::args_os().collect())?;
     match audited_as(&cli.command) {
         Some(name) => audit::audited(&cli.global, name, || dispatch(&cli)),
         None => dispatch(&cli),
@@ -178,6 +201,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Key(args) => key::run(&cli.global, args),
         Command::Log(args) => log::run(&cli.global, args),
         Command::Retention(args) => retention::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Config(args) => config::run(&cli.global, args),
     }
 }
 
@@ -267,6 +292,14 @@ impl Global {
                 .ok_or_else(|| rewind::Error::usage("no password without a prompt"))
         };
         Ok(Repository::open(self.backend()?, password)?)
+    }
+
+    /// The profile given with --profile, read; an error naming the command
+    /// that needs one when none was given.
+    pub fn profile(&self, command: &str) -> Result<&LoadedProfile> {
+        self.loaded_profile.as_ref().with_context(|| {
+            format!("{command} runs a profile: give its name, as in rewind -P NAME {command}")
+        })
     }
 
     /// What the running command tells its audit record.
