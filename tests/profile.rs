@@ -437,3 +437,18 @@ fn backup_stdin_command_stores_the_output_of_a_command_that_succeeds() {
         .assert_fails_with("killed by signal 9");
     assert_eq!(setup.repo.snapshots().len(), 1);
 }
+
+#[test]
+fn the_example_profile_in_contrib_reads() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/profile-example.toml"
+    ));
+    let text = std::fs::read_to_string(path).unwrap();
+    let profile = rewind::parse_profile(&text, path).unwrap();
+    let names: Vec<String> = profile.backup.iter().map(|b| b.name()).collect();
+    assert_eq!(names, ["/etc,/home,/srv/www", "db"]);
+    assert!(profile.forget.unwrap().prune);
+    assert_eq!(profile.copy.unwrap().to, "s3://offsite/host1");
+    assert!(!profile.hooks.on_failure.is_empty());
+}
