@@ -3,8 +3,7 @@
 //! line. So every option means exactly what it means when typed, values
 //! go through the same parsers, and the order of precedence is clap's
 //! own: an option given on the command line, then its environment
-//! variable, then the profile, then the built-in default. `--help` under
-//! a profile shows the profile's values as the defaults.
+//! variable, then the profile, then the built-in default.
 //!
 //! The keys and the options they stand for are listed in
 //! `man/rewind-profile.5`; a key maps to an argument by its clap id, and

@@ -67,7 +67,11 @@ pub fn steps(loaded: &LoadedProfile, global: &Global) -> Vec<Step> {
     let mut steps: Vec<Step> = profile
         .backup
         .iter()
-        .map(|backup| step(loaded, Kind::Backup, backup_arguments(backup)))
+        .map(|backup| {
+            let mut step = step(loaded, Kind::Backup, backup_arguments(backup));
+            step.label = format!("backup:{}", backup.name());
+            step
+        })
         .collect();
     let plain = |kind: Kind| step(loaded, kind, vec![kind.name().into(), "--json".into()]);
     if profile.forget.is_some() {
@@ -83,9 +87,6 @@ pub fn steps(loaded: &LoadedProfile, global: &Global) -> Vec<Step> {
     }
     if profile.restore_test.is_some() {
         steps.push(plain(Kind::RestoreTest));
-    }
-    for (step, backup) in steps.iter_mut().zip(&profile.backup) {
-        step.label = format!("backup:{}", backup.name());
     }
     steps
 }
