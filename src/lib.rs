@@ -65,6 +65,7 @@ mod id;
 pub mod log;
 mod mount;
 mod parallel;
+mod profile;
 pub mod progress;
 mod prune;
 mod repo;
@@ -85,7 +86,9 @@ pub use progress::{Progress, Totals};
 
 // Storage and the repository.
 pub use backend::{cache_dir_for, default_cache_root, Backend, CachedBackend, LocalBackend};
-pub use backend::{is_remote, open_location, open_location_cached, open_location_with};
+pub use backend::{
+    check_location, is_remote, open_location, open_location_cached, open_location_with,
+};
 pub use backend::{Environment as S3Environment, S3Backend, S3Settings, S3Url};
 pub use backend::{LockMode, ObjectLock, Retention};
 pub use backend::{RetryPolicy, Retrying};
@@ -112,7 +115,9 @@ pub use tree::{
 pub use selector::{parse_time_period, parse_time_prefix, split_selector, Filter, Selector};
 
 // Backing up, and finding the last clean snapshot.
-pub use backup::{backup, BackupOptions, BackupOutcome, OwnerNames, Source};
+pub use backup::{
+    backup, quote_command, BackupOptions, BackupOutcome, CommandOutput, OwnerNames, Source,
+};
 pub use repo::ChangedData;
 pub use suspicion::{assess_snapshots, Suspicion};
 
@@ -137,6 +142,12 @@ pub use prune::{
 // Rotating the master key.
 pub use repo::ResealedSnapshot;
 pub use rotate::{rotate_master_key, RotateOptions, RotationReport};
+
+// Profiles: the whole job in one file (rewind-profile(5)).
+pub use profile::{
+    find_profile, load_profile, parse_profile, profile_places, LoadedProfile, Profile,
+    ProfileBackup, ProfileCheck, ProfileCopy, ProfileForget, ProfileHooks, ProfileRestoreTest,
+};
 
 // Verifying and repairing.
 pub use retention::{renew_retention, RenewReport};

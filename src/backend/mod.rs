@@ -176,9 +176,7 @@ pub fn open_location(location: &str) -> Result<Arc<dyn Backend>> {
 
 /// [`open_location`] with the environment given.
 pub fn open_location_with(location: &str, env: &Environment) -> Result<Arc<dyn Backend>> {
-    if location.is_empty() {
-        return Err(Error::usage("the repository location is empty"));
-    }
+    check_location(location)?;
     if is_remote(location) {
         let settings = s3::Settings::from_env(env)?;
         let backend = S3Backend::open(&S3Url::parse(location)?, env, &settings)?;
@@ -187,6 +185,18 @@ pub fn open_location_with(location: &str, env: &Environment) -> Result<Arc<dyn B
             ..RetryPolicy::default()
         };
         return Ok(Arc::new(Retrying::new(backend, policy)));
+    }
+    Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// Whether `location` is one rewind can open (a directory, or an S3 URL
+/// that parses), without opening it: profiles are checked this way.
+pub fn check_location(location: &str) -> Result<()> {
+    if location.is_empty() {
+        return Err(Error::usage("the repository location is empty"));
+    }
+    if is_remote(location) {
+        return S3Url::parse(location).map(drop);
     }
     if let Some(scheme) = url_scheme(location) {
         return Err(
@@ -198,7 +208,7 @@ pub fn open_location_with(location: &str, env: &Environment) -> Result<Arc<dyn B
             ),
         );
     }
-    Ok(Arc::new(LocalBackend::new(location)))
+    Ok(())
 }
 
 /// Whether a location names object storage rather than a local directory.

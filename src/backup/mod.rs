@@ -13,13 +13,15 @@
 //! The rooms: `archiver` holds what one run shares (dedup, tree pack,
 //! counters, warnings) and stores blobs; `walker` walks the paths and
 //! runs the pipeline above; `reader` turns one file into extents;
-//! `stdin` stores a stream as one file; `packer` packs and stores new
+//! `stdin` stores a stream as one file, and `command` makes a command's
+//! output a stream that fails when the command does; `packer` packs and stores new
 //! blobs; `changed` measures how much of each file's new data was
 //! incompressible; `warmer` lists directories ahead of the walker;
 //! `source` reads the source filesystem.
 
 mod archiver;
 mod changed;
+mod command;
 pub(crate) mod packer;
 mod reader;
 mod semaphore;
@@ -41,6 +43,7 @@ use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
 use crate::suspicion::{assess_snapshots, Suspicion};
 pub(crate) use archiver::join_workers;
 use archiver::Archiver;
+pub use command::{quote_command, CommandOutput};
 pub use source::OwnerNames;
 pub(crate) use source::{node_from_stat, open_source, read_dir_names};
 

@@ -43,7 +43,7 @@ fn store_stream(
     let tally = archiver.file_tally(true);
     let size = archiver
         .store_chunks(reader, None, &mut extents, blob_tx, tally.as_ref())
-        .map_err(|e| e.context("reading standard input"))?;
+        .map_err(|e| e.context(format!("reading the stream stored as {}", path.display())))?;
     if let Some(tally) = &tally {
         tally.read_whole();
     }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use rewind::{backup, BackupOptions, LockKind, Source};
+use rewind::{backup, BackupOptions, CommandOutput, LockKind, Source};
 
 use super::Global;
 
@@ -21,6 +21,18 @@ pub struct Args {
     /// Read standard input and store it as this path in the snapshot
     #[arg(long, value_name = "NAME")]
     stdin_name: Option<String>,
+    /// Run COMMAND and store its output as --stdin-name instead of standard
+    /// input; a command that exits non-zero or is killed leaves no snapshot.
+    /// Last on the line: every word after it is the command's
+    #[arg(
+        long,
+        value_name = "COMMAND",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        requires = "stdin_name",
+        conflicts_with = "paths"
+    )]
+    stdin_command: Vec<String>,
     /// Host name recorded in the snapshot (default: this machine's)
     #[arg(long)]
     host: Option<String>,
@@ -74,7 +86,10 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     let source = match &args.stdin_name {
         Some(name) => Source::Stream {
             path: name.clone(),
-            reader: Box::new(std::io::stdin()),
+            reader: match args.stdin_command.as_slice() {
+                [] => Box::new(std::io::stdin()),
+                argv => Box::new(CommandOutput::spawn(argv)?),
+            },
         },
         None => Source::Paths(args.paths.clone()),
     };

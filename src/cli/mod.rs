@@ -8,6 +8,7 @@ mod backup;
 mod cat;
 mod check;
 mod completions;
+mod config;
 mod copy;
 mod diff;
 mod drill;
@@ -20,10 +21,12 @@ mod log;
 mod ls;
 mod mount;
 pub mod mount_helper;
+mod profile;
 mod progress;
 mod prune;
 mod restore;
 mod retention;
+mod run;
 mod scrub;
 mod size;
 mod snapshots;
@@ -40,7 +43,7 @@ use clap::{Parser, Subcommand};
 use rewind::{split_selector, Filter};
 use rewind::{Backend, ErrorKind};
 use rewind::{ExpansionBudget, ExpansionLimits};
-use rewind::{LockKind, Opened, Repository, RepositoryLock, Snapshot};
+use rewind::{LoadedProfile, LockKind, Opened, Repository, RepositoryLock, Snapshot};
 
 #[derive(Parser)]
 #[command(name = "rewind", version, about = "Deduplicated, compressed, encrypted backups that mount read-only", long_about = None)]
@@ -82,6 +85,21 @@ pub struct Global {
     /// Show no progress and no summaries on stderr (warnings and errors still appear)
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
+    /// Take the repository, the password file and each command's defaults
+    /// from this profile: /etc/rewind/NAME.toml, else
+    /// ~/.config/rewind/NAME.toml, or a path if NAME has a '/' (see
+    /// rewind-profile(5)); options given override it
+    #[arg(
+        long,
+        short = 'P',
+        global = true,
+        value_name = "NAME",
+        env = "REWIND_PROFILE"
+    )]
+    profile: Option<String>,
+    /// The profile read for --profile.
+    #[arg(skip)]
+    loaded_profile: Option<LoadedProfile>,
     /// What the running command tells its audit record.
     #[arg(skip)]
     trail: audit::Trail,
@@ -132,12 +150,17 @@ enum Command {
     Log(log::Args),
     /// Object lock: extend the retention of what the snapshots need (renew)
     Retention(retention::Args),
+    /// Run a profile's whole job: its backups, forget and prune, check,
+    /// copy and restore test, with its hooks (rewind -P NAME run)
+    Run(run::Args),
+    /// Check a profile without running it (rewind -P NAME config check)
+    Config(config::Args),
     /// Print the completion script for a shell: bash, zsh or fish
     Completions(completions::Args),
 }
 
 pub fn run() -> Result<ExitCode> {
-    run_parsed(Cli::parse())
+    run_parsed(profile::parse_from(std::env::args_os().collect())?)
 }
 
 fn run_parsed(cli: Cli) -> Result<ExitCode> {
@@ -192,6 +215,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Key(args) => key::run(&cli.global, args),
         Command::Log(args) => log::run(&cli.global, args),
         Command::Retention(args) => retention::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Config(args) => config::run(&cli.global, args),
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -282,6 +307,14 @@ impl Global {
                 .ok_or_else(|| rewind::Error::usage("no password without a prompt"))
         };
         Ok(Repository::open(self.backend()?, password)?)
+    }
+
+    /// The profile given with --profile, read; an error naming the command
+    /// that needs one when none was given.
+    pub fn profile(&self, command: &str) -> Result<&LoadedProfile> {
+        self.loaded_profile.as_ref().with_context(|| {
+            format!("{command} runs a profile: give its name, as in rewind -P NAME {command}")
+        })
     }
 
     /// What the running command tells its audit record.

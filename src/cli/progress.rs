@@ -22,6 +22,9 @@ use super::size::human_bytes;
 use super::Global;
 
 const INTERVAL_VARIABLE: &str = "REWIND_PROGRESS_INTERVAL";
+/// `lines`: plain lines even with `--json` (the steps of `rewind run`,
+/// whose `--json` is for `run` to read, and whose stderr is run's).
+pub const FORMAT_VARIABLE: &str = "REWIND_PROGRESS";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a bar is redrawn.
 const BAR_PERIOD: Duration = Duration::from_millis(150);
@@ -40,8 +43,11 @@ impl Global {
     /// Shows the progress of `command` (its `--json` given) until the
     /// returned value is dropped; pass its [`Shown::progress`] to the work.
     pub fn show_progress(&self, command: &'static str, json: bool) -> Shown {
+        let plain_lines = std::env::var(FORMAT_VARIABLE).is_ok_and(|v| v == "lines");
         let mode = if self.quiet {
             None
+        } else if plain_lines {
+            Some(Mode::Lines(interval()))
         } else if json {
             Some(Mode::Json(interval()))
         } else if std::io::stderr().is_terminal() {
