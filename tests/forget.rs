@@ -227,7 +227,7 @@ fn the_contrib_forget_unit_applies_its_policy() {
         panic!("one ExecStart in the unit");
     };
     let args: Vec<&str> = start.split_whitespace().collect();
-    assert_eq!(args[0], "/usr/local/bin/rewind");
+    assert_eq!(args[0], "/usr/bin/rewind");
     let password_file = dir.join("password");
     std::fs::write(&password_file, PASSWORD).unwrap();
     let mut cmd = std::process::Command::new(bin());

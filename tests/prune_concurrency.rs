@@ -276,7 +276,7 @@ impl StoppedBackup {
             .repo
             .run(["forget", s1_id, "--prune", "--json"])
             .assert_ok();
-        json_documents(&run).pop().unwrap()
+        run.json()["prune"].clone()
     }
 
     /// Lets the backup go on: more input, then the end of it. Returns its

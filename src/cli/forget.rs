@@ -74,7 +74,7 @@ pub struct Args {
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
     /// Then prune: delete the data no remaining snapshot uses (with --json,
-    /// prune's report follows as a second JSON document)
+    /// prune's report is the document's "prune")
     #[arg(long)]
     prune: bool,
     #[command(flatten)]
@@ -92,18 +92,32 @@ fn keep_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
-    forget(global, args)?;
-    if args.prune && !args.dry_run {
-        return super::prune::run_locked(global, &args.limits, args.json);
-    }
-    if args.prune && !args.json {
-        eprintln!("--prune: not run in a dry run (it would delete what the forget frees)");
+    let groups = forget(global, args)?;
+    let pruned = if args.prune && !args.dry_run {
+        Some(super::prune::prune_locked(global, &args.limits, args.json)?)
+    } else {
+        if args.prune && !args.json {
+            eprintln!("--prune: not run in a dry run (it would delete what the forget frees)");
+        }
+        None
+    };
+    match (args.json, pruned) {
+        (true, pruned) => {
+            let mut document = groups_json(&groups, args.dry_run);
+            if let Some(report) = pruned {
+                document["prune"] = serde_json::to_value(&report)?;
+            }
+            super::print_json(&document)?;
+        }
+        (false, Some(report)) => super::prune::print_report(&report),
+        (false, None) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Forgets what `args` say, under a shared lock released on return.
-fn forget(global: &Global, args: &Args) -> Result<()> {
+/// Forgets what `args` say, under a shared lock released on return, and
+/// prints the plan unless `--json`; the groups of the policy.
+fn forget(global: &Global, args: &Args) -> Result<Vec<PolicyGroup>> {
     let (repo, _lock) = if args.dry_run {
         (global.open()?, None)
     } else {
@@ -141,9 +155,7 @@ fn forget(global: &Global, args: &Args) -> Result<()> {
     } else {
         forget_groups(&repo, &groups, global.trail())
     };
-    if args.json {
-        print_json(&groups, args.dry_run)?;
-    } else {
+    if !args.json {
         print_plan(&groups, args.dry_run);
     }
     let count = forgotten?;
@@ -157,7 +169,7 @@ fn forget(global: &Global, args: &Args) -> Result<()> {
             "forgot {count} snapshots; their data stays in the repository until {until}"
         ));
     }
-    Ok(())
+    Ok(groups)
 }
 
 impl Args {
@@ -289,7 +301,7 @@ fn print_plan(groups: &[PolicyGroup], dry_run: bool) {
     }
 }
 
-fn print_json(groups: &[PolicyGroup], dry_run: bool) -> Result<()> {
+fn groups_json(groups: &[PolicyGroup], dry_run: bool) -> serde_json::Value {
     let brief = |s: &Snapshot| {
         json!({
             "id": s.id.to_hex(),
@@ -316,5 +328,5 @@ fn print_json(groups: &[PolicyGroup], dry_run: bool) -> Result<()> {
             })
         })
         .collect();
-    super::print_json(&json!({ "dry_run": dry_run, "groups": groups }))
+    json!({ "dry_run": dry_run, "groups": groups })
 }

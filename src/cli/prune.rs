@@ -75,8 +75,20 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     run_locked(global, &args.limits, args.json)
 }
 
-/// Prunes under the exclusive lock (also the second half of `forget --prune`).
+/// Prunes under the exclusive lock and prints the report.
 pub fn run_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<ExitCode> {
+    let report = prune_locked(global, limits, as_json)?;
+    if as_json {
+        print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes under the exclusive lock (also the second half of `forget
+/// --prune`, which prints the report in its own document).
+pub fn prune_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<PruneReport> {
     let (repo, lock) = global.open_locked(LockKind::Exclusive, "prune")?;
     let repo = loaded(repo)?;
     let shown = global.show_progress("prune", as_json);
@@ -86,12 +98,7 @@ pub fn run_locked(global: &Global, limits: &Limits, as_json: bool) -> Result<Exi
         b.written = Some(report.bytes_repacked);
         b.deleted = Some(report.bytes_deleted);
     });
-    if as_json {
-        print_json(&report)?;
-    } else {
-        print_report(&report);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }
 
 /// The indexed repository; a prune refuses to run on an index it could not
@@ -148,7 +155,7 @@ fn print_plan(plan: &PrunePlan) {
     );
 }
 
-fn print_report(r: &PruneReport) {
+pub(super) fn print_report(r: &PruneReport) {
     println!("{} snapshots use {} blobs", r.snapshots, r.blobs_used);
     println!(
         "unused:    {} packs nothing uses ({})",

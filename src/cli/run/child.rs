@@ -123,7 +123,7 @@ fn pass_on(stderr: impl Read) -> Option<String> {
     cause
 }
 
-/// The JSON documents in a command's output (forget --prune prints two);
+/// The JSON documents in a command's output (each command prints one);
 /// anything after the last that parses is ignored.
 fn json_documents(output: &[u8]) -> Vec<serde_json::Value> {
     serde_json::Deserializer::from_slice(output)

@@ -79,10 +79,7 @@ impl Outcome {
         outcome.exit_code = Some(code);
         outcome.duration = run.duration;
         outcome.snapshots = snapshots(kind, &run.reports);
-        let said = run
-            .reports
-            .first()
-            .map(|report| what_it_did(kind, report, run.reports.get(1)));
+        let said = run.reports.first().map(|report| what_it_did(kind, report));
         let ended = run.how_it_ended();
         outcome.detail = match (outcome.status, said, run.cause) {
             (Status::Success, Some(said), _) => said,
@@ -137,7 +134,7 @@ fn snapshots(kind: Kind, reports: &[Value]) -> Vec<String> {
 
 /// One line on what a step did, from its report (and the prune's after a
 /// forget).
-fn what_it_did(kind: Kind, report: &Value, second: Option<&Value>) -> String {
+fn what_it_did(kind: Kind, report: &Value) -> String {
     let number = |v: &Value, key: &str| v[key].as_u64().unwrap_or(0);
     match kind {
         Kind::Backup => {
@@ -167,7 +164,7 @@ fn what_it_did(kind: Kind, report: &Value, second: Option<&Value>) -> String {
                 count("remove"),
                 count("keep")
             );
-            if let Some(prune) = second {
+            if let Some(prune) = report.get("prune") {
                 line.push_str(&format!(
                     "; pruned {} ({} pack files deleted)",
                     human_bytes(number(prune, "bytes_deleted")),
