@@ -232,21 +232,26 @@ mod tests {
     fn reports_say_what_each_step_did() {
         let backup = json!({"id": "0123456789abcdef", "summary": {"files_new": 3, "files_changed": 1, "bytes_added": 2048}, "warnings": []});
         assert_eq!(
-            what_it_did(Kind::Backup, &backup, None),
+            what_it_did(Kind::Backup, &backup),
             "snapshot 01234567: 3 new, 1 changed files; added 2.0 KiB"
         );
         assert_eq!(snapshots(Kind::Backup, &[backup]), ["0123456789abcdef"]);
         let forget =
             json!({"groups": [{"keep": [{"id": "k"}], "remove": [{"id": "a"}, {"id": "b"}]}]});
         assert_eq!(
-            what_it_did(Kind::Forget, &forget, None),
+            what_it_did(Kind::Forget, &forget),
             "forgot 2 snapshots, kept 1"
         );
         assert_eq!(snapshots(Kind::Forget, &[forget]), ["a", "b"]);
+        let pruned = json!({"groups": [], "prune": {"bytes_deleted": 4096, "packs_deleted": 2}});
+        assert_eq!(
+            what_it_did(Kind::Forget, &pruned),
+            "forgot 0 snapshots, kept 0; pruned 4.0 KiB (2 pack files deleted)"
+        );
         let check =
             json!({"snapshots": 2, "packs": 5, "errors": ["tree x missing"], "damaged_packs": {}});
         assert_eq!(
-            what_it_did(Kind::Check, &check, None),
+            what_it_did(Kind::Check, &check),
             "2 snapshots, 5 packs checked: 1 errors, 0 damaged packs (first: tree x missing)"
         );
     }
