@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what rewind's build and tests need on a fresh Debian machine:
 # FUSE (the mount tests mount for real), the tools the tests use on mounts
-# and restores, PostgreSQL for the database-dump tests, an S3 server for
-# the S3 tests, one that implements Object Lock for the object lock tests,
+# and restores, PostgreSQL for the database-dump tests, SQLite for the
+# README's server setup (tests/setup_walk.rs), an S3 server for the S3
+# tests, one that implements Object Lock for the object lock tests,
 # Garage for the tests on a distributed object store, and cargo-deb with
 # what tests/package.rs checks the installed package with (man-db,
 # systemd-analyze, bash-completion).
 set -euo pipefail
 packages=(fuse3 attr rsync tar diffutils findutils coreutils util-linux mount procps time sed postgresql pkg-config curl python3 python3-venv
-          dpkg-dev binutils man-db systemd bash-completion)
+          dpkg-dev binutils man-db systemd bash-completion sqlite3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

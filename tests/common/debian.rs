@@ -78,7 +78,22 @@ impl DebPackage {
     /// would replace.
     #[track_caller]
     pub fn install(&self) -> InstalledPackage {
-        let lock = SystemWideLock::take();
+        self.install_with(SystemWideLock::take(), |path| {
+            dpkg(&["--install", path.to_str().unwrap()]).assert_ok();
+        })
+    }
+
+    /// Installs the package with `install`, given its path (a test that
+    /// runs an admin's own `dpkg -i` line), under `lock`, which a test
+    /// takes early when it records the machine's state before the install.
+    /// The package is purged when the result is dropped, also when
+    /// `install` panics.
+    #[track_caller]
+    pub fn install_with(
+        &self,
+        lock: SystemWideLock,
+        install: impl FnOnce(&Path),
+    ) -> InstalledPackage {
         assert_eq!(
             package_status(),
             None,
@@ -95,7 +110,12 @@ impl DebPackage {
             "files the package would overwrite and then remove exist already: {present:?}"
         );
         let installed = InstalledPackage { _lock: lock };
-        dpkg(&["--install", self.path.to_str().unwrap()]).assert_ok();
+        install(&self.path);
+        assert_eq!(
+            package_status().as_deref(),
+            Some("install ok installed"),
+            "the package is installed"
+        );
         installed
     }
 }
@@ -131,12 +151,12 @@ impl Drop for InstalledPackage {
 
 /// Taken by every test that installs something system-wide: test binaries
 /// run one after another, but nextest or another checkout's tests do not.
-struct SystemWideLock {
+pub struct SystemWideLock {
     _held: std::fs::File,
 }
 
 impl SystemWideLock {
-    fn take() -> SystemWideLock {
+    pub fn take() -> SystemWideLock {
         std::fs::create_dir_all("/run/lock").unwrap();
         let file = std::fs::File::create("/run/lock/rewind-tests-system-wide.lock").unwrap();
         // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
