@@ -249,7 +249,10 @@ fn a_run_that_succeeds_forgets_prunes_and_reports_in_json() {
     // keep-last 1 in each group (host and paths): the first run's two go.
     let forget = &steps[2];
     assert_eq!(forget["snapshots"].as_array().unwrap().len(), 2);
-    assert!(forget["reports"][0]["prune"]["packs_deleted"].is_u64(), "{forget:#}");
+    assert!(
+        forget["reports"][0]["prune"]["packs_deleted"].is_u64(),
+        "{forget:#}"
+    );
     let made = summary["snapshots"].as_array().unwrap();
     assert_eq!(made.len(), 2);
     let mut kept: Vec<String> = setup

@@ -31,8 +31,14 @@ pub enum Subset {
         n: u32,
         t: u32,
     },
-    /// About this fraction (0..=1) of the packs.
-    Fraction(f64),
+    /// About `share` (0..=1) of the packs: those whose id, as a fraction,
+    /// lies in the window of that width from `from` (wrapping at 1).
+    /// `from` is drawn at random for each run, so that runs read
+    /// different packs (a nightly 10% reads most packs within weeks).
+    Fraction {
+        share: f64,
+        from: f64,
+    },
 }
 
 impl Subset {
@@ -47,7 +53,13 @@ impl Subset {
             if !(0.0..=100.0).contains(&p) {
                 return Err(bad());
             }
-            return Ok(Subset::Fraction(p / 100.0));
+            let mut random = [0u8; 8];
+            crate::repo::crypto::random_bytes(&mut random)?;
+            let from = (u64::from_le_bytes(random) >> 11) as f64 / (1u64 << 53) as f64;
+            return Ok(Subset::Fraction {
+                share: p / 100.0,
+                from,
+            });
         }
         let (n, t) = text.split_once('/').ok_or_else(bad)?;
         let (n, t): (u32, u32) = (n.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?);
@@ -57,12 +69,13 @@ impl Subset {
         Ok(Subset::Part { n, t })
     }
 
-    /// Deterministic: the same pack is always in the same part.
+    /// A part `N/T` holds the same packs every time; a fraction, a window
+    /// drawn for this run.
     pub fn contains(&self, pack: &Id) -> bool {
         match *self {
             Subset::All => true,
             Subset::Part { n, t } => (pack.fraction() * t as f64) as u32 == n - 1,
-            Subset::Fraction(f) => pack.fraction() < f,
+            Subset::Fraction { share, from } => (pack.fraction() - from).rem_euclid(1.0) < share,
         }
     }
 }
@@ -274,4 +287,56 @@ fn verify_pack(repo: &Repository, id: &Id) -> std::result::Result<(u64, u64), Pa
         }
     }
     Ok((bytes.len() as u64, blobs.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Vec<Id> {
+        (0..4096u32)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&i.wrapping_mul(2654435761).to_be_bytes());
+                Id(id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_percentage_reads_about_that_share_and_another_part_each_run() {
+        let ids = ids();
+        let chosen = |subset: &Subset| -> Vec<Id> {
+            ids.iter()
+                .copied()
+                .filter(|id| subset.contains(id))
+                .collect()
+        };
+        let runs: Vec<Vec<Id>> = (0..3)
+            .map(|_| chosen(&Subset::parse("10%").unwrap()))
+            .collect();
+        for part in &runs {
+            assert!((350..=470).contains(&part.len()), "{}", part.len());
+        }
+        // Two windows drawn at random coincide at this resolution with
+        // odds of about 1 in 2000; three that all do, about 1 in 4 million.
+        assert!(runs[0] != runs[1] || runs[1] != runs[2]);
+        assert!(chosen(&Subset::parse("0%").unwrap()).is_empty());
+        assert_eq!(chosen(&Subset::parse("100%").unwrap()).len(), ids.len());
+    }
+
+    #[test]
+    fn parts_are_the_same_each_run_and_cover_every_pack_once() {
+        let ids = ids();
+        let mut seen = 0;
+        for n in 1..=7 {
+            let part = Subset::parse(&format!("{n}/7")).unwrap();
+            let again = Subset::parse(&format!("{n}/7")).unwrap();
+            for id in &ids {
+                assert_eq!(part.contains(id), again.contains(id));
+            }
+            seen += ids.iter().filter(|id| part.contains(id)).count();
+        }
+        assert_eq!(seen, ids.len());
+    }
 }
