@@ -527,3 +527,35 @@ fn incremental_backup_reads_only_what_changed() {
     let old_changed = Manifest::of(&under(&old, &src)).entries[&b"large/big1"[..]].content;
     assert_eq!(old_changed, before.entries[&b"large/big1"[..]].content);
 }
+
+/// `rewind ls | head`: a reader that goes away ends the output quietly, as
+/// SIGPIPE ends other tools (exit 141, nothing on stderr), for text and
+/// JSON alike.
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let (_tmp, dir) = tempdir();
+    let src = dir.join("src");
+    for i in 0..3000 {
+        write(&src.join(format!("file-{i:04}")), b"x");
+    }
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
+    repo.backup([arg(&src)]);
+    for json in [false, true] {
+        let script = format!(
+            "'{}' ls latest {} | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}",
+            bin(),
+            if json { "--json" } else { "" }
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("REWIND_REPO", &repo.path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(141), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
