@@ -35,6 +35,13 @@ use setup_util::*;
 
 const BEGIN: &str = "<!-- setup-walk:begin";
 const END: &str = "<!-- setup-walk:end -->";
+/// What the walk makes outside its scratch directory: absent before it,
+/// and removed after it.
+const WALK_MAKES: [&str; 3] = [
+    "/etc/rewind",
+    "/etc/systemd/system/rewind@nightly.service.d",
+    TIMER_LINK,
+];
 
 /// The section's lines the test stands in for (beside the `dpkg -i` line,
 /// which runs as written, under the package's guard).
@@ -84,11 +91,7 @@ fn the_readme_sets_up_a_server_that_backs_up_copies_tests_and_alerts() {
     let shell = AdminShell::new(&checkout, &dir.join("home"));
 
     let mut lock = Some(SystemWideLock::take());
-    for path in [
-        "/etc/rewind",
-        "/etc/systemd/system/rewind@nightly.service.d",
-        TIMER_LINK,
-    ] {
+    for path in WALK_MAKES {
         assert!(
             Path::new(path).symlink_metadata().is_err(),
             "{path} exists: the walk would overwrite it and then remove it"
@@ -229,11 +232,7 @@ fn the_readme_sets_up_a_server_that_backs_up_copies_tests_and_alerts() {
 
     drop(etc_files);
     drop(installed);
-    for path in [
-        "/etc/rewind",
-        "/etc/systemd/system/rewind@nightly.service.d",
-        TIMER_LINK,
-    ] {
+    for path in WALK_MAKES {
         assert!(
             Path::new(path).symlink_metadata().is_err(),
             "{path} is left after the walk"

@@ -73,6 +73,11 @@ impl<S: RepositoryState> Repository<S> {
         self.upgrade_before_writing()?;
         let mut key = KeyFile::wrap(&master, password, &hostname())?;
         key.label = label.map(str::to_string);
+        self.write_key_file(&key)
+    }
+
+    /// Stores a key file (with its parity) under the hash of its bytes; its name.
+    pub(super) fn write_key_file(&self, key: &KeyFile) -> Result<String> {
         let bytes = key.to_bytes();
         let name = Id::of_bytes(&bytes).to_hex();
         write_with_parity(

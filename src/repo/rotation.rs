@@ -135,19 +135,6 @@ impl<S: RepositoryState> Repository<S> {
         Ok(())
     }
 
-    fn write_key_file(&self, key: &KeyFile) -> Result<String> {
-        let bytes = key.to_bytes();
-        let name = Id::of_bytes(&bytes).to_hex();
-        write_with_parity(
-            self.backend(),
-            self.config().parity_percent,
-            FileType::Key,
-            &name,
-            &bytes,
-        )?;
-        Ok(name)
-    }
-
     /// Removes every key file but the one in use (under object lock hides
     /// it): during a rotation they wrap the master key being retired, and
     /// at its end the key file that carried the retired keys. Returns
