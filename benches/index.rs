@@ -153,12 +153,7 @@ fn index_files(blobs: usize, per_pack: usize) -> impl Iterator<Item = IndexFile>
 
 /// The index as `load_index` builds it, from files already decoded.
 fn build(files: &[IndexFile]) -> Index {
-    let mut index = Index::new();
-    for file in files {
-        index.add_file(file);
-    }
-    index.compact();
-    index
+    Index::from_packs(files.iter().flat_map(|file| &file.packs))
 }
 
 /// Writes the index files into a new encrypted repository, as its writers
