@@ -140,16 +140,18 @@ pub(super) fn plan_with(
             fate: PackFate::Keep,
         })
         .collect();
-    for (id, location) in index.blobs() {
+    for (_, location) in index.blobs() {
         let pack = &mut packs[location.pack()];
-        let bytes = location.stored_len as u64;
-        pack.blob_bytes += bytes;
-        if used.contains(&id) {
-            pack.used_bytes += bytes;
-            pack.used_blobs += 1;
-        } else {
-            pack.unused_blobs += 1;
-        }
+        pack.blob_bytes += location.stored_len as u64;
+        pack.unused_blobs += 1;
+    }
+    // The used blobs are looked up, rather than the index walked: a walk
+    // gives keys, not the whole ids `used` holds.
+    for location in used.iter().filter_map(|id| index.get(id)) {
+        let pack = &mut packs[location.pack()];
+        pack.used_bytes += location.stored_len as u64;
+        pack.used_blobs += 1;
+        pack.unused_blobs -= 1;
     }
     drop(index);
     for pack in &mut packs {

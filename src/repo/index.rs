@@ -1,15 +1,25 @@
 //! The index: which pack holds each blob.
 //!
-//! On disk an index file lists packs and their blobs (the same records as the
-//! pack trailers). In memory every blob costs 48 bytes: a sorted vector of
-//! (id, location) for everything loaded, plus a small hash map for blobs added
-//! since, merged into the vector from time to time.
+//! On disk an index file lists packs and their blobs (the same records as
+//! the pack trailers). In memory a blob costs 38 bytes (`docs/design.md`,
+//! section 6): not its whole id but its key, the id's first 24 bytes, and
+//! its location, in a table sorted by key (`table.rs`), plus a small hash
+//! map of blobs added since, merged into the table from time to time.
+//! Lookups take whole ids; a walk over the index gives keys. The whole ids
+//! of snapshot copies are kept, as their readers list them; whoever needs
+//! the others reads them from the index files
+//! (`Repository::indexed_records`) or from the blobs themselves.
+
+mod table;
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::crypto::SALT_LEN;
 use super::pack::{BlobKind, PackedBlob};
 use crate::id::{Id, IdMap};
+use table::Table;
 
 /// The content of one index file (version byte first, then postcard).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,10 +38,48 @@ pub struct IndexedPack {
 
 pub const INDEX_VERSION: u8 = 1;
 
+/// How many bytes of a blob's id the index keys it by.
+pub const KEY_LEN: usize = 24;
+
+/// The first 24 bytes of a blob's id: what the index knows a blob by.
+///
+/// Two blobs could share a key only if 192 bits of keyed BLAKE3 collided:
+/// about 2^96 blobs would have to be stored before that became likely, and
+/// without the repository's key nobody can aim for it. Even then a read
+/// would fail its check against the whole id it asked for (every read
+/// compares the plaintext's hash with it), never return another blob's
+/// bytes; and deduplication, which takes a blob with the key of one already
+/// stored for that blob, would at worst leave a snapshot with a blob that
+/// fails its read, which `check` reports (`docs/design.md`, section 6).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlobKey(pub [u8; KEY_LEN]);
+
+impl BlobKey {
+    pub fn of(id: &Id) -> BlobKey {
+        BlobKey(id.0[..KEY_LEN].try_into().unwrap())
+    }
+
+    /// Whether `id` begins with this key.
+    pub fn matches(&self, id: &Id) -> bool {
+        id.0[..KEY_LEN] == self.0
+    }
+
+    /// The first 8 hex digits, as [`Id::short`] gives them.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Debug for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobKey({})", self.short())
+    }
+}
+
 /// Where one blob is: 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlobLocation {
-    /// Pack number in `Index::packs`; the top bit marks a tree blob.
+    /// Pack number in `Index::packs`; the top bits hold the blob kind.
     pack_and_kind: u32,
     pub offset: u32,
     pub stored_len: u32,
@@ -43,6 +91,14 @@ const KIND_SHIFT: u32 = 30;
 const PACK_MASK: u32 = (1 << KIND_SHIFT) - 1;
 
 impl BlobLocation {
+    pub(super) fn of(pack: u32, blob: &PackedBlob) -> BlobLocation {
+        BlobLocation {
+            pack_and_kind: pack | kind_bits(blob.kind),
+            offset: blob.offset,
+            stored_len: blob.stored_len,
+            raw_len: blob.raw_len,
+        }
+    }
     pub fn pack(&self) -> usize {
         (self.pack_and_kind & PACK_MASK) as usize
     }
@@ -70,17 +126,80 @@ pub struct PackRef {
     pub salt: [u8; SALT_LEN],
 }
 
+/// At most this many recent blobs wait in the hash map (each costs about
+/// three times what it does in the table); a large table takes them in
+/// when they are an eighth of it, a small one at 4096.
+const RECENT_MIN: usize = 4096;
+const RECENT_MAX: usize = 1 << 18;
+
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackRef>,
-    pack_numbers: IdMap<u32>,
-    sorted: Vec<(Id, BlobLocation)>,
+    /// Pack numbers ordered by pack id, to find a pack's number: 4 bytes a
+    /// pack rather than a hash map's 40 or more.
+    pack_order: Vec<u32>,
+    /// Packs added since `pack_order` was last sorted.
+    recent_packs: IdMap<u32>,
+    table: Table,
+    /// Blobs added since the table was last built or merged into.
     recent: IdMap<BlobLocation>,
+    /// The whole ids of the table's snapshot copies, sorted.
+    snapshot_copies: Vec<Id>,
 }
 
 impl Index {
     pub fn new() -> Index {
         Index::default()
+    }
+
+    /// The index of every blob in `packs` at once, as a load builds it:
+    /// one pass counts, one places, and one sort per bucket on every core
+    /// orders the table. A blob listed twice keeps its first location;
+    /// both are valid.
+    pub fn from_packs<'a, P>(packs: P) -> Index
+    where
+        P: Iterator<Item = &'a IndexedPack> + Clone,
+    {
+        let mut index = Index::new();
+        let mut numbers: IdMap<u32> = IdMap::default();
+        let pack_numbers: Vec<u32> = packs
+            .clone()
+            .map(|pack| {
+                *numbers.entry(pack.id).or_insert_with(|| {
+                    index.packs.push(PackRef {
+                        id: pack.id,
+                        salt: pack.salt,
+                    });
+                    (index.packs.len() - 1) as u32
+                })
+            })
+            .collect();
+        drop(numbers);
+        index.packs.shrink_to_fit();
+        index.sort_pack_order();
+        index.table = Table::build(|place| {
+            for (pack, &number) in packs.clone().zip(&pack_numbers) {
+                for blob in &pack.blobs {
+                    place(&blob.id, BlobLocation::of(number, blob));
+                }
+            }
+        });
+        let mut copies: Vec<Id> = packs
+            .flat_map(|pack| &pack.blobs)
+            .filter(|blob| blob.kind == BlobKind::Snapshot)
+            .map(|blob| blob.id)
+            .collect();
+        // Only those the table kept as snapshot copies.
+        copies.retain(|id| {
+            index
+                .table
+                .get(&BlobKey::of(id))
+                .is_some_and(|location| location.kind() == BlobKind::Snapshot)
+        });
+        copies.sort_unstable();
+        copies.dedup();
+        index.snapshot_copies = copies;
+        index
     }
 
     /// Adds every pack of an index file. A blob stored twice keeps its first
@@ -92,47 +211,62 @@ impl Index {
     }
 
     pub fn add_pack(&mut self, id: Id, salt: [u8; SALT_LEN], blobs: &[PackedBlob]) {
-        let number = *self.pack_numbers.entry(id).or_insert_with(|| {
-            self.packs.push(PackRef { id, salt });
-            (self.packs.len() - 1) as u32
-        });
+        let number = match self.pack_number(&id) {
+            Some(number) => number as u32,
+            None => {
+                self.packs.push(PackRef { id, salt });
+                let number = (self.packs.len() - 1) as u32;
+                self.recent_packs.insert(id, number);
+                number
+            }
+        };
         for blob in blobs {
-            let location = BlobLocation {
-                pack_and_kind: number | kind_bits(blob.kind),
-                offset: blob.offset,
-                stored_len: blob.stored_len,
-                raw_len: blob.raw_len,
-            };
-            if self.lookup_sorted(&blob.id).is_none() {
-                self.recent.entry(blob.id).or_insert(location);
+            if self.table.get(&BlobKey::of(&blob.id)).is_none() {
+                self.recent
+                    .entry(blob.id)
+                    .or_insert(BlobLocation::of(number, blob));
             }
         }
-        if self.recent.len() > 4096 && self.recent.len() > self.sorted.len() / 8 {
+        if self.recent.len() > (self.table.len() / 8).clamp(RECENT_MIN, RECENT_MAX) {
             self.compact();
         }
     }
 
-    /// Moves recently added blobs into the sorted vector.
+    /// Moves recently added blobs into the table.
     pub fn compact(&mut self) {
-        self.sorted.extend(self.recent.drain());
-        self.sorted.sort_unstable_by_key(|entry| entry.0);
-        self.sorted.dedup_by(|a, b| a.0 == b.0);
-        self.sorted.shrink_to_fit();
-        self.recent = IdMap::default();
+        let mut added: Vec<(BlobKey, BlobLocation)> = Vec::with_capacity(self.recent.len());
+        for (id, location) in std::mem::take(&mut self.recent) {
+            if location.kind() == BlobKind::Snapshot {
+                self.snapshot_copies.push(id);
+            }
+            added.push((BlobKey::of(&id), location));
+        }
+        added.sort_unstable_by_key(|(key, _)| *key);
+        added.dedup_by_key(|(key, _)| *key);
+        self.table.merge(&added);
+        self.snapshot_copies.sort_unstable();
+        self.snapshot_copies.dedup();
+        if !self.recent_packs.is_empty() {
+            self.recent_packs = IdMap::default();
+            self.sort_pack_order();
+        }
     }
 
-    fn lookup_sorted(&self, id: &Id) -> Option<BlobLocation> {
-        self.sorted
-            .binary_search_by(|(probe, _)| probe.cmp(id))
-            .ok()
-            .map(|i| self.sorted[i].1)
+    fn sort_pack_order(&mut self) {
+        let packs = &self.packs;
+        self.pack_order = (0..packs.len() as u32).collect();
+        self.pack_order
+            .sort_unstable_by_key(|&number| packs[number as usize].id);
     }
 
+    /// Where the blob with this id is.
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        self.recent
-            .get(id)
-            .copied()
-            .or_else(|| self.lookup_sorted(id))
+        if !self.recent.is_empty() {
+            if let Some(location) = self.recent.get(id) {
+                return Some(*location);
+            }
+        }
+        self.table.get(&BlobKey::of(id))
     }
 
     pub fn contains(&self, id: &Id) -> bool {
@@ -149,41 +283,95 @@ impl Index {
 
     /// The number of a pack, as `BlobLocation::pack` gives it.
     pub fn pack_number(&self, id: &Id) -> Option<usize> {
-        self.pack_numbers.get(id).map(|n| *n as usize)
+        if let Some(number) = self.recent_packs.get(id) {
+            return Some(*number as usize);
+        }
+        let at = self
+            .pack_order
+            .binary_search_by_key(id, |&number| self.packs[number as usize].id)
+            .ok()?;
+        Some(self.pack_order[at] as usize)
     }
 
     pub fn has_pack(&self, id: &Id) -> bool {
-        self.pack_numbers.contains_key(id)
+        self.pack_number(id).is_some()
     }
 
     pub fn blob_count(&self) -> usize {
-        self.sorted.len() + self.recent.len()
+        self.table.len() + self.recent.len()
     }
 
-    /// Every blob with its location.
-    pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
-        self.sorted
+    /// Every blob, by key, with its location.
+    pub fn blobs(&self) -> impl Iterator<Item = (BlobKey, BlobLocation)> + '_ {
+        self.table.iter().chain(
+            self.recent
+                .iter()
+                .map(|(id, location)| (BlobKey::of(id), *location)),
+        )
+    }
+
+    /// The whole ids of the snapshot copies the index holds.
+    pub fn snapshot_copies(&self) -> Vec<Id> {
+        let recent = self
+            .recent
             .iter()
-            .copied()
-            .chain(self.recent.iter().map(|(k, v)| (*k, *v)))
+            .filter(|(_, location)| location.kind() == BlobKind::Snapshot)
+            .map(|(id, _)| *id);
+        self.snapshot_copies.iter().copied().chain(recent).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn blob(i: u32, kind: BlobKind) -> PackedBlob {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&i.to_be_bytes());
         id[31] = 1;
+        blob_with_id(Id(id), i, kind)
+    }
+
+    fn blob_with_id(id: Id, i: u32, kind: BlobKind) -> PackedBlob {
         PackedBlob {
             kind,
-            id: Id(id),
+            id,
             offset: 40 + i,
             stored_len: i + 1,
             raw_len: i + 2,
         }
+    }
+
+    fn pack(n: u8, blobs: Vec<PackedBlob>) -> IndexedPack {
+        IndexedPack {
+            id: Id([n; 32]),
+            salt: [n; 32],
+            blobs,
+        }
+    }
+
+    /// Ids spread over every bucket, as keyed hashes are.
+    fn random_id(n: u64) -> Id {
+        let mut id = [0u8; 32];
+        let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for word in id.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        Id(id)
+    }
+
+    fn assert_finds(index: &Index, blob: &PackedBlob, pack: usize) {
+        let location = index.get(&blob.id).expect("an indexed blob is found");
+        assert_eq!(location.pack(), pack);
+        assert_eq!(location.kind(), blob.kind);
+        assert_eq!(
+            (location.offset, location.stored_len, location.raw_len),
+            (blob.offset, blob.stored_len, blob.raw_len)
+        );
     }
 
     #[test]
@@ -205,13 +393,7 @@ mod tests {
         index.add_pack(Id([2; 32]), [0; 32], &blobs[6000..]);
         for check in 0..2 {
             for (i, b) in blobs.iter().enumerate() {
-                let loc = index.get(&b.id).unwrap();
-                assert_eq!(loc.pack(), usize::from(i >= 6000));
-                assert_eq!(loc.kind(), b.kind);
-                assert_eq!(
-                    (loc.offset, loc.stored_len, loc.raw_len),
-                    (b.offset, b.stored_len, b.raw_len)
-                );
+                assert_finds(&index, b, usize::from(i >= 6000));
             }
             assert!(!index.contains(&Id([0xff; 32])));
             if check == 0 {
@@ -219,7 +401,179 @@ mod tests {
             }
         }
         assert_eq!(index.blob_count(), 10_000);
-        assert_eq!(std::mem::size_of::<(Id, BlobLocation)>(), 48);
+    }
+
+    #[test]
+    fn a_blob_costs_38_bytes_in_the_table() {
+        assert_eq!(
+            std::mem::size_of::<table::Tail>() + std::mem::size_of::<BlobLocation>(),
+            38
+        );
+    }
+
+    #[test]
+    fn a_load_finds_every_blob_and_misses_the_rest() {
+        let packs: Vec<IndexedPack> = (0..20u8)
+            .map(|p| {
+                let blobs = (0..5000u32)
+                    .map(|i| {
+                        let n = u64::from(p) * 5000 + u64::from(i);
+                        let kind =
+                            [BlobKind::Data, BlobKind::Tree, BlobKind::Snapshot][(n % 3) as usize];
+                        blob_with_id(random_id(n), i, kind)
+                    })
+                    .collect();
+                pack(p, blobs)
+            })
+            .collect();
+        let index = Index::from_packs(packs.iter());
+        assert_eq!(index.blob_count(), 100_000);
+        for (p, pack) in packs.iter().enumerate() {
+            assert_eq!(index.pack_number(&pack.id), Some(p));
+            assert_eq!(index.pack(p).salt, pack.salt);
+            for blob in &pack.blobs {
+                assert_finds(&index, blob, p);
+            }
+        }
+        for n in 100_000..110_000 {
+            assert!(!index.contains(&random_id(n)));
+        }
+        assert!(!index.has_pack(&Id([200; 32])));
+        let mut keys: Vec<BlobKey> = index.blobs().map(|(key, _)| key).collect();
+        assert!(keys.is_sorted(), "a walk gives the table by key");
+        keys.dedup();
+        assert_eq!(keys.len(), 100_000);
+        let copies = index.snapshot_copies();
+        assert_eq!(copies.len(), 100_000 / 3);
+        assert!(copies
+            .iter()
+            .all(|id| index.get(id).unwrap().kind() == BlobKind::Snapshot));
+    }
+
+    #[test]
+    fn ids_that_share_a_prefix_are_told_apart_by_their_key() {
+        // Ids that differ from one another in one byte of the key each, all
+        // but two in one bucket; the last key byte included.
+        let base = Id([0x80; 32]);
+        let variant = |byte: usize, value: u8| {
+            let mut id = base;
+            id.0[byte] = value;
+            id
+        };
+        let ids: Vec<Id> = (1..KEY_LEN)
+            .flat_map(|byte| [variant(byte, 0), variant(byte, 0xff)])
+            .chain([base])
+            .collect();
+        let blobs: Vec<PackedBlob> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| blob_with_id(*id, i as u32, BlobKind::Data))
+            .collect();
+        let mut loaded = Index::from_packs([pack(1, blobs[..20].to_vec())].iter());
+        loaded.add_pack(Id([2; 32]), [2; 32], &blobs[20..]);
+        for index_compacted in [false, true] {
+            if index_compacted {
+                loaded.compact();
+            }
+            for (i, blob) in blobs.iter().enumerate() {
+                assert_finds(&loaded, blob, usize::from(i >= 20));
+            }
+            // One byte off in the key: no such blob.
+            for byte in [1, 2, 12, KEY_LEN - 1] {
+                assert!(!loaded.contains(&variant(byte, 0x55)));
+            }
+        }
+        // Bytes past the key are not looked at: an id that differs only
+        // there names the same key, and the read of it fails its check
+        // against the whole id (see `BlobKey`).
+        assert!(loaded.contains(&variant(KEY_LEN, base.0[KEY_LEN] ^ 1)));
+    }
+
+    #[test]
+    fn a_blob_in_two_packs_keeps_its_first_location() {
+        let twice = blob_with_id(random_id(1), 5, BlobKind::Data);
+        let first = pack(1, vec![twice.clone()]);
+        let mut elsewhere = twice.clone();
+        elsewhere.offset = 999;
+        let second = pack(2, vec![elsewhere.clone(), twice.clone()]);
+        let index = Index::from_packs([&first, &second, &first].into_iter());
+        assert_eq!(index.packs().len(), 2, "a pack listed twice is one pack");
+        assert_eq!(index.blob_count(), 1);
+        assert_finds(&index, &twice, 0);
+
+        let mut added = Index::from_packs([&first].into_iter());
+        added.add_pack(second.id, second.salt, &second.blobs);
+        added.compact();
+        assert_eq!(added.blob_count(), 1);
+        assert_finds(&added, &twice, 0);
+    }
+
+    /// Loads, additions and compactions in any order agree with a plain
+    /// map in which the first location of an id stays.
+    #[test]
+    fn additions_after_a_load_agree_with_a_map() {
+        let mut model: HashMap<Id, (usize, PackedBlob)> = HashMap::new();
+        let mut next = 0u64;
+        let mut make_pack = |number: u8, count: u64| {
+            let blobs: Vec<PackedBlob> = (0..count)
+                .map(|i| {
+                    // Every seventh blob is one stored before.
+                    let n = if i % 7 == 3 && next > 10 {
+                        next / 2
+                    } else {
+                        next
+                    };
+                    next += 1;
+                    blob_with_id(random_id(n), i as u32, BlobKind::Data)
+                })
+                .collect();
+            pack(number, blobs)
+        };
+        let loaded: Vec<IndexedPack> = (0..4).map(|p| make_pack(p, 3000)).collect();
+        let mut index = Index::from_packs(loaded.iter());
+        let remember = |model: &mut HashMap<_, _>, number: usize, pack: &IndexedPack| {
+            for blob in &pack.blobs {
+                model.entry(blob.id).or_insert((number, blob.clone()));
+            }
+        };
+        for (p, pack) in loaded.iter().enumerate() {
+            remember(&mut model, p, pack);
+        }
+        for p in 4..40u8 {
+            let pack = make_pack(p, u64::from(p) * 97 % 2000);
+            index.add_pack(pack.id, pack.salt, &pack.blobs);
+            remember(&mut model, usize::from(p), &pack);
+            if p % 9 == 0 {
+                index.compact();
+            }
+            assert_eq!(index.blob_count(), model.len());
+        }
+        for compacted in [false, true] {
+            if compacted {
+                index.compact();
+            }
+            for (number, blob) in model.values() {
+                assert_finds(&index, blob, *number);
+            }
+            for p in 0..40u8 {
+                assert_eq!(index.pack_number(&Id([p; 32])), Some(usize::from(p)));
+            }
+            let keys: Vec<BlobKey> = index.blobs().map(|(key, _)| key).collect();
+            assert_eq!(keys.len(), model.len());
+        }
+        let keys: Vec<BlobKey> = index.blobs().map(|(key, _)| key).collect();
+        assert!(keys.is_sorted(), "compaction keeps the table sorted");
+        assert!(!index.contains(&random_id(next + 1)));
+    }
+
+    #[test]
+    fn an_empty_index_finds_nothing() {
+        for index in [Index::new(), Index::from_packs(std::iter::empty())] {
+            assert!(index.get(&Id([0; 32])).is_none());
+            assert!(index.pack_number(&Id([0; 32])).is_none());
+            assert_eq!(index.blobs().count(), 0);
+            assert!(index.snapshot_copies().is_empty());
+        }
     }
 
     #[test]

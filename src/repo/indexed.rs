@@ -18,6 +18,11 @@ use crate::tree::Tree;
 /// 10 MB each), so that no single file is huge.
 const BLOBS_PER_REWRITTEN_INDEX_FILE: usize = 200_000;
 
+/// Index files read again together when their records are needed whole
+/// (`Repository::indexed_records`): enough for every reading thread,
+/// few enough to hold at once.
+const INDEX_FILES_REREAD_AT_ONCE: usize = 16;
+
 /// How a refresh gets hold of the index to change it.
 #[derive(Clone, Copy)]
 enum Access {
@@ -101,13 +106,13 @@ impl Repository {
             .iter()
             .flat_map(|(_, file)| file.supersedes.iter().copied())
             .collect();
-        let mut index = Index::new();
-        for (name, file) in &files {
-            if !superseded.contains(name) {
-                index.add_file(file);
-            }
-        }
-        index.compact();
+        let index = Index::from_packs(
+            files
+                .iter()
+                .filter(|(name, _)| !superseded.contains(name))
+                .flat_map(|(_, file)| &file.packs),
+        );
+        drop(files);
         self.retain_packs_of(&index);
         let Some(mut loaded) = self.index_to_change(access) else {
             return Ok(None);
@@ -276,15 +281,16 @@ impl Repository {
             .filter_map(|name| Id::from_hex(name).ok())
             .collect();
         superseded.sort();
-        let mut packs = self.indexed_packs_except(dropped, &added);
+        let added_ids: IdSet = added.iter().map(|pack| pack.id).collect();
+        let mut packs = self
+            .indexed_records(|pack| !dropped.contains(&pack.id) && !added_ids.contains(&pack.id))?;
         packs.extend(added);
-        let mut index = Index::new();
+        let index = Index::from_packs(packs.iter());
         let mut written = HashSet::new();
         let mut batch: Vec<IndexedPack> = Vec::new();
         let mut blobs_in_batch = 0;
         let last = packs.len();
         for (n, pack) in packs.into_iter().enumerate() {
-            index.add_pack(pack.id, pack.salt, &pack.blobs);
             blobs_in_batch += pack.blobs.len();
             batch.push(pack);
             if blobs_in_batch >= BLOBS_PER_REWRITTEN_INDEX_FILE || n + 1 == last {
@@ -298,7 +304,6 @@ impl Repository {
             let id = self.write_index_file(Vec::new(), superseded.clone())?;
             written.insert(id.to_hex());
         }
-        index.compact();
         self.retain_packs_of(&index);
         *self.state.index.index.write().unwrap() = index;
         // The superseded files stay known until they are gone (under
@@ -312,38 +317,76 @@ impl Repository {
         Ok(superseded)
     }
 
-    /// The loaded index as index file records, without `dropped` and
-    /// `added`; a pack whose every blob the index places elsewhere is left
-    /// out too.
-    fn indexed_packs_except(&self, dropped: &IdSet, added: &[IndexedPack]) -> Vec<IndexedPack> {
-        let added: IdSet = added.iter().map(|pack| pack.id).collect();
-        let index = self.index();
-        let mut blobs: Vec<Vec<PackedBlob>> = vec![Vec::new(); index.packs().len()];
-        for (id, location) in index.blobs() {
-            blobs[location.pack()].push(PackedBlob {
-                kind: location.kind(),
-                id,
-                offset: location.offset,
-                stored_len: location.stored_len,
-                raw_len: location.raw_len,
-            });
-        }
-        index
-            .packs()
-            .iter()
-            .zip(blobs)
-            .filter(|(pack, blobs)| {
-                !dropped.contains(&pack.id) && !added.contains(&pack.id) && !blobs.is_empty()
-            })
-            .map(|(pack, mut blobs)| {
-                blobs.sort_unstable_by_key(|blob| blob.offset);
-                IndexedPack {
-                    id: pack.id,
-                    salt: pack.salt,
-                    blobs,
+    /// The blobs the loaded index places in the packs that `wanted`
+    /// accepts, as index file records with their whole ids, which memory
+    /// does not keep (`docs/design.md`, section 6): read again from the
+    /// index files in use, each record checked against the loaded index.
+    /// In pack number order, each pack's blobs by offset; a pack in which
+    /// the index places no blob is left out. Fails, changing nothing, when
+    /// the files no longer account for every such blob (one of them no
+    /// longer reads, or was changed).
+    pub(super) fn indexed_records(
+        &self,
+        wanted: impl Fn(&index::PackRef) -> bool,
+    ) -> Result<Vec<IndexedPack>> {
+        let (packs, expected) = {
+            let index = self.index();
+            let packs: Vec<(index::PackRef, bool)> = index
+                .packs()
+                .iter()
+                .map(|pack| (*pack, wanted(pack)))
+                .collect();
+            let expected = index.blobs().filter(|(_, l)| packs[l.pack()].1).count();
+            (packs, expected)
+        };
+        let mut blobs: Vec<Vec<PackedBlob>> = vec![Vec::new(); packs.len()];
+        let mut first_error = None;
+        for names in self.index_files_in_use().chunks(INDEX_FILES_REREAD_AT_ONCE) {
+            let (files, errors) = self.read_index_files(names);
+            first_error = first_error.or(errors.into_iter().next());
+            let index = self.index();
+            for pack in files.iter().flat_map(|(_, file)| &file.packs) {
+                let Some(number) = index.pack_number(&pack.id) else {
+                    continue;
+                };
+                if !packs.get(number).is_some_and(|(_, wanted)| *wanted) {
+                    continue;
                 }
+                blobs[number].extend(
+                    pack.blobs
+                        .iter()
+                        .filter(|blob| {
+                            index.get(&blob.id)
+                                == Some(index::BlobLocation::of(number as u32, blob))
+                        })
+                        .cloned(),
+                );
+            }
+        }
+        let mut found = 0;
+        for list in &mut blobs {
+            // A pack indexed twice is listed twice.
+            list.sort_unstable_by_key(|blob| (blob.offset, blob.id));
+            list.dedup_by(|a, b| a.id == b.id);
+            found += list.len();
+        }
+        if found != expected {
+            let cause = first_error.map_or(String::new(), |e| format!(" ({e})"));
+            return Err(Error::corrupt(format!(
+                "the index files in use list {found} of the {expected} blobs loaded from them{cause}"
+            ))
+            .with_hint("nothing was changed; run the command again, and `rewind check` if this persists"));
+        }
+        Ok(packs
+            .into_iter()
+            .zip(blobs)
+            .filter(|((_, wanted), blobs)| *wanted && !blobs.is_empty())
+            .map(|((pack, _), blobs)| IndexedPack {
+                id: pack.id,
+                salt: pack.salt,
+                blobs,
             })
-            .collect()
+            .collect())
     }
 
     /// Records a pack this process stored (see `PackSaver::save`).
@@ -543,12 +586,7 @@ impl Repository {
     /// The snapshot copies kept in packs (see `save_snapshot`), each with
     /// its blob id.
     pub fn snapshot_copies(&self) -> Vec<(Id, Result<Snapshot>)> {
-        let ids: Vec<Id> = self
-            .index()
-            .blobs()
-            .filter(|(_, l)| l.kind() == BlobKind::Snapshot)
-            .map(|(id, _)| id)
-            .collect();
+        let ids = self.index().snapshot_copies();
         ids.into_iter()
             .map(|id| {
                 let copy = self.read_blob(&id).and_then(|content| {
@@ -596,3 +634,6 @@ impl Repository {
         Ok((missing, errors))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, Keys, Sealer, SALT_LEN};
+use super::index::{BlobKey, BlobLocation};
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -137,7 +138,7 @@ impl PackWriter {
         blob: &PackedBlob,
         chunker: &ChunkerParams,
     ) -> Result<()> {
-        check_claim(blob.claim(), chunker)?;
+        check_claim(blob.kind, blob.raw_len, &blob.id.short(), chunker)?;
         let payload = keys.sealer(from_salt).open(stored)?;
         let plain = crypto::decompress(&payload, blob.raw_len as usize)
             .map_err(|e| e.context(format!("{} blob {}", blob.kind.name(), blob.id.short())))?;
@@ -246,29 +247,73 @@ pub use crypto::Framed;
 pub fn open_blob_framed(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
-    mut stored: Vec<u8>,
+    stored: Vec<u8>,
     claim: BlobClaim,
     chunker: &ChunkerParams,
 ) -> Result<Framed> {
-    check_claim(claim, chunker)?;
-    let BlobClaim { id, kind, raw_len } = claim;
-    let payload = keys.sealer(salt).open_in_place(&mut stored)?;
-    let (buffer, range) = crypto::decompress_in_place(stored, payload, raw_len as usize)
-        .map_err(|e| e.context(format!("{} blob {}", kind.name(), id.short())))?;
+    let (buffer, range) = open_unchecked(
+        keys,
+        salt,
+        stored,
+        claim.kind,
+        claim.raw_len,
+        &claim.id.short(),
+        chunker,
+    )?;
     check_plaintext(keys, claim, &buffer[range.clone()])?;
     Ok((buffer, range))
 }
 
+/// Opens a stored blob that a walk over the index found, which knows it by
+/// its key (the first bytes of its id) rather than its whole id: checks it
+/// as [`open_blob`] does, against the key, and returns its whole id, the
+/// plaintext's keyed hash, with the plaintext.
+pub fn open_keyed_blob(
+    keys: &Keys,
+    salt: &[u8; SALT_LEN],
+    stored: Vec<u8>,
+    key: &BlobKey,
+    location: &BlobLocation,
+    chunker: &ChunkerParams,
+) -> Result<(Id, Vec<u8>)> {
+    let (kind, raw_len) = (location.kind(), location.raw_len);
+    let framed = open_unchecked(keys, salt, stored, kind, raw_len, &key.short(), chunker)?;
+    let plain = crypto::unframe(framed);
+    let id = keys.blob_id(&plain);
+    if plain.len() != raw_len as usize || !key.matches(&id) {
+        return Err(Error::corrupt(format!(
+            "blob {} does not hash to its id",
+            key.short()
+        )));
+    }
+    Ok((id, plain))
+}
+
+/// Opens and decompresses a stored blob, named `short` in errors, without
+/// checking what it holds.
+fn open_unchecked(
+    keys: &Keys,
+    salt: &[u8; SALT_LEN],
+    mut stored: Vec<u8>,
+    kind: BlobKind,
+    raw_len: u32,
+    short: &str,
+    chunker: &ChunkerParams,
+) -> Result<Framed> {
+    check_claim(kind, raw_len, short, chunker)?;
+    let payload = keys.sealer(salt).open_in_place(&mut stored)?;
+    crypto::decompress_in_place(stored, payload, raw_len as usize)
+        .map_err(|e| e.context(format!("{} blob {short}", kind.name())))
+}
+
 /// Refuses a blob that claims more than its kind may hold, before anything
 /// is decompressed.
-fn check_claim(claim: BlobClaim, chunker: &ChunkerParams) -> Result<()> {
-    let BlobClaim { id, kind, raw_len } = claim;
+fn check_claim(kind: BlobKind, raw_len: u32, short: &str, chunker: &ChunkerParams) -> Result<()> {
     let allowed = max_raw_len(kind, chunker);
     if raw_len > allowed {
         return Err(Error::corrupt(format!(
-            "{} blob {} claims {raw_len} bytes, more than the {allowed} such a blob may hold",
+            "{} blob {short} claims {raw_len} bytes, more than the {allowed} such a blob may hold",
             kind.name(),
-            id.short()
         ))
         .with_hint("the index or the pack trailer is damaged or forged; run `rewind check`"));
     }

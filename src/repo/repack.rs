@@ -60,9 +60,11 @@ impl Repository {
                 });
             }
         }
-        for (id, location) in index.blobs() {
+        // Those kept are looked up, rather than the index walked: a walk
+        // gives keys, and a blob is copied under its whole id.
+        for (id, location) in keep.iter().filter_map(|id| Some((*id, index.get(id)?))) {
             let s = slot[location.pack()];
-            if s != usize::MAX && keep.contains(&id) {
+            if s != usize::MAX {
                 work[s].blobs.push(PackedBlob {
                     kind: location.kind(),
                     id,

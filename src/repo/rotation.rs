@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::index::{BlobKey, BlobLocation, PackRef};
 use super::keyfile::ROTATING_KEY_FILE_VERSION;
 use super::{
     crypto, pack, parallel_map, read_each, write_with_parity, Config, DeletionPlan, Id, IdMap,
@@ -316,44 +317,40 @@ impl Repository {
     /// Which key sealed each indexed pack, told by opening its smallest
     /// blob: one small read per pack (a pack is sealed under one key).
     pub fn packs_sealed_by_retired_keys(&self) -> Result<PackSealing> {
-        let probes: Vec<(super::index::PackRef, Id, super::index::BlobLocation)> = {
+        let probes: Vec<(PackRef, BlobKey, BlobLocation)> = {
             let index = self.index();
-            let mut smallest: BTreeMap<usize, (Id, super::index::BlobLocation)> = BTreeMap::new();
-            for (id, location) in index.blobs() {
-                let slot = smallest.entry(location.pack()).or_insert((id, location));
+            let mut smallest: BTreeMap<usize, (BlobKey, BlobLocation)> = BTreeMap::new();
+            for (key, location) in index.blobs() {
+                let slot = smallest.entry(location.pack()).or_insert((key, location));
                 if location.stored_len < slot.1.stored_len {
-                    *slot = (id, location);
+                    *slot = (key, location);
                 }
             }
             smallest
                 .into_iter()
-                .map(|(number, (id, location))| (*index.pack(number), id, location))
+                .map(|(number, (key, location))| (*index.pack(number), key, location))
                 .collect()
         };
         let keys = self.keys();
         let current = keys.current_only();
-        let sealings = parallel_map(&probes, |(pack, id, location)| {
+        let sealings = parallel_map(&probes, |(pack, key, location)| {
             let stored = self.backend().read_range(
                 FileType::Pack,
                 &pack.id.to_hex(),
                 location.offset as u64,
                 location.stored_len,
             )?;
-            let claim = pack::BlobClaim {
-                id,
-                kind: location.kind(),
-                raw_len: location.raw_len,
-            };
             let chunker = &self.config().chunker;
-            if pack::open_blob(&current, &pack.salt, stored.clone(), claim, chunker).is_ok() {
+            let open = |keys: &Keys, stored: Vec<u8>| {
+                pack::open_keyed_blob(keys, &pack.salt, stored, key, location, chunker)
+            };
+            if open(&current, stored.clone()).is_ok() {
                 return Ok(Sealing::Current);
             }
-            Ok(
-                match pack::open_blob(&keys, &pack.salt, stored, claim, chunker) {
-                    Ok(_) => Sealing::Retired,
-                    Err(e) => Sealing::Unreadable(e),
-                },
-            )
+            Ok(match open(&keys, stored) {
+                Ok(_) => Sealing::Retired,
+                Err(e) => Sealing::Unreadable(e),
+            })
         });
         let mut packs = PackSealing::default();
         for ((pack, _, _), sealing) in probes.iter().zip(sealings) {

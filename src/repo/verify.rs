@@ -1,6 +1,7 @@
 //! Verifying packs as stored against their names, their trailers and the
 //! index, and indexing packs that no index file names.
 
+use super::index::{BlobKey, BlobLocation, PackRef};
 use super::{pack, Id, IdSet, IndexedPack, PackSaver, PackedBlob, Repository};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
@@ -30,38 +31,64 @@ impl Repository {
     }
 
     /// The blobs the index places in a damaged pack that do not open and
-    /// verify from `data`; None when the whole pack is unusable. Blobs
-    /// outside the damage stay readable, so only the files that need the
-    /// failing ones lose data.
+    /// verify from `data`; None when the whole pack is unusable, or when
+    /// the ids of failing blobs can be told neither by the pack's trailer
+    /// nor by the index files. Blobs outside the damage stay readable, so
+    /// only the files that need the failing ones lose data.
     pub fn failing_blobs(&self, pack: &Id, data: &[u8]) -> Option<Vec<Id>> {
-        let index = self.index();
-        let number = index.pack_number(pack)?;
-        let salt = index.pack(number).salt;
-        let mut failing = Vec::new();
-        let mut total = 0;
-        for (id, location) in index.blobs().filter(|(_, l)| l.pack() == number) {
-            total += 1;
-            let start = location.offset as usize;
-            let stored = data.get(start..start + location.stored_len as usize);
-            if stored.is_none_or(|s| {
-                let claim = pack::BlobClaim {
-                    id: &id,
-                    kind: location.kind(),
-                    raw_len: location.raw_len,
-                };
-                pack::open_blob(
-                    &self.keys(),
-                    &salt,
-                    s.to_vec(),
-                    claim,
-                    &self.config().chunker,
-                )
-                .is_err()
-            }) {
-                failing.push(id);
-            }
+        let (pack, blobs) = {
+            let index = self.index();
+            let number = index.pack_number(pack)?;
+            let blobs: Vec<(BlobKey, BlobLocation)> =
+                index.blobs().filter(|(_, l)| l.pack() == number).collect();
+            (*index.pack(number), blobs)
+        };
+        let keys = self.keys();
+        let failing: Vec<(BlobKey, BlobLocation)> = blobs
+            .iter()
+            .filter(|(key, location)| {
+                let start = location.offset as usize;
+                let stored = data.get(start..start + location.stored_len as usize);
+                stored.is_none_or(|s| {
+                    let chunker = &self.config().chunker;
+                    pack::open_keyed_blob(&keys, &pack.salt, s.to_vec(), key, location, chunker)
+                        .is_err()
+                })
+            })
+            .copied()
+            .collect();
+        if failing.len() == blobs.len() {
+            return None;
         }
-        (failing.len() < total).then_some(failing)
+        self.whole_ids(&pack, data, &failing)
+    }
+
+    /// The whole ids of blobs of `pack` that do not open, which the index
+    /// knows by key only: from the pack's trailer when it reads, else from
+    /// the index files.
+    fn whole_ids(
+        &self,
+        pack: &PackRef,
+        data: &[u8],
+        blobs: &[(BlobKey, BlobLocation)],
+    ) -> Option<Vec<Id>> {
+        let named_by = |records: &[PackedBlob]| -> Option<Vec<Id>> {
+            blobs
+                .iter()
+                .map(|(key, location)| {
+                    records
+                        .iter()
+                        .find(|r| r.offset == location.offset && key.matches(&r.id))
+                        .map(|r| r.id)
+                })
+                .collect()
+        };
+        let trailer = pack::read_trailer(&self.keys(), data).map(|(_, records)| records);
+        if let Some(ids) = trailer.ok().and_then(|records| named_by(&records)) {
+            return Some(ids);
+        }
+        let indexed = self.indexed_records(|p| p.id == pack.id).ok()?;
+        named_by(&indexed.first()?.blobs)
     }
 
     /// The names of the stored packs that the loaded index does not list,

@@ -1,0 +1,286 @@
+//! The index's table of blobs: each blob's key and location, sorted by
+//! key, 38 bytes a blob (`docs/design.md`, section 6).
+//!
+//! The table is split into 65,536 buckets by the first two key bytes,
+//! which are therefore not stored: an entry is the other 22 key bytes and
+//! the 16-byte location, in two parallel vectors so that a lookup's search
+//! runs over keys alone. The bucket table (256 KiB) also takes the first
+//! sixteen steps off every search. Loading builds the table in one pass
+//! that counts the blobs of each bucket and one that places each blob
+//! where its bucket begins, then sorts the buckets on every core; blobs
+//! added later are merged in place, from the back.
+
+use std::cmp::Ordering;
+
+use super::{BlobKey, BlobLocation, KEY_LEN};
+use crate::id::Id;
+
+/// Key bytes that name a blob's bucket.
+const BUCKET_BYTES: usize = 2;
+pub(super) const BUCKETS: usize = 1 << (8 * BUCKET_BYTES);
+
+/// The key bytes an entry stores: those after its bucket's. Ordered as
+/// the bytes are, compared a word at a time rather than by `memcmp`, which
+/// the sorts and searches of a load would otherwise spend most time in.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Tail([u8; KEY_LEN - BUCKET_BYTES]);
+
+impl Tail {
+    fn words(&self) -> (u64, u64, u64) {
+        let word = |range: std::ops::Range<usize>| {
+            let mut bytes = [0u8; 8];
+            bytes[8 - range.len()..].copy_from_slice(&self.0[range]);
+            u64::from_be_bytes(bytes)
+        };
+        (word(0..8), word(8..16), word(16..22))
+    }
+}
+
+impl Ord for Tail {
+    fn cmp(&self, other: &Tail) -> Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl PartialOrd for Tail {
+    fn partial_cmp(&self, other: &Tail) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Below this many blobs a table is sorted on the calling thread.
+const PARALLEL_SORT_MIN: usize = 1 << 16;
+
+#[derive(Default)]
+pub(super) struct Table {
+    /// Bucket `b` holds entries `starts[b]..starts[b + 1]`; empty while the
+    /// table is, and never longer than `BUCKETS + 1`. 32-bit: a table holds
+    /// fewer than 2^32 blobs (160 GB of them).
+    starts: Vec<u32>,
+    tails: Vec<Tail>,
+    locations: Vec<BlobLocation>,
+}
+
+fn bucket_of(key: &[u8]) -> usize {
+    usize::from(u16::from_be_bytes([key[0], key[1]]))
+}
+
+fn tail_of(key: &[u8]) -> Tail {
+    Tail(key[BUCKET_BYTES..KEY_LEN].try_into().unwrap())
+}
+
+impl BlobKey {
+    fn bucket(&self) -> usize {
+        bucket_of(&self.0)
+    }
+
+    fn tail(&self) -> Tail {
+        tail_of(&self.0)
+    }
+
+    fn from_parts(bucket: usize, tail: &Tail) -> BlobKey {
+        let mut key = [0u8; KEY_LEN];
+        key[..BUCKET_BYTES].copy_from_slice(&(bucket as u16).to_be_bytes());
+        key[BUCKET_BYTES..].copy_from_slice(&tail.0);
+        BlobKey(key)
+    }
+}
+
+impl Table {
+    /// The table of every blob `each` passes to its argument (its id and
+    /// location), which it must pass in the same order at each of the two
+    /// calls. Of blobs with the same key, the first passed stays.
+    pub(super) fn build(each: impl Fn(&mut dyn FnMut(&Id, BlobLocation))) -> Table {
+        let mut starts = vec![0u32; BUCKETS + 1];
+        each(&mut |id, _| starts[bucket_of(&id.0) + 1] += 1);
+        for b in 0..BUCKETS {
+            starts[b + 1] = starts[b + 1]
+                .checked_add(starts[b])
+                .expect("an index holds fewer than 2^32 blobs");
+        }
+        let len = starts[BUCKETS] as usize;
+        if len == 0 {
+            return Table::default();
+        }
+        let mut tails = vec![Tail::default(); len];
+        let mut locations = vec![BlobLocation::default(); len];
+        let mut next = starts.clone();
+        each(&mut |id, location| {
+            let slot = &mut next[bucket_of(&id.0)];
+            tails[*slot as usize] = tail_of(&id.0);
+            locations[*slot as usize] = location;
+            *slot += 1;
+        });
+        drop(next);
+        let mut table = Table {
+            starts,
+            tails,
+            locations,
+        };
+        table.sort_buckets();
+        table.drop_repeated_keys();
+        table
+    }
+
+    /// Sorts each bucket by key, keeping equal keys in the order placed.
+    fn sort_buckets(&mut self) {
+        let Table {
+            starts,
+            tails,
+            locations,
+        } = self;
+        let threads = if tails.len() < PARALLEL_SORT_MIN {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+        };
+        if threads == 1 {
+            return sort_runs(starts, tails, locations);
+        }
+        // Each thread takes consecutive buckets holding about an equal share.
+        let mut tails: &mut [Tail] = tails;
+        let mut locations: &mut [BlobLocation] = locations;
+        let total = starts[BUCKETS] as usize;
+        std::thread::scope(|scope| {
+            let mut first = 0;
+            for part in 1..=threads {
+                let end = if part == threads {
+                    BUCKETS
+                } else {
+                    starts.partition_point(|&s| (s as usize) < total * part / threads)
+                }
+                .clamp(first, BUCKETS);
+                let len = (starts[end] - starts[first]) as usize;
+                let (part_tails, rest) = std::mem::take(&mut tails).split_at_mut(len);
+                tails = rest;
+                let (part_locations, rest) = std::mem::take(&mut locations).split_at_mut(len);
+                locations = rest;
+                let bounds = &starts[first..=end];
+                scope.spawn(move || sort_runs(bounds, part_tails, part_locations));
+                first = end;
+            }
+        });
+    }
+
+    /// Drops all but the first entry of each key (a blob stored in two
+    /// packs, or listed twice).
+    fn drop_repeated_keys(&mut self) {
+        let mut kept = 0;
+        for b in 0..BUCKETS {
+            let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+            self.starts[b] = kept as u32;
+            for i in from..to {
+                if kept > self.starts[b] as usize && self.tails[kept - 1] == self.tails[i] {
+                    continue;
+                }
+                self.tails[kept] = self.tails[i];
+                self.locations[kept] = self.locations[i];
+                kept += 1;
+            }
+        }
+        self.starts[BUCKETS] = kept as u32;
+        if kept < self.tails.len() {
+            self.tails.truncate(kept);
+            self.tails.shrink_to_fit();
+            self.locations.truncate(kept);
+            self.locations.shrink_to_fit();
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.tails.len()
+    }
+
+    pub(super) fn get(&self, key: &BlobKey) -> Option<BlobLocation> {
+        let bucket = key.bucket();
+        let from = *self.starts.get(bucket)? as usize;
+        let to = self.starts[bucket + 1] as usize;
+        let at = self.tails[from..to].binary_search(&key.tail()).ok()?;
+        Some(self.locations[from + at])
+    }
+
+    /// Every entry, by key.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (BlobKey, BlobLocation)> + '_ {
+        self.starts
+            .windows(2)
+            .enumerate()
+            .flat_map(move |(bucket, run)| {
+                (run[0] as usize..run[1] as usize).map(move |i| {
+                    (
+                        BlobKey::from_parts(bucket, &self.tails[i]),
+                        self.locations[i],
+                    )
+                })
+            })
+    }
+
+    /// Adds `new`, sorted by key with no key twice and none already here.
+    /// The vectors grow by what is added and the entries are merged from
+    /// the back, so the table is never held twice.
+    pub(super) fn merge(&mut self, new: &[(BlobKey, BlobLocation)]) {
+        if new.is_empty() {
+            return;
+        }
+        if self.starts.is_empty() {
+            self.starts = vec![0; BUCKETS + 1];
+        }
+        let old = self.tails.len();
+        self.tails.resize(old + new.len(), Tail::default());
+        self.locations
+            .resize(old + new.len(), BlobLocation::default());
+        let (mut i, mut j) = (old, new.len());
+        // The bucket of old entry i - 1, found walking down as i does.
+        let mut bucket = BUCKETS - 1;
+        while j > 0 {
+            let take_old = i > 0 && {
+                while self.starts[bucket] as usize > i - 1 {
+                    bucket -= 1;
+                }
+                let incoming = &new[j - 1].0;
+                (bucket, &self.tails[i - 1]) > (incoming.bucket(), &incoming.tail())
+            };
+            let to = i + j - 1;
+            if take_old {
+                self.tails[to] = self.tails[i - 1];
+                self.locations[to] = self.locations[i - 1];
+                i -= 1;
+            } else {
+                self.tails[to] = new[j - 1].0.tail();
+                self.locations[to] = new[j - 1].1;
+                j -= 1;
+            }
+        }
+        let mut before = 0;
+        for (b, start) in self.starts.iter_mut().enumerate() {
+            while new.get(before).is_some_and(|(key, _)| key.bucket() < b) {
+                before += 1;
+            }
+            *start += before as u32;
+        }
+    }
+}
+
+/// Sorts the buckets that `bounds` delimit (`bounds[0]` is where `tails`
+/// and `locations` begin), each by key, stably.
+fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation]) {
+    let base = bounds[0] as usize;
+    let mut run: Vec<(Tail, BlobLocation)> = Vec::new();
+    for bound in bounds.windows(2) {
+        let range = bound[0] as usize - base..bound[1] as usize - base;
+        if tails[range.clone()].is_sorted() {
+            continue;
+        }
+        run.clear();
+        run.extend(
+            tails[range.clone()]
+                .iter()
+                .zip(&locations[range.clone()])
+                .map(|(tail, location)| (*tail, *location)),
+        );
+        run.sort_by_key(|(tail, _)| *tail);
+        for (at, (tail, location)) in range.zip(run.iter()) {
+            tails[at] = *tail;
+            locations[at] = *location;
+        }
+    }
+}
