@@ -200,17 +200,29 @@ fn a_rotation_killed_at_every_step_while_backups_run_ends_with_only_the_new_key(
     old_keys.extend(keys_of(&old_key_files, SECOND_PASSWORD));
     assert_eq!(old_keys.len(), 2);
 
-    // A backup that opened the repository with the old key, stopped once
-    // it holds its lock; it goes on only after several passes.
+    // A backup that opened the repository with the old key, held at its
+    // commit (its packs and index written, its lock live) and stopped
+    // there; it goes on only after several passes. Waiting for the pause
+    // point, not for its lock file, since a small backup can hold its lock
+    // for less time than a poll takes.
     let (west, rest) = lineages.split_last_mut().unwrap();
-    let stopped = spawn_backup(west, &repo);
-    let locked = wait_for(Duration::from_secs(30), || {
-        std::fs::read_dir(repo.path.join("locks"))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
-    });
-    assert!(locked.is_some(), "the backup takes its lock");
-    kill(stopped.0.id(), libc::SIGSTOP);
+    let gate = dir.join("commit-gate");
+    let copy = west.advance();
+    let child = west
+        .backup_command(&repo)
+        .env(
+            "REWIND_PAUSE_AT",
+            format!("backup-committing:{}", gate.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let arrived = dir.join(format!("commit-gate.{}", child.id()));
+    let paused = wait_for(Duration::from_secs(60), || arrived.exists());
+    assert!(paused.is_some(), "the backup reaches its commit");
+    kill(child.id(), libc::SIGSTOP);
+    let stopped = (child, copy);
 
     assert_killed(
         &rotate(&repo, &[], Some("rotate-key-written")),
@@ -280,6 +292,7 @@ fn a_rotation_killed_at_every_step_while_backups_run_ends_with_only_the_new_key(
         "{report:#}"
     );
 
+    write(&gate, b"");
     kill(stopped.0.id(), libc::SIGCONT);
     known.push(finish_backup(west, stopped));
     for (lineage, backup) in rest.iter().zip(running.drain(..)) {
