@@ -532,21 +532,10 @@ fn a_prune_killed_while_a_backup_commits_leaves_its_packs_to_the_next_prune() {
     let mut history = History::build(&dir, "prune killed beside a commit", 1, &[]);
     let copy = history.lineage.advance();
     let gate = dir.join("commit-gate");
-    let backup = history
-        .lineage
-        .backup_command(&history.repo)
-        .env(
-            "REWIND_PAUSE_AT",
-            format!("backup-committing:{}", gate.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let arrived = gate.with_file_name(format!("commit-gate.{}", backup.id()));
-    assert!(
-        wait_for(Duration::from_secs(60), || arrived.exists()).is_some(),
-        "the backup reaches its commit"
+    let backup = spawn_held_at(
+        &mut history.lineage.backup_command(&history.repo),
+        "backup-committing",
+        &gate,
     );
     let killed = run(history
         .repo

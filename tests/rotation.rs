@@ -208,19 +208,7 @@ fn a_rotation_killed_at_every_step_while_backups_run_ends_with_only_the_new_key(
     let (west, rest) = lineages.split_last_mut().unwrap();
     let gate = dir.join("commit-gate");
     let copy = west.advance();
-    let child = west
-        .backup_command(&repo)
-        .env(
-            "REWIND_PAUSE_AT",
-            format!("backup-committing:{}", gate.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let arrived = dir.join(format!("commit-gate.{}", child.id()));
-    let paused = wait_for(Duration::from_secs(60), || arrived.exists());
-    assert!(paused.is_some(), "the backup reaches its commit");
+    let child = spawn_held_at(&mut west.backup_command(&repo), "backup-committing", &gate);
     kill(child.id(), libc::SIGSTOP);
     let stopped = (child, copy);
 

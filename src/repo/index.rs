@@ -16,8 +16,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::crypto::SALT_LEN;
-use super::pack::{BlobKind, PackedBlob};
+use super::crypto::{self, Keys, SALT_LEN};
+use super::pack::{self, BlobKind, PackedBlob};
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, Result};
 use crate::id::{Id, IdMap};
 use table::Table;
 
@@ -319,6 +321,31 @@ impl Index {
             .map(|(id, _)| *id);
         self.snapshot_copies.iter().copied().chain(recent).collect()
     }
+}
+
+/// Opens a stored blob that a walk over the index found, which knows it by
+/// its key (the first bytes of its id) rather than its whole id: checks it
+/// as [`pack::open_blob`] does, against the key, and returns its whole id, the
+/// plaintext's keyed hash, with the plaintext.
+pub fn open_keyed_blob(
+    keys: &Keys,
+    salt: &[u8; SALT_LEN],
+    stored: Vec<u8>,
+    key: &BlobKey,
+    location: &BlobLocation,
+    chunker: &ChunkerParams,
+) -> Result<(Id, Vec<u8>)> {
+    let (kind, raw_len) = (location.kind(), location.raw_len);
+    let framed = pack::open_unchecked(keys, salt, stored, kind, raw_len, &key.short(), chunker)?;
+    let plain = crypto::unframe(framed);
+    let id = keys.blob_id(&plain);
+    if plain.len() != raw_len as usize || !key.matches(&id) {
+        return Err(Error::corrupt(format!(
+            "blob {} does not hash to its id",
+            key.short()
+        )));
+    }
+    Ok((id, plain))
 }
 
 #[cfg(test)]

@@ -101,6 +101,10 @@ struct Core {
     /// Replaced when a rotation of the master key, by this process or
     /// another, gives the repository a new one (see `rekey.rs`).
     keys: RwLock<Arc<Keys>>,
+    /// The keys as they were at open, for what a rotation never changes
+    /// (blob ids, the chunker's seed, whether blobs are sealed): the
+    /// backup pipeline names every chunk without taking the lock above.
+    naming: Keys,
     /// What a running process needs to take a new master key from the key
     /// files (see `rekey.rs`).
     rekey: rekey::Rekey,
@@ -122,19 +126,19 @@ impl<S: RepositoryState> Repository<S> {
     /// The id of a blob with this plaintext (keyed: it reveals nothing
     /// about content to whoever lacks the key).
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
-        self.keys().blob_id(plaintext)
+        self.core.naming.blob_id(plaintext)
     }
 
     /// What storing adds to a blob's compressed data (the payload's type
     /// byte, and the seal when encrypted): a blob zstd could not shrink is
     /// stored in its raw length plus this.
     pub fn blob_overhead(&self) -> u32 {
-        self.keys().blob_overhead()
+        self.core.naming.blob_overhead()
     }
 
     /// The seed of this repository's content-defined chunker.
     pub fn chunker_seed(&self) -> u64 {
-        self.keys().chunker_seed()
+        self.core.naming.chunker_seed()
     }
 
     /// The files as stored, for verifying and repairing them.

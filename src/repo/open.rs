@@ -225,6 +225,7 @@ impl Core {
         Core {
             backend,
             config,
+            naming: keys.current_only(),
             keys: RwLock::new(Arc::new(keys)),
             rekey,
             key_in_use: Mutex::new(key_in_use),

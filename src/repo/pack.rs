@@ -11,7 +11,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, Keys, Sealer, SALT_LEN};
-use super::index::{BlobKey, BlobLocation};
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -264,34 +263,9 @@ pub fn open_blob_framed(
     Ok((buffer, range))
 }
 
-/// Opens a stored blob that a walk over the index found, which knows it by
-/// its key (the first bytes of its id) rather than its whole id: checks it
-/// as [`open_blob`] does, against the key, and returns its whole id, the
-/// plaintext's keyed hash, with the plaintext.
-pub fn open_keyed_blob(
-    keys: &Keys,
-    salt: &[u8; SALT_LEN],
-    stored: Vec<u8>,
-    key: &BlobKey,
-    location: &BlobLocation,
-    chunker: &ChunkerParams,
-) -> Result<(Id, Vec<u8>)> {
-    let (kind, raw_len) = (location.kind(), location.raw_len);
-    let framed = open_unchecked(keys, salt, stored, kind, raw_len, &key.short(), chunker)?;
-    let plain = crypto::unframe(framed);
-    let id = keys.blob_id(&plain);
-    if plain.len() != raw_len as usize || !key.matches(&id) {
-        return Err(Error::corrupt(format!(
-            "blob {} does not hash to its id",
-            key.short()
-        )));
-    }
-    Ok((id, plain))
-}
-
 /// Opens and decompresses a stored blob, named `short` in errors, without
 /// checking what it holds.
-fn open_unchecked(
+pub(super) fn open_unchecked(
     keys: &Keys,
     salt: &[u8; SALT_LEN],
     mut stored: Vec<u8>,

@@ -342,7 +342,7 @@ impl Repository {
             )?;
             let chunker = &self.config().chunker;
             let open = |keys: &Keys, stored: Vec<u8>| {
-                pack::open_keyed_blob(keys, &pack.salt, stored, key, location, chunker)
+                super::index::open_keyed_blob(keys, &pack.salt, stored, key, location, chunker)
             };
             if open(&current, stored.clone()).is_ok() {
                 return Ok(Sealing::Current);

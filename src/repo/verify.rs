@@ -51,8 +51,15 @@ impl Repository {
                 let stored = data.get(start..start + location.stored_len as usize);
                 stored.is_none_or(|s| {
                     let chunker = &self.config().chunker;
-                    pack::open_keyed_blob(&keys, &pack.salt, s.to_vec(), key, location, chunker)
-                        .is_err()
+                    super::index::open_keyed_blob(
+                        &keys,
+                        &pack.salt,
+                        s.to_vec(),
+                        key,
+                        location,
+                        chunker,
+                    )
+                    .is_err()
                 })
             })
             .copied()

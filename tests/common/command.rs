@@ -141,3 +141,26 @@ impl Run {
         })
     }
 }
+
+/// Starts `cmd` (its output piped) held at the pause point `point` (see
+/// `src/testing.rs`) and returns once it is there; it goes on when the
+/// file `gate` is created.
+#[track_caller]
+pub fn spawn_held_at(
+    cmd: &mut Command,
+    point: &str,
+    gate: &std::path::Path,
+) -> std::process::Child {
+    let child = cmd
+        .env("REWIND_PAUSE_AT", format!("{point}:{}", gate.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let arrived = std::path::PathBuf::from(format!("{}.{}", gate.display(), child.id()));
+    assert!(
+        wait_for(Duration::from_secs(60), || arrived.exists()).is_some(),
+        "{point} is reached"
+    );
+    child
+}
