@@ -750,13 +750,18 @@ fn any_decoded_index_file_loads_into_an_index() {
     runner("any_decoded_index_file_loads_into_an_index", 3000)
         .run(&bytes(600), |data| {
             if let Ok(file) = postcard::from_bytes::<IndexFile>(&data) {
-                let mut index = rewind::format::Index::new();
-                index.add_file(&file);
-                index.compact();
-                for blob in file.packs.iter().flat_map(|p| &p.blobs) {
-                    let location = index.get(&blob.id);
-                    prop_assert!(location.is_some(), "a loaded blob is not found");
-                    let _ = index.pack(location.unwrap().pack());
+                // Built at once, as a load does, and blob by blob, as a
+                // backup adds.
+                let loaded = rewind::format::Index::from_packs(file.packs.iter());
+                let mut added = rewind::format::Index::new();
+                added.add_file(&file);
+                added.compact();
+                for index in [&loaded, &added] {
+                    for blob in file.packs.iter().flat_map(|p| &p.blobs) {
+                        let location = index.get(&blob.id);
+                        prop_assert!(location.is_some(), "a loaded blob is not found");
+                        let _ = index.pack(location.unwrap().pack());
+                    }
                 }
             }
             Ok(())

@@ -11,13 +11,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(file) = postcard::from_bytes::<IndexFile>(rest) {
-        let mut index = Index::new();
-        index.add_file(&file);
-        index.compact();
-        for pack in &file.packs {
-            for blob in &pack.blobs {
-                let location = index.get(&blob.id).expect("an added blob is found");
-                let _ = index.pack(location.pack());
+        // Built at once, as a load does, and blob by blob, as a backup adds.
+        let loaded = Index::from_packs(file.packs.iter());
+        let mut added = Index::new();
+        added.add_file(&file);
+        added.compact();
+        for index in [&loaded, &added] {
+            for pack in &file.packs {
+                for blob in &pack.blobs {
+                    let location = index.get(&blob.id).expect("an added blob is found");
+                    let _ = index.pack(location.pack());
+                }
             }
         }
     }

@@ -5,7 +5,8 @@
 //! which are therefore not stored: an entry is the other 22 key bytes and
 //! the 16-byte location, in two parallel vectors so that a lookup's search
 //! runs over keys alone. The bucket table (256 KiB) also takes the first
-//! sixteen steps off every search. Loading builds the table in one pass
+//! sixteen steps off every search, and the rest starts where the key's
+//! value puts it, keys being spread evenly. Loading builds the table in one pass
 //! that counts the blobs of each bucket and one that places each blob
 //! where its bucket begins, then sorts the buckets on every core; blobs
 //! added later are merged in place, from the back.
@@ -195,7 +196,7 @@ impl Table {
         let bucket = key.bucket();
         let from = *self.starts.get(bucket)? as usize;
         let to = self.starts[bucket + 1] as usize;
-        let at = self.tails[from..to].binary_search(&key.tail()).ok()?;
+        let at = search(&self.tails[from..to], &key.tail())?;
         Some(self.locations[from + at])
     }
 
@@ -260,6 +261,49 @@ impl Table {
     }
 }
 
+/// Where `tail` is among `tails`, which are sorted and, as keyed hashes
+/// are, spread evenly: the search starts where an even spread puts it and
+/// gallops from there, so that it touches a cache line or two rather than
+/// one for each of log2(len) steps. Any spread is found, more slowly.
+fn search(tails: &[Tail], tail: &Tail) -> Option<usize> {
+    let len = tails.len();
+    if len == 0 {
+        return None;
+    }
+    let guess = ((u128::from(tail.words().0) * len as u128) >> 64) as usize;
+    // The answer, if any, lies in lo..hi.
+    let (mut lo, mut hi) = (0, len);
+    match tails[guess].cmp(tail) {
+        Ordering::Equal => return Some(guess),
+        Ordering::Less => {
+            lo = guess + 1;
+            let mut step = 1;
+            while guess + step < len {
+                if tails[guess + step] >= *tail {
+                    hi = guess + step + 1;
+                    break;
+                }
+                lo = guess + step + 1;
+                step *= 2;
+            }
+        }
+        Ordering::Greater => {
+            hi = guess;
+            let mut step = 1;
+            while step <= guess {
+                if tails[guess - step] <= *tail {
+                    lo = guess - step;
+                    break;
+                }
+                hi = guess - step;
+                step *= 2;
+            }
+        }
+    }
+    let at = tails[lo..hi].binary_search(tail).ok()?;
+    Some(lo + at)
+}
+
 /// Sorts the buckets that `bounds` delimit (`bounds[0]` is where `tails`
 /// and `locations` begin), each by key, stably.
 fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation]) {
@@ -282,5 +326,48 @@ fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation])
             tails[at] = *tail;
             locations[at] = *location;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(first: u64, last: u8) -> Tail {
+        let mut bytes = [0u8; KEY_LEN - BUCKET_BYTES];
+        bytes[..8].copy_from_slice(&first.to_be_bytes());
+        bytes[21] = last;
+        Tail(bytes)
+    }
+
+    /// Every tail is found and no other, whether tails are spread evenly,
+    /// bunched at either end, or all share their first word.
+    #[test]
+    fn search_finds_tails_however_they_are_spread() {
+        type Spread = fn(u64) -> u64;
+        let spreads: [(&str, Spread); 4] = [
+            ("even", |i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            ("low", |i| i),
+            ("high", |i| u64::MAX - i * 3),
+            ("one word", |_| 1 << 63),
+        ];
+        for (spread, first) in spreads {
+            for len in [1, 2, 3, 7, 150, 1000] {
+                let mut tails: Vec<Tail> = (0..len)
+                    .map(|i| tail(first(i), (i % 100) as u8 * 2 + 1))
+                    .collect();
+                tails.sort();
+                tails.dedup();
+                for (at, t) in tails.iter().enumerate() {
+                    assert_eq!(search(&tails, t), Some(at), "{spread}, {len}");
+                    let mut missing = *t;
+                    missing.0[21] -= 1;
+                    assert_eq!(search(&tails, &missing), None, "{spread}, {len}");
+                }
+                assert_eq!(search(&tails, &tail(0, 0)), None);
+                assert_eq!(search(&tails, &tail(u64::MAX, 255)), None);
+            }
+        }
+        assert_eq!(search(&[], &tail(5, 5)), None);
     }
 }
