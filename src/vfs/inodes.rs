@@ -14,7 +14,7 @@
 //! [`Inodes::cold`] picks those not used lately: `working_set.rs` has the
 //! kernel forget them when there are more than its budget.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -365,13 +365,16 @@ impl Inodes {
         Some(record)
     }
 
-    /// Up to `max` inodes inside snapshots that the kernel holds and that
-    /// were not used since the clock's hand last passed them, as (parent,
-    /// name): the kernel forgets them when told their names are gone.
-    /// Inodes the kernel does not hold (those only listed by a plain
-    /// READDIR) go at once, and do not count against `max`.
+    /// Up to `max` names (directory, name) of inodes inside snapshots that
+    /// the kernel holds and that were not used since the clock's hand last
+    /// passed them: the kernel forgets them when told the names are gone.
+    /// An entry whose directory is as cold is given as its directory, whose
+    /// unused entries the kernel then drops all at once; the entries stay
+    /// in the clock, and one the kernel kept (it was in use) is given on
+    /// its own at a later call.
     pub fn cold(&self, max: usize) -> Vec<(Ino, Vec<u8>)> {
         let mut out = Vec::new();
+        let mut dirs_given = HashSet::new();
         // Twice round at most: every inode has lost its mark by then.
         let mut steps = 2 * self.clock.len();
         while out.len() < max && steps > 0 {
@@ -380,15 +383,34 @@ impl Inodes {
                 let Some(record) = self.get(ino) else {
                     return Found::Gone;
                 };
+                if !record.queued.load(Relaxed) {
+                    // Given out already (a directory given for its entry).
+                    return Found::Gone;
+                }
                 if record.used.swap(false, Relaxed) {
                     return Found::Used;
                 }
-                record.queued.store(false, Relaxed);
                 if record.lookups.load(Relaxed) == 0 {
+                    // Held by no one: a FORGET raced with a lookup.
+                    record.queued.store(false, Relaxed);
                     drop(self.remove_if_unheld(ino));
-                } else {
-                    out.push((record.parent, record.name.clone()));
+                    return Found::Gone;
                 }
+                let cold_dir = self.get(record.parent).filter(|dir| {
+                    dir.forgettable() && !dir.used.load(Relaxed) && dir.lookups.load(Relaxed) > 0
+                });
+                if let Some(dir) = cold_dir {
+                    if dir.queued.swap(false, Relaxed) {
+                        out.push((dir.parent, dir.name.clone()));
+                        dirs_given.insert(dir.ino);
+                    }
+                    if dirs_given.contains(&dir.ino) {
+                        // Goes with its directory; if not, next call.
+                        return Found::Used;
+                    }
+                }
+                record.queued.store(false, Relaxed);
+                out.push((record.parent, record.name.clone()));
                 Found::Gone
             });
             if visited == 0 {

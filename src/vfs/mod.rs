@@ -297,7 +297,12 @@ impl Vfs {
             // Not counted: reading the status must not change it.
             return Ok(self.status.read(offset, size));
         }
+        // The file and its directory are in use: a reader of a directory's
+        // files must not see the rest of them forgotten under it.
         self.inodes.touch(&record);
+        if let Some(dir) = self.inodes.get(record.parent) {
+            self.inodes.touch(&dir);
+        }
         self.files.read(ino, &record, offset, size)
     }
 
