@@ -64,9 +64,15 @@ pub enum ServedFrom {
     Fetch,
 }
 
+/// About what a cached chunk holds besides its bytes: its `ChunkBytes`
+/// and `Arc`, the LRU's node and map slot, and the allocator's headers. A
+/// budget that counted bytes alone would let a cache of 40-byte chunks (a
+/// tree of small files) hold five times its size.
+const CHUNK_OVERHEAD: usize = 200;
+
 impl ChunkCache {
     pub fn for_chunks(budget: usize) -> ChunkCache {
-        Cache::new(budget, |chunk| chunk.buffer.capacity())
+        Cache::new(budget, |chunk| chunk.buffer.capacity() + CHUNK_OVERHEAD)
     }
 }
 
@@ -192,9 +198,29 @@ impl<V: Clone> Cache<V> {
 mod tests {
     use super::*;
 
+    /// A cache that weighs chunks by their bytes alone, for round numbers.
+    fn by_bytes(budget: usize) -> ChunkCache {
+        Cache::new(budget, |chunk| chunk.buffer.capacity())
+    }
+
+    #[test]
+    fn small_chunks_count_what_they_hold_besides_their_bytes() {
+        let cache = ChunkCache::for_chunks(64 << 10);
+        for i in 0..1000u32 {
+            let mut id = [0; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            cache
+                .get_or_fetch(&Id(id), || Ok(chunk((vec![1; 40], 0..40))))
+                .unwrap();
+        }
+        let kept = cache.inner.lock().unwrap().entries.len();
+        assert!(kept <= (64 << 10) / (40 + CHUNK_OVERHEAD), "{kept}");
+        assert!(cache.bytes() <= 64 << 10);
+    }
+
     #[test]
     fn stays_within_budget_and_fetches_once() {
-        let cache = ChunkCache::for_chunks(10);
+        let cache = by_bytes(10);
         let fetches = AtomicU64::new(0);
         for i in 0..5u8 {
             let (chunk, _) = cache
@@ -223,7 +249,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_even_over_budget_and_forgets_on_request() {
-        let cache = ChunkCache::for_chunks(10);
+        let cache = by_bytes(10);
         let put = |i: u8, len: usize| {
             cache
                 .get_or_fetch(&Id([i; 32]), || Ok(chunk((vec![i; len], 0..len))))
