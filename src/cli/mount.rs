@@ -25,7 +25,7 @@ pub struct Args {
     /// Memory for decoded chunks, e.g. 64M or 1G
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::size::parse_memory_size)]
     cache_size: usize,
-    /// Inodes inside snapshots the daemon keeps at once (about 200 bytes
+    /// Inodes inside snapshots the daemon keeps at once (about 250 bytes
     /// each); past them the kernel is asked to forget the least recently
     /// used, whose names cost one more request if they are used again
     #[arg(long, value_name = "N", default_value_t = VfsOptions::default().max_inodes)]
