@@ -44,6 +44,8 @@ type Pending<V> = Arc<(Mutex<Option<Shared<V>>>, Condvar)>;
 
 pub struct Cache<V> {
     budget: usize,
+    /// Objects kept even beyond the budget: the most recently used.
+    keep_newest: usize,
     /// The bytes an object holds in memory.
     weigh: fn(&V) -> usize,
     inner: Mutex<Lru<V>>,
@@ -76,9 +78,18 @@ impl ChunkCache {
     }
 }
 
+/// Trees kept whatever their size: those of the directories in use. A
+/// directory larger than the budget must stay while it is listed or read,
+/// even as its parent's tree is looked at between two batches (the
+/// kernel asks for the directory's attributes again when told that names
+/// in it are gone): each eviction would decode it whole once more.
+const TREES_KEPT_NEWEST: usize = 4;
+
 impl TreeCache {
     pub fn for_trees(budget: usize) -> TreeCache {
-        Cache::new(budget, |tree| tree_bytes(tree))
+        let mut cache = TreeCache::new(budget, |tree| tree_bytes(tree));
+        cache.keep_newest = TREES_KEPT_NEWEST;
+        cache
     }
 }
 
@@ -104,6 +115,7 @@ impl<V: Clone> Cache<V> {
     pub fn new(budget: usize, weigh: fn(&V) -> usize) -> Cache<V> {
         Cache {
             budget,
+            keep_newest: 1,
             weigh,
             inner: Mutex::new(Lru {
                 entries: LruCache::unbounded(),
@@ -164,8 +176,9 @@ impl<V: Clone> Cache<V> {
     }
 
     /// Evicts the least recently used objects beyond the budget, but
-    /// always keeps the newest: one directory larger than the whole budget
-    /// must not be decoded again at every lookup in it.
+    /// always keeps the newest (`keep_newest` of them): one directory
+    /// larger than the whole budget must not be decoded again at every
+    /// lookup in it.
     fn insert(&self, id: Id, value: V) {
         let bytes = (self.weigh)(&value);
         let mut lru = self.inner.lock().unwrap();
@@ -173,7 +186,7 @@ impl<V: Clone> Cache<V> {
         if let Some((_, (_, old))) = lru.entries.push(id, (value, bytes)) {
             lru.bytes -= old;
         }
-        while lru.bytes > self.budget && lru.entries.len() > 1 {
+        while lru.bytes > self.budget && lru.entries.len() > self.keep_newest {
             match lru.entries.pop_lru() {
                 Some((_, (_, evicted))) => lru.bytes -= evicted,
                 None => break,
@@ -269,6 +282,22 @@ mod tests {
         cache.remove(&Id([3; 32]));
         assert_eq!(cache.bytes(), 0);
         assert!(!cache.contains(&Id([3; 32])));
+    }
+
+    #[test]
+    fn trees_in_use_stay_however_large() {
+        let cache = TreeCache::for_trees(1);
+        let tree = |i: u8| {
+            let node = crate::tree::tests::sample_node(&[i]);
+            Ok(Arc::new(Tree { nodes: vec![node] }))
+        };
+        for i in 0..=TREES_KEPT_NEWEST as u8 {
+            cache.get_or_fetch(&Id([i; 32]), || tree(i)).unwrap();
+        }
+        assert!(!cache.contains(&Id([0; 32])), "the oldest went");
+        for i in 1..=TREES_KEPT_NEWEST as u8 {
+            assert!(cache.contains(&Id([i; 32])), "tree {i} stays");
+        }
     }
 
     #[test]

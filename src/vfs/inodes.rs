@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::clock::{Clock, Found};
 use super::layout::Scope;
@@ -28,6 +28,11 @@ use crate::tree::ExpansionBudget;
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
+
+/// A directory used this recently is in use (a walk is listing or reading
+/// it): its entries are not given up, however many it has, so that the
+/// working set is the budget plus the directories in use.
+const IN_USE_MS: u64 = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Group {
@@ -105,6 +110,8 @@ pub struct Record {
     lookups: AtomicU64,
     /// Used since the clock's hand last passed it.
     used: AtomicBool,
+    /// When it was last used, in milliseconds since the table was made.
+    used_at: AtomicU64,
     /// Waiting in the clock.
     queued: AtomicBool,
 }
@@ -121,6 +128,7 @@ impl Record {
             inode,
             lookups: AtomicU64::new(lookups),
             used: AtomicBool::new(false),
+            used_at: AtomicU64::new(0),
             queued: AtomicBool::new(forgettable),
         }
     }
@@ -201,6 +209,8 @@ struct Alarm {
 }
 
 pub(crate) struct Inodes {
+    /// The origin of `Record::used_at`.
+    made: Instant,
     table: RwLock<Table>,
     clock: Clock,
     /// Inodes inside snapshots.
@@ -218,6 +228,7 @@ impl Inodes {
         let root = Record::new(ROOT_INO, ROOT_INO, b"", 0, Inode::Root, 0);
         table.records.insert(ROOT_INO, Arc::new(root));
         Inodes {
+            made: Instant::now(),
             table: RwLock::new(table),
             clock: Clock::default(),
             entries: AtomicUsize::new(0),
@@ -322,16 +333,30 @@ impl Inodes {
         }
     }
 
-    /// Marks an inode as used lately: the clock passes it over once more.
+    /// Marks an inode as used lately: the clock passes it over once more,
+    /// and for a second its directories too (see [`IN_USE_MS`]).
     pub fn touch(&self, record: &Record) {
         if !record.forgettable() {
             return;
         }
+        let now = self.now_ms();
         record.used.store(true, Relaxed);
+        record.used_at.store(now, Relaxed);
         if !record.queued.swap(true, Relaxed) {
             let live = self.entries.load(Relaxed);
             self.clock
                 .push(record.ino, live, |ino| self.get(ino).is_some());
+        }
+        // Giving up a directory drops all it holds: the directories above
+        // one in use are in use too. Marked again only after a while, so
+        // that most touches stop at the first.
+        let mut above = self.get(record.parent);
+        while let Some(dir) = above.filter(|dir| dir.forgettable()) {
+            if now.saturating_sub(dir.used_at.load(Relaxed)) < IN_USE_MS / 10 {
+                break;
+            }
+            dir.used_at.store(now, Relaxed);
+            above = self.get(dir.parent);
         }
     }
 
@@ -368,15 +393,18 @@ impl Inodes {
     /// Up to `max` names (directory, name) of inodes inside snapshots that
     /// the kernel holds and that were not used since the clock's hand last
     /// passed them: the kernel forgets them when told the names are gone.
-    /// An entry whose directory is as cold is given as its directory, whose
-    /// unused entries the kernel then drops all at once; the entries stay
-    /// in the clock, and one the kernel kept (it was in use) is given on
-    /// its own at a later call.
+    /// Entries of a directory in use are passed over. An entry whose
+    /// directory is not in use is given as its directory, whose unused
+    /// entries the kernel then drops all at once; the entries stay in the
+    /// clock, and one the kernel kept (it was in use) is given on its own
+    /// at a later call.
     pub fn cold(&self, max: usize) -> Vec<(Ino, Vec<u8>)> {
         let mut out = Vec::new();
-        let mut dirs_given = HashSet::new();
-        // Twice round at most: every inode has lost its mark by then.
-        let mut steps = 2 * self.clock.len();
+        let mut given = HashSet::new();
+        // At most twice round (every inode has lost its mark by then), and
+        // a bounded stretch of a directory in use per call.
+        let mut steps = (2 * self.clock.len()).min(max.saturating_mul(64));
+        let now = self.now_ms();
         while out.len() < max && steps > 0 {
             let wanted = max - out.len();
             let visited = self.clock.sweep(wanted.min(steps), |ino| {
@@ -387,7 +415,7 @@ impl Inodes {
                     // Given out already (a directory given for its entry).
                     return Found::Gone;
                 }
-                if record.used.swap(false, Relaxed) {
+                if record.used.swap(false, Relaxed) || self.in_use(&record, now) {
                     return Found::Used;
                 }
                 if record.lookups.load(Relaxed) == 0 {
@@ -396,21 +424,25 @@ impl Inodes {
                     drop(self.remove_if_unheld(ino));
                     return Found::Gone;
                 }
-                let cold_dir = self.get(record.parent).filter(|dir| {
-                    dir.forgettable() && !dir.used.load(Relaxed) && dir.lookups.load(Relaxed) > 0
-                });
-                if let Some(dir) = cold_dir {
+                let dir = self
+                    .get(record.parent)
+                    .filter(|dir| dir.forgettable() && dir.lookups.load(Relaxed) > 0);
+                if let Some(dir) = dir {
+                    if self.in_use(&dir, now) {
+                        return Found::Used;
+                    }
                     if dir.queued.swap(false, Relaxed) {
                         out.push((dir.parent, dir.name.clone()));
-                        dirs_given.insert(dir.ino);
+                        given.insert(dir.ino);
                     }
-                    if dirs_given.contains(&dir.ino) {
-                        // Goes with its directory; if not, next call.
+                    if given.contains(&dir.ino) {
+                        // Goes with its directory; if not, at a later call.
                         return Found::Used;
                     }
                 }
                 record.queued.store(false, Relaxed);
                 out.push((record.parent, record.name.clone()));
+                given.insert(ino);
                 Found::Gone
             });
             if visited == 0 {
@@ -419,6 +451,16 @@ impl Inodes {
             steps = steps.saturating_sub(visited);
         }
         out
+    }
+
+    /// Whether `record` (a directory, or under one) was used in the last
+    /// [`IN_USE_MS`] before `now`.
+    fn in_use(&self, record: &Record, now: u64) -> bool {
+        now.saturating_sub(record.used_at.load(Relaxed)) < IN_USE_MS
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.made.elapsed().as_millis() as u64
     }
 
     /// Inodes inside snapshots.

@@ -297,9 +297,11 @@ impl Vfs {
             // Not counted: reading the status must not change it.
             return Ok(self.status.read(offset, size));
         }
-        // The file and its directory are in use: a reader of a directory's
-        // files must not see the rest of them forgotten under it.
-        self.inodes.touch(&record);
+        // Its directory is in use: a reader of a directory's files must not
+        // see the rest of them forgotten under it. The file itself is not
+        // marked: the kernel keeps what it read in the page cache, and a
+        // walk (tar, rsync) never reads it again, while the files listed
+        // after it are still to come.
         if let Some(dir) = self.inodes.get(record.parent) {
             self.inodes.touch(&dir);
         }

@@ -586,41 +586,41 @@ fn listings_with_attributes_count_only_the_entries_the_kernel_took() {
 }
 
 #[test]
-fn past_the_budget_the_least_recently_used_names_are_given_up() {
+fn past_the_budget_cold_directories_are_given_up_and_those_in_use_spared() {
     let f = fixture();
     let options = VfsOptions {
         max_inodes: 4,
         ..VfsOptions::default()
     };
     let vfs = Vfs::new(open(&f.repo_path), options).unwrap();
-    let dir = walk_path(
-        &vfs,
-        &format!("@2024-06-01T02:00:00Z{}", f.source.display()),
-    );
+    let base = format!("@2024-06-01T02:00:00Z{}", f.source.display());
+    let path = walk_path(&vfs, &format!("{base}/sub"));
     assert!(
         vfs.surplus_names(Duration::ZERO).is_empty(),
         "within budget"
     );
-    let sub = *walk_path(
-        &vfs,
-        &format!("@2024-06-01T02:00:00Z{}/sub", f.source.display()),
-    )
-    .last()
-    .unwrap();
+    let (src, sub) = (path[path.len() - 2], path[path.len() - 1]);
     let entries = vfs.list(sub).unwrap();
     for entry in &entries[2..] {
         vfs.lookup(sub, &entry.name).unwrap();
     }
-    // The kernel is told to drop the coldest names, and forgets them.
     let held = vfs.inodes.entries();
     assert!(held > 4, "{held}");
     let names = vfs.surplus_names(Duration::ZERO);
-    assert!(!names.is_empty());
-    for (parent, name) in &names {
-        assert!(*parent == sub || dir[1..].contains(parent), "{parent}");
-        // What the kernel does once told: it forgets what it held.
-        let ino = vfs.lookup(*parent, name).unwrap().ino;
-        vfs.forget(ino, 2);
+    assert!(
+        names.iter().all(|(parent, _)| *parent != sub),
+        "the entries of a directory in use stay: {names:?}"
+    );
+
+    // Once `sub` is not used, it goes whole, not entry by entry.
+    std::thread::sleep(Duration::from_millis(1100));
+    let names = vfs.surplus_names(Duration::ZERO);
+    assert!(names.contains(&(src, b"sub".to_vec())), "{names:?}");
+    assert!(names.iter().all(|(parent, _)| *parent != sub), "{names:?}");
+    // What the kernel does once told: it forgets `sub` and what is in it.
+    for entry in &entries[2..] {
+        vfs.forget(entry.ino, 1);
     }
-    assert!(vfs.inodes.entries() < held, "{names:?}");
+    vfs.forget(sub, 1);
+    assert_eq!(vfs.inodes.entries(), held - (entries.len() - 2) - 1);
 }
