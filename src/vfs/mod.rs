@@ -6,9 +6,10 @@
 //! - `index`: the index, loaded in the background so the mount is ready
 //!   at once;
 //! - `shown`: the snapshots shown, named by `layout`, and their refresh;
-//! - `inodes`: inode numbers, stable while the kernel holds them, the
-//!   `clock` of their use, and the `working_set` kept of those inside
-//!   snapshots;
+//! - `inodes`: the inodes, kept inside snapshots while the kernel holds
+//!   them, with `numbers` stable for the life of the mount, the `clock` of
+//!   their use, and the `working_set` that has the kernel forget the
+//!   least recently used past a budget;
 //! - `trees`: the directory trees inside snapshots;
 //! - `names`: lookups and listings;
 //! - `attr`: attributes;
