@@ -1,8 +1,10 @@
 //! The order in which inodes inside snapshots are considered for
-//! forgetting: a clock (second-chance) queue of inode numbers. Each inode
-//! waits in it once; one used since the hand last passed it goes round
-//! again, one not used is handed out. Who decides what "used" means, and
-//! whether a number still has an inode, is `inodes.rs`.
+//! forgetting: a clock (second-chance) queue of inode numbers. An inode
+//! waits in it until the hand reaches it; one used since the hand last
+//! passed goes round again, one not used is handed out. The number of an
+//! inode forgotten meanwhile stays until the hand reaches it (or the queue
+//! is compacted). Who decides what "used" means, and whether a number
+//! still has an inode, is `inodes.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
