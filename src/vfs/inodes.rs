@@ -204,6 +204,9 @@ impl Table {
 #[derive(Default)]
 struct Alarm {
     limit: AtomicUsize,
+    /// Someone waits: only then does a new inode ring (a wake-up is a
+    /// system call).
+    waiting: AtomicBool,
     lock: Mutex<()>,
     rung: Condvar,
 }
@@ -473,16 +476,18 @@ impl Inodes {
     pub fn wait_for_more_than(&self, limit: usize, timeout: Duration) -> bool {
         self.alarm.limit.store(limit, Relaxed);
         let guard = self.alarm.lock.lock().unwrap();
+        self.alarm.waiting.store(true, Relaxed);
         let (_guard, _) = self
             .alarm
             .rung
             .wait_timeout_while(guard, timeout, |_| self.entries() <= limit)
             .unwrap();
+        self.alarm.waiting.store(false, Relaxed);
         self.entries() > limit
     }
 
     fn ring_if_above_limit(&self, live: usize) {
-        if live > self.alarm.limit.load(Relaxed) {
+        if live > self.alarm.limit.load(Relaxed) && self.alarm.waiting.load(Relaxed) {
             // Taken so that the ring cannot fall between the waiter's look
             // at the count and its sleep.
             let _guard = self.alarm.lock.lock().unwrap();
