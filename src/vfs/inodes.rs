@@ -266,10 +266,10 @@ impl Inodes {
         }
     }
 
-    /// The inode `key` stands for, entry `name` of a snapshot's directory
-    /// `parent`, made with `make` if it does not exist (`make` may refuse,
-    /// say for a snapshot's expansion budget); `lookups` more of it are
-    /// counted as held by the kernel.
+    /// The inode `key` stands for, entry `name` of directory `parent`,
+    /// made with `make` if it does not exist (`make` may refuse, say for a
+    /// snapshot's expansion budget); `lookups` more of it are counted as
+    /// held by the kernel.
     pub fn entry_child<E>(
         &self,
         key: Key,
@@ -301,9 +301,10 @@ impl Inodes {
         }
         let forgettable = record.forgettable();
         table.insert(key, record);
+        // Counted under the lock, as the removal is.
+        let live = self.entries.fetch_add(usize::from(forgettable), Relaxed) + 1;
         drop(table);
         if forgettable {
-            let live = self.entries.fetch_add(1, Relaxed) + 1;
             self.clock.push(ino, live, |ino| self.get(ino).is_some());
             self.ring_if_above_limit(live);
         }
