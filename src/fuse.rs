@@ -7,6 +7,12 @@
 //! OPEN and RELEASE (OPENDIR and RELEASEDIR) again, and to keep file pages
 //! (directory listings) cached. Two round trips fewer per file and per
 //! directory is what makes `tar`, `rsync` or `cp -a` of a snapshot fast.
+//!
+//! Lookups are counted as the kernel counts them (a LOOKUP reply, every
+//! READDIRPLUS entry but `.` and `..`) and FORGETs honoured, so that the
+//! inodes inside snapshots live only while the kernel holds them; and
+//! `forgetting` has the kernel drop the least recently used names when it
+//! holds more than the mount's budget.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -22,7 +28,9 @@ use fuser::{
 use crate::vfs::{Attr, Caching, EntryKind, Vfs};
 
 mod busy_poll;
+mod forgetting;
 use busy_poll::BusyPoll;
+use forgetting::Forgetting;
 
 struct RewindFs {
     vfs: Arc<Vfs>,
@@ -111,6 +119,10 @@ impl Filesystem for RewindFs {
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.busy_poll.request(0);
         match self.vfs.getattr(ino.0) {
@@ -191,17 +203,13 @@ impl Filesystem for RewindFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.busy_poll.request(0);
-        let listed = self.vfs.read_dir(ino.0, offset, |next, entry| {
-            let Ok(attr) = self.vfs.getattr(entry.ino) else {
-                return false;
-            };
-            // The kernel takes a lookup reference for every entry but . and ..
+        let listed = self.vfs.read_dir_plus(ino.0, offset, |next, entry, attr| {
             reply.add(
                 INodeNo(entry.ino),
                 next,
                 OsStr::from_bytes(&entry.name),
-                &ttl(&attr),
-                &file_attr(&attr),
+                &ttl(attr),
+                &file_attr(attr),
                 Generation(0),
             )
         });
@@ -325,7 +333,7 @@ pub fn mount(
     config.clone_fd = true;
     let busy_poll = Arc::new(BusyPoll::new(options.busy_poll));
     let filesystem = RewindFs {
-        vfs,
+        vfs: Arc::clone(&vfs),
         busy_poll: Arc::clone(&busy_poll),
     };
     let mut session = fuser::Session::new(filesystem, mountpoint, &config).map_err(|e| {
@@ -336,12 +344,15 @@ pub fn mount(
             "cannot poll the FUSE device ({e}); every request wakes a thread"
         ));
     }
+    let forgetting = Forgetting::start(vfs, session.notifier())
+        .map_err(|e| crate::error::Error::io("cannot start the FUSE threads", e))?;
     let unmounter = session.unmount_callable();
     let serving = std::thread::Builder::new()
         .name("rewind-fuse".into())
         .spawn(move || {
             let result = session.run();
             busy_poll.stop();
+            forgetting.stop();
             on_end();
             result
         })

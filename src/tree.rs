@@ -97,21 +97,32 @@ impl ExpansionBudget {
     }
 
     /// Counts `node`, an entry `depth` path components below the
-    /// snapshot's root (`/etc` is 1), or says which limit it breaks.
+    /// snapshot's root (`/etc` is 1), or says which limit it breaks (and
+    /// counts nothing).
     pub fn admit(&self, node: &Node, depth: usize) -> Result<()> {
         self.admit_depth(depth)?;
         if self.entries.fetch_add(1, Relaxed) >= self.limits.entries {
+            self.entries.fetch_sub(1, Relaxed);
             return Err(self.too_many_entries());
         }
         let data = node.data_bytes();
         let before = self.data_bytes.fetch_add(data, Relaxed);
         if before.saturating_add(data) > self.limits.data_bytes {
+            self.release(data);
             return Err(self.exceeded(format!(
                 "its files hold more than {} bytes",
                 self.limits.data_bytes
             )));
         }
         Ok(())
+    }
+
+    /// Gives back what [`ExpansionBudget::admit`] counted for an entry of
+    /// `data_bytes` that the reader no longer holds (the mount, once the
+    /// kernel forgets its inode): what is held at once is what counts.
+    pub fn release(&self, data_bytes: u64) {
+        self.entries.fetch_sub(1, Relaxed);
+        self.data_bytes.fetch_sub(data_bytes, Relaxed);
     }
 
     /// Checks only the depth: for a reader that opens a directory it

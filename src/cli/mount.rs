@@ -25,6 +25,11 @@ pub struct Args {
     /// Memory for decoded chunks, e.g. 64M or 1G
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::size::parse_memory_size)]
     cache_size: usize,
+    /// Inodes inside snapshots the daemon keeps at once (about 250 bytes
+    /// each); past them the kernel is asked to forget the least recently
+    /// used, whose names cost one more request if they are used again
+    #[arg(long, value_name = "N", default_value_t = VfsOptions::default().max_inodes)]
+    max_inodes: usize,
     /// Where the background daemon logs (default: /var/log/rewind-mount.log as root, else ~/.cache/rewind/mount.log)
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
@@ -228,6 +233,7 @@ fn mount_options(args: &Args, limits: rewind::ExpansionLimits) -> MountOptions {
     MountOptions {
         vfs: VfsOptions {
             cache_bytes: args.cache_size,
+            max_inodes: args.max_inodes,
             limits,
             ..defaults.vfs
         },

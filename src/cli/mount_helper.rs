@@ -219,7 +219,7 @@ enum Value {
     Optional,
 }
 
-const REWIND_OPTIONS: [RewindOption; 12] = [
+const REWIND_OPTIONS: [RewindOption; 13] = [
     RewindOption {
         name: "password_file",
         value: Value::Required,
@@ -242,6 +242,10 @@ const REWIND_OPTIONS: [RewindOption; 12] = [
     },
     RewindOption {
         name: "cache_size",
+        value: Value::Required,
+    },
+    RewindOption {
+        name: "max_inodes",
         value: Value::Required,
     },
     RewindOption {

@@ -44,6 +44,8 @@ type Pending<V> = Arc<(Mutex<Option<Shared<V>>>, Condvar)>;
 
 pub struct Cache<V> {
     budget: usize,
+    /// Objects kept even beyond the budget: the most recently used.
+    keep_newest: usize,
     /// The bytes an object holds in memory.
     weigh: fn(&V) -> usize,
     inner: Mutex<Lru<V>>,
@@ -64,15 +66,30 @@ pub enum ServedFrom {
     Fetch,
 }
 
+/// About what a cached chunk holds besides its bytes: its `ChunkBytes`
+/// and `Arc`, the LRU's node and map slot, and the allocator's headers. A
+/// budget that counted bytes alone would let a cache of 40-byte chunks (a
+/// tree of small files) hold five times its size.
+const CHUNK_OVERHEAD: usize = 200;
+
 impl ChunkCache {
     pub fn for_chunks(budget: usize) -> ChunkCache {
-        Cache::new(budget, |chunk| chunk.buffer.capacity())
+        Cache::new(budget, |chunk| chunk.buffer.capacity() + CHUNK_OVERHEAD)
     }
 }
 
+/// Trees kept whatever their size: those of the directories in use. A
+/// directory larger than the budget must stay while it is listed or read,
+/// even as its parent's tree is looked at between two batches (the
+/// kernel asks for the directory's attributes again when told that names
+/// in it are gone): each eviction would decode it whole once more.
+const TREES_KEPT_NEWEST: usize = 4;
+
 impl TreeCache {
     pub fn for_trees(budget: usize) -> TreeCache {
-        Cache::new(budget, |tree| tree_bytes(tree))
+        let mut cache = TreeCache::new(budget, |tree| tree_bytes(tree));
+        cache.keep_newest = TREES_KEPT_NEWEST;
+        cache
     }
 }
 
@@ -98,6 +115,7 @@ impl<V: Clone> Cache<V> {
     pub fn new(budget: usize, weigh: fn(&V) -> usize) -> Cache<V> {
         Cache {
             budget,
+            keep_newest: 1,
             weigh,
             inner: Mutex::new(Lru {
                 entries: LruCache::unbounded(),
@@ -158,8 +176,9 @@ impl<V: Clone> Cache<V> {
     }
 
     /// Evicts the least recently used objects beyond the budget, but
-    /// always keeps the newest: one directory larger than the whole budget
-    /// must not be decoded again at every lookup in it.
+    /// always keeps the newest (`keep_newest` of them): one directory
+    /// larger than the whole budget must not be decoded again at every
+    /// lookup in it.
     fn insert(&self, id: Id, value: V) {
         let bytes = (self.weigh)(&value);
         let mut lru = self.inner.lock().unwrap();
@@ -167,7 +186,7 @@ impl<V: Clone> Cache<V> {
         if let Some((_, (_, old))) = lru.entries.push(id, (value, bytes)) {
             lru.bytes -= old;
         }
-        while lru.bytes > self.budget && lru.entries.len() > 1 {
+        while lru.bytes > self.budget && lru.entries.len() > self.keep_newest {
             match lru.entries.pop_lru() {
                 Some((_, (_, evicted))) => lru.bytes -= evicted,
                 None => break,
@@ -192,9 +211,29 @@ impl<V: Clone> Cache<V> {
 mod tests {
     use super::*;
 
+    /// A cache that weighs chunks by their bytes alone, for round numbers.
+    fn by_bytes(budget: usize) -> ChunkCache {
+        Cache::new(budget, |chunk| chunk.buffer.capacity())
+    }
+
+    #[test]
+    fn small_chunks_count_what_they_hold_besides_their_bytes() {
+        let cache = ChunkCache::for_chunks(64 << 10);
+        for i in 0..1000u32 {
+            let mut id = [0; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            cache
+                .get_or_fetch(&Id(id), || Ok(chunk((vec![1; 40], 0..40))))
+                .unwrap();
+        }
+        let kept = cache.inner.lock().unwrap().entries.len();
+        assert!(kept <= (64 << 10) / (40 + CHUNK_OVERHEAD), "{kept}");
+        assert!(cache.bytes() <= 64 << 10);
+    }
+
     #[test]
     fn stays_within_budget_and_fetches_once() {
-        let cache = ChunkCache::for_chunks(10);
+        let cache = by_bytes(10);
         let fetches = AtomicU64::new(0);
         for i in 0..5u8 {
             let (chunk, _) = cache
@@ -223,7 +262,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_even_over_budget_and_forgets_on_request() {
-        let cache = ChunkCache::for_chunks(10);
+        let cache = by_bytes(10);
         let put = |i: u8, len: usize| {
             cache
                 .get_or_fetch(&Id([i; 32]), || Ok(chunk((vec![i; len], 0..len))))
@@ -243,6 +282,22 @@ mod tests {
         cache.remove(&Id([3; 32]));
         assert_eq!(cache.bytes(), 0);
         assert!(!cache.contains(&Id([3; 32])));
+    }
+
+    #[test]
+    fn trees_in_use_stay_however_large() {
+        let cache = TreeCache::for_trees(1);
+        let tree = |i: u8| {
+            let node = crate::tree::tests::sample_node(&[i]);
+            Ok(Arc::new(Tree { nodes: vec![node] }))
+        };
+        for i in 0..=TREES_KEPT_NEWEST as u8 {
+            cache.get_or_fetch(&Id([i; 32]), || tree(i)).unwrap();
+        }
+        assert!(!cache.contains(&Id([0; 32])), "the oldest went");
+        for i in 1..=TREES_KEPT_NEWEST as u8 {
+            assert!(cache.contains(&Id([i; 32])), "tree {i} stays");
+        }
     }
 
     #[test]

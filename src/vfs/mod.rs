@@ -6,7 +6,10 @@
 //! - `index`: the index, loaded in the background so the mount is ready
 //!   at once;
 //! - `shown`: the snapshots shown, named by `layout`, and their refresh;
-//! - `inodes`: inode numbers, stable for the life of the mount;
+//! - `inodes`: the inodes, kept inside snapshots while the kernel holds
+//!   them, with `numbers` stable for the life of the mount, the `clock` of
+//!   their use, and the `working_set` that has the kernel forget the
+//!   least recently used past a budget;
 //! - `trees`: the directory trees inside snapshots;
 //! - `names`: lookups and listings;
 //! - `attr`: attributes;
@@ -16,16 +19,19 @@
 
 mod attr;
 mod cache;
+mod clock;
 mod index;
 mod inodes;
 mod layout;
 mod names;
+mod numbers;
 mod readahead;
 mod reads;
 mod shown;
 mod stats;
 mod status;
 mod trees;
+mod working_set;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -36,12 +42,13 @@ use crate::scrub::background::ScrubbedMount;
 use crate::tree::{ExpansionLimits, NodeKind};
 use index::BackgroundIndex;
 use inodes::{Inode, Inodes};
-use names::Names;
+use names::{Names, Taken};
 use reads::FileReads;
 use shown::ShownSnapshots;
 use stats::Stats;
 use status::{StatusExtra, StatusFile};
 use trees::SnapshotTrees;
+use working_set::WorkingSet;
 
 pub use attr::{Attr, Caching, EntryKind};
 pub use inodes::Ino;
@@ -59,8 +66,11 @@ pub struct VfsOptions {
     pub readahead_chunks: usize,
     pub readahead_threads: usize,
     /// What one snapshot may expand to: inodes, one per path looked up,
-    /// are never forgotten while mounted.
+    /// counted while the kernel holds them.
     pub limits: ExpansionLimits,
+    /// Inodes inside snapshots kept at once: past this many, the kernel is
+    /// asked to forget the least recently used (see `working_set`).
+    pub max_inodes: usize,
 }
 
 impl Default for VfsOptions {
@@ -70,6 +80,7 @@ impl Default for VfsOptions {
             readahead_chunks: 4,
             readahead_threads: 3,
             limits: ExpansionLimits::DEFAULT,
+            max_inodes: 65_536,
         }
     }
 }
@@ -80,6 +91,7 @@ pub struct Vfs {
     shown: Arc<ShownSnapshots>,
     trees: Arc<SnapshotTrees>,
     names: Names,
+    working_set: WorkingSet,
     files: FileReads,
     status: Arc<StatusFile>,
     stats: Arc<Stats>,
@@ -125,6 +137,7 @@ impl Vfs {
             Arc::clone(&trees),
             Arc::clone(&status),
         );
+        let working_set = WorkingSet::new(Arc::clone(&inodes), options.max_inodes);
         BackgroundIndex::load(&index, repo, Arc::clone(&stats))?;
         Ok(Arc::new(Vfs {
             index,
@@ -132,6 +145,7 @@ impl Vfs {
             shown,
             trees,
             names,
+            working_set,
             files,
             status,
             stats,
@@ -149,9 +163,29 @@ impl Vfs {
         self.shown.refresh()
     }
 
+    /// The attributes of `name` in directory `parent`. Like the kernel,
+    /// whoever looks an entry up holds its inode until it forgets it
+    /// ([`Vfs::forget`]).
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> VfsResult<Attr> {
         let ino = self.names.lookup(parent, name)?;
         self.getattr(ino)
+            .inspect_err(|_| self.inodes.forget(ino, 1))
+    }
+
+    /// The kernel no longer holds `lookups` of inode `ino` (FORGET): an
+    /// inode inside a snapshot that nothing holds goes, and its name with
+    /// it; a later lookup of the name gives the same entry, under a new
+    /// number unless it is a hard-linked file.
+    pub fn forget(&self, ino: Ino, lookups: u64) {
+        self.inodes.forget(ino, lookups);
+    }
+
+    /// Names (directory, name) the kernel should be told to drop, to keep
+    /// the inodes inside snapshots within [`VfsOptions::max_inodes`]: the
+    /// least recently used. Waits up to `timeout` for there to be too
+    /// many; empty if there are not.
+    pub fn surplus_names(&self, timeout: Duration) -> Vec<(Ino, Vec<u8>)> {
+        self.working_set.surplus(timeout)
     }
 
     pub fn getattr(&self, ino: Ino) -> VfsResult<Attr> {
@@ -202,9 +236,33 @@ impl Vfs {
         &self,
         ino: Ino,
         offset: u64,
-        add: impl FnMut(u64, DirEntry) -> bool,
+        mut add: impl FnMut(u64, DirEntry) -> bool,
     ) -> VfsResult<()> {
-        self.names.read_dir(ino, offset, add)
+        self.names
+            .read_dir(ino, offset, 0, |next, entry| match add(next, entry) {
+                true => Taken::Full,
+                false => Taken::Yes,
+            })
+    }
+
+    /// [`Vfs::read_dir`] with each entry's attributes (READDIRPLUS): the
+    /// kernel holds one lookup of every entry `add` takes but `.` and `..`.
+    /// An entry whose attributes cannot be read is left out.
+    pub fn read_dir_plus(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(u64, &DirEntry, &Attr) -> bool,
+    ) -> VfsResult<()> {
+        self.names.read_dir(ino, offset, 1, |next, entry| {
+            let Ok(attr) = self.getattr(entry.ino) else {
+                return Taken::No;
+            };
+            match add(next, &entry, &attr) {
+                true => Taken::Full,
+                false => Taken::Yes,
+            }
+        })
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> VfsResult<Vec<u8>> {
@@ -239,6 +297,14 @@ impl Vfs {
         if let Inode::Status = record.inode {
             // Not counted: reading the status must not change it.
             return Ok(self.status.read(offset, size));
+        }
+        // Its directory is in use: a reader of a directory's files must not
+        // see the rest of them forgotten under it. The file itself is not
+        // marked: the kernel keeps what it read in the page cache, and a
+        // walk (tar, rsync) never reads it again, while the files listed
+        // after it are still to come.
+        if let Some(dir) = self.inodes.get(record.parent) {
+            self.inodes.touch(&dir);
         }
         self.files.read(ino, &record, offset, size)
     }

@@ -12,6 +12,15 @@ use super::status::StatusFile;
 use super::trees::SnapshotTrees;
 use super::VfsResult;
 
+/// What became of an entry offered to a listing.
+pub enum Taken {
+    Yes,
+    /// Left out, and the listing goes on.
+    No,
+    /// The kernel's buffer is full: left out, and the listing ends.
+    Full,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     pub ino: Ino,
@@ -42,7 +51,8 @@ impl Names {
         }
     }
 
-    /// The inode of `name` in directory `parent`.
+    /// The inode of `name` in directory `parent`, with one lookup more
+    /// of it held by the kernel.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> VfsResult<Ino> {
         let record = self.inodes.record(parent)?;
         match &record.inode {
@@ -50,9 +60,10 @@ impl Names {
             Inode::Group(group) => self.lookup_group(parent, name, group),
             inode => {
                 let dir = self.trees.snapshot_dir(parent, inode)?;
+                self.inodes.touch(&record);
                 let tree = self.trees.tree(&dir.tree_id, parent)?;
-                let index = tree.position(name).ok_or(libc::ENOENT)?;
-                self.trees.entry_child(parent, &dir, &tree, index)
+                let index = SnapshotTrees::position(&tree, name).ok_or(libc::ENOENT)?;
+                self.trees.entry_child(parent, &dir, &tree, index, 1)
             }
         }
     }
@@ -71,9 +82,7 @@ impl Names {
                 _ => None,
             };
             if let Some(group) = group {
-                return Ok(self
-                    .inodes
-                    .child(parent, name, None, || Inode::Group(group)));
+                return Ok(self.inodes.child(parent, name, || Inode::Group(group)));
             }
         }
         let layout = self.shown.layout();
@@ -81,14 +90,14 @@ impl Names {
             let snapshot = Arc::clone(&layout.snapshots[i]);
             return Ok(self
                 .inodes
-                .child(parent, name, None, || Inode::Snapshot(snapshot)));
+                .child(parent, name, || Inode::Snapshot(snapshot)));
         }
         if name_str == "latest" || name_str.starts_with('@') {
             if let Some(target) = layout.resolve(name_str, scope) {
                 let variant = [name, b"\0", target.as_bytes()].concat();
                 return Ok(self
                     .inodes
-                    .child(parent, &variant, None, || Inode::Link(target.into_bytes())));
+                    .child(parent, &variant, || Inode::Link(target.into_bytes())));
             }
         }
         Err(libc::ENOENT)
@@ -106,25 +115,23 @@ impl Names {
                     .position(|s| s.id.short() == name_str)
                     .ok_or(libc::ENOENT)?;
                 let target = format!("../{}", layout.labels[i]).into_bytes();
-                Ok(self
-                    .inodes
-                    .child(parent, name, None, || Inode::Link(target)))
+                Ok(self.inodes.child(parent, name, || Inode::Link(target)))
             }
             Group::Hosts if layout.hosts.contains_key(name_str) => {
                 let scope = Scope::Host(name_str.to_string());
                 Ok(self
                     .inodes
-                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+                    .child(parent, name, || Inode::Group(Group::Scoped(scope))))
             }
             Group::Tags if layout.tags.contains_key(name_str) => {
                 let scope = Scope::Tag(name_str.to_string());
                 Ok(self
                     .inodes
-                    .child(parent, name, None, || Inode::Group(Group::Scoped(scope))))
+                    .child(parent, name, || Inode::Group(Group::Scoped(scope))))
             }
             Group::Control if name_str == "status" => {
                 self.status.write_text();
-                Ok(self.inodes.child(parent, name, None, || Inode::Status))
+                Ok(self.inodes.child(parent, name, || Inode::Status))
             }
             _ => Err(libc::ENOENT),
         }
@@ -136,11 +143,15 @@ impl Names {
     /// handle (the kernel opens directories itself, see `crate::fuse`): in
     /// a snapshot directory a position is an index into its tree, so a
     /// batch costs only its own entries, however large the directory.
+    /// `lookups` of each entry but `.` and `..` are counted as held by the
+    /// kernel if `add` takes it (READDIRPLUS: 1). A plain READDIR (0) makes
+    /// no inode: it shows the number the entry's inode has or will have.
     pub fn read_dir(
         &self,
         ino: Ino,
         offset: u64,
-        mut add: impl FnMut(u64, DirEntry) -> bool,
+        lookups: u64,
+        mut add: impl FnMut(u64, DirEntry) -> Taken,
     ) -> VfsResult<()> {
         let record = self.inodes.record(ino)?;
         let dots = [(ino, &b"."[..]), (record.parent, &b".."[..])];
@@ -150,7 +161,7 @@ impl Names {
                 name: name.to_vec(),
                 kind: EntryKind::Dir,
             };
-            if add(position as u64 + 1, entry) {
+            if let Taken::Full = add(position as u64 + 1, entry) {
                 return Ok(());
             }
         }
@@ -158,21 +169,31 @@ impl Names {
         if let Inode::Root | Inode::Group(_) = &record.inode {
             let entries = self.virtual_entries(ino, &record.inode)?;
             for (index, entry) in entries.into_iter().enumerate().skip(first) {
-                if add(index as u64 + 3, entry) {
+                if let Taken::Full = add(index as u64 + 3, entry) {
                     break;
                 }
             }
             return Ok(());
         }
         let dir = self.trees.snapshot_dir(ino, &record.inode)?;
+        self.inodes.touch(&record);
         let tree = self.trees.tree(&dir.tree_id, ino)?;
         for (index, node) in tree.nodes.iter().enumerate().skip(first) {
+            let child = match lookups {
+                0 => self.trees.entry_number(ino, &dir, node),
+                _ => self.trees.entry_child(ino, &dir, &tree, index, lookups)?,
+            };
             let entry = DirEntry {
-                ino: self.trees.entry_child(ino, &dir, &tree, index)?,
+                ino: child,
                 name: node.name.clone(),
                 kind: entry_kind(node.kind),
             };
-            if add(index as u64 + 3, entry) {
+            let taken = add(index as u64 + 3, entry);
+            if lookups > 0 && !matches!(taken, Taken::Yes) {
+                // The kernel did not get it: it holds nothing of it.
+                self.inodes.forget(child, lookups);
+            }
+            if let Taken::Full = taken {
                 break;
             }
         }
@@ -189,9 +210,7 @@ impl Names {
             for i in &members {
                 let snapshot = Arc::clone(&layout.snapshots[*i]);
                 let name = layout.labels[*i].as_bytes();
-                let child = self
-                    .inodes
-                    .child(ino, name, None, || Inode::Snapshot(snapshot));
+                let child = self.inodes.child(ino, name, || Inode::Snapshot(snapshot));
                 out.push(DirEntry {
                     ino: child,
                     name: name.to_vec(),

@@ -3,6 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 
@@ -483,4 +484,143 @@ fn what_the_scrub_marks_damaged_fails_until_it_is_cleared() {
     let status: serde_json::Value = serde_json::from_str(&f.vfs.status()).unwrap();
     assert_eq!(status["scrub"]["running"], true, "{status:#}");
     assert_eq!(status["eio_count"], 2, "{status:#}");
+}
+
+/// Looks a path up from the mount root, and the inode of each name on it.
+fn walk_path(vfs: &Vfs, path: &str) -> Vec<Ino> {
+    let mut inos = vec![ROOT_INO];
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        let parent = *inos.last().unwrap();
+        inos.push(vfs.lookup(parent, part.as_bytes()).unwrap().ino);
+    }
+    inos
+}
+
+/// Forgets what [`walk_path`] looked up, deepest first, as the kernel does.
+fn forget_path(vfs: &Vfs, inos: &[Ino]) {
+    for ino in inos[1..].iter().rev() {
+        vfs.forget(*ino, 1);
+    }
+}
+
+#[test]
+fn inodes_go_when_forgotten_and_come_back_with_their_number_and_content() {
+    let f = fixture();
+    let pinned = f.vfs.inodes.len();
+    let path = format!("@2024-06-01T02:00:00Z{}/sub/big.bin", f.source.display());
+    let inos = walk_path(&f.vfs, &path);
+    let big = *inos.last().unwrap();
+    let content = read_all(&f.vfs, big).unwrap();
+    let dir = inos[inos.len() - 2];
+    // Looked up twice: one FORGET of one lookup leaves it held.
+    assert_eq!(f.vfs.lookup(dir, b"big.bin").unwrap().ino, big);
+    f.vfs.forget(big, 1);
+    assert_eq!(f.vfs.getattr(big).unwrap().size, content.len() as u64);
+
+    forget_path(&f.vfs, &inos);
+    assert_eq!(
+        f.vfs.getattr(big).unwrap_err(),
+        libc::ENOENT,
+        "gone at zero"
+    );
+    assert_eq!(f.vfs.getattr(dir).unwrap_err(), libc::ENOENT);
+    // The snapshot's `@<time>` directory, above the entries, stays.
+    assert_eq!(f.vfs.inodes.len(), pinned + 1, "the table shrank back");
+
+    let again = walk_path(&f.vfs, &path);
+    assert_eq!(again, inos, "the same numbers along the path");
+    assert_eq!(read_all(&f.vfs, big).unwrap(), content);
+    forget_path(&f.vfs, &again);
+    assert_eq!(f.vfs.inodes.len(), pinned + 1);
+}
+
+#[test]
+fn a_forgotten_hard_link_comes_back_as_the_same_inode() {
+    let f = fixture();
+    let base = format!("@2024-06-01T02:00:00Z{}", f.source.display());
+    let first = walk_path(&f.vfs, &format!("{base}/small.txt"));
+    let second = walk_path(&f.vfs, &format!("{base}/sub/link"));
+    let file = *first.last().unwrap();
+    assert_eq!(*second.last().unwrap(), file, "one inode, two names");
+    forget_path(&f.vfs, &first);
+    assert_eq!(
+        f.vfs.getattr(file).unwrap().nlink,
+        2,
+        "held by the other name"
+    );
+    forget_path(&f.vfs, &second);
+    assert_eq!(f.vfs.getattr(file).unwrap_err(), libc::ENOENT);
+    let again = walk_path(&f.vfs, &format!("{base}/sub/link"));
+    assert_eq!(*again.last().unwrap(), file);
+    assert_eq!(read_all(&f.vfs, file).unwrap(), b"hello\n");
+}
+
+#[test]
+fn listings_with_attributes_count_only_the_entries_the_kernel_took() {
+    let f = fixture();
+    let pinned = f.vfs.inodes.len();
+    let inos = walk_path(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}", f.source.display()),
+    );
+    let dir = *inos.last().unwrap();
+    let plain = f.vfs.list(dir).unwrap();
+    let walked = pinned + inos.len() - 1;
+    assert_eq!(f.vfs.inodes.len(), walked, "READDIR makes none");
+    // `.`, `..` and one entry fit; the next one does not.
+    let mut taken = Vec::new();
+    f.vfs
+        .read_dir_plus(dir, 0, |_, entry, attr| {
+            assert_eq!(entry.ino, attr.ino);
+            if taken.len() == 3 {
+                return true;
+            }
+            taken.push(entry.clone());
+            false
+        })
+        .unwrap();
+    assert_eq!(taken, plain[..3], "the numbers READDIR showed");
+    assert_eq!(f.vfs.inodes.len(), walked + 1, "one entry held");
+    f.vfs.forget(taken[2].ino, 1);
+    assert_eq!(f.vfs.inodes.len(), walked);
+}
+
+#[test]
+fn past_the_budget_cold_directories_are_given_up_and_those_in_use_spared() {
+    let f = fixture();
+    let options = VfsOptions {
+        max_inodes: 4,
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(open(&f.repo_path), options).unwrap();
+    let base = format!("@2024-06-01T02:00:00Z{}", f.source.display());
+    let path = walk_path(&vfs, &format!("{base}/sub"));
+    assert!(
+        vfs.surplus_names(Duration::ZERO).is_empty(),
+        "within budget"
+    );
+    let (src, sub) = (path[path.len() - 2], path[path.len() - 1]);
+    let entries = vfs.list(sub).unwrap();
+    for entry in &entries[2..] {
+        vfs.lookup(sub, &entry.name).unwrap();
+    }
+    let held = vfs.inodes.entries();
+    assert!(held > 4, "{held}");
+    let names = vfs.surplus_names(Duration::ZERO);
+    assert!(
+        names.iter().all(|(parent, _)| *parent != sub),
+        "the entries of a directory in use stay: {names:?}"
+    );
+
+    // Once `sub` is not used, it goes whole, not entry by entry.
+    std::thread::sleep(Duration::from_millis(1100));
+    let names = vfs.surplus_names(Duration::ZERO);
+    assert!(names.contains(&(src, b"sub".to_vec())), "{names:?}");
+    assert!(names.iter().all(|(parent, _)| *parent != sub), "{names:?}");
+    // What the kernel does once told: it forgets `sub` and what is in it.
+    for entry in &entries[2..] {
+        vfs.forget(entry.ino, 1);
+    }
+    vfs.forget(sub, 1);
+    assert_eq!(vfs.inodes.entries(), held - (entries.len() - 2) - 1);
 }

@@ -1,13 +1,14 @@
 //! The inside of snapshots: directory trees, decoded once and cached, the
 //! entries inodes stand for, and the expansion budget each snapshot view
-//! spends as inodes are made for its entries.
+//! spends while inodes of its entries live.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use super::cache::TreeCache;
 use super::index::BackgroundIndex;
-use super::inodes::{Ino, Inode, Inodes, Record};
+use super::inodes::{Admission, Ino, Inode, Inodes, Record};
+use super::numbers::Key;
 use super::stats::Stats;
 use super::VfsResult;
 use crate::repo::{Id, IdSet, Snapshot};
@@ -44,9 +45,6 @@ pub struct SnapshotTrees {
     inodes: Arc<Inodes>,
     stats: Arc<Stats>,
     cache: TreeCache,
-    /// The tree each directory inode shows: opening a directory must not
-    /// need its parent's tree, which may be large and long evicted.
-    subtrees: RwLock<HashMap<Ino, Id>>,
     limits: ExpansionLimits,
     /// What each snapshot view (by the inode of its `@<time>` directory)
     /// has expanded to.
@@ -67,7 +65,6 @@ impl SnapshotTrees {
             inodes,
             stats,
             cache: TreeCache::for_trees(TREE_CACHE_BYTES),
-            subtrees: RwLock::new(HashMap::new()),
             limits,
             budgets: Mutex::new(HashMap::new()),
             misnamed_logged: Mutex::new(IdSet::default()),
@@ -128,53 +125,74 @@ impl SnapshotTrees {
                 view: ino,
                 tree_id: s.tree,
             }),
-            Inode::Entry { snapshot, view, .. } => {
-                let subtree = self.subtrees.read().unwrap().get(&ino).copied();
-                Ok(SnapshotDir {
-                    snapshot: Arc::clone(snapshot),
-                    view: *view,
-                    tree_id: subtree.ok_or(libc::ENOTDIR)?,
-                })
-            }
+            Inode::Entry {
+                snapshot,
+                view,
+                subtree,
+                ..
+            } => Ok(SnapshotDir {
+                snapshot: Arc::clone(snapshot),
+                view: *view,
+                tree_id: subtree.ok_or(libc::ENOTDIR)?,
+            }),
             _ => Err(libc::ENOTDIR),
         }
     }
 
     /// The inode of entry `index` of `tree`, the tree of `dir`, which is
-    /// inode `parent`.
+    /// inode `parent`, with `lookups` more of it held by the kernel.
     pub fn entry_child(
         &self,
         parent: Ino,
         dir: &SnapshotDir,
         tree: &Tree,
         index: usize,
+        lookups: u64,
     ) -> VfsResult<Ino> {
         let node = &tree.nodes[index];
-        let hardlink = node
-            .is_hardlinked()
-            .then_some((dir.view, node.device, node.inode));
-        let admit = || self.admit(parent, dir, node);
-        let ino = self
-            .inodes
-            .admitted_child(parent, &node.name, hardlink, admit, || Inode::Entry {
+        let make = || {
+            Ok(Inode::Entry {
                 snapshot: Arc::clone(&dir.snapshot),
                 view: dir.view,
                 tree: dir.tree_id,
                 index: index as u32,
-            })?;
-        if node.is_dir() {
-            // Every backed-up directory has a tree; one without (a damaged
-            // listing) names no blob and lists as EIO.
-            let subtree = node.subtree.unwrap_or_default();
-            self.subtrees.write().unwrap().entry(ino).or_insert(subtree);
+                // Every backed-up directory has a tree; one without (a
+                // damaged listing) names no blob and lists as EIO.
+                subtree: node.is_dir().then(|| node.subtree.unwrap_or_default()),
+                _admission: self.admit(parent, dir, node)?,
+            })
+        };
+        let key = Self::key(parent, dir, node);
+        self.inodes
+            .entry_child(key, parent, &node.name, lookups, make)
+    }
+
+    /// The number of `node`'s inode in directory `parent` (whose tree
+    /// `dir` is), without making it.
+    pub fn entry_number(&self, parent: Ino, dir: &SnapshotDir, node: &Node) -> Ino {
+        self.inodes.number_of(Self::key(parent, dir, node))
+    }
+
+    /// What the inode of `node` in `parent` stands for: its name, or for a
+    /// file with several links, the file.
+    fn key<'a>(parent: Ino, dir: &SnapshotDir, node: &'a Node) -> Key<'a> {
+        match node.is_hardlinked() {
+            true => Key::Hardlink {
+                view: dir.view,
+                device: node.device,
+                inode: node.inode,
+            },
+            false => Key::Name {
+                parent,
+                name: &node.name,
+            },
         }
-        Ok(ino)
     }
 
     /// Counts a new inode for `node` in `parent` against its snapshot's
-    /// budget: a crafted snapshot that names the same directories over and
-    /// over must not grow the inode table without end.
-    fn admit(&self, parent: Ino, dir: &SnapshotDir, node: &Node) -> VfsResult<()> {
+    /// budget while it lives: a crafted snapshot that names the same
+    /// directories over and over must not grow the inode table without end.
+    fn admit(&self, parent: Ino, dir: &SnapshotDir, node: &Node) -> VfsResult<Admission> {
         let budget = Arc::clone(self.budgets.lock().unwrap().entry(dir.view).or_insert_with(
             || Arc::new(ExpansionBudget::new(dir.snapshot.id.short(), self.limits)),
         ));
@@ -183,6 +201,17 @@ impl SnapshotTrees {
             self.stats
                 .record_eio(format!("{}: {e}", self.inodes.path_of(parent)));
             libc::EIO
-        })
+        })?;
+        Ok(Admission::new(budget, node.data_bytes()))
+    }
+
+    /// Where the entry named `name` is in `tree`, a tree as shown (sorted,
+    /// without duplicates, see [`SnapshotTrees::tree`]): a binary search,
+    /// so that a name missing from a directory of a million entries costs
+    /// no more than one present.
+    pub fn position(tree: &Tree, name: &[u8]) -> Option<usize> {
+        tree.nodes
+            .binary_search_by(|node| node.name.as_slice().cmp(name))
+            .ok()
     }
 }
