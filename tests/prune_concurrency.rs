@@ -556,6 +556,40 @@ fn a_prune_killed_while_a_backup_commits_leaves_its_packs_to_the_next_prune() {
     assert_sound_and_clean(&history.repo, &history.snaps, &scratch);
 }
 
+/// A backup's snapshot copy is indexed before its manifest is written: a
+/// prune that looks in between sees a copy without a manifest, which is a
+/// lost manifest only when no writer is live.
+#[test]
+fn a_prune_between_a_backups_snapshot_copy_and_its_manifest_goes_on() {
+    let (_tmp, dir) = tempdir();
+    let mut history = History::build(&dir, "prune beside a manifest", 1, &[]);
+    let copy = history.lineage.advance();
+    let gate = dir.join("manifest-gate");
+    let backup = spawn_held_at(
+        &mut history.lineage.backup_command(&history.repo),
+        "snapshot-copy-indexed",
+        &gate,
+    );
+    let pruned = run(history.repo.command().args(["prune"]));
+    assert_eq!(
+        pruned.code,
+        Some(0),
+        "prune beside a backup writing its manifest: {}",
+        pruned.stderr
+    );
+    write(&gate, b"");
+    let out = backup.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    history.snaps.push(history.lineage.snap(&snapshot, copy));
+    let scratch = history.scratch.clone();
+    assert_sound_and_clean(&history.repo, &history.snaps, &scratch);
+}
+
 #[test]
 fn the_packs_a_running_backup_has_not_indexed_yet_stay() {
     let (_tmp, dir) = tempdir();

@@ -104,7 +104,7 @@ pub(crate) fn prune_resealing(
     progress: &Progress,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    let mut used = plan::used_blobs(repo, progress)?;
+    let mut used = plan::used_blobs(repo, lock.map(RepositoryLock::id), progress)?;
     report.snapshots = used.snapshots.len() as u64;
     report.blobs_used = used.blobs.len() as u64;
     report.index_files_before = repo.index_file_count() as u64;

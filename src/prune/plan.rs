@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, Totals};
 use std::collections::HashSet;
 
-use crate::repo::{snapshot_key, Id, IdSet, Repository, Snapshot, SnapshotKey};
+use crate::repo::{snapshot_key, Id, IdSet, Repository, Snapshot, SnapshotKey, Staleness};
 use crate::tree::Extent;
 
 /// How far a prune goes.
@@ -115,7 +115,7 @@ impl PrunePlan {
 
 /// Plans a prune of `repo`: every snapshot listed is kept.
 pub fn plan_prune(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
-    let used = used_blobs(repo, &Progress::default())?;
+    let used = used_blobs(repo, None, &Progress::default())?;
     Ok(plan_with(repo, &used.blobs, options, &IdSet::default()))
 }
 
@@ -210,11 +210,27 @@ fn choose_repacks(packs: &mut [PackUse], options: &PruneOptions) {
 /// Every blob a listed snapshot needs (its trees and their data), and the
 /// packed copies of the listed manifests. Refuses when anything that may be
 /// in use cannot be read.
-pub(super) fn used_blobs(repo: &Repository, progress: &Progress) -> Result<Used> {
-    let snapshots = readable_snapshots(repo)?;
+///
+/// A snapshot copy without a manifest is a lost manifest only when no
+/// other writer is live: a backup writes its index file (which names the
+/// copy) before its manifest, so a running or stopped backup shows the
+/// same thing for as long as it runs. While writers other than `ours` are
+/// live, such copies count as listed snapshots, which keeps all they use.
+pub(super) fn used_blobs(
+    repo: &Repository,
+    ours: Option<&str>,
+    progress: &Progress,
+) -> Result<Used> {
+    let mut snapshots = readable_snapshots(repo)?;
     let copies = repo.snapshot_copies();
     let (lost, tombstone_errors) = repo.copies_without_manifest(&snapshots, &copies)?;
-    if !lost.is_empty() || !tombstone_errors.is_empty() {
+    let writers_live = || -> Result<bool> {
+        Ok(repo
+            .locks()?
+            .iter()
+            .any(|(id, _, staleness)| *staleness == Staleness::Live && Some(id.as_str()) != ours))
+    };
+    if !tombstone_errors.is_empty() || (!lost.is_empty() && !writers_live()?) {
         return Err(Error::corrupt(format!(
             "{} snapshots have a copy in the packs but no manifest, and {} tombstones do not read",
             lost.len(),
@@ -222,6 +238,7 @@ pub(super) fn used_blobs(repo: &Repository, progress: &Progress) -> Result<Used>
         ))
         .with_hint("run `rewind scrub --repair` first: it brings the manifests back"));
     }
+    snapshots.extend(lost);
     let mut used = Used {
         blobs: copies_in_use(&copies, &snapshots),
         snapshots: IdSet::default(),

@@ -580,6 +580,7 @@ impl Repository {
             saver.save(writer.finish()?)?;
             saver.finish()?;
         }
+        crate::testing::pause_point("snapshot-copy-indexed");
         self.write_named(FileType::Snapshot, &content)
     }
 
