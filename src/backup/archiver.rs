@@ -21,7 +21,7 @@ use super::{BackupOptions, OwnerNames};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::{BlobKind, Id, IdSet, PackWriter, Repository, Summary};
+use crate::repo::{BlobKind, Id, PackWriter, Repository, Summary};
 use crate::suspicion::Compressibility;
 use crate::tree::{Extent, Node, NodeKind, Tree};
 
@@ -56,8 +56,6 @@ pub(super) struct Archiver {
     changed_data: Arc<ChangedDataCounters>,
     chunker: Chunker,
     sink: Arc<PackSink>,
-    /// Ids of blobs queued in this run, so a blob is stored once.
-    queued: Mutex<IdSet>,
     tree_pack: Mutex<Option<PackWriter>>,
     /// `--exclude` patterns with a `/`, matched against the whole path.
     exclude_paths: GlobSet,
@@ -77,7 +75,6 @@ impl Archiver {
             sink: PackSink::new(Repository::clone(&repo)),
             repo,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            queued: Mutex::new(IdSet::default()),
             tree_pack: Mutex::new(None),
             exclude_paths: glob_set(&path_patterns)?,
             exclude_names: glob_set(&name_patterns)?,
@@ -129,7 +126,7 @@ impl Archiver {
 
     /// True the first time a blob unknown to the repository is seen.
     fn is_new(&self, id: &Id) -> bool {
-        !self.repo.index().contains(id) && self.queued.lock().unwrap().insert(*id)
+        self.sink.queue_if_new(id)
     }
 
     pub fn store_tree(&self, tree: &Tree) -> Result<Id> {
@@ -152,7 +149,7 @@ impl Archiver {
                 &bytes,
                 self.repo.config().compression_level,
             )?;
-            if writer.len() >= self.repo.config().pack_size as usize {
+            if packer::is_full(writer, self.repo.config().pack_size as usize) {
                 let full = slot.take().unwrap().finish()?;
                 drop(slot);
                 self.sink.store(full)?;

@@ -1,5 +1,6 @@
 //! The back end of the archiver: worker threads that compress, seal and pack
-//! new blobs, store each full pack, and record it for the index.
+//! new blobs, store each full pack, and record it for the index; and the
+//! set of blobs queued but not yet indexed, so that each is stored once.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -8,7 +9,18 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::changed::FileTally;
 use crate::error::{Error, Result};
-use crate::repo::{BlobKind, FinishedPack, Id, PackSaver, PackWriter, Repository};
+use crate::repo::{BlobKind, FinishedPack, Id, IdSet, PackSaver, PackWriter, Repository};
+
+/// A pack is cut at this many blobs even below the pack size: a pack of
+/// tiny blobs (a tree of small files) would otherwise list 200,000 or more,
+/// whose records its writer, its trailer and the index's recent blobs all
+/// hold at once (`docs/design.md`, section 6).
+pub const MAX_BLOBS_PER_PACK: usize = 1 << 15;
+
+/// Whether a pack being filled is full: by size, or by its count of blobs.
+pub fn is_full(writer: &PackWriter, pack_size: usize) -> bool {
+    writer.len() >= pack_size || writer.blob_count() >= MAX_BLOBS_PER_PACK
+}
 
 pub struct NewBlob {
     pub kind: BlobKind,
@@ -22,6 +34,9 @@ pub struct NewBlob {
 /// State shared by the packers and the thread that finishes the backup.
 pub struct PackSink {
     saver: PackSaver,
+    /// Blobs queued in this run and not yet in the index: only those in
+    /// flight and in packs being filled, as a stored pack's blobs leave it.
+    queued: Mutex<IdSet>,
     failure: Mutex<Option<Error>>,
 }
 
@@ -29,8 +44,23 @@ impl PackSink {
     pub fn new(repo: Repository) -> Arc<PackSink> {
         Arc::new(PackSink {
             saver: PackSaver::new(repo),
+            queued: Mutex::new(IdSet::default()),
             failure: Mutex::new(None),
         })
+    }
+
+    /// True the first time a blob unknown to the repository is seen: the
+    /// caller then stores it.
+    pub fn queue_if_new(&self, id: &Id) -> bool {
+        let repo = self.saver.repository();
+        if repo.index().contains(id) {
+            return false;
+        }
+        let mut queued = self.queued.lock().unwrap();
+        // Its pack may have been indexed, and the blob left the queue,
+        // since the look above; a pack leaves the queue only once indexed,
+        // so under the lock one of the two holds it.
+        !repo.index().contains(id) && queued.insert(*id)
     }
 
     /// An empty pack to fill.
@@ -38,9 +68,16 @@ impl PackSink {
         self.saver.new_pack()
     }
 
-    /// Stores a full pack (see `PackSaver::save`).
+    /// Stores a full pack (see `PackSaver::save`); its blobs, indexed now,
+    /// leave the queue.
     pub fn store(&self, pack: FinishedPack) -> Result<()> {
-        self.saver.save(pack)
+        let ids: Vec<Id> = pack.blobs.iter().map(|blob| blob.id).collect();
+        self.saver.save(pack)?;
+        let mut queued = self.queued.lock().unwrap();
+        for id in &ids {
+            queued.remove(id);
+        }
+        Ok(())
     }
 
     /// Writes the index file for every pack not yet indexed.
@@ -109,7 +146,7 @@ fn run(sink: &PackSink, rx: &Receiver<NewBlob>) {
             if let Some(tally) = &blob.tally {
                 tally.stored(blob.data.len() as u32, stored_len);
             }
-            if w.len() >= pack_size {
+            if is_full(w, pack_size) {
                 sink.store(writer.take().unwrap().finish()?)?;
             }
             Ok(())

@@ -160,6 +160,11 @@ impl PackWriter {
         self.blobs.is_empty()
     }
 
+    /// How many blobs the pack holds so far.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
     pub fn finish(mut self) -> Result<FinishedPack> {
         let trailer = postcard::to_stdvec(&self.blobs).expect("trailer serializes");
         let sealed = self.sealer.seal(crypto::compress(&trailer, 3)?)?;

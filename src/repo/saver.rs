@@ -10,8 +10,11 @@ use crate::backend::FileType;
 use crate::error::Result;
 
 /// Index files are written every this many packs, so a long backup that is
-/// killed keeps most of its work findable.
+/// killed keeps most of its work findable; or sooner, at this many blobs,
+/// as the records waiting for their index file are held in memory (packs
+/// of small files hold tens of thousands of blobs each).
 const PACKS_PER_INDEX_FILE: usize = 64;
+const BLOBS_PER_INDEX_FILE: usize = 1 << 16;
 
 /// Stores packs and writes the index files that name them. Shared by the
 /// threads that fill packs; call [`PackSaver::finish`] once they are done.
@@ -89,7 +92,8 @@ impl PackSaver {
         let batch = {
             let mut unindexed = self.unindexed.lock().unwrap();
             unindexed.push(indexed);
-            if unindexed.len() >= PACKS_PER_INDEX_FILE {
+            let blobs: usize = unindexed.iter().map(|pack| pack.blobs.len()).sum();
+            if unindexed.len() >= PACKS_PER_INDEX_FILE || blobs >= BLOBS_PER_INDEX_FILE {
                 std::mem::take(&mut *unindexed)
             } else {
                 Vec::new()
