@@ -26,7 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{Node, NodeKind};
 
 /// Entries (files, hardlinks, directories) a window holds at most.
-const WINDOW_ENTRIES: usize = 16_384;
+const WINDOW_ENTRIES: usize = 8_192;
 /// File content a window stands for at most, so that a directory's
 /// metadata waits for no more than this.
 const WINDOW_BYTES: u64 = 1 << 30;
