@@ -126,7 +126,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 {
     echo "$FILES files of ~40 bytes, $PER_DIR to a directory; medians of $RUNS runs; page cache dropped before each row."
     echo
-    echo "| | ${tools[*]// / | } |"
+    header="| |"
+    for tool in "${tools[@]}"; do header+=" $tool |"; done
+    echo "$header"
     printf '|---|'; printf -- '---:|%.0s' "${tools[@]}"; echo
     for row in backup1 backup2 restore; do
         case $row in
@@ -143,7 +145,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
     echo
     limit=$(med limit tar)
     for tool in "${tools[@]}"; do
-        echo "- $tool restore / limit: $(ratio "$(med restore "$tool")" "$limit") (target <= 1.2 for rewind)"
+        target=''
+        [[ $tool == rewind ]] && target=' (target <= 1.2)'
+        echo "- $tool restore / limit: $(ratio "$(med restore "$tool")" "$limit")$target"
     done
     if [[ -n ${SECS[restore-rewind]:-} && -n ${SECS[restore-restic]:-} ]]; then
         echo "- restore speed, rewind / restic: $(ratio "$(med restore restic)" "$(med restore rewind)")x (target >= 1.7)"
