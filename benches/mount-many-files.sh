@@ -26,6 +26,8 @@ cd "$(dirname "$0")/.."
 source benches/lib/common.sh
 # shellcheck source=benches/lib/mount.sh
 source benches/lib/mount.sh
+# shellcheck source=benches/lib/trees.sh
+source benches/lib/trees.sh
 FILES=${FILES:-1000000}
 PER_DIR=${PER_DIR:-1000}
 WIDE=${WIDE:-1}
@@ -47,22 +49,11 @@ cpu_secs() { sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{p
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 # make_tree NAME PER_DIR: WORK/NAME, FILES files of ~40 bytes, PER_DIR to a
-# directory (made once: a marker beside it says it is whole)
+# directory (made once)
 make_tree() {
     [[ -e $WORK/$1.made ]] && return 0
     say "making $WORK/$1: $FILES files, $2 to a directory"
-    rm -rf "${WORK:?}/$1"
-    python3 - "$WORK/$1" "$FILES" "$2" <<'EOF'
-import os, sys
-root, files, per_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for n in range(files):
-    d = os.path.join(root, "d%05d" % (n // per_dir))
-    if n % per_dir == 0:
-        os.makedirs(d)
-    with open(os.path.join(d, "f%d" % (n % per_dir)), "w") as f:
-        f.write("file %d of %d, about forty bytes\n" % (n, files))
-EOF
-    touch "$WORK/$1.made"
+    many_small_files "$WORK/$1" "$FILES" "$2"
 }
 
 # back_up TOOL NAME: a repository WORK/TOOL-NAME holding WORK/NAME (once)

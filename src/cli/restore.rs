@@ -94,6 +94,12 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     for failure in &report.errors {
         rewind::log::error(&format!("{}: {}", failure.path, failure.error));
     }
+    if report.errors_not_listed > 0 {
+        rewind::log::error(&format!(
+            "{} more entries could not be restored",
+            report.errors_not_listed
+        ));
+    }
     if !args.dry_run {
         global.trail().bytes(|b| b.restored = Some(report.bytes));
     }
@@ -114,10 +120,10 @@ pub fn run(global: &Global, args: &Args) -> Result<ExitCode> {
     if !args.json {
         global.tell(summary(&report, &snapshot.id.short(), args));
     }
-    if report.errors.is_empty() {
+    if report.failed() == 0 {
         Ok(ExitCode::SUCCESS)
     } else {
-        let why = format!("{} entries could not be restored", report.errors.len());
+        let why = format!("{} entries could not be restored", report.failed());
         eprintln!("rewind: {why} (see the errors above)");
         global.trail().failure(why);
         Ok(ExitCode::from(1))

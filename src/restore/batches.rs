@@ -142,6 +142,7 @@ mod tests {
             rel: PathBuf::from(name),
             snapshot_path: format!("/{name}"),
             node,
+            fresh: false,
         }
     }
 

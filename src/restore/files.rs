@@ -1,155 +1,85 @@
-//! File contents on several threads (largest first), then hardlinks, then
-//! the metadata of directories, deepest first.
+//! What the workers do: restore the files of a unit of a window, largest
+//! first, small ones in batches whose chunks are read together.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::batches::{self, Unit};
 use super::content::{compare_file, reads_as_zeros};
-use super::parts::SplitFiles;
-use super::target::{apply_metadata, check_kind, remove_other_xattrs};
+use super::stream::Window;
+use super::target::{apply_open_metadata, remove_other_xattrs};
 use super::work::{Chunks, Tally};
-use super::{Action, DirJob, Failure, FileJob, Overwrite, Planned, RestoreReport, Restorer};
+use super::{Action, Failure, FileJob, Planned, Restorer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::progress::Totals;
-use crate::tree::{Extent, Node, NodeKind};
+use crate::tree::{Extent, Node};
 use rustix::fs::{FileType, Stat};
 
 impl Restorer<'_> {
-    pub(super) fn run(mut self) -> Result<RestoreReport> {
-        // Local: twice the CPUs (reads and writes overlap). Object
-        // storage: as many as its requests in flight, since each small
-        // file waits for a round trip.
-        let threads = if self.options.threads > 0 {
-            self.options.threads
-        } else {
-            let local = std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2)
-                * 2;
-            self.repo.requests_in_flight().unwrap_or(0).max(local)
-        };
-        for link in &self.links {
-            let key = (link.node.device, link.node.inode);
-            self.link_groups
-                .entry(key)
-                .or_default()
-                .push(link.rel.clone());
-        }
+    /// Restores unit `unit` of a window, and notes what became of its files.
+    pub(super) fn restore_unit(&self, window: &Window, unit: usize, tally: &Tally) {
         let progress = &self.options.progress;
-        let total_bytes = self.files.iter().map(|f| f.node.size).sum();
-        let total_files = self.files.len() as u64;
-        progress.begin(
-            "restore",
-            "files",
-            Totals::known(Some(total_files), Some(total_bytes)),
-        );
-        let units = batches::plan(
-            &mut self.files,
-            &self.repo.index(),
-            threads,
-            !self.options.dry_run,
-        );
-        let split = SplitFiles::for_units(&units);
-        let next = AtomicUsize::new(0);
-        let tally = Tally::default();
-        let errors = Mutex::new(Vec::new());
-        let planned = Mutex::new(Vec::new());
-        let failed_paths = Mutex::new(HashSet::new());
-        // What became of file `i`; false when the restore was interrupted.
-        let report = |i: usize, result: Result<Action>| -> bool {
-            let job = &self.files[i];
-            match result {
-                Ok(action) if self.options.dry_run => planned.lock().unwrap().push((
-                    i,
-                    Planned {
-                        action,
-                        path: self.target.show(&job.rel),
-                    },
-                )),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => return false,
-                Err(e) => {
-                    failed_paths.lock().unwrap().insert(job.rel.clone());
-                    errors.lock().unwrap().push(Failure {
-                        path: job.snapshot_path.clone(),
-                        error: e.to_string(),
-                    });
+        match &window.units[unit] {
+            Unit::Files(range) => {
+                let jobs = &window.files[range.clone()];
+                let results = self.restore_batch(jobs, tally);
+                for (i, result) in range.clone().zip(results) {
+                    progress.add(1, window.files[i].node.size);
+                    if !self.record(window, i, result) {
+                        break;
+                    }
                 }
             }
-            true
-        };
-        std::thread::scope(|scope| {
-            for _ in 0..threads.min(units.len().max(1)) {
-                scope.spawn(|| loop {
-                    if self.options.cancel.is_set() {
-                        break;
-                    }
-                    let Some(unit) = units.get(next.fetch_add(1, Relaxed)) else {
-                        break;
-                    };
-                    match unit {
-                        Unit::Files(range) => {
-                            let jobs = &self.files[range.clone()];
-                            let results = self.restore_batch(jobs, &tally);
-                            for (i, result) in range.clone().zip(results) {
-                                progress.add(1, self.files[i].node.size);
-                                if !report(i, result) {
-                                    break;
-                                }
-                            }
-                        }
-                        Unit::Part {
-                            file,
-                            extents,
-                            offset,
-                        } => {
-                            let job = &self.files[*file];
-                            let state = split.state(*file);
-                            let part = (extents.clone(), *offset);
-                            let part_bytes = job.node.content[extents.clone()]
-                                .iter()
-                                .map(Extent::len)
-                                .sum();
-                            let finished = self.restore_part(job, state, part, &tally);
-                            progress.add_bytes(part_bytes);
-                            if let Some(result) = finished {
-                                progress.add(1, 0);
-                                report(*file, result);
-                            }
-                        }
-                    }
+            Unit::Part {
+                file,
+                extents,
+                offset,
+            } => {
+                let job = &window.files[*file];
+                let state = window.split.state(*file);
+                let part = (extents.clone(), *offset);
+                let part_bytes = job.node.content[extents.clone()]
+                    .iter()
+                    .map(Extent::len)
+                    .sum();
+                let finished = self.restore_part(job, state, part, tally);
+                progress.add_bytes(part_bytes);
+                if let Some(result) = finished {
+                    progress.add(1, 0);
+                    self.record(window, *file, result);
+                }
+            }
+        }
+    }
+
+    /// Notes what became of file `i` of a window; false when the restore
+    /// was interrupted.
+    fn record(&self, window: &Window, i: usize, result: Result<Action>) -> bool {
+        let job = &window.files[i];
+        let mut outcome = window.outcome.lock().unwrap();
+        match result {
+            Ok(action) if self.options.dry_run => outcome.planned.push((
+                i,
+                Planned {
+                    action,
+                    path: self.target.show(&job.rel),
+                },
+            )),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return false,
+            Err(e) => {
+                if job.node.is_hardlinked() {
+                    outcome.failed_links.push(job.rel.clone());
+                }
+                outcome.failures.push(Failure {
+                    path: job.snapshot_path.clone(),
+                    error: e.to_string(),
                 });
             }
-        });
-        for file in split.unfinished() {
-            let _ = self.target.remove(&self.files[file].rel, false);
         }
-        if self.options.cancel.is_set() {
-            return Err(Error::interrupted(
-                "the restore was interrupted; what was written is complete, and running the same command again finishes it",
-            ));
-        }
-        let mut planned = planned.into_inner().unwrap();
-        planned.sort_by_key(|(i, _)| *i);
-        self.report
-            .planned
-            .extend(planned.into_iter().map(|(_, p)| p));
-        self.report.files += tally.files.into_inner();
-        self.report.bytes += tally.bytes.into_inner();
-        self.report.kept += tally.kept.into_inner();
-        self.report.kept_bytes += tally.kept_bytes.into_inner();
-        self.report.skipped += tally.skipped.into_inner();
-        self.report.verified += tally.verified.into_inner();
-        self.report.errors.extend(errors.into_inner().unwrap());
-        self.restore_links(&failed_paths.into_inner().unwrap());
-        self.restore_dir_metadata();
-        Ok(self.report)
+        true
     }
 
     /// Decides what to do with each file of a batch, reads the chunks of
@@ -159,9 +89,7 @@ impl Restorer<'_> {
             .iter()
             .map(|job| {
                 self.options.cancel.check()?;
-                self.decide(&job.rel, &job.node, |_, stat| {
-                    self.holds(&job.rel, &job.node, stat)
-                })
+                self.decide_file(job)
             })
             .collect();
         let mut chunks = if self.options.dry_run {
@@ -179,6 +107,16 @@ impl Restorer<'_> {
                 self.restore_file(job, action, kept, &mut chunks, tally)
             })
             .collect()
+    }
+
+    /// What to do with a file, and the existing file to keep if that is it.
+    pub(super) fn decide_file(&self, job: &FileJob) -> Result<(Action, Option<File>)> {
+        if job.fresh {
+            return Ok((Action::Create, None));
+        }
+        self.decide(&job.rel, &job.node, |_, stat| {
+            self.holds(&job.rel, &job.node, stat)
+        })
     }
 
     /// Reads the data chunks among `extents`, up to `BATCH_BYTES` of them
@@ -216,7 +154,7 @@ impl Restorer<'_> {
                 (Action::Keep, Some(file)) => {
                     let shown = self.target.show(rel);
                     remove_other_xattrs(file.as_fd(), node, &shown)?;
-                    apply_metadata(file.as_fd(), node, &shown)?
+                    apply_open_metadata(&file, node, &shown)?
                 }
                 _ => {}
             }
@@ -276,11 +214,11 @@ impl Restorer<'_> {
         if stat.st_nlink == 1 {
             return true;
         }
-        let Some(others) = self.link_groups.get(&(node.device, node.inode)) else {
+        let Some(paths) = self.link_groups.get(&(node.device, node.inode)) else {
             return false;
         };
-        others.len() as u64 + 1 == stat.st_nlink
-            && others.iter().all(|p| {
+        paths.len() as u64 == stat.st_nlink
+            && paths.iter().all(|p| {
                 self.target
                     .lstat(p)
                     .is_ok_and(|m| (m.st_dev, m.st_ino) == (stat.st_dev, stat.st_ino))
@@ -365,12 +303,16 @@ impl Restorer<'_> {
     /// with `--verify` its holes, and its metadata.
     pub(super) fn finish_file(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
         let content_len: u64 = node.content.iter().map(Extent::len).sum();
-        file.set_len(node.size.max(content_len))
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        // The file was created empty and its data written: it already has
+        // its size unless it ends in a hole (one syscall less per file).
+        if node.size.max(content_len) != data_end(node) {
+            file.set_len(node.size.max(content_len))
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        }
         if self.options.verify {
             self.check_holes(file, path, node)?;
         }
-        apply_metadata(file.as_fd(), node, path)
+        apply_open_metadata(file, node, path)
     }
 
     /// `--verify`: the bytes read back from the file must be the chunk just
@@ -424,90 +366,17 @@ impl Restorer<'_> {
         }
         Ok(())
     }
+}
 
-    fn restore_links(&mut self, failed: &HashSet<PathBuf>) {
-        for job in std::mem::take(&mut self.links) {
-            if failed.contains(&job.first) {
-                let error = format!(
-                    "{}: not linked, its first link {} failed",
-                    self.target.show(&job.rel).display(),
-                    self.target.show(&job.first).display()
-                );
-                self.fail(&job.snapshot_path, error);
-                continue;
-            }
-            match self.restore_link(&job.rel, &job.node, &job.first) {
-                Ok(action) => {
-                    self.note(action, &job.rel);
-                    let file = u64::from(job.node.kind == NodeKind::File);
-                    match action {
-                        Action::Skip => self.report.skipped += 1,
-                        Action::Keep => {
-                            self.report.kept += 1;
-                            self.report.files += file;
-                        }
-                        _ => self.report.files += file,
-                    }
-                }
-                Err(e) => self.fail(&job.snapshot_path, e),
-            }
+/// Where a file's data ends: the end of its last data extent.
+fn data_end(node: &Node) -> u64 {
+    let mut offset = 0;
+    let mut end = 0;
+    for extent in &node.content {
+        offset += extent.len();
+        if matches!(extent, Extent::Data { .. }) {
+            end = offset;
         }
     }
-
-    fn restore_link(&self, rel: &Path, node: &Node, first: &Path) -> Result<Action> {
-        let (action, _) = self.decide(rel, node, |_, stat| {
-            let same = self
-                .target
-                .lstat(first)
-                .is_ok_and(|f| (f.st_dev, f.st_ino) == (stat.st_dev, stat.st_ino));
-            Ok(same.then_some(()))
-        })?;
-        if matches!(action, Action::Create | Action::Replace) && !self.options.dry_run {
-            self.make_room(rel, action)?;
-            self.target
-                .hard_link(first, rel)
-                .map_err(|e| self.io_error("link", rel, e))?;
-        }
-        Ok(action)
-    }
-
-    /// Deepest first, so that setting a directory's times is the last touch.
-    fn restore_dir_metadata(&mut self) {
-        if self.options.dry_run {
-            return;
-        }
-        let dirs = std::mem::take(&mut self.dirs);
-        for dir in dirs.iter().rev() {
-            if self.options.overwrite == Overwrite::Never && !dir.inode.created {
-                continue;
-            }
-            if let Err(e) = self.restore_dir_metadatum(dir) {
-                self.fail(&dir.snapshot_path, e);
-            }
-        }
-    }
-
-    /// Sets a directory's metadata, on the directory this restore made or
-    /// found there, never on one that has since taken its place.
-    fn restore_dir_metadatum(&self, dir: &DirJob) -> Result<()> {
-        let shown = self.target.show(&dir.rel);
-        let handle = self
-            .target
-            .handle(&dir.rel)
-            .map_err(|e| self.io_error("open", &dir.rel, e))?;
-        let stat = check_kind(handle.as_fd(), &dir.node, &shown)?;
-        if dir.inode.id != Some((stat.st_dev, stat.st_ino)) {
-            return Err(Error::new(
-                ErrorKind::Unsafe,
-                format!(
-                    "{} was replaced by another directory while it was restored; its metadata was not set",
-                    shown.display()
-                ),
-            ));
-        }
-        if !dir.inode.created {
-            remove_other_xattrs(handle.as_fd(), &dir.node, &shown)?;
-        }
-        apply_metadata(handle.as_fd(), &dir.node, &shown)
-    }
+    end
 }

@@ -1,6 +1,11 @@
-//! Restoring a snapshot (or part of it) into a directory: directories first,
-//! then file contents on several threads, then hardlinks, and the metadata of
-//! directories last so their times survive the writes into them.
+//! Restoring a snapshot (or part of it) into a directory. The tree is
+//! walked depth first and streamed: directories are created as they are
+//! reached, and their files are handed in windows of bounded size to
+//! workers that write them on several threads; after a window's files come
+//! its hardlinks, and the metadata of the directories whose subtrees it
+//! ended, so their times survive the writes into them. Memory follows the
+//! windows in flight and the depth of the tree, not the number of files
+//! (`docs/design.md`, section 6).
 //!
 //! Nothing is ever written outside the target: every name is checked, and
 //! every operation goes through [`target::Target`], which resolves each path
@@ -19,10 +24,12 @@ mod batches;
 mod content;
 pub mod diff;
 pub mod drill;
+mod expansion;
 mod files;
 mod filter;
 mod parts;
 mod plan;
+mod stream;
 mod target;
 mod work;
 
@@ -33,10 +40,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, Totals};
 use crate::repo::{Id, Repository};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Node};
+use expansion::Expansion;
+use plan::Planner;
 use target::Target;
+use work::Tally;
 
 pub use filter::{PathFilter, Sample};
 
@@ -164,9 +174,32 @@ pub struct RestoreReport {
     pub deleted: u64,
     /// Files checked against their chunk ids after writing (or kept after a check).
     pub verified: u64,
+    /// The first [`MAX_LISTED_FAILURES`] entries that could not be restored.
     pub errors: Vec<Failure>,
+    /// Entries that could not be restored beyond those listed in `errors`.
+    pub errors_not_listed: u64,
     /// With `dry_run`: what a restore would do, in order.
     pub planned: Vec<Planned>,
+}
+
+/// The most failures a report lists; past it they are only counted, so that
+/// a restore in which every one of millions of files fails (a full disk, a
+/// lost pack) does not hold a message for each.
+pub const MAX_LISTED_FAILURES: usize = 10_000;
+
+impl RestoreReport {
+    /// How many entries could not be restored, listed or not.
+    pub fn failed(&self) -> u64 {
+        self.errors.len() as u64 + self.errors_not_listed
+    }
+
+    fn add_failure(&mut self, failure: Failure) {
+        if self.errors.len() < MAX_LISTED_FAILURES {
+            self.errors.push(failure);
+        } else {
+            self.errors_not_listed += 1;
+        }
+    }
 }
 
 /// Finds the node at `path` in a snapshot tree. The root has no node: `None`.
@@ -202,6 +235,9 @@ struct FileJob {
     rel: PathBuf,
     snapshot_path: String,
     node: Node,
+    /// Its directory was made by this restore, so nothing else can be at
+    /// `rel`: it is created without looking first.
+    fresh: bool,
 }
 
 struct DirJob {
@@ -219,20 +255,18 @@ struct LinkJob {
     first: PathBuf,
 }
 
+/// What the walk and the workers share, unchanged while they run.
 struct Restorer<'a> {
     repo: &'a Repository,
     target: Target,
     budget: ExpansionBudget,
     options: &'a RestoreOptions,
     filter: PathFilter,
-    files: Vec<FileJob>,
-    /// Directories with the node whose metadata they get at the end.
-    dirs: Vec<DirJob>,
-    links: Vec<LinkJob>,
-    first_of_link: HashMap<(u64, u64), PathBuf>,
-    /// The other paths of each hardlinked file, by (device, inode) in the snapshot.
+    /// Every path of each hardlinked file, by (device, inode) in the
+    /// snapshot; filled only when existing files may be kept (see
+    /// `links_inside` in `files.rs`).
     link_groups: HashMap<(u64, u64), Vec<PathBuf>>,
-    report: RestoreReport,
+    threads: usize,
 }
 
 /// Restores `path` of the snapshot whose root tree is `root` into `target`:
@@ -254,62 +288,112 @@ pub fn restore(
         budget: ExpansionBudget::new(format!("with root tree {}", root.short()), options.limits),
         options,
         filter: PathFilter::new(&options.includes, &options.excludes, options.sample)?,
-        files: Vec::new(),
-        dirs: Vec::new(),
-        links: Vec::new(),
-        first_of_link: HashMap::new(),
         link_groups: HashMap::new(),
-        report: RestoreReport::default(),
+        threads: worker_threads(repo, options),
     };
-    if target_created {
-        restorer.note(Action::Create, Path::new(""));
-    }
     let snapshot_path = format!("/{}", path.trim_matches('/'));
     let tree_to_plan = match &start {
         None => Some(*root),
         Some(node) if node.is_dir() => Some(node.subtree.unwrap_or_default()),
         Some(_) => None,
     };
-    if let Some(tree) = tree_to_plan {
-        crate::tree::with_deep_stack(|| {
+    let measure = match tree_to_plan {
+        Some(tree) => Some(crate::tree::with_deep_stack(|| {
             let start_depth =
                 snapshot_path.matches('/').count() - usize::from(snapshot_path == "/");
-            Expansion::new(repo, &restorer.budget).check(&tree, start_depth)
-        })?;
-    }
-    crate::tree::with_deep_stack(|| -> Result<()> {
-        match start {
-            None => {
-                let tree = repo.read_tree(root)?;
-                restorer.plan_tree(tree, Path::new(""), "")
-            }
-            Some(node) if node.is_dir() => {
-                let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
+            let mut expansion = Expansion::new(repo, &restorer.budget);
+            let measure = expansion.check(&tree, start_depth)?;
+            if measure.links && options.overwrite == Overwrite::IfChanged {
                 let dir = snapshot_path.trim_end_matches('/');
-                let inode = plan::DirInode {
-                    id: restorer
-                        .target
-                        .lstat(Path::new(""))
-                        .ok()
-                        .map(|s| (s.st_dev, s.st_ino)),
-                    created: target_created,
-                };
-                restorer.plan_tree(tree, Path::new(""), dir)?;
-                restorer.dirs.push(DirJob {
-                    rel: PathBuf::new(),
-                    snapshot_path: snapshot_path.clone(),
-                    node,
-                    inode,
-                });
-                Ok(())
+                restorer.link_groups =
+                    expansion.link_groups(&tree, Path::new(""), dir, &restorer.filter)?;
             }
-            Some(node) => {
-                let parent = snapshot_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                restorer.plan_node(node, Path::new(""), parent)
+            Ok::<_, Error>(measure)
+        })?),
+        None => None,
+    };
+    options
+        .progress
+        .begin("restore", "files", totals(&start, measure, options));
+    let tally = Tally::default();
+    let restorer = &restorer;
+    // A target this restore made holds nothing yet (a dry run makes none).
+    let fresh = target_created && !options.dry_run;
+    let report = stream::run(restorer, &tally, |planner: &mut Planner| match start {
+        None => {
+            let tree = repo.read_tree(root)?;
+            if target_created {
+                planner.note(Action::Create, Path::new(""));
             }
+            planner.plan_tree(tree, Path::new(""), "", fresh)
+        }
+        Some(node) if node.is_dir() => {
+            if target_created {
+                planner.note(Action::Create, Path::new(""));
+            }
+            let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
+            let dir = snapshot_path.trim_end_matches('/');
+            let inode = plan::DirInode {
+                id: restorer
+                    .target
+                    .lstat(Path::new(""))
+                    .ok()
+                    .map(|s| (s.st_dev, s.st_ino)),
+                created: target_created,
+                empty: false,
+            };
+            planner.plan_tree(tree, Path::new(""), dir, fresh)?;
+            planner.finish_dir(DirJob {
+                rel: PathBuf::new(),
+                snapshot_path: snapshot_path.clone(),
+                node,
+                inode,
+            });
+            Ok(())
+        }
+        Some(node) => {
+            if target_created {
+                planner.note(Action::Create, Path::new(""));
+            }
+            let parent = snapshot_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            planner.plan_node(node, Path::new(""), parent, fresh)
         }
     })?;
-    restorer.run()
+    Ok(report)
+}
+
+/// Local: twice the CPUs (reads and writes overlap). Object storage: as
+/// many as its requests in flight, since each small file waits for a
+/// round trip.
+fn worker_threads(repo: &Repository, options: &RestoreOptions) -> usize {
+    if options.threads > 0 {
+        return options.threads;
+    }
+    let local = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2)
+        * 2;
+    repo.requests_in_flight().unwrap_or(0).max(local)
+}
+
+/// The progress's totals, from the pass over the trees that checked the
+/// snapshot's expansion: exact for a whole tree (a hardlinked file counts
+/// once per link); unknown when globs or a sample take only part of it.
+fn totals(
+    start: &Option<Node>,
+    measure: Option<expansion::Measure>,
+    options: &RestoreOptions,
+) -> Totals {
+    let filtered =
+        !options.includes.is_empty() || !options.excludes.is_empty() || options.sample.is_some();
+    match (start, measure) {
+        _ if filtered => Totals::UNKNOWN,
+        (_, Some(m)) => Totals::known(Some(m.files), Some(m.bytes)),
+        (Some(node), None) if node.kind == crate::tree::NodeKind::File => {
+            Totals::known(Some(1), Some(node.size))
+        }
+        _ => Totals::known(Some(0), Some(0)),
+    }
 }
 
 /// Creates the target if it is missing; returns whether it was created.
@@ -333,56 +417,5 @@ fn prepare_target(target: &Path, options: &RestoreOptions) -> Result<bool> {
             format!("cannot use the target {}", target.display()),
             e,
         )),
-    }
-}
-
-/// What a tree expands to, worked out once per tree id before anything is
-/// written: shared subtrees let 41 objects stand for 2^40 paths, and a
-/// restore must refuse such a snapshot before it creates the first of a
-/// billion directories, not after.
-struct Expansion<'a> {
-    repo: &'a Repository,
-    budget: &'a ExpansionBudget,
-    /// Per tree: the entries below it, and how many levels of directories.
-    memo: HashMap<Id, (u64, usize)>,
-}
-
-impl<'a> Expansion<'a> {
-    fn new(repo: &'a Repository, budget: &'a ExpansionBudget) -> Self {
-        Expansion {
-            repo,
-            budget,
-            memo: HashMap::new(),
-        }
-    }
-
-    /// Fails if the tree `id`, `depth` levels below the snapshot's root,
-    /// expands beyond the budget's limits.
-    fn check(&mut self, id: &Id, depth: usize) -> Result<()> {
-        let (entries, levels) = self.measure(id, depth)?;
-        self.budget.admit_depth(depth + 1 + levels)?;
-        if entries > self.budget.limits().entries {
-            return Err(self.budget.too_many_entries());
-        }
-        Ok(())
-    }
-
-    fn measure(&mut self, id: &Id, depth: usize) -> Result<(u64, usize)> {
-        if let Some(known) = self.memo.get(id) {
-            return Ok(*known);
-        }
-        self.budget.admit_depth(depth + 1)?;
-        let tree = self.repo.read_tree(id)?;
-        let (mut entries, mut levels) = (0u64, 0usize);
-        for node in &tree.nodes {
-            entries = entries.saturating_add(1);
-            if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
-                let (below, deeper) = self.measure(&subtree, depth + 1)?;
-                entries = entries.saturating_add(below);
-                levels = levels.max(deeper + 1);
-            }
-        }
-        self.memo.insert(*id, (entries, levels));
-        Ok((entries, levels))
     }
 }

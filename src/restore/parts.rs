@@ -131,8 +131,8 @@ impl Restorer<'_> {
     /// file or settle it.
     fn prepare_split(&self, job: &FileJob, tally: &Tally) -> Prepared {
         let settled = |result| Prepared::Settled(Mutex::new(Some(result)));
-        let (rel, node) = (&job.rel, &job.node);
-        match self.decide(rel, node, |_, stat| self.holds(rel, node, stat)) {
+        let rel = &job.rel;
+        match self.decide_file(job) {
             Ok((action @ (Action::Create | Action::Replace), _)) => {
                 match self.create_file(rel, action) {
                     Ok(file) => Prepared::Writing {

@@ -1,26 +1,96 @@
-//! The walk over the snapshot: directories are created (or checked) as they
-//! are reached, special entries made, entries the snapshot does not have
-//! deleted (`--delete`), and files and hardlinks queued for the workers in
-//! `files.rs`. In a dry run every step is only noted. Every path here is
-//! relative to the target and goes through [`Target`](super::target::Target).
+//! The walk over the snapshot, depth first: directories are created (or
+//! checked) as they are reached, special entries made, entries the snapshot
+//! does not have deleted (`--delete`), and files and hardlinks queued in
+//! windows for the workers of `stream.rs`; a directory is queued for its
+//! metadata when its subtree is done. In a dry run every step is only
+//! noted. Every path here is relative to the target and goes through
+//! [`Target`](super::target::Target).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt::Display;
+use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Stat};
 
+use super::stream::{Pending, Stream};
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
-use super::{Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, Restorer};
+use super::{
+    Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, RestoreReport, Restorer,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{NameProblem, Node, NodeKind, Tree};
 
-impl Restorer<'_> {
+/// The walk, and what it keeps: the window it is filling, the first path
+/// of each hardlinked file, and the report.
+pub(super) struct Planner<'r, 'a> {
+    restorer: &'r Restorer<'a>,
+    pub report: RestoreReport,
+    /// The first path of each hardlinked file met so far, by (device,
+    /// inode) in the snapshot: the others are made links to it.
+    first_of_link: HashMap<(u64, u64), PathBuf>,
+    /// Hardlinked files that could not be restored: their other links are
+    /// not made.
+    pub failed_links: HashSet<PathBuf>,
+    pending: Pending,
+    stream: Stream,
+}
+
+impl<'a> Deref for Planner<'_, 'a> {
+    type Target = Restorer<'a>;
+
+    fn deref(&self) -> &Restorer<'a> {
+        self.restorer
+    }
+}
+
+impl<'r, 'a> Planner<'r, 'a> {
+    pub fn new(restorer: &'r Restorer<'a>, stream: Stream) -> Self {
+        Planner {
+            restorer,
+            report: RestoreReport::default(),
+            first_of_link: HashMap::new(),
+            failed_links: HashSet::new(),
+            pending: Pending::default(),
+            stream,
+        }
+    }
+
+    /// Hands the window being filled to the workers once it is full.
+    fn queued(&mut self) {
+        if self.pending.is_full() {
+            self.submit();
+        }
+    }
+
+    /// Hands the window being filled to the workers, and finishes those
+    /// that are done.
+    pub fn submit(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for window in self.stream.submit(self.restorer, pending) {
+            self.finish_window(&window);
+        }
+    }
+
+    /// Waits for every window handed out and finishes it.
+    pub fn drain(&mut self) {
+        for window in self.stream.drain() {
+            self.finish_window(&window);
+        }
+    }
+
+    /// A directory whose subtree has been walked: its metadata is set once
+    /// the window now being filled, and every one before it, is done.
+    pub fn finish_dir(&mut self, dir: DirJob) {
+        self.pending.dirs.push(dir);
+        self.queued();
+    }
+
     pub(super) fn fail(&mut self, snapshot_path: &str, error: impl Display) {
-        self.report.errors.push(Failure {
+        self.report.add_failure(Failure {
             path: if snapshot_path.is_empty() {
                 "/".to_string()
             } else {
@@ -38,26 +108,17 @@ impl Restorer<'_> {
         }
     }
 
-    /// An I/O error on `rel`: a symlink or a path out of the target met on
-    /// the way is named as what it is, a refusal.
-    pub(super) fn io_error(&self, what: &str, rel: &Path, e: std::io::Error) -> Error {
-        let shown = self.target.show(rel);
-        match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::EXDEV) => Error::new(
-                ErrorKind::Unsafe,
-                format!(
-                    "refusing to {what} {}: a symlink is in the way, and a restore never writes through one",
-                    shown.display()
-                ),
-            ),
-            _ => Error::io(format!("cannot {what} {}", shown.display()), e),
-        }
-    }
-
     /// Plans the entries of a tree restored into `dir`, depth first. Entries
     /// whose names break the format's rules (unsafe, too long, listed twice)
     /// are refused, each with an error; the rest is restored.
-    pub(super) fn plan_tree(&mut self, tree: Tree, dir: &Path, snapshot_dir: &str) -> Result<()> {
+    /// `fresh`: `dir` was made by this restore (see [`FileJob::fresh`]).
+    pub(super) fn plan_tree(
+        &mut self,
+        tree: Tree,
+        dir: &Path,
+        snapshot_dir: &str,
+        fresh: bool,
+    ) -> Result<()> {
         self.options.cancel.check()?;
         let (tree, dropped) = tree.into_shown();
         for (name, problem) in dropped {
@@ -75,7 +136,7 @@ impl Restorer<'_> {
             }
         }
         for node in &tree.nodes {
-            self.plan_node(node.clone(), dir, snapshot_dir)?;
+            self.plan_node(node.clone(), dir, snapshot_dir, fresh)?;
         }
         if self.options.delete {
             self.delete_extras(&tree, dir, snapshot_dir);
@@ -85,7 +146,13 @@ impl Restorer<'_> {
 
     /// Plans one entry. A snapshot that expands beyond the limits (shared
     /// subtrees named over and over) stops the whole restore.
-    pub(super) fn plan_node(&mut self, node: Node, dir: &Path, snapshot_dir: &str) -> Result<()> {
+    pub(super) fn plan_node(
+        &mut self,
+        node: Node,
+        dir: &Path,
+        snapshot_dir: &str,
+        fresh: bool,
+    ) -> Result<()> {
         let snapshot_path = format!("{snapshot_dir}/{}", node.name_lossy());
         if !node.name_is_safe() {
             let error = format!(
@@ -112,19 +179,23 @@ impl Restorer<'_> {
             _ if node.is_hardlinked() => {
                 let key = (node.device, node.inode);
                 match self.first_of_link.get(&key) {
-                    Some(first) => self.links.push(LinkJob {
-                        rel,
-                        snapshot_path,
-                        node,
-                        first: first.clone(),
-                    }),
+                    Some(first) => {
+                        let first = first.clone();
+                        self.pending.links.push(LinkJob {
+                            rel,
+                            snapshot_path,
+                            node,
+                            first,
+                        });
+                        self.queued();
+                    }
                     None => {
                         self.first_of_link.insert(key, rel.clone());
-                        self.plan_leaf(rel, snapshot_path, node);
+                        self.plan_leaf(rel, snapshot_path, node, fresh);
                     }
                 }
             }
-            _ => self.plan_leaf(rel, snapshot_path, node),
+            _ => self.plan_leaf(rel, snapshot_path, node, fresh),
         }
         Ok(())
     }
@@ -143,10 +214,10 @@ impl Restorer<'_> {
             None => Ok(Tree::default()),
         };
         match subtree {
-            Ok(tree) => self.plan_tree(tree, &rel, &snapshot_path)?,
+            Ok(tree) => self.plan_tree(tree, &rel, &snapshot_path, inode.empty)?,
             Err(e) => self.fail(&snapshot_path, format!("cannot read its contents: {e}")),
         }
-        self.dirs.push(DirJob {
+        self.finish_dir(DirJob {
             rel,
             snapshot_path,
             node,
@@ -155,13 +226,15 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    fn plan_leaf(&mut self, rel: PathBuf, snapshot_path: String, node: Node) {
+    fn plan_leaf(&mut self, rel: PathBuf, snapshot_path: String, node: Node, fresh: bool) {
         if node.kind == NodeKind::File {
-            self.files.push(FileJob {
+            self.pending.add_file(FileJob {
                 rel,
                 snapshot_path,
                 node,
+                fresh,
             });
+            self.queued();
         } else if let Err(e) = self.restore_special(&rel, &node) {
             self.fail(&snapshot_path, e);
         }
@@ -196,12 +269,12 @@ impl Restorer<'_> {
         if self.options.dry_run {
             return Ok(DirInode::planned());
         }
-        match self.target.create_dir(rel) {
-            Ok(()) => {}
+        let made = match self.target.create_dir(rel) {
+            Ok(()) => true,
             // Made by someone else meanwhile: accepted below if it is a directory.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(self.io_error("create", rel, e)),
-        }
+        };
         let stat = self
             .target
             .lstat(rel)
@@ -215,7 +288,7 @@ impl Restorer<'_> {
                 ),
             ));
         }
-        Ok(DirInode::created(&stat))
+        Ok(DirInode::created(&stat, made))
     }
 
     /// A symlink, fifo, device node or socket.
@@ -253,6 +326,60 @@ impl Restorer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Removes what `dir` has and `tree` does not, where the globs allow.
+    fn delete_extras(&mut self, tree: &Tree, dir: &Path, snapshot_dir: &str) {
+        let names = match self.target.list(dir) {
+            Ok(names) => names,
+            Err(e) if self.options.dry_run && is_absent(&e) => return,
+            Err(e) => {
+                let error = self.io_error("list the entries to delete in", dir, e);
+                self.fail(snapshot_dir, error);
+                return;
+            }
+        };
+        let wanted: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
+        for name in names {
+            if wanted.contains(name.as_slice()) {
+                continue;
+            }
+            let snapshot_path = format!("{snapshot_dir}/{}", String::from_utf8_lossy(&name));
+            if !self.filter.owns(&snapshot_path) {
+                continue;
+            }
+            let rel = dir.join(OsStr::from_bytes(&name));
+            self.note(Action::Delete, &rel);
+            if self.options.dry_run {
+                self.report.deleted += 1;
+                continue;
+            }
+            match self.target.remove(&rel, true) {
+                Ok(()) => self.report.deleted += 1,
+                Err(e) => {
+                    let error = self.io_error("delete", &rel, e);
+                    self.fail(&snapshot_path, error)
+                }
+            }
+        }
+    }
+}
+
+impl Restorer<'_> {
+    /// An I/O error on `rel`: a symlink or a path out of the target met on
+    /// the way is named as what it is, a refusal.
+    pub(super) fn io_error(&self, what: &str, rel: &Path, e: std::io::Error) -> Error {
+        let shown = self.target.show(rel);
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EXDEV) => Error::new(
+                ErrorKind::Unsafe,
+                format!(
+                    "refusing to {what} {}: a symlink is in the way, and a restore never writes through one",
+                    shown.display()
+                ),
+            ),
+            _ => Error::io(format!("cannot {what} {}", shown.display()), e),
+        }
     }
 
     /// What to do at `rel` for a non-directory `node`. `same` is given the
@@ -319,42 +446,6 @@ impl Restorer<'_> {
         }
         Some(handle)
     }
-
-    /// Removes what `dir` has and `tree` does not, where the globs allow.
-    fn delete_extras(&mut self, tree: &Tree, dir: &Path, snapshot_dir: &str) {
-        let names = match self.target.list(dir) {
-            Ok(names) => names,
-            Err(e) if self.options.dry_run && is_absent(&e) => return,
-            Err(e) => {
-                let error = self.io_error("list the entries to delete in", dir, e);
-                self.fail(snapshot_dir, error);
-                return;
-            }
-        };
-        let wanted: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
-        for name in names {
-            if wanted.contains(name.as_slice()) {
-                continue;
-            }
-            let snapshot_path = format!("{snapshot_dir}/{}", String::from_utf8_lossy(&name));
-            if !self.filter.owns(&snapshot_path) {
-                continue;
-            }
-            let rel = dir.join(OsStr::from_bytes(&name));
-            self.note(Action::Delete, &rel);
-            if self.options.dry_run {
-                self.report.deleted += 1;
-                continue;
-            }
-            match self.target.remove(&rel, true) {
-                Ok(()) => self.report.deleted += 1,
-                Err(e) => {
-                    let error = self.io_error("delete", &rel, e);
-                    self.fail(&snapshot_path, error)
-                }
-            }
-        }
-    }
 }
 
 /// The inode of a directory a restore writes into, so that its metadata is
@@ -365,6 +456,9 @@ pub(super) struct DirInode {
     pub id: Option<(u64, u64)>,
     /// Whether this restore made it (`Overwrite::Never` leaves others alone).
     pub created: bool,
+    /// Whether this restore's own `mkdir` made it, mode 0700: until its
+    /// metadata is set nothing can be in it but what this restore puts there.
+    pub empty: bool,
 }
 
 impl DirInode {
@@ -372,13 +466,15 @@ impl DirInode {
         DirInode {
             id: Some((stat.st_dev, stat.st_ino)),
             created: false,
+            empty: false,
         }
     }
 
-    fn created(stat: &Stat) -> DirInode {
+    fn created(stat: &Stat, made: bool) -> DirInode {
         DirInode {
             id: Some((stat.st_dev, stat.st_ino)),
             created: true,
+            empty: made,
         }
     }
 
@@ -386,6 +482,7 @@ impl DirInode {
         DirInode {
             id: None,
             created: true,
+            empty: false,
         }
     }
 }

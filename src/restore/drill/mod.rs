@@ -202,8 +202,8 @@ pub fn drill(
     let restore_seconds = started.elapsed().as_secs_f64();
     let scratch_text = scratch.path.display().to_string();
     let (restore_failures, files_checked, bytes_checked) = match restored {
-        Ok(report) => (
-            report
+        Ok(report) => {
+            let mut failures: Vec<Failure> = report
                 .errors
                 .into_iter()
                 .map(|f| Failure {
@@ -212,10 +212,18 @@ pub fn drill(
                         .replace(&scratch_text, if base.is_empty() { "" } else { &base }),
                     ..f
                 })
-                .collect(),
-            report.files,
-            report.bytes,
-        ),
+                .collect();
+            if report.errors_not_listed > 0 {
+                failures.push(Failure {
+                    path: in_snapshot(&base, ""),
+                    error: format!(
+                        "{} more entries could not be restored",
+                        report.errors_not_listed
+                    ),
+                });
+            }
+            (failures, report.files, report.bytes)
+        }
         Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
         Err(e) => (
             vec![Failure {
