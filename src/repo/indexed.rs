@@ -101,18 +101,24 @@ impl Repository {
     /// the index to change it.
     fn reload_index_with(&self, access: Access) -> Result<Option<Vec<Error>>> {
         let names = self.list(FileType::Index)?;
-        let (files, errors) = self.read_index_files(&names);
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, file)| file.supersedes.iter().copied())
-            .collect();
-        let index = Index::from_packs(
-            files
-                .iter()
-                .filter(|(name, _)| !superseded.contains(name))
-                .flat_map(|(_, file)| &file.packs),
-        );
-        drop(files);
+        // Each file goes into the load as soon as it is decoded, so that
+        // the decoded files are never all held (`docs/design.md`, 6.1).
+        let load = Mutex::new(index::IndexLoad::default());
+        let numbered: Vec<(usize, &String)> = names.iter().enumerate().collect();
+        let errors: Vec<Error> = crate::parallel::parallel_map(&numbered, |(order, name)| {
+            let id = Id::from_hex(name)?;
+            let file = self.read_index_file(name)?;
+            load.lock().unwrap().add(*order, id, file);
+            Ok(())
+        })
+        .into_iter()
+        .filter_map(Result::err)
+        // Removed since it was listed: superseded by a prune.
+        .filter(|e: &Error| e.kind() != ErrorKind::NotFound)
+        .collect();
+        let load = load.into_inner().unwrap();
+        let superseded = load.superseded();
+        let index = load.finish();
         self.retain_packs_of(&index);
         let Some(mut loaded) = self.index_to_change(access) else {
             return Ok(None);
