@@ -104,6 +104,13 @@ impl BlobLocation {
     pub fn pack(&self) -> usize {
         (self.pack_and_kind & PACK_MASK) as usize
     }
+    /// The same blob with another pack number.
+    fn in_pack(self, pack: u32) -> BlobLocation {
+        BlobLocation {
+            pack_and_kind: pack | (self.pack_and_kind & !PACK_MASK),
+            ..self
+        }
+    }
     pub fn kind(&self) -> BlobKind {
         match self.pack_and_kind >> KIND_SHIFT {
             0 => BlobKind::Data,
@@ -323,6 +330,136 @@ impl Index {
     }
 }
 
+/// An index being loaded: each index file, as soon as it is decoded, is
+/// moved into the vectors the table is built from (40 bytes a blob), so a
+/// load never holds the decoded files beside the table (`docs/design.md`,
+/// section 6.1). Pack numbers given while adding are provisional, in the
+/// order files arrive; [`IndexLoad::finish`] numbers the packs in the
+/// order of the files and leaves out the files another supersedes.
+#[derive(Default)]
+pub struct IndexLoad {
+    /// Each file added: its place among the files, its name and the index
+    /// files it supersedes, and its packs' provisional numbers.
+    files: Vec<LoadedFile>,
+    /// Every pack added, by provisional number.
+    packs: Vec<PackRef>,
+    buckets: Vec<u16>,
+    tails: Vec<table::Tail>,
+    locations: Vec<BlobLocation>,
+    /// Whole ids of snapshot copies, with their provisional pack.
+    snapshot_copies: Vec<(Id, u32)>,
+}
+
+struct LoadedFile {
+    order: usize,
+    name: Id,
+    supersedes: Vec<Id>,
+    packs: std::ops::Range<u32>,
+}
+
+impl IndexLoad {
+    /// Room for about `blobs` blobs, as the files' sizes suggest (pages
+    /// reserved and not written cost no memory).
+    pub fn with_capacity(blobs: usize) -> IndexLoad {
+        IndexLoad {
+            buckets: Vec::with_capacity(blobs),
+            tails: Vec::with_capacity(blobs),
+            locations: Vec::with_capacity(blobs),
+            ..IndexLoad::default()
+        }
+    }
+
+    /// Takes in index file `name`, the `order`th of those listed.
+    pub fn add(&mut self, order: usize, name: Id, file: IndexFile) {
+        let first = self.packs.len() as u32;
+        for pack in file.packs {
+            let number = self.packs.len() as u32;
+            self.packs.push(PackRef {
+                id: pack.id,
+                salt: pack.salt,
+            });
+            for blob in &pack.blobs {
+                self.buckets.push(table::bucket_of(&blob.id.0) as u16);
+                self.tails.push(table::tail_of(&blob.id.0));
+                self.locations.push(BlobLocation::of(number, blob));
+                if blob.kind == BlobKind::Snapshot {
+                    self.snapshot_copies.push((blob.id, number));
+                }
+            }
+        }
+        self.files.push(LoadedFile {
+            order,
+            name,
+            supersedes: file.supersedes,
+            packs: first..self.packs.len() as u32,
+        });
+    }
+
+    /// The index files that others added supersede.
+    pub fn superseded(&self) -> std::collections::HashSet<Id> {
+        self.files
+            .iter()
+            .flat_map(|file| file.supersedes.iter().copied())
+            .collect()
+    }
+
+    /// The index of every file added but those superseded.
+    pub fn finish(mut self) -> Index {
+        let superseded = self.superseded();
+        self.files.sort_unstable_by_key(|file| file.order);
+        // Provisional number -> final, or NONE for a superseded file's pack.
+        const NONE: u32 = u32::MAX;
+        let mut renumber = vec![NONE; self.packs.len()];
+        let mut index = Index::new();
+        let mut numbers: IdMap<u32> = IdMap::default();
+        for file in self.files.iter().filter(|f| !superseded.contains(&f.name)) {
+            for provisional in file.packs.clone() {
+                let pack = self.packs[provisional as usize];
+                renumber[provisional as usize] = *numbers.entry(pack.id).or_insert_with(|| {
+                    index.packs.push(pack);
+                    (index.packs.len() - 1) as u32
+                });
+            }
+        }
+        drop(numbers);
+        drop(self.packs);
+        index.packs.shrink_to_fit();
+        index.sort_pack_order();
+        let mut kept = 0;
+        for at in 0..self.locations.len() {
+            let location = self.locations[at];
+            let number = renumber[location.pack()];
+            if number == NONE {
+                continue;
+            }
+            self.buckets[kept] = self.buckets[at];
+            self.tails[kept] = self.tails[at];
+            self.locations[kept] = location.in_pack(number);
+            kept += 1;
+        }
+        self.buckets.truncate(kept);
+        self.tails.truncate(kept);
+        self.locations.truncate(kept);
+        index.table = Table::build_in_place(self.buckets, self.tails, self.locations);
+        let mut copies: Vec<Id> = self
+            .snapshot_copies
+            .into_iter()
+            .filter(|&(_, provisional)| renumber[provisional as usize] != NONE)
+            .map(|(id, _)| id)
+            .filter(|id| {
+                index
+                    .table
+                    .get(&BlobKey::of(id))
+                    .is_some_and(|location| location.kind() == BlobKind::Snapshot)
+            })
+            .collect();
+        copies.sort_unstable();
+        copies.dedup();
+        index.snapshot_copies = copies;
+        index
+    }
+}
+
 /// Opens a stored blob that a walk over the index found, which knows it by
 /// its key (the first bytes of its id) rather than its whole id: checks it
 /// as [`pack::open_blob`] does, against the key, and returns its whole id, the
@@ -533,6 +670,43 @@ mod tests {
         added.compact();
         assert_eq!(added.blob_count(), 1);
         assert_finds(&added, &twice, 0);
+    }
+
+    #[test]
+    fn a_load_file_by_file_agrees_with_one_from_packs_and_skips_the_superseded() {
+        let packs: Vec<IndexedPack> = (0..40u8)
+            .map(|n| {
+                let blobs = (0..300u32)
+                    .map(|i| {
+                        let kind = if i % 97 == 0 {
+                            BlobKind::Snapshot
+                        } else {
+                            BlobKind::Data
+                        };
+                        blob_with_id(random_id(u64::from(n) * 1000 + u64::from(i % 250)), i, kind)
+                    })
+                    .collect();
+                pack(n, blobs)
+            })
+            .collect();
+        let file = |range: std::ops::Range<usize>, supersedes: Vec<Id>| IndexFile {
+            supersedes,
+            packs: packs[range].to_vec(),
+        };
+        let (old, new) = (Id([7; 32]), Id([8; 32]));
+        let mut load = IndexLoad::default();
+        // Added out of order, as parallel reads finish; `old` is superseded.
+        load.add(2, new, file(20..40, vec![old]));
+        load.add(0, Id([6; 32]), file(0..20, Vec::new()));
+        load.add(1, old, file(30..40, Vec::new()));
+        let loaded = load.finish();
+        let expected = Index::from_packs(packs.iter());
+        assert_eq!(loaded.packs(), expected.packs());
+        assert_eq!(
+            loaded.blobs().collect::<Vec<_>>(),
+            expected.blobs().collect::<Vec<_>>()
+        );
+        assert_eq!(loaded.snapshot_copies(), expected.snapshot_copies());
     }
 
     /// Loads, additions and compactions in any order agree with a plain

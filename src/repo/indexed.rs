@@ -101,18 +101,24 @@ impl Repository {
     /// the index to change it.
     fn reload_index_with(&self, access: Access) -> Result<Option<Vec<Error>>> {
         let names = self.list(FileType::Index)?;
-        let (files, errors) = self.read_index_files(&names);
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, file)| file.supersedes.iter().copied())
-            .collect();
-        let index = Index::from_packs(
-            files
-                .iter()
-                .filter(|(name, _)| !superseded.contains(name))
-                .flat_map(|(_, file)| &file.packs),
-        );
-        drop(files);
+        // Each file goes into the load as soon as it is decoded, so that
+        // the decoded files are never all held (`docs/design.md`, 6.1).
+        let load = Mutex::new(index::IndexLoad::default());
+        let numbered: Vec<(usize, &String)> = names.iter().enumerate().collect();
+        let errors: Vec<Error> = crate::parallel::parallel_map(&numbered, |(order, name)| {
+            let id = Id::from_hex(name)?;
+            let file = self.read_index_file(name)?;
+            load.lock().unwrap().add(*order, id, file);
+            Ok(())
+        })
+        .into_iter()
+        .filter_map(Result::err)
+        // Removed since it was listed: superseded by a prune.
+        .filter(|e: &Error| e.kind() != ErrorKind::NotFound)
+        .collect();
+        let load = load.into_inner().unwrap();
+        let superseded = load.superseded();
+        let index = load.finish();
         self.retain_packs_of(&index);
         let Some(mut loaded) = self.index_to_change(access) else {
             return Ok(None);
@@ -582,6 +588,47 @@ impl Repository {
         }
         crate::testing::pause_point("snapshot-copy-indexed");
         self.write_named(FileType::Snapshot, &content)
+    }
+
+    /// Writes many manifests at once, as [`Repository::save_snapshot`]
+    /// writes one: their copies share packs and one index file, and the
+    /// manifests are written in parallel. The ids, in order. Tools that
+    /// make thousands of snapshots (the benchmarks of `docs/design.md`,
+    /// section 6) would otherwise spend a pack and an index file on each.
+    pub fn save_snapshots(&self, snapshots: &[Snapshot]) -> Result<Vec<Id>> {
+        let contents: Vec<Vec<u8>> = snapshots
+            .iter()
+            .map(|snapshot| serde_json::to_vec(snapshot).expect("snapshots serialize"))
+            .collect();
+        let saver = PackSaver::new(self.clone());
+        let mut writer = saver.new_pack()?;
+        let mut added = HashSet::new();
+        for content in &contents {
+            let copy = self.blob_id(content);
+            if self.index().contains(&copy) || !added.insert(copy) {
+                continue;
+            }
+            writer.add(
+                BlobKind::Snapshot,
+                copy,
+                content,
+                self.config().compression_level,
+            )?;
+            if writer.len() >= self.config().pack_size as usize {
+                let full = std::mem::replace(&mut writer, saver.new_pack()?);
+                saver.save(full.finish()?)?;
+            }
+        }
+        if !writer.is_empty() {
+            saver.save(writer.finish()?)?;
+        }
+        saver.finish()?;
+        const WRITERS: usize = 16;
+        crate::parallel::parallel_map_on(WRITERS, &contents, |content| {
+            self.write_named(FileType::Snapshot, content)
+        })
+        .into_iter()
+        .collect()
     }
 
     /// The snapshot copies kept in packs (see `save_snapshot`), each with

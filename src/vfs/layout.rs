@@ -39,6 +39,9 @@ pub struct Layout {
     /// `@<time>[-n]`, parallel to `snapshots`.
     pub labels: Vec<String>,
     by_label: HashMap<String, usize>,
+    /// Short id -> the oldest snapshot that has it, for `ids/`.
+    by_short_id: HashMap<String, usize>,
+    /// Each host's and tag's snapshots, oldest first (ascending indices).
     pub hosts: BTreeMap<String, Vec<usize>>,
     pub tags: BTreeMap<String, Vec<usize>>,
 }
@@ -83,6 +86,7 @@ impl Layout {
                 }
             };
             layout.by_label.insert(label.clone(), i);
+            layout.by_short_id.entry(snapshot.id.short()).or_insert(i);
             layout.labels.push(label);
             if usable_name(&snapshot.host) {
                 layout
@@ -99,12 +103,15 @@ impl Layout {
         layout
     }
 
-    /// The snapshots a scope shows, oldest first.
-    pub fn members(&self, scope: &Scope) -> Vec<usize> {
+    /// The snapshots a scope shows, oldest first. A listing takes them in
+    /// batches, and a lookup checks one: neither copies the list, so that
+    /// listing ten thousand snapshots is not quadratic (`docs/design.md`,
+    /// section 6).
+    pub fn members(&self, scope: &Scope) -> Members<'_> {
         match scope {
-            Scope::All => (0..self.snapshots.len()).collect(),
-            Scope::Host(h) => self.hosts.get(h).cloned().unwrap_or_default(),
-            Scope::Tag(t) => self.tags.get(t).cloned().unwrap_or_default(),
+            Scope::All => Members::All(self.snapshots.len()),
+            Scope::Host(h) => Members::Some(self.hosts.get(h).map_or(&[], Vec::as_slice)),
+            Scope::Tag(t) => Members::Some(self.tags.get(t).map_or(&[], Vec::as_slice)),
         }
     }
 
@@ -112,7 +119,12 @@ impl Layout {
         self.by_label
             .get(label)
             .copied()
-            .filter(|i| self.members(scope).contains(i))
+            .filter(|&i| self.members(scope).contains(i))
+    }
+
+    /// The oldest snapshot whose short id is `short`.
+    pub fn by_short_id(&self, short: &str) -> Option<usize> {
+        self.by_short_id.get(short).copied()
     }
 
     /// Resolves `latest` or an unlisted `@TIME` by the selector rule, to
@@ -131,6 +143,43 @@ impl Layout {
             .ok()?;
         let index = self.snapshots.iter().position(|s| s.id == chosen.id)?;
         Some(self.labels[index].clone())
+    }
+}
+
+/// The snapshots of a scope (see [`Layout::members`]).
+#[derive(Clone, Copy)]
+pub enum Members<'a> {
+    /// Every snapshot: `0..n`.
+    All(usize),
+    /// These, ascending.
+    Some(&'a [usize]),
+}
+
+impl<'a> Members<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Members::All(n) => *n,
+            Members::Some(list) => list.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, snapshot: usize) -> bool {
+        match self {
+            Members::All(n) => snapshot < *n,
+            Members::Some(list) => list.binary_search(&snapshot).is_ok(),
+        }
+    }
+
+    /// The members in order, oldest first.
+    pub fn iter(self) -> Box<dyn Iterator<Item = usize> + 'a> {
+        match self {
+            Members::All(n) => Box::new(0..n),
+            Members::Some(list) => Box::new(list.iter().copied()),
+        }
     }
 }
 

@@ -2,11 +2,12 @@
 //! of `layout.rs`: `@<time>`, `latest`, `ids/`, `hosts/`, `tags/`,
 //! `.rewind/`) and inside them (their trees).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::attr::{entry_kind, EntryKind};
 use super::inodes::{Group, Ino, Inode, Inodes};
-use super::layout::Scope;
+use super::layout::{Layout, Scope};
 use super::shown::ShownSnapshots;
 use super::status::StatusFile;
 use super::trees::SnapshotTrees;
@@ -34,6 +35,10 @@ pub struct Names {
     trees: Arc<SnapshotTrees>,
     /// Made anew whenever its name is looked up or listed.
     status: Arc<StatusFile>,
+    /// Entries above the snapshots made for listings, which tests count to
+    /// show that a listing costs what it passes on, not what precedes it.
+    #[cfg(test)]
+    pub(super) virtual_entries_made: std::sync::atomic::AtomicU64,
 }
 
 impl Names {
@@ -48,6 +53,8 @@ impl Names {
             shown,
             trees,
             status,
+            #[cfg(test)]
+            virtual_entries_made: Default::default(),
         }
     }
 
@@ -109,11 +116,7 @@ impl Names {
         match group {
             Group::Scoped(scope) => self.lookup_scoped(parent, name, scope, false),
             Group::Ids => {
-                let i = layout
-                    .snapshots
-                    .iter()
-                    .position(|s| s.id.short() == name_str)
-                    .ok_or(libc::ENOENT)?;
+                let i = layout.by_short_id(name_str).ok_or(libc::ENOENT)?;
                 let target = format!("../{}", layout.labels[i]).into_bytes();
                 Ok(self.inodes.child(parent, name, || Inode::Link(target)))
             }
@@ -167,13 +170,7 @@ impl Names {
         }
         let first = offset.saturating_sub(2) as usize;
         if let Inode::Root | Inode::Group(_) = &record.inode {
-            let entries = self.virtual_entries(ino, &record.inode)?;
-            for (index, entry) in entries.into_iter().enumerate().skip(first) {
-                if let Taken::Full = add(index as u64 + 3, entry) {
-                    break;
-                }
-            }
-            return Ok(());
+            return self.read_virtual_dir(ino, &record.inode, first, add);
         }
         let dir = self.trees.snapshot_dir(ino, &record.inode)?;
         self.inodes.touch(&record);
@@ -201,69 +198,116 @@ impl Names {
     }
 
     /// The entries of a directory above the snapshots (the root, `ids/`,
-    /// `hosts/`...), without `.` and `..`.
-    fn virtual_entries(&self, ino: Ino, inode: &Inode) -> VfsResult<Vec<DirEntry>> {
-        let mut out = Vec::new();
+    /// `hosts/`...) from entry `first` on (`.` and `..` not counted), as
+    /// [`Names::read_dir`] passes them. Only the entries passed are made:
+    /// a listing of ten thousand snapshots comes in hundreds of batches,
+    /// each of which would otherwise make them all again.
+    fn read_virtual_dir(
+        &self,
+        ino: Ino,
+        inode: &Inode,
+        first: usize,
+        mut add: impl FnMut(u64, DirEntry) -> Taken,
+    ) -> VfsResult<()> {
         let layout = self.shown.layout();
-        let add_scoped = |out: &mut Vec<DirEntry>, scope: &Scope| {
-            let members = layout.members(scope);
-            for i in &members {
-                let snapshot = Arc::clone(&layout.snapshots[*i]);
-                let name = layout.labels[*i].as_bytes();
-                let child = self.inodes.child(ino, name, || Inode::Snapshot(snapshot));
-                out.push(DirEntry {
-                    ino: child,
-                    name: name.to_vec(),
-                    kind: EntryKind::Dir,
-                });
+        for (index, name, kind) in virtual_names(&layout, inode, first)? {
+            let child = match inode {
+                Inode::Root => self.lookup_scoped(ino, name.as_bytes(), &Scope::All, true),
+                Inode::Group(group) => self.lookup_group(ino, name.as_bytes(), group),
+                _ => unreachable!("only the directories above the snapshots are listed here"),
+            };
+            let child = match child {
+                Ok(child) => child,
+                // `latest` with nothing to point at.
+                Err(_) if name == "latest" => continue,
+                Err(e) => return Err(e),
+            };
+            #[cfg(test)]
+            self.virtual_entries_made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let entry = DirEntry {
+                ino: child,
+                name: name.into_owned().into_bytes(),
+                kind,
+            };
+            if let Taken::Full = add(index as u64 + 3, entry) {
+                break;
             }
-            if !members.is_empty() {
-                if let Ok(child) = self.lookup_scoped(ino, b"latest", scope, false) {
-                    out.push(DirEntry {
-                        ino: child,
-                        name: b"latest".to_vec(),
-                        kind: EntryKind::Symlink,
-                    });
-                }
-            }
-        };
-        match inode {
-            Inode::Root => {
-                for name in [".rewind", "hosts", "ids", "tags"] {
-                    let child = self.lookup_scoped(ino, name.as_bytes(), &Scope::All, true)?;
-                    out.push(DirEntry {
-                        ino: child,
-                        name: name.as_bytes().to_vec(),
-                        kind: EntryKind::Dir,
-                    });
-                }
-                add_scoped(&mut out, &Scope::All);
-            }
-            Inode::Group(Group::Scoped(scope)) => add_scoped(&mut out, scope),
-            Inode::Group(group) => {
-                let names: Vec<String> = match group {
-                    Group::Ids => layout.snapshots.iter().map(|s| s.id.short()).collect(),
-                    Group::Hosts => layout.hosts.keys().cloned().collect(),
-                    Group::Tags => layout.tags.keys().cloned().collect(),
-                    Group::Control => vec!["status".into()],
-                    Group::Scoped(_) => unreachable!("handled above"),
-                };
-                let kind = match group {
-                    Group::Ids => EntryKind::Symlink,
-                    Group::Control => EntryKind::File,
-                    _ => EntryKind::Dir,
-                };
-                for name in names {
-                    let child = self.lookup_group(ino, name.as_bytes(), group)?;
-                    out.push(DirEntry {
-                        ino: child,
-                        name: name.into_bytes(),
-                        kind,
-                    });
-                }
-            }
-            _ => return Err(libc::ENOTDIR),
         }
-        Ok(out)
+        Ok(())
     }
 }
+
+/// Names listed above the snapshots, each with its position and kind.
+type VirtualNames<'a> = Box<dyn Iterator<Item = (usize, Cow<'a, str>, EntryKind)> + 'a>;
+
+/// The names in a directory above the snapshots from entry `first` on,
+/// each with its position, in listing order; made one at a time as a
+/// listing asks for them, and those before `first` skipped unmade.
+fn virtual_names<'a>(
+    layout: &'a Layout,
+    inode: &'a Inode,
+    first: usize,
+) -> VfsResult<VirtualNames<'a>> {
+    fn listed<'a>(
+        names: impl Iterator<Item = (usize, (Cow<'a, str>, EntryKind))> + 'a,
+    ) -> VirtualNames<'a> {
+        Box::new(names.map(|(at, (name, kind))| (at, name, kind)))
+    }
+    let borrowed = |name: &'a str, kind| (Cow::Borrowed(name), kind);
+    // The snapshots of a scope, then `latest`, from position `first`.
+    let scoped = move |scope: &'a Scope, first: usize| {
+        let members = layout.members(scope);
+        let count = members.len();
+        let latest = (!members.is_empty() && first <= count)
+            .then_some((count, borrowed("latest", EntryKind::Symlink)));
+        members
+            .iter()
+            .enumerate()
+            .skip(first)
+            .map(move |(at, i)| (at, borrowed(&layout.labels[i], EntryKind::Dir)))
+            .chain(latest)
+    };
+    let shifted = |(at, item)| (at + TOP.len(), item);
+    Ok(match inode {
+        Inode::Root => listed(
+            TOP.iter()
+                .enumerate()
+                .skip(first)
+                .map(move |(at, name)| (at, borrowed(name, EntryKind::Dir)))
+                .chain(scoped(&Scope::All, first.saturating_sub(TOP.len())).map(shifted)),
+        ),
+        Inode::Group(Group::Scoped(scope)) => listed(scoped(scope, first)),
+        Inode::Group(Group::Ids) => listed(
+            layout
+                .snapshots
+                .iter()
+                .enumerate()
+                .skip(first)
+                .map(|(at, s)| (at, (Cow::Owned(s.id.short()), EntryKind::Symlink))),
+        ),
+        Inode::Group(Group::Hosts) => listed(
+            layout
+                .hosts
+                .keys()
+                .enumerate()
+                .skip(first)
+                .map(move |(at, host)| (at, borrowed(host, EntryKind::Dir))),
+        ),
+        Inode::Group(Group::Tags) => listed(
+            layout
+                .tags
+                .keys()
+                .enumerate()
+                .skip(first)
+                .map(move |(at, tag)| (at, borrowed(tag, EntryKind::Dir))),
+        ),
+        Inode::Group(Group::Control) => {
+            listed(std::iter::once((0, borrowed("status", EntryKind::File))).skip(first))
+        }
+        _ => return Err(libc::ENOTDIR),
+    })
+}
+
+/// The directories the root lists before its snapshots.
+const TOP: [&str; 4] = [".rewind", "hosts", "ids", "tags"];

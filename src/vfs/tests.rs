@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 use super::*;
 use crate::backend::LocalBackend;
 use crate::backup::{backup, BackupOptions, Source};
-use crate::repo::{Encryption, Id, IdSet};
+use crate::repo::{Encryption, Id, IdSet, Snapshot};
 use crate::tree::Extent;
 use crate::vfs::inodes::ROOT_INO;
 
@@ -623,4 +623,90 @@ fn past_the_budget_cold_directories_are_given_up_and_those_in_use_spared() {
     }
     vfs.forget(sub, 1);
     assert_eq!(vfs.inodes.entries(), held - (entries.len() - 2) - 1);
+}
+
+/// Every entry of `dir` in batches of `batch`, as a kernel asks: the
+/// entries and the number of batches.
+fn list_in_batches(vfs: &Vfs, ino: Ino, batch: usize) -> (usize, usize) {
+    let (mut entries, mut batches, mut offset) = (0, 0, 0);
+    loop {
+        let mut taken = 0;
+        let mut next_offset = offset;
+        vfs.read_dir(ino, offset, |next, _| {
+            taken += 1;
+            next_offset = next;
+            taken == batch
+        })
+        .unwrap();
+        if taken == 0 {
+            return (entries, batches);
+        }
+        entries += taken;
+        batches += 1;
+        offset = next_offset;
+    }
+}
+
+/// A repository of `count` snapshots on three hosts, made from one backup
+/// (`Repository::save_snapshots`, as `benches/make_snapshots.rs` does).
+fn many_snapshots(count: usize) -> (tempfile::TempDir, Arc<Vfs>) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("file"), b"one file\n").unwrap();
+    let repo_path = dir.path().join("repo");
+    let repo = Arc::new(
+        Repository::init(
+            Arc::new(LocalBackend::new(&repo_path)),
+            Encryption::None,
+            None,
+        )
+        .unwrap(),
+    );
+    backup_at(&repo, &source, 1, "host-0");
+    let template = repo.snapshots().unwrap().pop().unwrap();
+    let copies: Vec<Snapshot> = (1..count)
+        .map(|n| Snapshot {
+            time: template.time + chrono::Duration::minutes(n as i64),
+            host: format!("host-{}", n % 3),
+            ..template.clone()
+        })
+        .collect();
+    assert_eq!(repo.save_snapshots(&copies).unwrap().len(), count - 1);
+    let vfs = Vfs::new(open(&repo_path), VfsOptions::default()).unwrap();
+    (dir, vfs)
+}
+
+#[test]
+fn listings_above_the_snapshots_cost_what_they_pass_on() {
+    // The entries made to list the root, ids/ and one host's directory in
+    // batches of 16, at 1,000 and at 2,000 snapshots: twice the snapshots
+    // may cost twice the work, not four times (a listing that made every
+    // entry for every batch was quadratic).
+    let work = |count: usize| {
+        let (_dir, vfs) = many_snapshots(count);
+        let made = || {
+            vfs.names
+                .virtual_entries_made
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let before = made();
+        let mut listed = 0;
+        for dir in ["", "ids", "hosts/host-1"] {
+            let ino = walk(&vfs, dir).unwrap().ino;
+            let (entries, batches) = list_in_batches(&vfs, ino, 16);
+            assert!(entries > count / 3, "/{dir} lists its snapshots");
+            assert!(batches > count / 3 / 16, "/{dir} comes in many batches");
+            listed += entries;
+        }
+        let made = made() - before;
+        // Each batch makes what it passes on, and the entry it has no room for.
+        assert!(made <= listed as u64 * 2, "{made} made for {listed} listed");
+        made
+    };
+    let (small, large) = (work(1000), work(2000));
+    assert!(
+        large <= small * 21 / 10,
+        "{small} entries made at 1,000 snapshots, {large} at 2,000"
+    );
 }

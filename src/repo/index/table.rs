@@ -62,11 +62,11 @@ pub(super) struct Table {
     locations: Vec<BlobLocation>,
 }
 
-fn bucket_of(key: &[u8]) -> usize {
+pub(super) fn bucket_of(key: &[u8]) -> usize {
     usize::from(u16::from_be_bytes([key[0], key[1]]))
 }
 
-fn tail_of(key: &[u8]) -> Tail {
+pub(super) fn tail_of(key: &[u8]) -> Tail {
     Tail(key[BUCKET_BYTES..KEY_LEN].try_into().unwrap())
 }
 
@@ -120,6 +120,64 @@ impl Table {
         };
         table.sort_buckets();
         table.drop_repeated_keys();
+        table
+    }
+
+    /// The table of the blobs given as parallel vectors of bucket, key
+    /// tail and location, in any order, built in place: a load decodes
+    /// each index file straight into these, so that it never holds the
+    /// decoded files and the table at once (`docs/design.md`, section
+    /// 6.1). Of blobs with the same key, the one in the lowest-numbered
+    /// pack stays (the first listed: packs are numbered as listed).
+    pub(super) fn build_in_place(
+        buckets: Vec<u16>,
+        mut tails: Vec<Tail>,
+        mut locations: Vec<BlobLocation>,
+    ) -> Table {
+        let mut buckets = buckets;
+        let mut starts = vec![0u32; BUCKETS + 1];
+        for &b in &buckets {
+            starts[usize::from(b) + 1] += 1;
+        }
+        for b in 0..BUCKETS {
+            starts[b + 1] = starts[b + 1]
+                .checked_add(starts[b])
+                .expect("an index holds fewer than 2^32 blobs");
+        }
+        if starts[BUCKETS] == 0 {
+            return Table::default();
+        }
+        // Each entry is swapped straight to the next free place of its
+        // bucket until the place being filled holds one of its own.
+        let mut next = starts.clone();
+        for b in 0..BUCKETS {
+            let end = starts[b + 1];
+            while next[b] < end {
+                let at = next[b] as usize;
+                let home = usize::from(buckets[at]);
+                if home == b {
+                    next[b] += 1;
+                    continue;
+                }
+                let to = next[home] as usize;
+                next[home] += 1;
+                buckets.swap(at, to);
+                tails.swap(at, to);
+                locations.swap(at, to);
+            }
+        }
+        drop(buckets);
+        drop(next);
+        let mut table = Table {
+            starts,
+            tails,
+            locations,
+        };
+        table.sort_buckets();
+        table.drop_repeated_keys();
+        // The vectors grew as files came in.
+        table.tails.shrink_to_fit();
+        table.locations.shrink_to_fit();
         table
     }
 
@@ -305,13 +363,20 @@ fn search(tails: &[Tail], tail: &Tail) -> Option<usize> {
 }
 
 /// Sorts the buckets that `bounds` delimit (`bounds[0]` is where `tails`
-/// and `locations` begin), each by key, stably.
+/// and `locations` begin), each by key, and equal keys by pack number and
+/// offset, the order they were listed in (a table built in place has no
+/// order of placing to keep).
 fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation]) {
     let base = bounds[0] as usize;
     let mut run: Vec<(Tail, BlobLocation)> = Vec::new();
     for bound in bounds.windows(2) {
         let range = bound[0] as usize - base..bound[1] as usize - base;
-        if tails[range.clone()].is_sorted() {
+        let in_order = tails[range.clone()]
+            .iter()
+            .zip(&locations[range.clone()])
+            .map(|(tail, location)| (tail, location.pack(), location.offset))
+            .is_sorted();
+        if in_order {
             continue;
         }
         run.clear();
@@ -321,7 +386,7 @@ fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation])
                 .zip(&locations[range.clone()])
                 .map(|(tail, location)| (*tail, *location)),
         );
-        run.sort_by_key(|(tail, _)| *tail);
+        run.sort_by_key(|(tail, location)| (*tail, location.pack(), location.offset));
         for (at, (tail, location)) in range.zip(run.iter()) {
             tails[at] = *tail;
             locations[at] = *location;
