@@ -253,8 +253,12 @@ pub fn data_regions(file: &File, meta: &Metadata) -> std::io::Result<Vec<(u64, u
 
 /// Reads one region of a file: the last region of a file that is not sparse
 /// runs to end of file, so a file that grows while it is read stays whole.
+/// Regions are read in order, so only the first can start at 0, where a
+/// file just opened already is: that one needs no seek.
 pub fn region_reader(file: &File, offset: u64, length: u64) -> std::io::Result<impl Read + '_> {
     let mut f = file;
-    f.seek(SeekFrom::Start(offset))?;
+    if offset > 0 {
+        f.seek(SeekFrom::Start(offset))?;
+    }
     Ok(f.take(length))
 }
