@@ -215,6 +215,7 @@ pub fn open_source(path: &Path) -> std::io::Result<File> {
 
 /// The (offset, length) ranges of a file that hold data. A file that uses
 /// fewer blocks than its size may have holes; only then are they looked for.
+/// The whole file is `(0, u64::MAX)`, and the file's offset is then at 0.
 pub fn data_regions(file: &File, meta: &Metadata) -> std::io::Result<Vec<(u64, u64)>> {
     let size = meta.len();
     if meta.blocks() * 512 >= size {
@@ -233,7 +234,10 @@ pub fn data_regions(file: &File, meta: &Metadata) -> std::io::Result<Vec<(u64, u
                 break; // only a hole remains
             }
             if err.raw_os_error() == Some(libc::EINVAL) {
-                return Ok(vec![(0, u64::MAX)]); // no SEEK_DATA on this filesystem
+                // No SEEK_DATA on this filesystem: the whole file, read from its start.
+                let mut f = file;
+                f.seek(SeekFrom::Start(0))?;
+                return Ok(vec![(0, u64::MAX)]);
             }
             return Err(err);
         }
@@ -253,8 +257,12 @@ pub fn data_regions(file: &File, meta: &Metadata) -> std::io::Result<Vec<(u64, u
 
 /// Reads one region of a file: the last region of a file that is not sparse
 /// runs to end of file, so a file that grows while it is read stays whole.
+/// The whole file needs no seek: `data_regions` leaves the offset at 0 then
+/// (looking for holes moves it).
 pub fn region_reader(file: &File, offset: u64, length: u64) -> std::io::Result<impl Read + '_> {
     let mut f = file;
-    f.seek(SeekFrom::Start(offset))?;
+    if (offset, length) != (0, u64::MAX) {
+        f.seek(SeekFrom::Start(offset))?;
+    }
     Ok(f.take(length))
 }

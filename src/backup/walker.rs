@@ -11,10 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::archiver::{join_workers, Archiver};
-use super::reader::{self, FileContent, ReadRequest, LARGE_FILES_AT_ONCE, READERS};
+use super::reader::{self, DirectoryReads, ReadBatch, ReadRequest, LARGE_FILES_AT_ONCE, READERS};
 use super::semaphore::Semaphore;
 use super::source;
 use super::warmer::MetadataWarmer;
@@ -24,8 +24,8 @@ use crate::tree::{Node, NodeKind, Tree};
 
 /// Threads listing directories ahead of the walker.
 const METADATA_WARMERS: usize = 6;
-/// Files found by the walker and not yet taken by a reader.
-const QUEUED_READS: usize = 256;
+/// Batches of files found by the walker and not yet taken by a reader.
+const QUEUED_BATCHES: usize = 16;
 
 /// Backs up `paths` (absolute and normalized): starts the packers, the
 /// warmers and the readers, walks, and waits for everything to be stored
@@ -54,7 +54,7 @@ pub(super) fn back_up_paths(
                 })
             })
             .collect();
-        let (request_tx, request_rx) = crossbeam_channel::bounded::<ReadRequest>(QUEUED_READS);
+        let (request_tx, request_rx) = crossbeam_channel::bounded::<ReadBatch>(QUEUED_BATCHES);
         let readers: Vec<_> = (0..READERS.max(archiver.threads))
             .map(|_| {
                 let request_rx = request_rx.clone();
@@ -127,20 +127,16 @@ enum WalkScope<'a> {
 }
 
 /// A directory entry as the walker found it: complete, or a file whose
-/// content a reader is reading.
+/// content a reader is reading (the directory's reads answer in order).
 enum Entry {
     Ready(Node),
-    Reading {
-        node: Node,
-        changed: bool,
-        reply: Receiver<Result<FileContent>>,
-    },
+    Reading { node: Node, changed: bool },
 }
 
 /// The walker: owns the request queue, so that dropping it lets the readers end.
 struct Walker<'a> {
     archiver: &'a Archiver,
-    requests: Sender<ReadRequest>,
+    requests: Sender<ReadBatch>,
 }
 
 impl Walker<'_> {
@@ -163,6 +159,7 @@ impl Walker<'_> {
             },
         };
         let mut entries = Vec::with_capacity(names.len());
+        let mut reads = DirectoryReads::new(&self.requests);
         for name in names {
             if let Some(failure) = a.take_failure() {
                 return Err(failure);
@@ -183,7 +180,7 @@ impl Walker<'_> {
                 other => other,
             };
             let previous_node = previous.and_then(|t| t.find(&name));
-            if let Some(entry) = self.visit(&path, &name, previous_node, child_scope)? {
+            if let Some(entry) = self.visit(&path, &name, previous_node, child_scope, &mut reads)? {
                 entries.push(entry);
             }
         }
@@ -193,35 +190,26 @@ impl Walker<'_> {
         for entry in entries {
             match entry {
                 Entry::Ready(node) => tree.nodes.push(node),
-                Entry::Reading {
-                    mut node,
-                    changed,
-                    reply,
-                } => {
-                    let result = reply
-                        .recv()
-                        .map_err(|_| Error::internal("a reader thread stopped"))?;
-                    match result {
-                        Ok((content, size)) => {
-                            let counter = if changed {
-                                &a.counters.files_changed
-                            } else {
-                                &a.counters.files_new
-                            };
-                            counter.fetch_add(1, Relaxed);
-                            a.counters.bytes_total.fetch_add(size, Relaxed);
-                            node.content = content;
-                            node.size = size;
-                            tree.nodes.push(node);
-                        }
-                        Err(e) => {
-                            if let Some(failure) = a.take_failure() {
-                                return Err(failure);
-                            }
-                            a.warn(e.to_string());
-                        }
+                Entry::Reading { mut node, changed } => match reads.next_content()? {
+                    Ok((content, size)) => {
+                        let counter = if changed {
+                            &a.counters.files_changed
+                        } else {
+                            &a.counters.files_new
+                        };
+                        counter.fetch_add(1, Relaxed);
+                        a.counters.bytes_total.fetch_add(size, Relaxed);
+                        node.content = content;
+                        node.size = size;
+                        tree.nodes.push(node);
                     }
-                }
+                    Err(e) => {
+                        if let Some(failure) = a.take_failure() {
+                            return Err(failure);
+                        }
+                        a.warn(e.to_string());
+                    }
+                },
             }
         }
         // Readers refuse a larger tree (that bounds what they decode), so
@@ -246,6 +234,7 @@ impl Walker<'_> {
         name: &[u8],
         previous: Option<&Node>,
         scope: WalkScope,
+        reads: &mut DirectoryReads,
     ) -> Result<Option<Entry>> {
         let a = self.archiver;
         // The ancestors of a backed-up path are followed if they are
@@ -315,19 +304,14 @@ impl Walker<'_> {
                     a.progress.add(1, node.size);
                     return Ok(Some(Entry::Ready(node)));
                 }
-                let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-                self.requests
-                    .send(ReadRequest {
-                        path: path.to_path_buf(),
-                        metadata,
-                        changed: previous.is_some(),
-                        reply: reply_tx,
-                    })
-                    .map_err(|_| Error::internal("the reader threads stopped"))?;
+                reads.add(ReadRequest {
+                    path: path.to_path_buf(),
+                    metadata,
+                    changed: previous.is_some(),
+                })?;
                 Ok(Some(Entry::Reading {
                     node,
                     changed: previous.is_some(),
-                    reply: reply_rx,
                 }))
             }
             _ => {
