@@ -40,7 +40,7 @@ fn main() {
 /// Adds `count` snapshots to the repository at `path`.
 fn make(path: &str, password: &str, count: usize, hosts: usize) {
     let password = password.to_string();
-    let repo = Repository::open(Arc::new(LocalBackend::new(&path)), || {
+    let repo = Repository::open(Arc::new(LocalBackend::new(path)), || {
         Ok(password.clone().into_bytes())
     })
     .unwrap_or_else(|e| fail(&format!("cannot open {path}: {e}")));
