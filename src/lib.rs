@@ -123,7 +123,8 @@ pub use suspicion::{assess_snapshots, Suspicion};
 
 // Restoring, comparing, and the restore drill.
 pub use restore::diff::{
-    diff, Change, ChangeKind, DiffOptions, DiffReport, DiffSummary, EntryFilter, Side,
+    diff, diff_each, Change, ChangeKind, ChangeSink, DiffOptions, DiffOutcome, DiffReport,
+    DiffSummary, EntryFilter, Side,
 };
 pub use restore::drill::{drill, human_duration, parse_duration, DrillOptions, DrillReport};
 pub use restore::{

@@ -257,6 +257,50 @@ fn diff_against_a_directory_reads_only_local_files() {
         .assert_one_line_error(&["not in the snapshot"]);
 }
 
+/// More changes and content comparisons than the diff keeps in flight
+/// (docs/design.md section 6): they come out in the order of the walk,
+/// whichever comparison finishes first.
+#[test]
+fn diff_against_a_directory_reports_changes_in_walk_order() {
+    let (_tmp, dir) = tempdir();
+    let src = dir.join("src");
+    let body = |d: usize, f: usize, mark: char| format!("file {d} {f:04} {mark}\n");
+    for d in 0..3 {
+        mkdirs(&src.join(format!("a{d}")));
+        for f in 0..400 {
+            write(
+                &src.join(format!("a{d}/f{f:04}")),
+                body(d, f, 'o').as_bytes(),
+            );
+        }
+    }
+    let repo = Repo::init(&dir.join("repo"), Encryption::None);
+    repo.backup([arg(&src)]);
+
+    let mut expected = String::new();
+    for d in 0..3 {
+        for f in 0..400 {
+            let path = src.join(format!("a{d}/f{f:04}"));
+            if f % 5 == 0 {
+                std::fs::remove_file(&path).unwrap();
+                expected += &format!("-  a{d}/f{f:04}\n");
+            } else if f % 3 == 0 {
+                // The same size: only reading it tells.
+                write(&path, body(d, f, 'n').as_bytes());
+                expected += &format!("M  a{d}/f{f:04}  (content)\n");
+            }
+            if f % 7 == 0 {
+                write(&src.join(format!("a{d}/f{f:04}x")), b"new");
+                expected += &format!("+  a{d}/f{f:04}x\n");
+            }
+        }
+    }
+    let run = repo
+        .run(["diff", &spec("latest", &src), src.to_str().unwrap()])
+        .assert_code(1);
+    assert_eq!(run.stdout_text(), expected, "{}", run.stderr);
+}
+
 #[test]
 fn a_snapshot_equals_its_source_its_mount_and_its_restore_in_every_detail() {
     let (_tmp, dir) = tempdir();

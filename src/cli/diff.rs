@@ -7,7 +7,7 @@ use anyhow::Result;
 use indicatif::HumanBytes;
 use rewind::split_selector;
 use rewind::Repository;
-use rewind::{diff, DiffOptions, DiffReport, Side};
+use rewind::{diff, diff_each, Change, DiffOptions, DiffOutcome, Side};
 
 use super::interrupt::{cancel_on_signals, is_interrupted, EXIT_INTERRUPTED};
 use super::{FilterArgs, Global};
@@ -114,12 +114,10 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
         limits: global.expansion_limits(),
         ..DiffOptions::default()
     };
-    let report = diff(&sides[0], &sides[1], &options)
-        .map_err(|e| e.context(format!("cannot compare {} with {}", labels[0], labels[1])))?;
-    for error in &report.errors {
-        rewind::log::error(error);
-    }
-    if args.json {
+    let context = || format!("cannot compare {} with {}", labels[0], labels[1]);
+    let outcome = if args.json {
+        let report = diff(&sides[0], &sides[1], &options).map_err(|e| e.context(context()))?;
+        log_errors(&report.errors);
         super::print_json(&serde_json::json!({
             "a": labels[0],
             "b": labels[1],
@@ -128,34 +126,55 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
             "errors": report.errors,
             "summary": report.summary,
         }))?;
-    } else {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        for change in &report.changes {
-            write!(out, "{}  {}", change.change.symbol(), change.path)?;
-            let mut details = change.details.clone();
-            if change.incompressible {
-                details.push("incompressible".into());
-            }
-            if !details.is_empty() {
-                write!(out, "  ({})", details.join(", "))?;
-            }
-            writeln!(out)?;
+        DiffOutcome {
+            errors: report.errors,
+            summary: report.summary,
         }
+    } else {
+        // Each change is printed as soon as it is known: a diff of a
+        // million files holds none of them.
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        let outcome = diff_each(&sides[0], &sides[1], &options, &mut |change| {
+            print_change(&mut out, &change)
+                .map_err(|e| rewind::Error::io("cannot write the changes", e))
+        })
+        .map_err(|e| e.context(context()))?;
         out.flush()?;
-        global.tell(summary(&report, &labels));
-    }
-    Ok(ExitCode::from(if !report.errors.is_empty() {
+        log_errors(&outcome.errors);
+        global.tell(summary(&outcome, &labels));
+        outcome
+    };
+    Ok(ExitCode::from(if !outcome.errors.is_empty() {
         2
-    } else if report.is_equal() {
+    } else if outcome.summary.is_equal() {
         0
     } else {
         1
     }))
 }
 
-fn summary(report: &DiffReport, labels: &[String]) -> String {
-    let s = &report.summary;
-    let mut line = if report.is_equal() {
+fn log_errors(errors: &[String]) {
+    for error in errors {
+        rewind::log::error(error);
+    }
+}
+
+/// A change as one line of text.
+fn print_change(out: &mut impl Write, change: &Change) -> std::io::Result<()> {
+    write!(out, "{}  {}", change.change.symbol(), change.path)?;
+    let mut details = change.details.clone();
+    if change.incompressible {
+        details.push("incompressible".into());
+    }
+    if !details.is_empty() {
+        write!(out, "  ({})", details.join(", "))?;
+    }
+    writeln!(out)
+}
+
+fn summary(outcome: &DiffOutcome, labels: &[String]) -> String {
+    let s = &outcome.summary;
+    let mut line = if s.is_equal() {
         format!("{} and {} are the same", labels[0], labels[1])
     } else {
         format!(
@@ -180,8 +199,8 @@ fn summary(report: &DiffReport, labels: &[String]) -> String {
             HumanBytes(s.bytes_read)
         );
     }
-    if !report.errors.is_empty() {
-        line += &format!("; {} entries could not be compared", report.errors.len());
+    if !outcome.errors.is_empty() {
+        line += &format!("; {} entries could not be compared", outcome.errors.len());
     }
     line
 }

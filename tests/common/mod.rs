@@ -18,6 +18,7 @@ mod history;
 mod manifest;
 mod moto;
 mod mounts;
+mod peak;
 mod prune;
 mod rng;
 mod s3_server;
@@ -28,5 +29,5 @@ mod trees;
 #[allow(unused_imports)]
 pub use self::{
     binary::*, command::*, counting::*, craft::*, debian::*, files::*, fstab::*, garage::*,
-    history::*, manifest::*, moto::*, mounts::*, prune::*, rng::*, s3_server::*, trees::*,
+    history::*, manifest::*, moto::*, mounts::*, peak::*, prune::*, rng::*, s3_server::*, trees::*,
 };

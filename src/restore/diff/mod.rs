@@ -13,6 +13,12 @@
 //! incompressible content (`Change::incompressible`), from the stored and
 //! raw lengths the index records for its new chunks.
 //!
+//! Both sides are walked together, directory by directory, and each change
+//! is handed on as soon as it and every one before it in the walk are
+//! known: the content comparisons wait in a bounded queue (`queue.rs`), so
+//! a diff holds the directories on the current path and what is in
+//! flight, not one record per file (`docs/design.md`, section 6).
+//!
 //! A symlink's content is its target and a device's is its number: those
 //! changes are content changes. `metadata` adds mode, owner, modification
 //! time and extended attributes (never atime or ctime: reading changes the
@@ -22,6 +28,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+mod queue;
 mod report;
 
 use super::content::{compare_file, files_equal};
@@ -29,12 +36,12 @@ use super::{find_node, Cancel};
 use crate::backup::{node_from_stat, open_source, read_dir_names, OwnerNames};
 use crate::error::{Error, Result};
 use crate::id::IdSet;
-use crate::parallel::parallel_map;
 use crate::repo::{Id, Repository};
 use crate::suspicion::{ChangedBytes, Compressibility};
 use crate::tree::{ExpansionBudget, ExpansionLimits, Extent, Node, NodeKind, Timestamp};
+use queue::{Done, Job, Queue};
 use report::{change_of, kind_name, metadata_details, shown};
-pub use report::{Change, ChangeKind, DiffReport, DiffSummary};
+pub use report::{Change, ChangeKind, DiffOutcome, DiffReport, DiffSummary};
 
 /// One side of a comparison.
 pub enum Side<'a> {
@@ -66,8 +73,32 @@ pub struct DiffOptions<'f> {
     pub limits: ExpansionLimits,
 }
 
-/// Compares A with B: what B adds, removes and changes.
+/// What receives each change, in the order of a depth-first walk by name;
+/// an error stops the comparison.
+pub type ChangeSink<'s> = &'s mut (dyn FnMut(Change) -> Result<()> + Send);
+
+/// Compares A with B: what B adds, removes and changes, all in one report.
 pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
+    let mut changes = Vec::new();
+    let outcome = diff_each(a, b, options, &mut |change| {
+        changes.push(change);
+        Ok(())
+    })?;
+    Ok(DiffReport {
+        changes,
+        errors: outcome.errors,
+        summary: outcome.summary,
+    })
+}
+
+/// Compares A with B, handing each change to `sink` as soon as it and
+/// every change before it are known.
+pub fn diff_each(
+    a: &Side,
+    b: &Side,
+    options: &DiffOptions,
+    sink: ChangeSink,
+) -> Result<DiffOutcome> {
     let budget = |side: &Side| match side {
         Side::Snapshot { tree, .. } => Some(ExpansionBudget::new(
             format!("with root tree {}", tree.short()),
@@ -79,20 +110,28 @@ pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
         Side::Snapshot { repo, .. } => Compressibility::of(*repo),
         Side::Local(_) => None,
     };
-    let mut differ = Differ {
-        sides: [a, b],
-        budgets: [budget(a), budget(b)],
-        compressibility,
-        options,
-        owners: OwnerNames::default(),
-        items: Vec::new(),
-        jobs: Vec::new(),
-        report: DiffReport::default(),
-    };
-    let roots = [differ.root(a)?, differ.root(b)?];
-    let [ra, rb] = roots;
-    crate::tree::with_deep_stack(|| differ.compare("", &ra, &rb))?;
-    differ.finish()
+    let repo = [a, b].into_iter().find_map(|side| match side {
+        Side::Snapshot { repo, .. } => Some(*repo),
+        Side::Local(_) => None,
+    });
+    let cancel = options.cancel;
+    std::thread::scope(|scope| {
+        let mut differ = Differ {
+            sides: [a, b],
+            budgets: [budget(a), budget(b)],
+            compressibility,
+            options,
+            owners: OwnerNames::default(),
+            queue: Queue::start(scope, move |job| same_content(repo, cancel, job)),
+            sink,
+            outcome: DiffOutcome::default(),
+        };
+        let [ra, rb] = [differ.root(a)?, differ.root(b)?];
+        crate::tree::with_deep_stack(|| {
+            differ.compare("", &ra, &rb)?;
+            differ.finish()
+        })
+    })
 }
 
 /// An entry of one side: its node, and its path when it is on this machine.
@@ -107,21 +146,7 @@ struct Entry {
 /// with the reason.
 type Listing = (Vec<Entry>, Vec<(Vec<u8>, String)>);
 
-enum Item {
-    Ready(Change),
-    /// Waits for the content comparison of `jobs[i]`.
-    Pending(usize),
-}
-
-/// Two files of the same size, at least one local: compared on threads.
-struct Job {
-    path: String,
-    a: Entry,
-    b: Entry,
-    metadata: Vec<String>,
-}
-
-struct Differ<'a, 'f> {
+struct Differ<'a, 'f, 's> {
     sides: [&'a Side<'a>; 2],
     /// What each snapshot side has expanded to: shared directories can make
     /// a few trees stand for 2^40 paths.
@@ -131,9 +156,10 @@ struct Differ<'a, 'f> {
     compressibility: Option<Compressibility>,
     options: &'a DiffOptions<'f>,
     owners: OwnerNames,
-    items: Vec<Item>,
-    jobs: Vec<Job>,
-    report: DiffReport,
+    /// The changes found and the comparisons under way, in walk order.
+    queue: Queue,
+    sink: ChangeSink<'s>,
+    outcome: DiffOutcome,
 }
 
 fn child_path(parent: &str, name: &[u8]) -> String {
@@ -169,7 +195,7 @@ fn root_node(tree: Id) -> Node {
     }
 }
 
-impl Differ<'_, '_> {
+impl Differ<'_, '_, '_> {
     fn root(&self, side: &Side) -> Result<Entry> {
         match side {
             Side::Snapshot { repo, tree, path } => Ok(match find_node(repo, tree, path)? {
@@ -269,13 +295,63 @@ impl Differ<'_, '_> {
         self.options.filter.is_none_or(|f| f(path, is_dir))
     }
 
-    fn push(&mut self, path: &str, change: ChangeKind, details: Vec<String>) {
-        self.items.push(Item::Ready(Change {
+    fn push(&mut self, path: &str, change: ChangeKind, details: Vec<String>) -> Result<()> {
+        self.found(Change {
             path: shown(path),
             change,
             details,
             incompressible: false,
-        }));
+        })
+    }
+
+    /// Queues a change behind those found before it.
+    fn found(&mut self, change: Change) -> Result<()> {
+        self.queue.push_change(change);
+        self.report_done(false)
+    }
+
+    /// Queues the comparison of two files' content.
+    fn compare_content(&mut self, job: Job) -> Result<()> {
+        self.queue.push_job(job);
+        self.report_done(false)
+    }
+
+    /// Reports what is done at the head of the queue, waiting while it is
+    /// full, or until it is empty with `until_empty`.
+    fn report_done(&mut self, until_empty: bool) -> Result<()> {
+        while let Some(done) = self.queue.next_done(until_empty) {
+            match done {
+                Done::Change(change) => self.report(change)?,
+                Done::Compared(job, same) => self.report_compared(job, same)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, change: Change) -> Result<()> {
+        self.outcome.summary.count(&change);
+        (self.sink)(change)
+    }
+
+    fn report_compared(&mut self, job: Box<Job>, same: Result<bool>) -> Result<()> {
+        self.options.cancel.check()?;
+        self.outcome.summary.files_read += 1;
+        self.outcome.summary.bytes_read += job.a.node.size;
+        match same {
+            Ok(same) => {
+                let what = (!same).then_some("content");
+                if let Some(mut change) = change_of(&job.path, what, job.metadata) {
+                    change.incompressible =
+                        !same && self.rewritten_incompressibly(Some(&job.a.node), &job.b);
+                    self.report(change)?;
+                }
+            }
+            Err(e) => self
+                .outcome
+                .errors
+                .push(format!("{}: {e}", shown(&job.path))),
+        }
+        Ok(())
     }
 
     /// Whether `after`, a file of B in a snapshot, was rewritten with
@@ -313,12 +389,11 @@ impl Differ<'_, '_> {
 
     fn compare(&mut self, path: &str, a: &Entry, b: &Entry) -> Result<()> {
         self.options.cancel.check()?;
-        self.report.summary.entries_compared += 1;
+        self.outcome.summary.entries_compared += 1;
         let (x, y) = (&a.node, &b.node);
         if x.kind != y.kind {
             let detail = format!("{} → {}", kind_name(x.kind), kind_name(y.kind));
-            self.push(path, ChangeKind::TypeChanged, vec![detail]);
-            return Ok(());
+            return self.push(path, ChangeKind::TypeChanged, vec![detail]);
         }
         let metadata = if self.options.metadata && !a.synthetic && !b.synthetic {
             metadata_details(x, y)
@@ -328,11 +403,11 @@ impl Differ<'_, '_> {
         let content = match x.kind {
             NodeKind::Dir => {
                 if !metadata.is_empty() {
-                    self.push(path, ChangeKind::Metadata, metadata);
+                    self.push(path, ChangeKind::Metadata, metadata)?;
                 }
                 let both_snapshots = a.local.is_none() && b.local.is_none();
                 if both_snapshots && x.subtree == y.subtree {
-                    self.report.summary.trees_skipped += 1;
+                    self.outcome.summary.trees_skipped += 1;
                     return Ok(());
                 }
                 return self.compare_dirs(path, a, b);
@@ -343,7 +418,7 @@ impl Differ<'_, '_> {
             }
             NodeKind::File if self.options.sizes_only => None,
             NodeKind::File => {
-                self.jobs.push(Job {
+                return self.compare_content(Job {
                     path: path.to_string(),
                     a: Entry {
                         node: x.clone(),
@@ -357,8 +432,6 @@ impl Differ<'_, '_> {
                     },
                     metadata,
                 });
-                self.items.push(Item::Pending(self.jobs.len() - 1));
-                return Ok(());
             }
             NodeKind::Symlink => (x.link_target != y.link_target).then_some("link target"),
             NodeKind::CharDevice | NodeKind::BlockDevice => (x.rdev != y.rdev).then_some("device"),
@@ -368,7 +441,7 @@ impl Differ<'_, '_> {
             change.incompressible = x.kind == NodeKind::File
                 && content.is_some()
                 && self.rewritten_incompressibly(Some(x), b);
-            self.items.push(Item::Ready(change));
+            self.found(change)?;
         }
         Ok(())
     }
@@ -389,7 +462,7 @@ impl Differ<'_, '_> {
         let ((xs, fa), (ys, fb)) = match (la, lb) {
             (Ok(x), Ok(y)) => (x, y),
             (Err(e), _) | (_, Err(e)) => {
-                self.report.errors.push(format!("{}: {e}", shown(path)));
+                self.outcome.errors.push(format!("{}: {e}", shown(path)));
                 return Ok(());
             }
         };
@@ -397,7 +470,7 @@ impl Differ<'_, '_> {
         self.admit(1, path, &ys)?;
         let mut failed: Vec<Vec<u8>> = Vec::new();
         for (name, error) in fa.into_iter().chain(fb) {
-            self.report.errors.push(error);
+            self.outcome.errors.push(error);
             failed.push(name);
         }
         let (mut i, mut j) = (0, 0);
@@ -442,13 +515,13 @@ impl Differ<'_, '_> {
         change: ChangeKind,
     ) -> Result<()> {
         self.options.cancel.check()?;
-        self.items.push(Item::Ready(Change {
+        self.found(Change {
             path: shown(path),
             change,
             details: Vec::new(),
             incompressible: change == ChangeKind::Added
                 && self.rewritten_incompressibly(None, entry),
-        }));
+        })?;
         if !entry.node.is_dir() {
             return Ok(());
         }
@@ -461,12 +534,12 @@ impl Differ<'_, '_> {
         let (children, failed) = match self.children(self.sides[side], path, entry) {
             Ok(listed) => listed,
             Err(e) => {
-                self.report.errors.push(format!("{path}: {e}"));
+                self.outcome.errors.push(format!("{path}: {e}"));
                 return Ok(());
             }
         };
         self.admit(side, path, &children)?;
-        self.report
+        self.outcome
             .errors
             .extend(failed.into_iter().map(|(_, error)| error));
         for child in &children {
@@ -494,70 +567,35 @@ impl Differ<'_, '_> {
             .try_for_each(|entry| budget.admit(&entry.node, depth))
     }
 
-    fn repository(&self) -> Option<&Repository> {
-        self.sides.iter().find_map(|side| match side {
-            Side::Snapshot { repo, .. } => Some(*repo),
-            Side::Local(_) => None,
-        })
+    /// Reports what is left in the queue, in order.
+    fn finish(mut self) -> Result<DiffOutcome> {
+        self.report_done(true)?;
+        Ok(self.outcome)
     }
+}
 
-    /// Whether the two files of a job hold the same bytes.
-    fn same_content(&self, job: &Job) -> Result<bool> {
-        let cancel = self.options.cancel;
-        cancel.check()?;
-        let open = |path: &Path| {
-            open_source(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
-        };
-        match (&job.a.local, &job.b.local) {
-            (Some(p), Some(q)) => {
-                let (fp, fq) = (open(p)?, open(q)?);
-                files_equal((&fp, p), (&fq, q), cancel)
-            }
-            (Some(local), None) | (None, Some(local)) => {
-                let node = if job.a.local.is_none() {
-                    &job.a.node
-                } else {
-                    &job.b.node
-                };
-                let repo = self.repository().expect("a snapshot side has a repository");
-                let file = open(local)?;
-                Ok(compare_file(|data| repo.blob_id(data), &file, local, node, cancel)?.is_none())
-            }
-            (None, None) => unreachable!("two snapshot files are compared by chunk ids"),
+/// Whether the two files of a job hold the same bytes; `repo` is the
+/// snapshot side's, when there is one.
+fn same_content(repo: Option<&Repository>, cancel: Cancel, job: &Job) -> Result<bool> {
+    cancel.check()?;
+    let open = |path: &Path| {
+        open_source(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+    };
+    match (&job.a.local, &job.b.local) {
+        (Some(p), Some(q)) => {
+            let (fp, fq) = (open(p)?, open(q)?);
+            files_equal((&fp, p), (&fq, q), cancel)
         }
-    }
-
-    fn finish(mut self) -> Result<DiffReport> {
-        let results = parallel_map(&self.jobs, |job| self.same_content(job));
-        self.options.cancel.check()?;
-        let jobs = std::mem::take(&mut self.jobs);
-        let mut results: Vec<Option<Result<bool>>> = results.into_iter().map(Some).collect();
-        let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
-        for item in std::mem::take(&mut self.items) {
-            match item {
-                Item::Ready(change) => self.report.changes.push(change),
-                Item::Pending(i) => {
-                    let job = jobs[i].take().expect("each job is pending once");
-                    self.report.summary.files_read += 1;
-                    self.report.summary.bytes_read += job.a.node.size;
-                    match results[i].take().expect("each job has a result") {
-                        Ok(same) => {
-                            let what = (!same).then_some("content");
-                            if let Some(mut change) = change_of(&job.path, what, job.metadata) {
-                                change.incompressible = !same
-                                    && self.rewritten_incompressibly(Some(&job.a.node), &job.b);
-                                self.report.changes.push(change);
-                            }
-                        }
-                        Err(e) => self
-                            .report
-                            .errors
-                            .push(format!("{}: {e}", shown(&job.path))),
-                    }
-                }
-            }
+        (Some(local), None) | (None, Some(local)) => {
+            let node = if job.a.local.is_none() {
+                &job.a.node
+            } else {
+                &job.b.node
+            };
+            let repo = repo.expect("a snapshot side has a repository");
+            let file = open(local)?;
+            Ok(compare_file(|data| repo.blob_id(data), &file, local, node, cancel)?.is_none())
         }
-        self.report.count_changes();
-        Ok(self.report)
+        (None, None) => unreachable!("two snapshot files are compared by chunk ids"),
     }
 }

@@ -80,21 +80,33 @@ impl DiffReport {
     pub fn is_equal(&self) -> bool {
         self.changes.is_empty()
     }
+}
 
-    /// Counts the changes by kind into the summary.
-    pub(super) fn count_changes(&mut self) {
-        let summary = &mut self.summary;
-        for change in &self.changes {
-            let counter = match change.change {
-                ChangeKind::Added => &mut summary.added,
-                ChangeKind::Removed => &mut summary.removed,
-                ChangeKind::Modified => &mut summary.modified,
-                ChangeKind::TypeChanged => &mut summary.type_changed,
-                ChangeKind::Metadata => &mut summary.metadata,
-            };
-            *counter += 1;
-            summary.incompressible += u64::from(change.incompressible);
-        }
+/// What a comparison that handed on its changes one by one found besides.
+#[derive(Debug, Default)]
+pub struct DiffOutcome {
+    /// Entries that could not be compared, with the reason.
+    pub errors: Vec<String>,
+    pub summary: DiffSummary,
+}
+
+impl DiffSummary {
+    /// Whether no change was counted.
+    pub fn is_equal(&self) -> bool {
+        self.added + self.removed + self.modified + self.type_changed + self.metadata == 0
+    }
+
+    /// Counts a change by its kind.
+    pub(super) fn count(&mut self, change: &Change) {
+        let counter = match change.change {
+            ChangeKind::Added => &mut self.added,
+            ChangeKind::Removed => &mut self.removed,
+            ChangeKind::Modified => &mut self.modified,
+            ChangeKind::TypeChanged => &mut self.type_changed,
+            ChangeKind::Metadata => &mut self.metadata,
+        };
+        *counter += 1;
+        self.incompressible += u64::from(change.incompressible);
     }
 }
 

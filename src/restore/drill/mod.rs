@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::diff::{diff, Change, ChangeKind, DiffOptions, Side};
+use super::diff::{diff_each, Change, ChangeKind, DiffOptions, Side};
 use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Progress, Totals};
@@ -252,7 +252,11 @@ pub fn drill(
     };
     options.progress.begin("compare", "", Totals::UNKNOWN);
     let started = Instant::now();
-    let verified = diff(
+    // Owners are only restored by root; others get their own uid and gid.
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut verify_failures = Vec::new();
+    let verified = diff_each(
         &snapshot_side,
         &Side::Local(restored),
         &DiffOptions {
@@ -263,25 +267,18 @@ pub fn drill(
             cancel: options.cancel,
             limits: options.limits,
         },
-    )?;
-    let verify_seconds = started.elapsed().as_secs_f64();
-    // Owners are only restored by root; others get their own uid and gid.
-    // SAFETY: geteuid cannot fail.
-    let as_root = unsafe { libc::geteuid() } == 0;
-    let mut verify_failures: Vec<Failure> = verified
-        .changes
-        .iter()
-        .filter_map(|change| {
-            let mut change = change.clone();
+        &mut |mut change| {
             if !as_root {
                 change.details.retain(|d| !d.starts_with("owner "));
                 if change.change == ChangeKind::Metadata && change.details.is_empty() {
-                    return None;
+                    return Ok(());
                 }
             }
-            Some(failure(&base, &change, "the restored tree"))
-        })
-        .collect();
+            verify_failures.push(failure(&base, &change, "the restored tree"));
+            Ok(())
+        },
+    )?;
+    let verify_seconds = started.elapsed().as_secs_f64();
     verify_failures.extend(verified.errors.iter().map(|e| Failure {
         path: in_snapshot(&base, ""),
         error: e.replace(&scratch_text, "<scratch>"),
@@ -294,7 +291,9 @@ pub fn drill(
 
     if let Some(dir) = &options.against {
         let started = Instant::now();
-        let compared = diff(
+        let tree = dir.display().to_string();
+        let mut failures = Vec::new();
+        let compared = diff_each(
             &snapshot_side,
             &Side::Local(dir.clone()),
             &DiffOptions {
@@ -303,13 +302,11 @@ pub fn drill(
                 limits: options.limits,
                 ..DiffOptions::default()
             },
+            &mut |change| {
+                failures.push(failure(&base, &change, &tree));
+                Ok(())
+            },
         )?;
-        let tree = dir.display().to_string();
-        let mut failures: Vec<Failure> = compared
-            .changes
-            .iter()
-            .map(|c| failure(&base, c, &tree))
-            .collect();
         failures.extend(compared.errors.iter().map(|e| Failure {
             path: in_snapshot(&base, ""),
             error: e.clone(),
