@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -24,23 +23,9 @@ const FILES_PER_DIR: usize = 1000;
 /// index file, and freed pack buffers stayed resident.
 const GROWTH_BOUND_KIB: u64 = 50 << 10;
 
-/// 200 directories of 1,000 files of 10 to 60 bytes, each its own content.
-fn make_tree(root: &Path) {
-    for d in 0..DIRS {
-        let dir = root.join(format!("d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..FILES_PER_DIR {
-            let body = format!("file {d} {f} {}\n", "x".repeat(f % 50));
-            std::fs::write(dir.join(format!("f{f:04}")), body).unwrap();
-        }
-    }
-}
-
 /// Runs `rewind backup --json` of `source`; returns the snapshot and its
 /// peak resident memory in KiB, as the kernel counted it for the reaped
 /// child.
-// The child is reaped by wait4, which std's `wait` does not give usage from.
-#[allow(clippy::zombie_processes)]
 fn backup_peak_kib(repo: &Repo, source: &Path) -> (serde_json::Value, u64) {
     let mut command: Command = repo.command();
     command
@@ -48,27 +33,13 @@ fn backup_peak_kib(repo: &Repo, source: &Path) -> (serde_json::Value, u64) {
         .arg(source)
         .stdout(Stdio::piped());
     let mut child = command.spawn().expect("the rewind binary runs");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, child.id() as i32, "wait4 reaped the backup");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the backup of {} failed (status {status})",
-        source.display()
-    );
-    // The snapshot's JSON is far smaller than a pipe's buffer.
-    let mut output = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
-    let snapshot = serde_json::from_str(&output).expect("backup --json prints the snapshot");
-    // Linux gives ru_maxrss in KiB.
-    (snapshot, usage.ru_maxrss as u64)
+    // The snapshot's JSON is far smaller than a pipe's buffer, so the
+    // child ends without its stdout being read first.
+    let stdout = child.stdout.take().unwrap();
+    let (code, peak) = wait_for_peak_kib(child);
+    assert_eq!(code, Some(0), "the backup of {} failed", source.display());
+    let snapshot = serde_json::from_reader(stdout).expect("backup --json prints the snapshot");
+    (snapshot, peak as u64)
 }
 
 #[test]
@@ -78,7 +49,7 @@ fn a_backup_of_200k_small_files_stays_within_its_memory_bound() {
     std::fs::create_dir_all(&small).unwrap();
     std::fs::write(small.join("one"), "one file\n").unwrap();
     let many = dir.join("many");
-    make_tree(&many);
+    small_files_tree(&many, DIRS, FILES_PER_DIR);
     // Unencrypted: key derivation's 64 MiB would hide the backup's own peak.
     let small_repo = Repo::init(&dir.join("small-repo"), Encryption::None);
     let (_, baseline) = backup_peak_kib(&small_repo, &small);

@@ -23,18 +23,6 @@ const FILES_PER_DIR: usize = 1000;
 /// would be the peak of both.
 const GROWTH_BOUND_KIB: i64 = 8 << 10;
 
-/// 100 directories of 1,000 files of about 40 bytes, each its own content.
-fn make_tree(root: &Path) {
-    for d in 0..DIRS {
-        let dir = root.join(format!("d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..FILES_PER_DIR {
-            let body = format!("file {d:03} {f:04} {}\n", "x".repeat(f % 30));
-            std::fs::write(dir.join(format!("f{f:04}")), body).unwrap();
-        }
-    }
-}
-
 /// Runs `rewind diff A B` to its end; its exit code and peak resident
 /// memory in KiB.
 fn diff_peak_kib(repo: &Repo, a: &str, b: &Path) -> (Option<i32>, i64) {
@@ -53,7 +41,7 @@ fn diff_peak_kib(repo: &Repo, a: &str, b: &Path) -> (Option<i32>, i64) {
 fn diffing_100k_files_against_their_source_takes_about_the_memory_of_1k() {
     let (_tmp, dir) = tempdir();
     let src = dir.join("src");
-    make_tree(&src);
+    small_files_tree(&src, DIRS, FILES_PER_DIR);
     let repo = Repo::init(&dir.join("repo"), Encryption::None);
     repo.backup([&src]);
 

@@ -6,7 +6,6 @@
 mod common;
 mod mount_util;
 
-use std::path::Path;
 use std::time::Duration;
 
 use mount_util::*;
@@ -20,18 +19,6 @@ const BUDGET: u64 = 5000;
 /// tree cache (8 MiB) and working memory. It grew by 2-10 MiB in a debug
 /// build; with no budget (every inode the kernel holds kept) by 25-33 MiB.
 const GROWTH_BOUND_KIB: u64 = 16 << 10;
-
-/// 100 directories of 1,000 files of 10 to 60 bytes, each its own content.
-fn make_tree(root: &Path) {
-    for d in 0..DIRS {
-        let dir = root.join(format!("d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..FILES_PER_DIR {
-            let body = format!("file {d} {f} {}\n", "x".repeat(f % 50));
-            std::fs::write(dir.join(format!("f{f:04}")), body).unwrap();
-        }
-    }
-}
 
 /// A field of /proc/PID/status, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -48,7 +35,7 @@ fn a_tar_of_100k_files_keeps_the_daemon_within_its_inode_budget() {
     require_root();
     let (_tmp, dir) = tempdir();
     let src = dir.join("src");
-    make_tree(&src);
+    common::small_files_tree(&src, DIRS, FILES_PER_DIR);
     let repo = Repo::init(&dir.join("repo"));
     repo.backup(&src, "2024-06-01T10:00:00Z", "host", &[]);
     let budget = BUDGET.to_string();

@@ -22,18 +22,6 @@ const FILES_PER_DIR: usize = 1000;
 /// encrypted: the key's derivation (64 MiB) would be the peak of both.
 const GROWTH_BOUND_KIB: i64 = 32 << 10;
 
-/// 100 directories of 1,000 files of about 40 bytes, each its own content.
-fn make_tree(root: &Path) {
-    for d in 0..DIRS {
-        let dir = root.join(format!("d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..FILES_PER_DIR {
-            let body = format!("file {d:03} {f:04} {}\n", "x".repeat(f % 30));
-            std::fs::write(dir.join(format!("f{f:04}")), body).unwrap();
-        }
-    }
-}
-
 /// Runs `rewind restore SPEC --target TARGET` to its end; its peak
 /// resident memory in KiB (`ru_maxrss` of the child).
 fn restore_peak_kib(repo: &Repo, spec: &str, target: &Path) -> i64 {
@@ -45,27 +33,16 @@ fn restore_peak_kib(repo: &Repo, spec: &str, target: &Path) -> i64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid value to be written into.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pointers are valid for the call; the child is ours and
-    // not waited for anywhere else (the Child is dropped unwaited).
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "rewind restore {spec} failed: status {status}"
-    );
-    drop(child);
-    usage.ru_maxrss
+    let (code, peak) = wait_for_peak_kib(child);
+    assert_eq!(code, Some(0), "rewind restore {spec} failed");
+    peak
 }
 
 #[test]
 fn restoring_100k_files_takes_about_the_memory_of_1k() {
     let (_tmp, dir) = tempdir();
     let src = dir.join("src");
-    make_tree(&src);
+    small_files_tree(&src, DIRS, FILES_PER_DIR);
     let repo = Repo::init(&dir.join("repo"), Encryption::None);
     repo.backup([&src]);
 

@@ -10,21 +10,6 @@ release_rewind() {
     fi
 }
 
-# hourly_snapshots BIN WORK COUNT: in the repository REWIND_REPO (which it
-# creates), COUNT snapshots of WORK/src, one an hour from 2020-01-01, each
-# after one more line in WORK/src/etc/numbers.
-hourly_snapshots() {
-    local bin=$1 work=$2 count=$3
-    mkdir -p "$work/src/etc"
-    seq 1 2000 >"$work/src/etc/numbers"
-    "$bin" init >/dev/null
-    echo "making $count snapshots (one an hour from 2020-01-01)..." >&2
-    for i in $(seq 0 $((count - 1))); do
-        echo "$i" >>"$work/src/etc/numbers"
-        "$bin" backup "$work/src" --time "$(date -u -d "2020-01-01 + $i hours" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1
-    done
-}
-
 # copied_snapshots BIN WORK COUNT [HOSTS]: in the repository REWIND_REPO
 # (which it creates), one backup of WORK/src at 2020-01-01T00:00:00Z and
 # COUNT-1 copies of it an hour apart, on HOSTS hosts (1 unless given),

@@ -203,3 +203,17 @@ pub fn build_bulk_tree(root: &Path, rng: &mut Rng, small: usize, large: usize, l
         write(&root.join(format!("large/big{i}")), &rng.bytes(large_size));
     }
 }
+
+/// `dirs` directories (`d000`, `d001`, ...) of `per_dir` files of 10 to 60
+/// bytes (`f0000`, ...), each its own content: the trees of many small
+/// files that the memory tests (issue 16) back up, restore, diff and mount.
+pub fn small_files_tree(root: &Path, dirs: usize, per_dir: usize) {
+    for d in 0..dirs {
+        let dir = root.join(format!("d{d:03}"));
+        mkdirs(&dir);
+        for f in 0..per_dir {
+            let body = format!("file {d} {f} {}\n", "x".repeat(f % 50));
+            std::fs::write(dir.join(format!("f{f:04}")), body).unwrap();
+        }
+    }
+}
