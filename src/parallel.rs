@@ -2,6 +2,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Threads for work that mostly waits on storage rather than the CPU: many
+/// small repository files, each a durable write that waits on its fsync
+/// or a read from a cold cache or a remote store. Reading 10,000 snapshot
+/// manifests from a cold cache on two threads took about a second.
+pub const WAITING_THREADS: usize = 16;
+
 /// Runs `f` over items on a few threads, keeping the order of results.
 /// Threads take the next item as they become free, so one slow item (a big
 /// file among small ones) does not leave the other threads idle.

@@ -16,7 +16,7 @@ use super::{read_each, IdSet, LockRecord, Repository, RepositoryState, Staleness
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
-use crate::parallel::parallel_map_on;
+use crate::parallel::{parallel_map_on, WAITING_THREADS};
 
 pub const DELETION_PLAN_VERSION: u32 = 1;
 
@@ -223,33 +223,36 @@ impl<S: RepositoryState> Repository<S> {
     ) -> Result<Removal> {
         let stored = self.stored_files();
         let mut removal = Removal::default();
-        for (file, result) in files.iter().zip(parallel_map_on(16, files, |file| {
-            if wait(file) {
-                return Ok(Err(None));
-            }
-            let name = file.to_hex();
-            let size = match kind {
-                FileType::Pack => match stored.size(kind, &name) {
-                    Ok(size) => Some(size),
-                    Err(e) if e.kind() == ErrorKind::NotFound => None,
-                    Err(e) => return Err(e),
-                },
-                _ => Some(0),
-            };
-            match stored.remove(kind, &name) {
-                Ok(()) => {
-                    if kind == FileType::Pack {
-                        crate::testing::crash_point("prune-deleting-packs");
+        for (file, result) in files
+            .iter()
+            .zip(parallel_map_on(WAITING_THREADS, files, |file| {
+                if wait(file) {
+                    return Ok(Err(None));
+                }
+                let name = file.to_hex();
+                let size = match kind {
+                    FileType::Pack => match stored.size(kind, &name) {
+                        Ok(size) => Some(size),
+                        Err(e) if e.kind() == ErrorKind::NotFound => None,
+                        Err(e) => return Err(e),
+                    },
+                    _ => Some(0),
+                };
+                match stored.remove(kind, &name) {
+                    Ok(()) => {
+                        if kind == FileType::Pack {
+                            crate::testing::crash_point("prune-deleting-packs");
+                        }
+                        Ok(Ok(size))
                     }
-                    Ok(Ok(size))
+                    Err(e) if e.kind() == ErrorKind::Retained => {
+                        let until = stored.retention(kind, &name).ok().flatten();
+                        Ok(Err(until.map(|r| r.until)))
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) if e.kind() == ErrorKind::Retained => {
-                    let until = stored.retention(kind, &name).ok().flatten();
-                    Ok(Err(until.map(|r| r.until)))
-                }
-                Err(e) => Err(e),
-            }
-        })) {
+            }))
+        {
             match result? {
                 Ok(Some(size)) => {
                     removal.removed += 1;

@@ -623,8 +623,7 @@ impl Repository {
             saver.save(writer.finish()?)?;
         }
         saver.finish()?;
-        const WRITERS: usize = 16;
-        crate::parallel::parallel_map_on(WRITERS, &contents, |content| {
+        crate::parallel::parallel_map_on(crate::parallel::WAITING_THREADS, &contents, |content| {
             self.write_named(FileType::Snapshot, content)
         })
         .into_iter()

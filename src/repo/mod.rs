@@ -57,7 +57,7 @@ pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
 
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::parallel::{parallel_map, parallel_map_on};
+use crate::parallel::{parallel_map, parallel_map_on, WAITING_THREADS};
 use crypto::SALT_LEN;
 use open::Upgrade;
 
@@ -237,7 +237,7 @@ impl<S: RepositoryState> Repository<S> {
     /// beside the readable ones, so one bad file does not hide the rest.
     pub fn snapshots_with_errors(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
         let names = self.snapshot_names()?;
-        let (mut snapshots, errors) = read_each(&names, |name| self.read_snapshot(name));
+        let (mut snapshots, errors) = read_each_waiting(&names, |name| self.read_snapshot(name));
         sort_by_time(&mut snapshots);
         Ok((snapshots, errors))
     }
@@ -280,8 +280,7 @@ impl<S: RepositoryState> Repository<S> {
     /// manifests kept under retention share one deletion plan); the result
     /// of each, in order.
     pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
-        const WRITERS: usize = 16;
-        let removed = parallel_map_on(WRITERS, snapshots, |snapshot| {
+        let removed = parallel_map_on(WAITING_THREADS, snapshots, |snapshot| {
             self.tombstone_and_remove(snapshot)
         });
         let retained: Vec<_> = snapshots
@@ -300,7 +299,7 @@ impl<S: RepositoryState> Repository<S> {
         }
         let recorded = self.write_deletion_plan(&DeletionPlan::for_manifests(&retained));
         let hidden = match &recorded {
-            Ok(_) => parallel_map_on(WRITERS, &retained, |(manifest, _)| {
+            Ok(_) => parallel_map_on(WAITING_THREADS, &retained, |(manifest, _)| {
                 self.stored_files()
                     .hide(FileType::Snapshot, &manifest.to_hex())
             }),
@@ -351,7 +350,7 @@ impl<S: RepositoryState> Repository<S> {
     /// Every tombstone, and the errors of those that cannot be read.
     pub fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<Error>)> {
         let names = self.list(FileType::Forgotten)?;
-        Ok(read_each(&names, |name| self.read_tombstone(name)))
+        Ok(read_each_waiting(&names, |name| self.read_tombstone(name)))
     }
 }
 
@@ -376,9 +375,22 @@ fn read_each<T: Send>(
     names: &[String],
     read: impl Fn(&str) -> Result<T> + Sync,
 ) -> (Vec<T>, Vec<Error>) {
+    split_results(parallel_map(names, |name| read(name)))
+}
+
+/// [`read_each`] for many small files, whose reads mostly wait on storage
+/// (manifests, tombstones): on more threads than the CPUs.
+fn read_each_waiting<T: Send>(
+    names: &[String],
+    read: impl Fn(&str) -> Result<T> + Sync,
+) -> (Vec<T>, Vec<Error>) {
+    split_results(parallel_map_on(WAITING_THREADS, names, |name| read(name)))
+}
+
+fn split_results<T>(results: Vec<Result<T>>) -> (Vec<T>, Vec<Error>) {
     let mut read_ok = Vec::new();
     let mut errors = Vec::new();
-    for result in parallel_map(names, |name| read(name)) {
+    for result in results {
         match result {
             Ok(value) => read_ok.push(value),
             Err(e) => errors.push(e),
