@@ -543,7 +543,18 @@ fn a_prune_killed_while_a_backup_commits_leaves_its_packs_to_the_next_prune() {
         .args(["prune"])
         .env("REWIND_CRASH_AT", "prune-planned"));
     assert_eq!(killed.code, None, "prune is killed: {}", killed.stderr);
-    write(&gate, b"");
+    release_and_check(history, backup, &gate, copy);
+}
+
+/// Opens `gate` for the held `backup`, which must then succeed; every
+/// snapshot of `history`, the backup's among them, restores and checks.
+fn release_and_check(
+    mut history: History,
+    backup: std::process::Child,
+    gate: &std::path::Path,
+    copy: std::path::PathBuf,
+) {
+    write(gate, b"");
     let out = backup.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -577,17 +588,7 @@ fn a_prune_between_a_backups_snapshot_copy_and_its_manifest_goes_on() {
         "prune beside a backup writing its manifest: {}",
         pruned.stderr
     );
-    write(&gate, b"");
-    let out = backup.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    history.snaps.push(history.lineage.snap(&snapshot, copy));
-    let scratch = history.scratch.clone();
-    assert_sound_and_clean(&history.repo, &history.snaps, &scratch);
+    release_and_check(history, backup, &gate, copy);
 }
 
 #[test]
