@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::batches::{self, Unit};
 use super::content::{compare_file, reads_as_zeros};
-use super::stream::Window;
 use super::target::{apply_open_metadata, remove_other_xattrs};
+use super::windows::Window;
 use super::work::{Chunks, Tally};
 use super::{Action, Failure, FileJob, Planned, Restorer};
 use crate::error::{Error, ErrorKind, Result};

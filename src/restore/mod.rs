@@ -31,6 +31,7 @@ mod parts;
 mod plan;
 mod stream;
 mod target;
+mod windows;
 mod work;
 
 use std::collections::HashMap;

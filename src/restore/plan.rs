@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Stat};
 
-use super::stream::{Pending, Stream};
 use super::target::{apply_metadata, check_kind, remove_other_xattrs};
+use super::windows::{Pending, Stream};
 use super::{
     Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, RestoreReport, Restorer,
 };
