@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::inodes::Ino;
+use super::numbers::Ino;
 
 /// What the hand found at an inode.
 pub enum Found {

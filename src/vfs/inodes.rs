@@ -26,8 +26,7 @@ use super::VfsResult;
 use crate::repo::{Id, Snapshot};
 use crate::tree::ExpansionBudget;
 
-pub type Ino = u64;
-pub const ROOT_INO: Ino = 1;
+pub use super::numbers::{Ino, ROOT_INO};
 
 /// A directory used this recently is in use (a walk is listing or reading
 /// it): its entries are not given up, however many it has, so that the

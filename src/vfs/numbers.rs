@@ -10,7 +10,10 @@
 
 use std::hash::{BuildHasher, RandomState};
 
-use super::inodes::{Ino, ROOT_INO};
+/// An inode's number.
+pub type Ino = u64;
+/// The mount's root.
+pub const ROOT_INO: Ino = 1;
 
 /// What an inode stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
