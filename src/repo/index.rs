@@ -161,54 +161,16 @@ impl Index {
         Index::default()
     }
 
-    /// The index of every blob in `packs` at once, as a load builds it:
-    /// one pass counts, one places, and one sort per bucket on every core
-    /// orders the table. A blob listed twice keeps its first location;
-    /// both are valid.
+    /// The index of every blob in `packs` at once, built as a load builds
+    /// it (one index file holding them all). A blob listed twice keeps its
+    /// first location; both are valid.
     pub fn from_packs<'a, P>(packs: P) -> Index
     where
         P: Iterator<Item = &'a IndexedPack> + Clone,
     {
-        let mut index = Index::new();
-        let mut numbers: IdMap<u32> = IdMap::default();
-        let pack_numbers: Vec<u32> = packs
-            .clone()
-            .map(|pack| {
-                *numbers.entry(pack.id).or_insert_with(|| {
-                    index.packs.push(PackRef {
-                        id: pack.id,
-                        salt: pack.salt,
-                    });
-                    (index.packs.len() - 1) as u32
-                })
-            })
-            .collect();
-        drop(numbers);
-        index.packs.shrink_to_fit();
-        index.sort_pack_order();
-        index.table = Table::build(|place| {
-            for (pack, &number) in packs.clone().zip(&pack_numbers) {
-                for blob in &pack.blobs {
-                    place(&blob.id, BlobLocation::of(number, blob));
-                }
-            }
-        });
-        let mut copies: Vec<Id> = packs
-            .flat_map(|pack| &pack.blobs)
-            .filter(|blob| blob.kind == BlobKind::Snapshot)
-            .map(|blob| blob.id)
-            .collect();
-        // Only those the table kept as snapshot copies.
-        copies.retain(|id| {
-            index
-                .table
-                .get(&BlobKey::of(id))
-                .is_some_and(|location| location.kind() == BlobKind::Snapshot)
-        });
-        copies.sort_unstable();
-        copies.dedup();
-        index.snapshot_copies = copies;
-        index
+        let mut load = IndexLoad::default();
+        load.add_packs(0, Id::default(), Vec::new(), packs);
+        load.finish()
     }
 
     /// Adds every pack of an index file. A blob stored twice keeps its first
@@ -371,8 +333,18 @@ impl IndexLoad {
 
     /// Takes in index file `name`, the `order`th of those listed.
     pub fn add(&mut self, order: usize, name: Id, file: IndexFile) {
+        self.add_packs(order, name, file.supersedes, file.packs.iter());
+    }
+
+    fn add_packs<'a>(
+        &mut self,
+        order: usize,
+        name: Id,
+        supersedes: Vec<Id>,
+        packs: impl Iterator<Item = &'a IndexedPack>,
+    ) {
         let first = self.packs.len() as u32;
-        for pack in file.packs {
+        for pack in packs {
             let number = self.packs.len() as u32;
             self.packs.push(PackRef {
                 id: pack.id,
@@ -390,7 +362,7 @@ impl IndexLoad {
         self.files.push(LoadedFile {
             order,
             name,
-            supersedes: file.supersedes,
+            supersedes,
             packs: first..self.packs.len() as u32,
         });
     }

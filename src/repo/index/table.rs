@@ -14,7 +14,6 @@
 use std::cmp::Ordering;
 
 use super::{BlobKey, BlobLocation, KEY_LEN};
-use crate::id::Id;
 
 /// Key bytes that name a blob's bucket.
 const BUCKET_BYTES: usize = 2;
@@ -88,41 +87,6 @@ impl BlobKey {
 }
 
 impl Table {
-    /// The table of every blob `each` passes to its argument (its id and
-    /// location), which it must pass in the same order at each of the two
-    /// calls. Of blobs with the same key, the first passed stays.
-    pub(super) fn build(each: impl Fn(&mut dyn FnMut(&Id, BlobLocation))) -> Table {
-        let mut starts = vec![0u32; BUCKETS + 1];
-        each(&mut |id, _| starts[bucket_of(&id.0) + 1] += 1);
-        for b in 0..BUCKETS {
-            starts[b + 1] = starts[b + 1]
-                .checked_add(starts[b])
-                .expect("an index holds fewer than 2^32 blobs");
-        }
-        let len = starts[BUCKETS] as usize;
-        if len == 0 {
-            return Table::default();
-        }
-        let mut tails = vec![Tail::default(); len];
-        let mut locations = vec![BlobLocation::default(); len];
-        let mut next = starts.clone();
-        each(&mut |id, location| {
-            let slot = &mut next[bucket_of(&id.0)];
-            tails[*slot as usize] = tail_of(&id.0);
-            locations[*slot as usize] = location;
-            *slot += 1;
-        });
-        drop(next);
-        let mut table = Table {
-            starts,
-            tails,
-            locations,
-        };
-        table.sort_buckets();
-        table.drop_repeated_keys();
-        table
-    }
-
     /// The table of the blobs given as parallel vectors of bucket, key
     /// tail and location, in any order, built in place: a load decodes
     /// each index file straight into these, so that it never holds the
