@@ -570,29 +570,14 @@ impl Repository {
 
     /// Writes a manifest; call only once its trees and data are indexed durably.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        let content = serde_json::to_vec(snapshot).expect("snapshots serialize");
-        // A copy in a pack, indexed, before the manifest: if the manifest is
-        // lost, `scrub --repair` rebuilds it from the packs alone.
-        let copy = self.blob_id(&content);
-        if !self.index().contains(&copy) {
-            let saver = PackSaver::new(self.clone());
-            let mut writer = saver.new_pack()?;
-            writer.add(
-                BlobKind::Snapshot,
-                copy,
-                &content,
-                self.config().compression_level,
-            )?;
-            saver.save(writer.finish()?)?;
-            saver.finish()?;
-        }
-        crate::testing::pause_point("snapshot-copy-indexed");
-        self.write_named(FileType::Snapshot, &content)
+        let mut ids = self.save_snapshots(std::slice::from_ref(snapshot))?;
+        Ok(ids.remove(0))
     }
 
-    /// Writes many manifests at once, as [`Repository::save_snapshot`]
-    /// writes one: their copies share packs and one index file, and the
-    /// manifests are written in parallel. The ids, in order. Tools that
+    /// Writes many manifests at once: each with a copy in a pack, indexed,
+    /// before the manifest (if the manifest is lost, `scrub --repair`
+    /// rebuilds it from the packs alone); the copies share packs and one
+    /// index file, and the manifests are written in parallel. The ids, in order. Tools that
     /// make thousands of snapshots (the benchmarks of `docs/design.md`,
     /// section 6) would otherwise spend a pack and an index file on each.
     pub fn save_snapshots(&self, snapshots: &[Snapshot]) -> Result<Vec<Id>> {
@@ -623,6 +608,7 @@ impl Repository {
             saver.save(writer.finish()?)?;
         }
         saver.finish()?;
+        crate::testing::pause_point("snapshot-copy-indexed");
         crate::parallel::parallel_map_on(crate::parallel::WAITING_THREADS, &contents, |content| {
             self.write_named(FileType::Snapshot, content)
         })
