@@ -15,7 +15,7 @@ const DIRS: usize = 200;
 const FILES_PER_DIR: usize = 1000;
 
 /// What the backup may grow by, over a backup of one file, storing the
-/// 200,000 files below, each its own blob: the index (38 bytes a blob),
+/// 200,000 files below, each its own blob: the index (30 bytes a blob),
 /// the tree pack being filled, the packs being filled and the records
 /// waiting for an index file. In a debug build it grew by 41 to 45 MiB; it
 /// grew by 58 to 60 MiB when the ids of every blob of the run stayed in a

@@ -1,8 +1,8 @@
 //! The index: which pack holds each blob.
 //!
 //! On disk an index file lists packs and their blobs (the same records as
-//! the pack trailers). In memory a blob costs 38 bytes (`docs/design.md`,
-//! section 6): not its whole id but its key, the id's first 24 bytes, and
+//! the pack trailers). In memory a blob costs 30 bytes (`docs/design.md`,
+//! section 6): not its whole id but its key, the id's first 16 bytes, and
 //! its location, in a table sorted by key (`table.rs`), plus a small hash
 //! map of blobs added since, merged into the table from time to time.
 //! Lookups take whole ids; a walk over the index gives keys. The whole ids
@@ -41,12 +41,12 @@ pub struct IndexedPack {
 pub const INDEX_VERSION: u8 = 1;
 
 /// How many bytes of a blob's id the index keys it by.
-pub const KEY_LEN: usize = 24;
+pub const KEY_LEN: usize = 16;
 
-/// The first 24 bytes of a blob's id: what the index knows a blob by.
+/// The first 16 bytes of a blob's id: what the index knows a blob by.
 ///
-/// Two blobs could share a key only if 192 bits of keyed BLAKE3 collided:
-/// about 2^96 blobs would have to be stored before that became likely, and
+/// Two blobs could share a key only if 128 bits of keyed BLAKE3 collided:
+/// about 2^64 blobs would have to be stored before that became likely, and
 /// without the repository's key nobody can aim for it. Even then a read
 /// would fail its check against the whole id it asked for (every read
 /// compares the plaintext's hash with it), never return another blob's
@@ -540,10 +540,10 @@ mod tests {
     }
 
     #[test]
-    fn a_blob_costs_38_bytes_in_the_table() {
+    fn a_blob_costs_30_bytes_in_the_table() {
         assert_eq!(
             std::mem::size_of::<table::Tail>() + std::mem::size_of::<BlobLocation>(),
-            38
+            30
         );
     }
 

@@ -1,8 +1,8 @@
 //! The index's table of blobs: each blob's key and location, sorted by
-//! key, 38 bytes a blob (`docs/design.md`, section 6).
+//! key, 30 bytes a blob (`docs/design.md`, section 6).
 //!
 //! The table is split into 65,536 buckets by the first two key bytes,
-//! which are therefore not stored: an entry is the other 22 key bytes and
+//! which are therefore not stored: an entry is the other 14 key bytes and
 //! the 16-byte location, in two parallel vectors so that a lookup's search
 //! runs over keys alone. The bucket table (256 KiB) also takes the first
 //! sixteen steps off every search, and the rest starts where the key's
@@ -23,16 +23,18 @@ pub(super) const BUCKETS: usize = 1 << (8 * BUCKET_BYTES);
 /// the bytes are, compared a word at a time rather than by `memcmp`, which
 /// the sorts and searches of a load would otherwise spend most time in.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Tail([u8; KEY_LEN - BUCKET_BYTES]);
+pub(super) struct Tail([u8; TAIL_LEN]);
+
+const TAIL_LEN: usize = KEY_LEN - BUCKET_BYTES;
 
 impl Tail {
-    fn words(&self) -> (u64, u64, u64) {
+    fn words(&self) -> (u64, u64) {
         let word = |range: std::ops::Range<usize>| {
             let mut bytes = [0u8; 8];
             bytes[8 - range.len()..].copy_from_slice(&self.0[range]);
             u64::from_be_bytes(bytes)
         };
-        (word(0..8), word(8..16), word(16..22))
+        (word(0..8), word(8..TAIL_LEN))
     }
 }
 
@@ -363,9 +365,9 @@ mod tests {
     use super::*;
 
     fn tail(first: u64, last: u8) -> Tail {
-        let mut bytes = [0u8; KEY_LEN - BUCKET_BYTES];
+        let mut bytes = [0u8; TAIL_LEN];
         bytes[..8].copy_from_slice(&first.to_be_bytes());
-        bytes[21] = last;
+        bytes[TAIL_LEN - 1] = last;
         Tail(bytes)
     }
 
@@ -390,7 +392,7 @@ mod tests {
                 for (at, t) in tails.iter().enumerate() {
                     assert_eq!(search(&tails, t), Some(at), "{spread}, {len}");
                     let mut missing = *t;
-                    missing.0[21] -= 1;
+                    missing.0[TAIL_LEN - 1] -= 1;
                     assert_eq!(search(&tails, &missing), None, "{spread}, {len}");
                 }
                 assert_eq!(search(&tails, &tail(0, 0)), None);
