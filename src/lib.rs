@@ -179,6 +179,7 @@ pub mod format {
         crypto, index, keys_of, pack, parity, parity_name, sort_by_time, BlobKind, Config,
         DeletionPlan, FinishedPack, Index, IndexFile, IndexedPack, KeyFile, Keys, PackWriter,
         PackedBlob, AUDIT_RECORD_VERSION, DELETION_PLAN_VERSION, FORMAT_VERSION, SNAPSHOT_VERSION,
+        TOMBSTONES_PER_FILE, TOMBSTONE_VERSION,
     };
     pub use crate::tree::{MAX_DEPTH, TREE_VERSION};
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use common::*;
 use rewind::Encryption;
@@ -101,7 +102,10 @@ fn keep_daily_forgets_per_host_and_leaves_a_sound_repository() {
     let tombstones = std::fs::read_dir(dir.join("repo/forgotten"))
         .unwrap()
         .count();
-    assert_eq!(tombstones, 4, "one tombstone per forgotten snapshot");
+    assert_eq!(
+        tombstones, 1,
+        "one tombstone file for the 4 snapshots forgotten"
+    );
 
     // Forgotten on purpose: neither check nor a repairing scrub brings them back.
     repo.run(["check"]).assert_ok();
@@ -196,6 +200,49 @@ fn a_forget_that_cannot_write_its_tombstones_forgets_nothing() {
         before,
         "no manifest is removed without its tombstone"
     );
+}
+
+/// Forgetting thousands of snapshots writes a tombstone file for each
+/// TOMBSTONES_PER_FILE of them, not one each, and leaves a repository that
+/// checks and lists exactly what was kept.
+#[test]
+fn thousands_forgotten_share_a_few_tombstone_files() {
+    use rewind::format::TOMBSTONES_PER_FILE;
+    use rewind::{LocalBackend, Repository, Snapshot};
+
+    let (_tmp, dir) = tempdir();
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("file"), b"kept").unwrap();
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    repo.backup([arg(&src)]);
+    let copies = 2 * TOMBSTONES_PER_FILE + 100;
+    {
+        let opened = Repository::open(Arc::new(LocalBackend::new(&repo.path)), || {
+            Ok(PASSWORD.as_bytes().to_vec())
+        })
+        .unwrap();
+        let (opened, _) = opened.load_index().unwrap();
+        let template = opened.snapshots().unwrap().pop().unwrap();
+        let snapshots: Vec<Snapshot> = (1..=copies)
+            .map(|n| Snapshot {
+                time: template.time + chrono::Duration::hours(n as i64),
+                parent: None,
+                ..template.clone()
+            })
+            .collect();
+        opened.save_snapshots(&snapshots).unwrap();
+    }
+    repo.run(["forget", "--keep-last", "100", "--group-by", ""])
+        .assert_ok();
+    let files = std::fs::read_dir(dir.join("repo/forgotten"))
+        .unwrap()
+        .count();
+    let forgotten = copies + 1 - 100;
+    assert_eq!(files, forgotten.div_ceil(TOMBSTONES_PER_FILE));
+    assert_eq!(repo.snapshots().len(), 100);
+    repo.run(["check"]).assert_ok();
+    assert_eq!(repo.snapshots().len(), 100, "check brings none back");
 }
 
 /// contrib/rewind-forget.service's command, run as systemd would (no shell

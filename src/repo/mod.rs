@@ -53,7 +53,7 @@ pub use rotation::ResealedSnapshot;
 pub use saver::PackSaver;
 pub use snapshot::{sort_by_time, ChangedData, Snapshot, Summary, SNAPSHOT_VERSION};
 pub use stored::StoredFiles;
-pub use tombstone::{snapshot_key, SnapshotKey, Tombstone};
+pub use tombstone::{snapshot_key, SnapshotKey, Tombstone, TOMBSTONES_PER_FILE, TOMBSTONE_VERSION};
 
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -275,14 +275,28 @@ impl<S: RepositoryState> Repository<S> {
     }
 
     /// Forgets each of `snapshots` as [`Repository::forget_snapshot`] does,
-    /// many at a time (each is a tombstone and a removal, independent of
-    /// the others, and mostly waits for its write to be durable; the
-    /// manifests kept under retention share one deletion plan); the result
-    /// of each, in order.
+    /// many at a time: their tombstones first, up to
+    /// [`TOMBSTONES_PER_FILE`] to a file, and once a file is durable the
+    /// manifests it records are removed, each independent of the others (the
+    /// manifests kept under retention share one deletion plan). The result
+    /// of each, in order: the name of the tombstone file that records it.
     pub fn forget_snapshots(&self, snapshots: &[Snapshot]) -> Vec<Result<Id>> {
-        let removed = parallel_map_on(WAITING_THREADS, snapshots, |snapshot| {
-            self.tombstone_and_remove(snapshot)
+        let batches: Vec<&[Snapshot]> = snapshots.chunks(TOMBSTONES_PER_FILE).collect();
+        let tombstones = parallel_map_on(WAITING_THREADS, &batches, |batch| {
+            self.write_named(FileType::Forgotten, &tombstone::encode(batch))
         });
+        let numbered: Vec<(usize, &Snapshot)> = snapshots.iter().enumerate().collect();
+        let removed = parallel_map_on(
+            WAITING_THREADS,
+            &numbered,
+            |(at, snapshot)| match &tombstones[at / TOMBSTONES_PER_FILE] {
+                Ok(tombstone) => Ok((*tombstone, self.remove_manifest(snapshot)?)),
+                Err(e) => Err(Error::new(
+                    e.kind(),
+                    format!("its tombstone was not written, so its manifest stays: {e}"),
+                )),
+            },
+        );
         let retained: Vec<_> = snapshots
             .iter()
             .zip(&removed)
@@ -324,33 +338,30 @@ impl<S: RepositoryState> Repository<S> {
             .collect()
     }
 
-    /// Writes a snapshot's tombstone, then removes its manifest if the
-    /// store lets it.
-    fn tombstone_and_remove(&self, snapshot: &Snapshot) -> Result<(Id, ManifestRemoval)> {
-        let content = serde_json::to_vec(&Tombstone::of(snapshot)).expect("tombstones serialize");
-        let tombstone = self.write_named(FileType::Forgotten, &content)?;
+    /// Removes a forgotten snapshot's manifest, if the store lets it.
+    fn remove_manifest(&self, snapshot: &Snapshot) -> Result<ManifestRemoval> {
         let stored = self.stored_files();
         let name = snapshot.id.to_hex();
         match stored.remove(FileType::Snapshot, &name) {
-            Ok(()) => Ok((tombstone, ManifestRemoval::Removed)),
+            Ok(()) => Ok(ManifestRemoval::Removed),
             Err(e) if e.kind() == ErrorKind::Retained => {
                 let until = stored.retention(FileType::Snapshot, &name)?;
-                Ok((tombstone, ManifestRemoval::Retained(until.map(|r| r.until))))
+                Ok(ManifestRemoval::Retained(until.map(|r| r.until)))
             }
             Err(e) => Err(e),
         }
     }
 
-    pub fn read_tombstone(&self, name: &str) -> Result<Tombstone> {
-        let content = self.read_verified(FileType::Forgotten, name)?;
-        serde_json::from_slice(&content)
-            .map_err(|e| Error::corrupt(format!("forgotten/{name} does not decode: {e}")))
+    /// The snapshots that tombstone file `name` records.
+    pub fn read_tombstone(&self, name: &str) -> Result<Vec<Tombstone>> {
+        tombstone::decode(name, &self.read_verified(FileType::Forgotten, name)?)
     }
 
-    /// Every tombstone, and the errors of those that cannot be read.
+    /// Every tombstone, and the errors of the files that cannot be read.
     pub fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<Error>)> {
         let names = self.list(FileType::Forgotten)?;
-        Ok(read_each_waiting(&names, |name| self.read_tombstone(name)))
+        let (files, errors) = read_each_waiting(&names, |name| self.read_tombstone(name));
+        Ok((files.into_iter().flatten().collect(), errors))
     }
 }
 
