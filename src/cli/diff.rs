@@ -124,10 +124,12 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
             "equal": report.is_equal(),
             "changes": report.changes,
             "errors": report.errors,
+            "errors_not_listed": report.errors_not_listed,
             "summary": report.summary,
         }))?;
         DiffOutcome {
             errors: report.errors,
+            errors_not_listed: report.errors_not_listed,
             summary: report.summary,
         }
     } else {
@@ -144,7 +146,7 @@ fn compare(global: &Global, args: &Args) -> Result<ExitCode> {
         global.tell(summary(&outcome, &labels));
         outcome
     };
-    Ok(ExitCode::from(if !outcome.errors.is_empty() {
+    Ok(ExitCode::from(if outcome.failed() > 0 {
         2
     } else if outcome.summary.is_equal() {
         0
@@ -199,8 +201,11 @@ fn summary(outcome: &DiffOutcome, labels: &[String]) -> String {
             HumanBytes(s.bytes_read)
         );
     }
-    if !outcome.errors.is_empty() {
-        line += &format!("; {} entries could not be compared", outcome.errors.len());
+    if outcome.failed() > 0 {
+        line += &format!("; {} entries could not be compared", outcome.failed());
+        if outcome.errors_not_listed > 0 {
+            line += &format!(" ({} of them not listed)", outcome.errors_not_listed);
+        }
     }
     line
 }

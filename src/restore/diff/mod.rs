@@ -87,6 +87,7 @@ pub fn diff(a: &Side, b: &Side, options: &DiffOptions) -> Result<DiffReport> {
     Ok(DiffReport {
         changes,
         errors: outcome.errors,
+        errors_not_listed: outcome.errors_not_listed,
         summary: outcome.summary,
     })
 }
@@ -346,10 +347,7 @@ impl Differ<'_, '_, '_> {
                     self.report(change)?;
                 }
             }
-            Err(e) => self
-                .outcome
-                .errors
-                .push(format!("{}: {e}", shown(&job.path))),
+            Err(e) => self.outcome.add_error(format!("{}: {e}", shown(&job.path))),
         }
         Ok(())
     }
@@ -462,7 +460,7 @@ impl Differ<'_, '_, '_> {
         let ((xs, fa), (ys, fb)) = match (la, lb) {
             (Ok(x), Ok(y)) => (x, y),
             (Err(e), _) | (_, Err(e)) => {
-                self.outcome.errors.push(format!("{}: {e}", shown(path)));
+                self.outcome.add_error(format!("{}: {e}", shown(path)));
                 return Ok(());
             }
         };
@@ -470,7 +468,7 @@ impl Differ<'_, '_, '_> {
         self.admit(1, path, &ys)?;
         let mut failed: Vec<Vec<u8>> = Vec::new();
         for (name, error) in fa.into_iter().chain(fb) {
-            self.outcome.errors.push(error);
+            self.outcome.add_error(error);
             failed.push(name);
         }
         let (mut i, mut j) = (0, 0);
@@ -534,14 +532,14 @@ impl Differ<'_, '_, '_> {
         let (children, failed) = match self.children(self.sides[side], path, entry) {
             Ok(listed) => listed,
             Err(e) => {
-                self.outcome.errors.push(format!("{path}: {e}"));
+                self.outcome.add_error(format!("{path}: {e}"));
                 return Ok(());
             }
         };
         self.admit(side, path, &children)?;
-        self.outcome
-            .errors
-            .extend(failed.into_iter().map(|(_, error)| error));
+        for (_, error) in failed {
+            self.outcome.add_error(error);
+        }
         for child in &children {
             let child_path = child_path(path, &child.node.name);
             if self.admitted(&child_path, child.node.is_dir()) {

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::restore::MAX_LISTED_FAILURES;
 use crate::tree::{Node, NodeKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,8 +72,11 @@ pub struct DiffSummary {
 pub struct DiffReport {
     /// In the order of a depth-first walk by name.
     pub changes: Vec<Change>,
-    /// Entries that could not be compared, with the reason.
+    /// The first [`MAX_LISTED_FAILURES`] entries that could not be
+    /// compared, with the reason.
     pub errors: Vec<String>,
+    /// Entries that could not be compared beyond those listed in `errors`.
+    pub errors_not_listed: u64,
     pub summary: DiffSummary,
 }
 
@@ -85,9 +89,29 @@ impl DiffReport {
 /// What a comparison that handed on its changes one by one found besides.
 #[derive(Debug, Default)]
 pub struct DiffOutcome {
-    /// Entries that could not be compared, with the reason.
+    /// The first [`MAX_LISTED_FAILURES`] entries that could not be
+    /// compared, with the reason: past them they are only counted, so that
+    /// a comparison with a tree of millions of unreadable files does not
+    /// hold a message for each.
     pub errors: Vec<String>,
+    /// Entries that could not be compared beyond those listed in `errors`.
+    pub errors_not_listed: u64,
     pub summary: DiffSummary,
+}
+
+impl DiffOutcome {
+    /// How many entries could not be compared, listed or not.
+    pub fn failed(&self) -> u64 {
+        self.errors.len() as u64 + self.errors_not_listed
+    }
+
+    pub(super) fn add_error(&mut self, error: String) {
+        if self.errors.len() < MAX_LISTED_FAILURES {
+            self.errors.push(error);
+        } else {
+            self.errors_not_listed += 1;
+        }
+    }
 }
 
 impl DiffSummary {
@@ -168,4 +192,21 @@ pub(super) fn change_of(path: &str, what: Option<&str>, metadata: Vec<String>) -
         details,
         incompressible: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_past_the_listed_ones_are_counted() {
+        let mut outcome = DiffOutcome::default();
+        for n in 0..MAX_LISTED_FAILURES + 5 {
+            outcome.add_error(format!("entry {n}: unreadable"));
+        }
+        assert_eq!(outcome.errors.len(), MAX_LISTED_FAILURES);
+        assert_eq!(outcome.errors_not_listed, 5);
+        assert_eq!(outcome.failed(), MAX_LISTED_FAILURES as u64 + 5);
+        assert_eq!(outcome.errors[0], "entry 0: unreadable");
+    }
 }

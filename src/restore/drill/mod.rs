@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::diff::{diff_each, Change, ChangeKind, DiffOptions, Side};
-use super::{find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample};
+use super::{
+    find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample,
+    MAX_LISTED_FAILURES,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Progress, Totals};
 use crate::repo::{Repository, Snapshot};
@@ -149,6 +152,37 @@ fn in_snapshot(base: &str, rel: &str) -> String {
 }
 
 /// A difference between the snapshot and a tree, as a failure.
+/// The failures of one check, listed up to [`MAX_LISTED_FAILURES`] and then
+/// only counted, so that a drill in which millions of files fail does not
+/// hold a message for each.
+#[derive(Default)]
+struct FailureList {
+    listed: Vec<Failure>,
+    not_listed: u64,
+}
+
+impl FailureList {
+    fn push(&mut self, failure: Failure) {
+        if self.listed.len() < MAX_LISTED_FAILURES {
+            self.listed.push(failure);
+        } else {
+            self.not_listed += 1;
+        }
+    }
+
+    /// The listed failures, and one more that counts those not listed:
+    /// "N more entries `what`".
+    fn finish(mut self, base: &str, what: &str) -> Vec<Failure> {
+        if self.not_listed > 0 {
+            self.listed.push(Failure {
+                path: in_snapshot(base, ""),
+                error: format!("{} more entries {what}", self.not_listed),
+            });
+        }
+        self.listed
+    }
+}
+
 fn failure(base: &str, change: &Change, tree: &str) -> Failure {
     let error = match change.change {
         ChangeKind::Removed => format!("missing from {tree}"),
@@ -203,26 +237,21 @@ pub fn drill(
     let scratch_text = scratch.path.display().to_string();
     let (restore_failures, files_checked, bytes_checked) = match restored {
         Ok(report) => {
-            let mut failures: Vec<Failure> = report
-                .errors
-                .into_iter()
-                .map(|f| Failure {
+            let mut failures = FailureList::default();
+            for f in report.errors {
+                failures.push(Failure {
                     error: f
                         .error
                         .replace(&scratch_text, if base.is_empty() { "" } else { &base }),
                     ..f
-                })
-                .collect();
-            if report.errors_not_listed > 0 {
-                failures.push(Failure {
-                    path: in_snapshot(&base, ""),
-                    error: format!(
-                        "{} more entries could not be restored",
-                        report.errors_not_listed
-                    ),
                 });
             }
-            (failures, report.files, report.bytes)
+            failures.not_listed += report.errors_not_listed;
+            (
+                failures.finish(&base, "could not be restored"),
+                report.files,
+                report.bytes,
+            )
         }
         Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
         Err(e) => (
@@ -255,7 +284,7 @@ pub fn drill(
     // Owners are only restored by root; others get their own uid and gid.
     // SAFETY: geteuid cannot fail.
     let as_root = unsafe { libc::geteuid() } == 0;
-    let mut verify_failures = Vec::new();
+    let mut verify_failures = FailureList::default();
     let verified = diff_each(
         &snapshot_side,
         &Side::Local(restored),
@@ -279,20 +308,26 @@ pub fn drill(
         },
     )?;
     let verify_seconds = started.elapsed().as_secs_f64();
-    verify_failures.extend(verified.errors.iter().map(|e| Failure {
-        path: in_snapshot(&base, ""),
-        error: e.replace(&scratch_text, "<scratch>"),
-    }));
+    for e in &verified.errors {
+        verify_failures.push(Failure {
+            path: in_snapshot(&base, ""),
+            error: e.replace(&scratch_text, "<scratch>"),
+        });
+    }
+    verify_failures.not_listed += verified.errors_not_listed;
     checks.push(Check {
         name: "verify".into(),
         seconds: verify_seconds,
-        failures: verify_failures,
+        failures: verify_failures.finish(
+            &base,
+            "differ in the restored tree or could not be compared",
+        ),
     });
 
     if let Some(dir) = &options.against {
         let started = Instant::now();
         let tree = dir.display().to_string();
-        let mut failures = Vec::new();
+        let mut failures = FailureList::default();
         let compared = diff_each(
             &snapshot_side,
             &Side::Local(dir.clone()),
@@ -307,14 +342,17 @@ pub fn drill(
                 Ok(())
             },
         )?;
-        failures.extend(compared.errors.iter().map(|e| Failure {
-            path: in_snapshot(&base, ""),
-            error: e.clone(),
-        }));
+        for e in &compared.errors {
+            failures.push(Failure {
+                path: in_snapshot(&base, ""),
+                error: e.clone(),
+            });
+        }
+        failures.not_listed += compared.errors_not_listed;
         checks.push(Check {
             name: format!("compare with {tree}"),
             seconds: started.elapsed().as_secs_f64(),
-            failures,
+            failures: failures.finish(&base, &format!("differ in {tree} or could not be compared")),
         });
     }
 
@@ -421,5 +459,27 @@ mod tests {
         assert!(parse_duration("5y").is_err());
         assert_eq!(human_duration(90061), "1d 1h 1m");
         assert_eq!(human_duration(0), "0s");
+    }
+
+    #[test]
+    fn failures_past_the_listed_ones_are_one_counted_entry() {
+        let failure = |n: usize| Failure {
+            path: format!("/srv/f{n}"),
+            error: "differs".into(),
+        };
+        let mut list = FailureList::default();
+        list.push(failure(0));
+        assert_eq!(list.finish("/srv", "differ").len(), 1);
+
+        let mut list = FailureList::default();
+        for n in 0..MAX_LISTED_FAILURES + 3 {
+            list.push(failure(n));
+        }
+        list.not_listed += 2;
+        let failures = list.finish("/srv", "differ in the restored tree");
+        assert_eq!(failures.len(), MAX_LISTED_FAILURES + 1);
+        let last = failures.last().unwrap();
+        assert_eq!(last.error, "5 more entries differ in the restored tree");
+        assert_eq!(last.path, in_snapshot("/srv", ""));
     }
 }
