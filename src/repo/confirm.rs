@@ -145,15 +145,10 @@ impl Repository {
                 let plaintext = self.read_blob(&id).map_err(relied_on_pack_gone)?;
                 writer.add(kind, id, &plaintext, self.config().compression_level)?;
                 stored_again += 1;
-                if writer.len() >= self.config().pack_size as usize {
-                    let full = std::mem::replace(&mut writer, saver.new_pack()?);
-                    saver.save(full.finish()?)?;
-                }
+                saver.cut_when_full(&mut writer)?;
             }
         }
-        if !writer.is_empty() {
-            saver.save(writer.finish()?)?;
-        }
+        saver.save_last(writer)?;
         saver.finish()?;
         Ok(stored_again)
     }

@@ -599,14 +599,9 @@ impl Repository {
                 content,
                 self.config().compression_level,
             )?;
-            if writer.len() >= self.config().pack_size as usize {
-                let full = std::mem::replace(&mut writer, saver.new_pack()?);
-                saver.save(full.finish()?)?;
-            }
+            saver.cut_when_full(&mut writer)?;
         }
-        if !writer.is_empty() {
-            saver.save(writer.finish()?)?;
-        }
+        saver.save_last(writer)?;
         saver.finish()?;
         crate::testing::pause_point("snapshot-copy-indexed");
         crate::parallel::parallel_map_on(crate::parallel::WAITING_THREADS, &contents, |content| {

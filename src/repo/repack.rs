@@ -83,7 +83,6 @@ impl Repository {
         saver: &PackSaver,
         progress: &Progress,
     ) -> Result<()> {
-        let pack_size = self.config().pack_size as usize;
         let mut writer = saver.new_pack()?;
         for pack in stripe {
             let path = FileType::Pack.path(&pack.id.to_hex());
@@ -110,19 +109,13 @@ impl Repository {
                             e.context(&path)
                                 .with_hint("run `rewind scrub --repair`, then prune again")
                         })?;
-                    if writer.len() >= pack_size {
-                        let full = std::mem::replace(&mut writer, saver.new_pack()?);
-                        saver.save(full.finish()?)?;
-                    }
+                    saver.cut_when_full(&mut writer)?;
                 }
                 progress.add_bytes(run.iter().map(|blob| u64::from(blob.stored_len)).sum());
             }
             progress.add(1, 0);
         }
-        if !writer.is_empty() {
-            saver.save(writer.finish()?)?;
-        }
-        Ok(())
+        saver.save_last(writer)
     }
 }
 

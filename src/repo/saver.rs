@@ -68,6 +68,24 @@ impl PackSaver {
         PackWriter::new(&self.repo.keys(), self.repo.config().pack_size as usize)
     }
 
+    /// Saves `writer`'s pack and puts an empty one in its place once it
+    /// has reached the pack size: called after each blob added.
+    pub fn cut_when_full(&self, writer: &mut PackWriter) -> Result<()> {
+        if writer.len() >= self.repo.config().pack_size as usize {
+            let full = std::mem::replace(writer, self.new_pack()?);
+            self.save(full.finish()?)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the last pack of a run, unless nothing was added to it.
+    pub fn save_last(&self, writer: PackWriter) -> Result<()> {
+        if !writer.is_empty() {
+            self.save(writer.finish()?)?;
+        }
+        Ok(())
+    }
+
     /// Stores a pack durably and makes its blobs findable; every so often
     /// writes the index file for what was stored.
     pub fn save(&self, pack: FinishedPack) -> Result<()> {
