@@ -467,6 +467,60 @@ fn kill_backup_after(repo: &Repo, path: &Path, delay: Duration) -> bool {
     killed
 }
 
+/// A backup killed after it indexed its snapshot's copy and before it wrote
+/// the manifest: check warns while the killed backup's lock remains (a
+/// running backup looks the same), reports the lost manifest once the
+/// stale lock is removed, and a repairing scrub brings the snapshot back.
+#[test]
+fn a_backup_killed_before_its_manifest_is_a_warning_until_its_lock_goes() {
+    let (_tmp, dir) = tempdir();
+    let src = dir.join("src");
+    mkdirs(&src);
+    write(&src.join("file"), b"stored before the manifest");
+    let repo = Repo::init(&dir.join("repo"), Encryption::Aes256Gcm);
+    let gate = dir.join("gate");
+    let mut backup = repo.command();
+    backup.arg("backup").arg(&src);
+    let mut held = spawn_held_at(&mut backup, "snapshot-copy-indexed", &gate);
+    held.kill().unwrap();
+    held.wait().unwrap();
+    assert!(repo.snapshots().is_empty(), "no manifest was written");
+
+    let run = repo.run(["check"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("has a copy in the packs but no manifest: a backup stores the copy first"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("1 left by interrupted ones"),
+        "{}",
+        run.stderr
+    );
+
+    repo.run(["unlock", "--stale"]).assert_ok();
+    let run = repo.run(["check"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no readable manifest"),
+        "{}",
+        run.stderr
+    );
+    let state = dir.join("scrub.state");
+    let run = repo
+        .run(["scrub", "--repair", "--state", state.to_str().unwrap()])
+        .assert_code(4);
+    assert!(
+        run.text().contains("1 findings, 0 not repaired"),
+        "{}",
+        run.text()
+    );
+    repo.run(["check"]).assert_ok();
+    assert_eq!(repo.snapshots().len(), 1, "the snapshot is back");
+}
+
 /// Kills real backups (first and incremental) with SIGKILL at several
 /// points: each time the repository passes `check`, and the backup after
 /// the last kill succeeds and restores exactly.

@@ -14,7 +14,7 @@ use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::parallel::parallel_map;
 use crate::progress::{Progress, Totals};
-use crate::repo::{Id, IdSet, Opened, Repository, Snapshot};
+use crate::repo::{Id, IdSet, Opened, Repository, Snapshot, Staleness};
 
 mod audit;
 mod walk;
@@ -231,28 +231,67 @@ fn report_lost_metadata(
     report: &mut CheckReport,
     unindexed_packs: usize,
 ) -> Result<()> {
-    let (missing, tombstone_errors) = repo.snapshots_without_manifest(manifests)?;
-    for e in tombstone_errors {
-        report.errors.push(format!("damaged tombstone: {e}"));
-    }
-    for copy in &missing {
-        report.errors.push(format!(
-            "the snapshot of {} from {} (root tree {}) has no readable manifest: only its copy in the packs remains",
-            copy.time_label(),
-            copy.host,
-            copy.tree.short()
-        ));
-    }
-    if !missing.is_empty() {
-        report.hints.push(
-            "run `rewind scrub --repair` to write the missing manifests again from their copies"
-                .into(),
-        );
-    }
+    report_copies_without_manifest(repo, manifests, report)?;
     if unindexed_packs > 0 && !report.affected.is_empty() {
         report.hints.push(format!(
             "{unindexed_packs} packs are listed by no index file: run `rewind scrub --repair` to index them from their trailers, which brings back the blobs they hold, then `rewind check` again"
         ));
+    }
+    Ok(())
+}
+
+/// Snapshot copies without a manifest.
+///
+/// A backup indexes its snapshot's copy before it writes the manifest, so
+/// a copy without a manifest is also what a running backup shows for a
+/// moment, and what one killed in that moment leaves (with its lock,
+/// which nobody removed). While any lock is in the repository (check
+/// takes none) such a copy is a warning that says so; with none, the
+/// manifest was lost: an error.
+fn report_copies_without_manifest(
+    repo: &Repository,
+    manifests: &[Snapshot],
+    report: &mut CheckReport,
+) -> Result<()> {
+    let (missing, tombstone_errors) = repo.snapshots_without_manifest(manifests)?;
+    for e in tombstone_errors {
+        report.errors.push(format!("damaged tombstone: {e}"));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let locks = repo.locks()?;
+    let running = locks
+        .iter()
+        .filter(|(_, _, staleness)| *staleness == Staleness::Live)
+        .count();
+    for copy in &missing {
+        let snapshot = format!(
+            "the snapshot of {} from {} (root tree {})",
+            copy.time_label(),
+            copy.host,
+            copy.tree.short()
+        );
+        if locks.is_empty() {
+            report.errors.push(format!(
+                "{snapshot} has no readable manifest: only its copy in the packs remains"
+            ));
+        } else {
+            report.warnings.push(format!(
+                "{snapshot} has a copy in the packs but no manifest: a backup stores the copy \
+                 first, and {} locks are held ({running} by running commands, {} left by \
+                 interrupted ones); once none of them runs, `rewind scrub --repair` writes the \
+                 manifest from the copy",
+                locks.len(),
+                locks.len() - running
+            ));
+        }
+    }
+    if locks.is_empty() {
+        report.hints.push(
+            "run `rewind scrub --repair` to write the missing manifests again from their copies"
+                .into(),
+        );
     }
     Ok(())
 }
