@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::*;
 use rewind::Encryption;
@@ -208,7 +207,7 @@ fn a_forget_that_cannot_write_its_tombstones_forgets_nothing() {
 #[test]
 fn thousands_forgotten_share_a_few_tombstone_files() {
     use rewind::format::TOMBSTONES_PER_FILE;
-    use rewind::{LocalBackend, Repository, Snapshot};
+    use rewind::Snapshot;
 
     let (_tmp, dir) = tempdir();
     let src = dir.join("src");
@@ -218,11 +217,7 @@ fn thousands_forgotten_share_a_few_tombstone_files() {
     repo.backup([arg(&src)]);
     let copies = 2 * TOMBSTONES_PER_FILE + 100;
     {
-        let opened = Repository::open(Arc::new(LocalBackend::new(&repo.path)), || {
-            Ok(PASSWORD.as_bytes().to_vec())
-        })
-        .unwrap();
-        let (opened, _) = opened.load_index().unwrap();
+        let opened = repo.open();
         let template = opened.snapshots().unwrap().pop().unwrap();
         let snapshots: Vec<Snapshot> = (1..=copies)
             .map(|n| Snapshot {

@@ -260,38 +260,41 @@ fn report_copies_without_manifest(
     if missing.is_empty() {
         return Ok(());
     }
+    let label = |copy: &Snapshot| {
+        format!(
+            "the snapshot of {} from {} (root tree {})",
+            copy.time_label(),
+            copy.host,
+            copy.tree.short()
+        )
+    };
     let locks = repo.locks()?;
+    if locks.is_empty() {
+        for copy in &missing {
+            report.errors.push(format!(
+                "{} has no readable manifest: only its copy in the packs remains",
+                label(copy)
+            ));
+        }
+        report.hints.push(
+            "run `rewind scrub --repair` to write the missing manifests again from their copies"
+                .into(),
+        );
+        return Ok(());
+    }
     let running = locks
         .iter()
         .filter(|(_, _, staleness)| *staleness == Staleness::Live)
         .count();
     for copy in &missing {
-        let snapshot = format!(
-            "the snapshot of {} from {} (root tree {})",
-            copy.time_label(),
-            copy.host,
-            copy.tree.short()
-        );
-        if locks.is_empty() {
-            report.errors.push(format!(
-                "{snapshot} has no readable manifest: only its copy in the packs remains"
-            ));
-        } else {
-            report.warnings.push(format!(
-                "{snapshot} has a copy in the packs but no manifest: a backup stores the copy \
-                 first, and {} locks are held ({running} by running commands, {} left by \
-                 interrupted ones); once none of them runs, `rewind scrub --repair` writes the \
-                 manifest from the copy",
-                locks.len(),
-                locks.len() - running
-            ));
-        }
-    }
-    if locks.is_empty() {
-        report.hints.push(
-            "run `rewind scrub --repair` to write the missing manifests again from their copies"
-                .into(),
-        );
+        report.warnings.push(format!(
+            "{} has a copy in the packs but no manifest: a backup stores the copy first, and {} \
+             locks are held ({running} by running commands, {} left by interrupted ones); once \
+             none of them runs, `rewind scrub --repair` writes the manifest from the copy",
+            label(copy),
+            locks.len(),
+            locks.len() - running
+        ));
     }
     Ok(())
 }

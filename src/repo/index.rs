@@ -136,11 +136,12 @@ pub struct PackRef {
 }
 
 /// At most this many recent blobs wait in the hash map (each costs about
-/// three times what it does in the table: 6.5 MB at the most, where 2^18
-/// of them cost 26 MB, a sixth of a backup's 150 MB bound); a large table
-/// takes them in when they are an eighth of it, a small one at 4096. A
-/// merge moves the table, so a backup adding N blobs to it moves about
-/// N^2 / 2^17 entries: 2 GB of copying at 3,000,000 new blobs.
+/// three times what it does in the table; by arithmetic, 2^16 of them take
+/// a map of 2^17 slots of 49 bytes, 6.4 MB, where 2^18 took 26 MB, a sixth
+/// of a backup's 150 MB bound); a large table takes them in when they are
+/// an eighth of it, a small one at 4096. A merge moves the table, so a
+/// backup adding N blobs to it moves about N^2 / 2^17 entries: by the same
+/// arithmetic, 2 GB of copying at 3,000,000 new blobs.
 const RECENT_MIN: usize = 4096;
 const RECENT_MAX: usize = 1 << 16;
 
@@ -167,10 +168,7 @@ impl Index {
     /// The index of every blob in `packs` at once, built as a load builds
     /// it (one index file holding them all). A blob listed twice keeps its
     /// first location; both are valid.
-    pub fn from_packs<'a, P>(packs: P) -> Index
-    where
-        P: Iterator<Item = &'a IndexedPack> + Clone,
-    {
+    pub fn from_packs<'a>(packs: impl Iterator<Item = &'a IndexedPack>) -> Index {
         let mut load = IndexLoad::default();
         load.add_packs(0, Id::default(), Vec::new(), packs);
         load.finish()

@@ -188,6 +188,17 @@ pub struct RestoreReport {
 /// lost pack) does not hold a message for each.
 pub const MAX_LISTED_FAILURES: usize = 10_000;
 
+/// Lists `item` in `listed` while it holds fewer than
+/// [`MAX_LISTED_FAILURES`]; past that only counts it in `not_listed`. The
+/// one cap of restore's, diff's and restore-test's failures.
+fn list_or_count<T>(listed: &mut Vec<T>, not_listed: &mut u64, item: T) {
+    if listed.len() < MAX_LISTED_FAILURES {
+        listed.push(item);
+    } else {
+        *not_listed += 1;
+    }
+}
+
 impl RestoreReport {
     /// How many entries could not be restored, listed or not.
     pub fn failed(&self) -> u64 {
@@ -195,11 +206,7 @@ impl RestoreReport {
     }
 
     fn add_failure(&mut self, failure: Failure) {
-        if self.errors.len() < MAX_LISTED_FAILURES {
-            self.errors.push(failure);
-        } else {
-            self.errors_not_listed += 1;
-        }
+        list_or_count(&mut self.errors, &mut self.errors_not_listed, failure);
     }
 }
 

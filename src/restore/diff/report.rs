@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::restore::MAX_LISTED_FAILURES;
+use crate::restore::list_or_count;
 use crate::tree::{Node, NodeKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,7 +72,7 @@ pub struct DiffSummary {
 pub struct DiffReport {
     /// In the order of a depth-first walk by name.
     pub changes: Vec<Change>,
-    /// The first [`MAX_LISTED_FAILURES`] entries that could not be
+    /// The first `MAX_LISTED_FAILURES` (10,000) entries that could not be
     /// compared, with the reason.
     pub errors: Vec<String>,
     /// Entries that could not be compared beyond those listed in `errors`.
@@ -89,7 +89,7 @@ impl DiffReport {
 /// What a comparison that handed on its changes one by one found besides.
 #[derive(Debug, Default)]
 pub struct DiffOutcome {
-    /// The first [`MAX_LISTED_FAILURES`] entries that could not be
+    /// The first `MAX_LISTED_FAILURES` (10,000) entries that could not be
     /// compared, with the reason: past them they are only counted, so that
     /// a comparison with a tree of millions of unreadable files does not
     /// hold a message for each.
@@ -106,11 +106,7 @@ impl DiffOutcome {
     }
 
     pub(super) fn add_error(&mut self, error: String) {
-        if self.errors.len() < MAX_LISTED_FAILURES {
-            self.errors.push(error);
-        } else {
-            self.errors_not_listed += 1;
-        }
+        list_or_count(&mut self.errors, &mut self.errors_not_listed, error);
     }
 }
 
@@ -197,6 +193,7 @@ pub(super) fn change_of(path: &str, what: Option<&str>, metadata: Vec<String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::MAX_LISTED_FAILURES;
 
     #[test]
     fn errors_past_the_listed_ones_are_counted() {

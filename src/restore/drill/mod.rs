@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::diff::{diff_each, Change, ChangeKind, DiffOptions, Side};
+use super::diff::{diff_each, Change, ChangeKind, DiffOptions, DiffOutcome, Side};
 use super::{
-    find_node, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions, Sample,
-    MAX_LISTED_FAILURES,
+    find_node, list_or_count, restore, Cancel, Failure, Overwrite, PathFilter, RestoreOptions,
+    Sample,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Progress, Totals};
@@ -151,8 +151,7 @@ fn in_snapshot(base: &str, rel: &str) -> String {
     }
 }
 
-/// A difference between the snapshot and a tree, as a failure.
-/// The failures of one check, listed up to [`MAX_LISTED_FAILURES`] and then
+/// The failures of one check, listed up to `MAX_LISTED_FAILURES` (10,000) and then
 /// only counted, so that a drill in which millions of files fail does not
 /// hold a message for each.
 #[derive(Default)]
@@ -163,11 +162,19 @@ struct FailureList {
 
 impl FailureList {
     fn push(&mut self, failure: Failure) {
-        if self.listed.len() < MAX_LISTED_FAILURES {
-            self.listed.push(failure);
-        } else {
-            self.not_listed += 1;
+        list_or_count(&mut self.listed, &mut self.not_listed, failure);
+    }
+
+    /// A comparison's errors (those it listed, and the count of the rest),
+    /// each as a failure of the whole tree, shown by `shown`.
+    fn add_errors(&mut self, base: &str, compared: &DiffOutcome, shown: impl Fn(&str) -> String) {
+        for e in &compared.errors {
+            self.push(Failure {
+                path: in_snapshot(base, ""),
+                error: shown(e),
+            });
         }
+        self.not_listed += compared.errors_not_listed;
     }
 
     /// The listed failures, and one more that counts those not listed:
@@ -183,6 +190,7 @@ impl FailureList {
     }
 }
 
+/// A difference between the snapshot and a tree, as a failure.
 fn failure(base: &str, change: &Change, tree: &str) -> Failure {
     let error = match change.change {
         ChangeKind::Removed => format!("missing from {tree}"),
@@ -237,16 +245,20 @@ pub fn drill(
     let scratch_text = scratch.path.display().to_string();
     let (restore_failures, files_checked, bytes_checked) = match restored {
         Ok(report) => {
-            let mut failures = FailureList::default();
-            for f in report.errors {
-                failures.push(Failure {
-                    error: f
-                        .error
-                        .replace(&scratch_text, if base.is_empty() { "" } else { &base }),
-                    ..f
-                });
-            }
-            failures.not_listed += report.errors_not_listed;
+            // Capped already, as the drill's own lists are.
+            let failures = FailureList {
+                listed: report
+                    .errors
+                    .into_iter()
+                    .map(|f| Failure {
+                        error: f
+                            .error
+                            .replace(&scratch_text, if base.is_empty() { "" } else { &base }),
+                        ..f
+                    })
+                    .collect(),
+                not_listed: report.errors_not_listed,
+            };
             (
                 failures.finish(&base, "could not be restored"),
                 report.files,
@@ -308,13 +320,7 @@ pub fn drill(
         },
     )?;
     let verify_seconds = started.elapsed().as_secs_f64();
-    for e in &verified.errors {
-        verify_failures.push(Failure {
-            path: in_snapshot(&base, ""),
-            error: e.replace(&scratch_text, "<scratch>"),
-        });
-    }
-    verify_failures.not_listed += verified.errors_not_listed;
+    verify_failures.add_errors(&base, &verified, |e| e.replace(&scratch_text, "<scratch>"));
     checks.push(Check {
         name: "verify".into(),
         seconds: verify_seconds,
@@ -342,13 +348,7 @@ pub fn drill(
                 Ok(())
             },
         )?;
-        for e in &compared.errors {
-            failures.push(Failure {
-                path: in_snapshot(&base, ""),
-                error: e.clone(),
-            });
-        }
-        failures.not_listed += compared.errors_not_listed;
+        failures.add_errors(&base, &compared, str::to_string);
         checks.push(Check {
             name: format!("compare with {tree}"),
             seconds: started.elapsed().as_secs_f64(),
@@ -443,6 +443,7 @@ fn bad_duration(text: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::MAX_LISTED_FAILURES;
 
     #[test]
     fn durations_parse_and_print() {
