@@ -98,9 +98,8 @@ impl Archiver {
     pub fn finish(&self, packers: Vec<JoinHandle<()>>, walked: Result<Id>) -> Result<Id> {
         let flushed = self.flush_tree_pack();
         let joined = join_workers(packers.into_iter().map(JoinHandle::join), "packer");
-        let stopped = |e: Error| e.context("the backup was stopped and no snapshot was written");
-        if let Some(failure) = self.sink.take_failure() {
-            return Err(stopped(failure));
+        if let Some(failure) = self.take_failure() {
+            return Err(failure);
         }
         // A packer that panicked took its pack with it: the tree may name
         // blobs that were never stored.
@@ -119,9 +118,11 @@ impl Archiver {
         }
     }
 
-    /// Why the packers stopped, if they did (taken: reported once).
+    /// Why the packers stopped, if they did (taken: reported once), as why
+    /// the backup stops: the walker may take it before `finish` does, and
+    /// either way it says that no snapshot was written.
     pub fn take_failure(&self) -> Option<Error> {
-        self.sink.take_failure()
+        self.sink.take_failure().map(stopped)
     }
 
     /// True the first time a blob unknown to the repository is seen.
@@ -277,4 +278,8 @@ fn glob_set(patterns: &[&String]) -> Result<GlobSet> {
     }
     set.build()
         .map_err(|e| Error::usage(format!("bad --exclude pattern: {e}")))
+}
+
+fn stopped(e: Error) -> Error {
+    e.context("the backup was stopped and no snapshot was written")
 }
