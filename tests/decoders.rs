@@ -102,9 +102,7 @@ fn sample_tree() -> Tree {
     link.link_target = b"../elsewhere".to_vec();
     let mut dev = node(b"dev", NodeKind::BlockDevice);
     dev.rdev = 0x0700;
-    let mut tree = Tree {
-        nodes: vec![file, link, dev, dir_node(b"dir", Id([2; 32]))],
-    };
+    let mut tree = Tree::whole(vec![file, link, dev, dir_node(b"dir", Id([2; 32]))]);
     tree.sort();
     tree
 }

@@ -646,17 +646,11 @@ fn deep_nesting_ends_in_errors_not_crashes() {
 
     // A crafted chain of directories deeper than rewind::format::MAX_DEPTH.
     let lib = repo.open();
-    let leaf = rewind::Tree {
-        nodes: vec![node(b"f", NodeKind::Fifo)],
-    }
-    .encode();
+    let leaf = rewind::Tree::whole(vec![node(b"f", NodeKind::Fifo)]).encode();
     let mut id = lib.blob_id(&leaf);
     let mut blobs = vec![(rewind::format::BlobKind::Tree, leaf)];
     for _ in 0..rewind::format::MAX_DEPTH + 50 {
-        let tree = rewind::Tree {
-            nodes: vec![dir_node(b"d", id)],
-        }
-        .encode();
+        let tree = rewind::Tree::whole(vec![dir_node(b"d", id)]).encode();
         id = lib.blob_id(&tree);
         blobs.push((rewind::format::BlobKind::Tree, tree));
     }

@@ -33,14 +33,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// [`LEVELS`] times over, down to a directory holding `leaf`.
 fn doubling_snapshot(lib: &Repository, leaf: Vec<Node>) -> Id {
     let mut blobs = Vec::new();
-    let mut tree = Tree { nodes: leaf }.encode();
+    let mut tree = Tree::whole(leaf).encode();
     for _ in 0..LEVELS {
         let id = lib.blob_id(&tree);
         blobs.push((BlobKind::Tree, tree));
-        tree = Tree {
-            nodes: vec![dir_node(b"a", id), dir_node(b"b", id)],
-        }
-        .encode();
+        tree = Tree::whole(vec![dir_node(b"a", id), dir_node(b"b", id)]).encode();
     }
     let root = lib.blob_id(&tree);
     blobs.push((BlobKind::Tree, tree));

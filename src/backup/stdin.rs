@@ -84,11 +84,11 @@ fn store_stream(
     let mut node = synthetic(file_name, NodeKind::File, 0o600);
     node.content = extents;
     node.size = size;
-    let mut tree_id = archiver.store_tree(&Tree { nodes: vec![node] })?;
+    let mut tree_id = archiver.store_tree(&Tree::whole(vec![node]))?;
     for dir in dirs.iter().rev() {
         let mut node = synthetic(dir, NodeKind::Dir, 0o700);
         node.subtree = Some(tree_id);
-        tree_id = archiver.store_tree(&Tree { nodes: vec![node] })?;
+        tree_id = archiver.store_tree(&Tree::whole(vec![node]))?;
     }
     Ok(tree_id)
 }

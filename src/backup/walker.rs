@@ -4,7 +4,8 @@
 //! warmers list directories ahead of it. Unchanged files keep the content
 //! recorded in the parent snapshot without being read.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -20,12 +21,15 @@ use super::source;
 use super::warmer::MetadataWarmer;
 use crate::error::{Error, Result};
 use crate::repo::{pack, Id};
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{Node, NodeKind, Tree, TreeWriter};
 
 /// Threads listing directories ahead of the walker.
 const METADATA_WARMERS: usize = 6;
 /// Batches of files found by the walker and not yet taken by a reader.
 const QUEUED_BATCHES: usize = 16;
+/// Entries of a directory the walker holds before it waits for the
+/// oldest file's content: well above the files in the readers' queue.
+const PENDING_ENTRIES: usize = 4 * QUEUED_BATCHES * 64;
 
 /// Backs up `paths` (absolute and normalized): starts the packers, the
 /// warmers and the readers, walks, and waits for everything to be stored
@@ -158,74 +162,140 @@ impl Walker<'_> {
                 }
             },
         };
-        let mut entries = Vec::with_capacity(names.len());
+        let mut pending: VecDeque<Entry> = VecDeque::new();
         let mut reads = DirectoryReads::new(&self.requests);
-        for name in names {
-            if let Some(failure) = a.take_failure() {
-                return Err(failure);
+        let mut writer = TreeWriter::new();
+        // A part takes one entry past PART_MAX_BYTES at most: only a
+        // single entry larger than a tree may be (a file of millions of
+        // chunks) makes one too large, and readers would refuse it.
+        let too_large = Cell::new(None);
+        let mut store = |bytes: Vec<u8>| {
+            if bytes.len() > pack::MAX_TREE_LEN as usize {
+                too_large.set(Some(bytes.len()));
+                return Err(Error::usage("a tree too large"));
             }
-            let path = dir.join(OsStr::from_bytes(&name));
-            if a.excluded(&path, &name) {
-                continue;
-            }
-            let child_scope = match scope {
-                WalkScope::Partial(trie) => {
-                    let sub = &trie.children[&name];
-                    if sub.target {
-                        WalkScope::Target
-                    } else {
-                        WalkScope::Partial(sub)
-                    }
-                }
-                other => other,
-            };
-            let previous_node = previous.and_then(|t| t.find(&name));
-            if let Some(entry) = self.visit(&path, &name, previous_node, child_scope, &mut reads)? {
-                entries.push(entry);
-            }
-        }
-        let mut tree = Tree {
-            nodes: Vec::with_capacity(entries.len()),
+            a.store_encoded_tree(bytes)
         };
-        for entry in entries {
-            match entry {
-                Entry::Ready(node) => tree.nodes.push(node),
-                Entry::Reading { mut node, changed } => match reads.next_content()? {
-                    Ok((content, size)) => {
-                        let counter = if changed {
-                            &a.counters.files_changed
-                        } else {
-                            &a.counters.files_new
-                        };
-                        counter.fetch_add(1, Relaxed);
-                        a.counters.bytes_total.fetch_add(size, Relaxed);
-                        node.content = content;
-                        node.size = size;
-                        tree.nodes.push(node);
-                    }
-                    Err(e) => {
-                        if let Some(failure) = a.take_failure() {
-                            return Err(failure);
-                        }
-                        a.warn(e.to_string());
-                    }
-                },
+        let mut names = names.into_iter();
+        loop {
+            let name = names.next();
+            if let Some(name) = &name {
+                if let Some(failure) = a.take_failure() {
+                    return Err(failure);
+                }
+                if let Some(entry) = self.visit_name(dir, name, previous, scope, &mut reads)? {
+                    pending.push_back(entry);
+                }
+            }
+            // Entries go to the tree in order, as soon as they are
+            // complete: what waits is bounded by the window, not by the
+            // directory's width.
+            while let Some(front) = pending.front() {
+                let waits = matches!(front, Entry::Reading { .. });
+                if waits && name.is_some() && pending.len() <= PENDING_ENTRIES {
+                    break;
+                }
+                let entry = pending.pop_front().expect("a front entry");
+                let Some(node) = self.complete(entry, &mut reads)? else {
+                    continue;
+                };
+                if let Err(e) = writer.push(&node, &mut store) {
+                    return self.left_out(dir, writer.entries(), too_large.get(), e);
+                }
+            }
+            if name.is_none() {
+                break;
             }
         }
-        // Readers refuse a larger tree (that bounds what they decode), so
-        // the directory is left out as one that cannot be read would be.
-        let encoded = tree.encode();
-        if encoded.len() > pack::MAX_TREE_LEN as usize {
-            a.warn(format!(
-                "cannot store the directory {}: its {} entries take {} bytes, more than the {} a tree may hold",
-                dir.display(),
-                tree.nodes.len(),
-                encoded.len(),
-                pack::MAX_TREE_LEN
-            ));
+        let top = match writer.finish(&mut store) {
+            Ok(top) => top,
+            Err(e) => return self.left_out(dir, 0, too_large.get(), e),
+        };
+        match store(top) {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => self.left_out(dir, 0, too_large.get(), e),
+        }
+    }
+
+    /// The entry named `name` in `dir`, if it is backed up.
+    fn visit_name(
+        &self,
+        dir: &Path,
+        name: &[u8],
+        previous: Option<&Tree>,
+        scope: WalkScope,
+        reads: &mut DirectoryReads,
+    ) -> Result<Option<Entry>> {
+        let path = dir.join(OsStr::from_bytes(name));
+        if self.archiver.excluded(&path, name) {
             return Ok(None);
         }
-        a.store_encoded_tree(encoded).map(Some)
+        let child_scope = match scope {
+            WalkScope::Partial(trie) => {
+                let sub = &trie.children[name];
+                if sub.target {
+                    WalkScope::Target
+                } else {
+                    WalkScope::Partial(sub)
+                }
+            }
+            other => other,
+        };
+        let previous_node = previous.and_then(|t| t.find(name));
+        self.visit(&path, name, previous_node, child_scope, reads)
+    }
+
+    /// The node of an entry, once its content is read (None: it could not
+    /// be read, and was warned about).
+    fn complete(&self, entry: Entry, reads: &mut DirectoryReads) -> Result<Option<Node>> {
+        let a = self.archiver;
+        let (mut node, changed) = match entry {
+            Entry::Ready(node) => return Ok(Some(node)),
+            Entry::Reading { node, changed } => (node, changed),
+        };
+        match reads.next_content()? {
+            Ok((content, size)) => {
+                let counter = if changed {
+                    &a.counters.files_changed
+                } else {
+                    &a.counters.files_new
+                };
+                counter.fetch_add(1, Relaxed);
+                a.counters.bytes_total.fetch_add(size, Relaxed);
+                node.content = content;
+                node.size = size;
+                Ok(Some(node))
+            }
+            Err(e) => {
+                if let Some(failure) = a.take_failure() {
+                    return Err(failure);
+                }
+                a.warn(e.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    /// A directory whose tree could not be stored: left out, as one that
+    /// cannot be read would be, when an entry was too large for a tree;
+    /// otherwise the backup stops with `error`.
+    fn left_out(
+        &self,
+        dir: &Path,
+        entries: u64,
+        too_large: Option<usize>,
+        error: Error,
+    ) -> Result<Option<Id>> {
+        let Some(len) = too_large else {
+            return Err(error);
+        };
+        self.archiver.warn(format!(
+            "cannot store the directory {}: after {entries} entries, a tree of it takes {len} \
+             bytes, more than the {} a tree may hold",
+            dir.display(),
+            pack::MAX_TREE_LEN
+        ));
+        Ok(None)
     }
 
     fn visit(

@@ -27,7 +27,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::id::{Id, IdMap, IdSet};
 use crate::progress::Progress;
 use crate::repo::{pack, BlobKind, PackWriter, Repository};
-use crate::tree::{with_deep_stack, Extent, Tree, MAX_DEPTH};
+use crate::tree::{with_deep_stack, Extent, Node, Tree, TreeWriter, MAX_DEPTH};
 
 /// Threads reading and naming data blobs: more than the CPUs, since a
 /// read from a remote store mostly waits.
@@ -258,14 +258,73 @@ impl Walker<'_, '_> {
             .source
             .read_blob(&id)
             .context(format!("the source's tree {}", id.short()))?;
-        let mut tree =
-            Tree::decode(&plaintext).context(format!("the source's tree {}", id.short()))?;
+        let top = Tree::decode(&plaintext).context(format!("the source's tree {}", id.short()))?;
         let known = match reference {
             Some(reference) if !c.same_ids => reference.chunks(),
             _ => IdMap::default(),
         };
-        let mut contents: Vec<Vec<Piece>> = Vec::with_capacity(tree.nodes.len());
-        for node in &mut tree.nodes {
+        // A directory stored split is copied part by part, so the walk
+        // holds one part of it; each part is a tree of its own.
+        let mut writer = TreeWriter::new();
+        let parts: Vec<Id> = top.part_ids().collect();
+        let mut whole = Some(top);
+        for part in std::iter::once(None).chain(parts.iter().map(Some)) {
+            let (mut tree, part_plaintext) = match part {
+                None => (whole.take().expect("the top comes first"), None),
+                Some(part) => {
+                    let bytes = c
+                        .source
+                        .read_blob(part)
+                        .context(format!("the source's tree {}", part.short()))?;
+                    let tree = Tree::decode(&bytes)
+                        .context(format!("the source's tree {}", part.short()))?;
+                    if tree.is_split() {
+                        return Err(Error::corrupt(format!(
+                            "the source's tree {}: its part {} is split itself",
+                            id.short(),
+                            part.short()
+                        ))
+                        .with_hint("run `rewind check` on the source repository"));
+                    }
+                    (tree, Some(bytes))
+                }
+            };
+            self.translate_nodes(&mut tree.nodes, reference, &known, depth)?;
+            if c.same_ids {
+                if let (Some(part), Some(bytes)) = (part, part_plaintext) {
+                    // The source's very bytes, so that the part keeps its id.
+                    self.store_tree(*part, bytes)?;
+                }
+                continue;
+            }
+            for node in &tree.nodes {
+                writer.push(node, &mut |bytes| self.store_new_tree(id, bytes))?;
+            }
+        }
+        let copied = if c.same_ids {
+            // The source's very bytes, so that the tree keeps its id.
+            self.store_tree(id, plaintext)?
+        } else {
+            let top = writer.finish(&mut |bytes| self.store_new_tree(id, bytes))?;
+            self.store_new_tree(id, top)?
+        };
+        c.trees.lock().unwrap().insert(id, copied);
+        Ok(copied)
+    }
+
+    /// Gives the entries of one source tree (a directory or a part of
+    /// one) their destination's subtrees and contents: the subtrees are
+    /// copied first, and the data jobs all queued before any is awaited.
+    fn translate_nodes(
+        &mut self,
+        nodes: &mut [Node],
+        reference: Option<&Reference>,
+        known: &IdMap<Vec<Extent>>,
+        depth: usize,
+    ) -> Result<()> {
+        let c = self.copier;
+        let mut contents: Vec<Vec<Piece>> = Vec::with_capacity(nodes.len());
+        for node in nodes.iter_mut() {
             if let Some(subtree) = node.subtree {
                 let lean = match reference {
                     Some(reference) => reference.lean(c.source, c.dest, &node.name, &subtree),
@@ -281,7 +340,7 @@ impl Walker<'_, '_> {
             }
             let mut pieces = Vec::with_capacity(node.content.len());
             for extent in &node.content {
-                let piece = self.data(extent, &known)?;
+                let piece = self.data(extent, known)?;
                 // A job is counted by its translator: the queue runs far ahead.
                 if matches!(piece, Piece::Ready(_)) {
                     c.progress.add_bytes(extent.len());
@@ -290,7 +349,7 @@ impl Walker<'_, '_> {
             }
             contents.push(pieces);
         }
-        for (node, pieces) in tree.nodes.iter_mut().zip(contents) {
+        for (node, pieces) in nodes.iter_mut().zip(contents) {
             node.content.clear();
             for piece in pieces {
                 match piece {
@@ -303,24 +362,24 @@ impl Walker<'_, '_> {
                 }
             }
         }
-        let copied = if c.same_ids {
-            // The source's very bytes, so that the tree keeps its id.
-            self.store_tree(id, plaintext)?
-        } else {
-            let encoded = tree.encode();
-            if encoded.len() > pack::MAX_TREE_LEN as usize {
-                return Err(Error::usage(format!(
-                    "the source's tree {} cannot be copied: with its chunks cut to the \
-                     destination's largest chunk it takes {} bytes, more than the {} a tree may hold",
-                    id.short(),
-                    encoded.len(),
-                    pack::MAX_TREE_LEN
-                )));
-            }
-            self.store_tree(c.dest.blob_id(&encoded), encoded)?
-        };
-        c.trees.lock().unwrap().insert(id, copied);
-        Ok(copied)
+        Ok(())
+    }
+
+    /// Stores a tree the copy encoded for the destination (of the source's
+    /// tree `source`); refuses one larger than a tree may be.
+    fn store_new_tree(&mut self, source: Id, encoded: Vec<u8>) -> Result<Id> {
+        if encoded.len() > pack::MAX_TREE_LEN as usize {
+            return Err(Error::usage(format!(
+                "the source's tree {} cannot be copied: with its chunks cut to the \
+                 destination's largest chunk, one of its entries takes {} bytes, more than \
+                 the {} a tree may hold",
+                source.short(),
+                encoded.len(),
+                pack::MAX_TREE_LEN
+            )));
+        }
+        let id = self.copier.dest.blob_id(&encoded);
+        self.store_tree(id, encoded)
     }
 
     /// The destination content for one source extent: known already (a

@@ -287,9 +287,11 @@ impl Used {
             if !self.blobs.insert(tree_id) {
                 continue;
             }
-            let tree = match repo.read_tree(&tree_id) {
+            // Blob by blob: a split directory's parts are trees of their own
+            // here, each named as used.
+            let tree = match repo.read_tree_blob(&tree_id) {
                 Err(_) if !repo.index().contains(&tree_id) && bring_back(repo, tree_id)? => {
-                    repo.read_tree(&tree_id)
+                    repo.read_tree_blob(&tree_id)
                 }
                 read => read,
             }
@@ -297,6 +299,7 @@ impl Used {
                 e.context("a tree of a listed snapshot does not read; what it uses cannot be known")
             })?;
             progress.add(1, 0);
+            pending.extend(tree.part_ids());
             for node in &tree.nodes {
                 if let Some(subtree) = node.subtree {
                     pending.push(subtree);

@@ -125,7 +125,9 @@ impl Repository {
                 continue;
             }
             let mut blobs = vec![(tree_id, BlobKind::Tree)];
-            let tree = self.read_tree(&tree_id).map_err(relied_on_pack_gone)?;
+            // A split directory's parts are trees of their own here.
+            let tree = self.read_tree_blob(&tree_id).map_err(relied_on_pack_gone)?;
+            pending.extend(tree.part_ids());
             for node in &tree.nodes {
                 pending.extend(node.subtree);
                 for extent in &node.content {

@@ -561,7 +561,27 @@ impl Repository {
         }
     }
 
+    /// A directory's tree with all its entries: a split directory's parts
+    /// are read, checked against its top and joined (its `parts` say which
+    /// they were). What it holds grows with the directory's width; a
+    /// reader that needs one part at a time uses [`Self::read_tree_blob`].
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let mut tree = self.read_tree_blob(id)?;
+        if tree.is_split() {
+            let total = tree.parts.iter().map(|p| p.entries as usize).sum();
+            tree.nodes = Vec::with_capacity(total);
+            for (index, part) in tree.parts.iter().enumerate() {
+                let read = self.read_tree_blob(&part.tree)?;
+                crate::tree::append_part(&mut tree.nodes, &tree.parts, index, read)
+                    .context(format!("tree {}", id.short()))?;
+            }
+        }
+        Ok(tree)
+    }
+
+    /// One tree blob as stored: a whole directory, or the top of a split
+    /// one (its parts, no entries) or one of its parts.
+    pub fn read_tree_blob(&self, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
         Tree::decode(&bytes).context(format!("tree {}", id.short()))
     }

@@ -289,7 +289,7 @@ mod tests {
         let cache = TreeCache::for_trees(1);
         let tree = |i: u8| {
             let node = crate::tree::tests::sample_node(&[i]);
-            Ok(Arc::new(Tree { nodes: vec![node] }))
+            Ok(Arc::new(Tree::whole(vec![node])))
         };
         for i in 0..=TREES_KEPT_NEWEST as u8 {
             cache.get_or_fetch(&Id([i; 32]), || tree(i)).unwrap();

@@ -87,7 +87,7 @@ pub fn file_node(repo: &Repository, name: &[u8], content: &[u8]) -> Node {
 
 /// Stores a tree (as given: not sorted, not checked) and returns its id.
 pub fn store_tree(repo: &Repository, nodes: Vec<Node>) -> Id {
-    store_blobs(repo, &[(BlobKind::Tree, Tree { nodes }.encode())])[0]
+    store_blobs(repo, &[(BlobKind::Tree, Tree::whole(nodes).encode())])[0]
 }
 
 pub fn dir_node(name: &[u8], subtree: Id) -> Node {

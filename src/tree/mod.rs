@@ -1,6 +1,9 @@
 //! Directory objects. One tree blob per directory, listing its entries
 //! sorted by name; a directory entry names the tree of its contents, so a
 //! snapshot is a Merkle tree and unchanged directories share their blobs.
+//! A wide directory is split across several trees (`split.rs`).
+
+mod split;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,6 +14,11 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 
 pub const TREE_VERSION: u8 = 1;
+/// The version of a split directory's top, which names its parts.
+pub const SPLIT_TREE_VERSION: u8 = 2;
+
+pub(crate) use split::append_part;
+pub use split::{Part, TreeWriter};
 
 /// How deep directories may nest. A backup never goes deeper (a path holds
 /// at most 4096 bytes, so about 2048 levels); a deeper tree is malformed,
@@ -307,22 +315,63 @@ impl Node {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     pub nodes: Vec<Node>,
+    /// For a directory stored split: its parts, in name order (not part
+    /// of a version 1 tree's bytes). A split top as decoded has these and
+    /// no nodes; a directory read whole has both.
+    #[serde(skip)]
+    pub parts: Vec<Part>,
 }
 
 impl Tree {
+    /// A directory of these entries, not split.
+    pub fn whole(nodes: Vec<Node>) -> Tree {
+        Tree {
+            nodes,
+            parts: Vec::new(),
+        }
+    }
+
+    /// A version 1 tree of these nodes (a directory written whole; a wide
+    /// one goes through [`TreeWriter`]).
     pub fn encode(&self) -> Vec<u8> {
+        debug_assert!(
+            self.parts.is_empty(),
+            "a split tree is written by TreeWriter"
+        );
         let mut out = vec![TREE_VERSION];
         out.extend(postcard::to_stdvec(self).expect("trees serialize"));
         out
     }
 
+    /// A tree blob as stored: a whole directory, or the top of a split one
+    /// (its parts and no nodes).
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
         match bytes.split_first() {
             Some((&TREE_VERSION, rest)) => postcard::from_bytes(rest)
                 .map_err(|e| Error::corrupt(format!("tree does not decode: {e}"))),
+            Some((&SPLIT_TREE_VERSION, rest)) => {
+                let parts: Vec<Part> = postcard::from_bytes(rest)
+                    .map_err(|e| Error::corrupt(format!("split tree does not decode: {e}")))?;
+                split::check_parts(&parts)?;
+                Ok(Tree {
+                    nodes: Vec::new(),
+                    parts,
+                })
+            }
             Some((v, _)) => Err(Error::corrupt(format!("tree version {v} is unknown"))),
             None => Err(Error::corrupt("empty tree")),
         }
+    }
+
+    /// Whether this is the top of a split directory.
+    pub fn is_split(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// The ids of the parts it is stored in (none for a whole tree): what
+    /// uses a directory uses these as well as its own tree.
+    pub fn part_ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.parts.iter().map(|p| p.tree)
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
@@ -435,9 +484,7 @@ pub(crate) mod tests {
 
     #[test]
     fn tree_round_trips() {
-        let mut tree = Tree {
-            nodes: vec![sample_node(b"b\n\xff"), sample_node(b"a b")],
-        };
+        let mut tree = Tree::whole(vec![sample_node(b"b\n\xff"), sample_node(b"a b")]);
         tree.sort();
         let decoded = Tree::decode(&tree.encode()).unwrap();
         assert_eq!(decoded, tree);
@@ -454,9 +501,7 @@ pub(crate) mod tests {
     }
 
     fn named(names: &[&[u8]]) -> Tree {
-        Tree {
-            nodes: names.iter().map(|n| sample_node(n)).collect(),
-        }
+        Tree::whole(names.iter().map(|n| sample_node(n)).collect())
     }
 
     #[test]
@@ -488,9 +533,7 @@ pub(crate) mod tests {
         first.inode = 1;
         let mut second = sample_node(b"b");
         second.inode = 2;
-        let tree = Tree {
-            nodes: vec![first, sample_node(b"a/"), second, sample_node(b"a")],
-        };
+        let tree = Tree::whole(vec![first, sample_node(b"a/"), second, sample_node(b"a")]);
         let (shown, dropped) = tree.into_shown();
         let names: Vec<&[u8]> = shown.nodes.iter().map(|n| n.name.as_slice()).collect();
         assert_eq!(names, [&b"a"[..], b"b"]);
