@@ -18,7 +18,7 @@ pub const TREE_VERSION: u8 = 1;
 pub const SPLIT_TREE_VERSION: u8 = 2;
 
 pub(crate) use split::append_part;
-pub use split::{Part, TreeWriter};
+pub use split::{in_part, part_of, Part, TreeWriter};
 
 /// How deep directories may nest. A backup never goes deeper (a path holds
 /// at most 4096 bytes, so about 2048 levels); a deeper tree is malformed,

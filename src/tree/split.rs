@@ -72,11 +72,18 @@ pub(super) fn check_parts(parts: &[Part]) -> Result<()> {
 
 /// Whether `name` belongs in part `index` of `parts`: at or after its
 /// first name, before the next part's.
-fn in_part(parts: &[Part], index: usize, name: &[u8]) -> bool {
+pub fn in_part(parts: &[Part], index: usize, name: &[u8]) -> bool {
     name >= parts[index].first.as_slice()
         && parts
             .get(index + 1)
             .is_none_or(|next| name < next.first.as_slice())
+}
+
+/// The part of `parts` in which `name` would be, if any.
+pub fn part_of(parts: &[Part], name: &[u8]) -> Option<usize> {
+    parts
+        .partition_point(|p| p.first.as_slice() <= name)
+        .checked_sub(1)
 }
 
 /// Adds the entries of `part`, the decoded tree of part `index` of
@@ -310,6 +317,12 @@ mod tests {
             append_part(&mut read, &top.parts, index, part).unwrap();
         }
         assert_eq!(read, nodes);
+        assert_eq!(part_of(&top.parts, b"a"), None);
+        assert_eq!(part_of(&top.parts, b"file-00000000"), Some(0));
+        assert_eq!(part_of(&top.parts, b"z"), Some(top.parts.len() - 1));
+        let second = &top.parts[1].first;
+        assert_eq!(part_of(&top.parts, second), Some(1));
+        assert!(in_part(&top.parts, 1, second) && !in_part(&top.parts, 0, second));
     }
 
     #[test]

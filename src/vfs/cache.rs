@@ -95,20 +95,27 @@ impl TreeCache {
 
 /// About what a decoded tree holds in memory.
 fn tree_bytes(tree: &Tree) -> usize {
-    tree.nodes
+    let parts: usize = tree
+        .parts
         .iter()
-        .map(|node| {
-            std::mem::size_of::<Node>()
-                + node.name.len()
-                + node.link_target.len()
-                + node.content.len() * std::mem::size_of::<Extent>()
-                + node
-                    .xattrs
-                    .iter()
-                    .map(|(name, value)| name.len() + value.len() + 48)
-                    .sum::<usize>()
-        })
-        .sum()
+        .map(|part| std::mem::size_of::<crate::tree::Part>() + part.first.len())
+        .sum();
+    parts
+        + tree
+            .nodes
+            .iter()
+            .map(|node| {
+                std::mem::size_of::<Node>()
+                    + node.name.len()
+                    + node.link_target.len()
+                    + node.content.len() * std::mem::size_of::<Extent>()
+                    + node
+                        .xattrs
+                        .iter()
+                        .map(|(name, value)| name.len() + value.len() + 48)
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
 }
 
 impl<V: Clone> Cache<V> {

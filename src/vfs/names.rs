@@ -10,8 +10,10 @@ use super::inodes::{Group, Ino, Inode, Inodes};
 use super::layout::{Layout, Scope};
 use super::shown::ShownSnapshots;
 use super::status::StatusFile;
-use super::trees::SnapshotTrees;
+use super::trees::{EntryNode, SnapshotDir, SnapshotTrees};
 use super::VfsResult;
+use crate::repo::Id;
+use crate::tree::{in_part, Tree};
 
 /// What became of an entry offered to a listing.
 pub enum Taken {
@@ -27,6 +29,16 @@ pub struct DirEntry {
     pub ino: Ino,
     pub name: Vec<u8>,
     pub kind: EntryKind,
+}
+
+/// A tree listed in a directory's listing: the directory's own, or one
+/// part of it, whose first entry is at position `start` and of which
+/// `entries` are listed at most (what its top says it holds).
+struct Listed {
+    tree_id: Id,
+    tree: Arc<Tree>,
+    start: usize,
+    entries: usize,
 }
 
 pub struct Names {
@@ -68,9 +80,8 @@ impl Names {
             inode => {
                 let dir = self.trees.snapshot_dir(parent, inode)?;
                 self.inodes.touch(&record);
-                let tree = self.trees.tree(&dir.tree_id, parent)?;
-                let index = SnapshotTrees::position(&tree, name).ok_or(libc::ENOENT)?;
-                self.trees.entry_child(parent, &dir, &tree, index, 1)
+                let entry = self.trees.find(&dir, parent, name)?.ok_or(libc::ENOENT)?;
+                self.trees.entry_child(parent, &dir, &entry, 1)
             }
         }
     }
@@ -174,27 +185,85 @@ impl Names {
         }
         let dir = self.trees.snapshot_dir(ino, &record.inode)?;
         self.inodes.touch(&record);
-        let tree = self.trees.tree(&dir.tree_id, ino)?;
-        for (index, node) in tree.nodes.iter().enumerate().skip(first) {
+        let top = self.trees.tree(&dir.tree_id, ino)?;
+        if !top.is_split() {
+            let whole = Listed {
+                tree_id: dir.tree_id,
+                tree: top,
+                start: 0,
+                entries: usize::MAX,
+            };
+            self.list_tree(ino, &dir, &whole, first, lookups, &mut add, |_| true)?;
+            return Ok(());
+        }
+        // A split directory: a position counts the entries its top says
+        // the parts before hold, so a batch reads only the parts it shows.
+        let mut start = 0;
+        for (part, meta) in top.parts.iter().enumerate() {
+            let entries = meta.entries as usize;
+            if first < start + entries {
+                let listed = Listed {
+                    tree_id: meta.tree,
+                    tree: self.trees.tree(&meta.tree, ino)?,
+                    start,
+                    entries,
+                };
+                let in_range = |name: &[u8]| in_part(&top.parts, part, name);
+                if self.list_tree(ino, &dir, &listed, first, lookups, &mut add, in_range)? {
+                    break;
+                }
+            }
+            start += entries;
+        }
+        Ok(())
+    }
+
+    /// Passes the entries of `listed` at positions from `first` on to
+    /// `add` (see [`Names::read_dir`]), leaving out those `shown` refuses;
+    /// true once `add` is full.
+    #[allow(clippy::too_many_arguments)]
+    fn list_tree(
+        &self,
+        ino: Ino,
+        dir: &SnapshotDir,
+        listed: &Listed,
+        first: usize,
+        lookups: u64,
+        add: &mut impl FnMut(u64, DirEntry) -> Taken,
+        shown: impl Fn(&[u8]) -> bool,
+    ) -> VfsResult<bool> {
+        let skip = first.saturating_sub(listed.start);
+        let nodes = listed.tree.nodes.iter().take(listed.entries);
+        for (index, node) in nodes.enumerate().skip(skip) {
+            if !shown(&node.name) {
+                continue;
+            }
             let child = match lookups {
-                0 => self.trees.entry_number(ino, &dir, node),
-                _ => self.trees.entry_child(ino, &dir, &tree, index, lookups)?,
+                0 => self.trees.entry_number(ino, dir, node),
+                _ => {
+                    let entry = EntryNode {
+                        tree_id: listed.tree_id,
+                        tree: Arc::clone(&listed.tree),
+                        index,
+                    };
+                    self.trees.entry_child(ino, dir, &entry, lookups)?
+                }
             };
             let entry = DirEntry {
                 ino: child,
                 name: node.name.clone(),
                 kind: entry_kind(node.kind),
             };
-            let taken = add(index as u64 + 3, entry);
+            let taken = add((listed.start + index) as u64 + 3, entry);
             if lookups > 0 && !matches!(taken, Taken::Yes) {
                 // The kernel did not get it: it holds nothing of it.
                 self.inodes.forget(child, lookups);
             }
             if let Taken::Full = taken {
-                break;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The entries of a directory above the snapshots (the root, `ids/`,

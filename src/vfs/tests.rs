@@ -710,3 +710,61 @@ fn listings_above_the_snapshots_cost_what_they_pass_on() {
         "{small} entries made at 1,000 snapshots, {large} at 2,000"
     );
 }
+
+#[test]
+fn a_split_directory_lists_in_batches_and_finds_names_in_one_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    let wide = source.join("wide");
+    std::fs::create_dir_all(&wide).unwrap();
+    let count: usize = 20_000;
+    for i in 0..count {
+        std::fs::write(wide.join(format!("n{i:05}")), format!("{i}\n")).unwrap();
+    }
+    let repo_path = dir.path().join("repo");
+    let repo = Arc::new(
+        Repository::init(
+            Arc::new(LocalBackend::new(&repo_path)),
+            Encryption::None,
+            None,
+        )
+        .unwrap(),
+    );
+    backup_at(&repo, &source, 1, "db");
+    let vfs = Vfs::new(open(&repo_path), VfsOptions::default()).unwrap();
+    let path = format!("@2024-06-01T02:00:00Z{}", wide.display());
+    let ino = walk(&vfs, &path).unwrap().ino;
+    let top = {
+        let entry = vfs.trees.entry_node(&vfs.inodes.record(ino).unwrap());
+        let subtree = entry.unwrap().unwrap().subtree.unwrap();
+        vfs.trees.tree(&subtree, ino).unwrap()
+    };
+    assert!(top.parts.len() > 5, "{} parts", top.parts.len());
+
+    let expected: Vec<String> = (0..count).map(|i| format!("n{i:05}")).collect();
+    let listed = names(&vfs, ino);
+    assert_eq!(listed[2..], expected[..]);
+    assert_eq!(
+        list_in_batches(&vfs, ino, 97),
+        (count + 2, (count + 2).div_ceil(97))
+    );
+
+    for i in (0..count).step_by(997).chain([count - 1]) {
+        let attr = walk(&vfs, &format!("{path}/n{i:05}")).unwrap();
+        assert_eq!(
+            read_all(&vfs, attr.ino).unwrap(),
+            format!("{i}\n").as_bytes()
+        );
+    }
+    // Before the first part, between two names, after the last.
+    for missing in ["a", "n00100x", "z"] {
+        assert_eq!(
+            vfs.lookup(ino, missing.as_bytes()).unwrap_err(),
+            libc::ENOENT
+        );
+    }
+    // Each part's first name is found in its own part.
+    for part in &top.parts {
+        vfs.lookup(ino, &part.first).unwrap();
+    }
+}

@@ -12,7 +12,7 @@ use super::numbers::Key;
 use super::stats::Stats;
 use super::VfsResult;
 use crate::repo::{Id, IdSet, Snapshot};
-use crate::tree::{ExpansionBudget, ExpansionLimits, Node, Tree};
+use crate::tree::{part_of, ExpansionBudget, ExpansionLimits, Node, Tree};
 
 /// Budget of the decoded-tree cache: the directories being walked.
 const TREE_CACHE_BYTES: usize = 8 << 20;
@@ -78,7 +78,10 @@ impl SnapshotTrees {
     pub fn tree(&self, id: &Id, dir: Ino) -> VfsResult<Arc<Tree>> {
         let fetch = || {
             let repo = self.index.wait_or_error()?;
-            let (tree, not_shown) = repo.read_tree(id)?.into_shown();
+            // One blob: a split directory's top, or one of its parts, is
+            // cached on its own, so a lookup or a batch of a listing
+            // decodes one part, not the directory.
+            let (tree, not_shown) = repo.read_tree_blob(id)?.into_shown();
             if !not_shown.is_empty() && self.misnamed_logged.lock().unwrap().insert(*id) {
                 let path = self.inodes.path_of(dir);
                 for (name, problem) in not_shown {
@@ -139,23 +142,44 @@ impl SnapshotTrees {
         }
     }
 
-    /// The inode of entry `index` of `tree`, the tree of `dir`, which is
-    /// inode `parent`, with `lookups` more of it held by the kernel.
+    /// The entry named `name` in `dir` (which is inode `ino`), in the
+    /// tree that holds it: the directory's own, or for a split directory
+    /// the one part whose range holds the name. Binary searches only.
+    pub fn find(&self, dir: &SnapshotDir, ino: Ino, name: &[u8]) -> VfsResult<Option<EntryNode>> {
+        let top = self.tree(&dir.tree_id, ino)?;
+        let (tree_id, tree) = match top.is_split() {
+            false => (dir.tree_id, top),
+            true => {
+                let Some(part) = part_of(&top.parts, name) else {
+                    return Ok(None);
+                };
+                let id = top.parts[part].tree;
+                (id, self.tree(&id, ino)?)
+            }
+        };
+        Ok(Self::position(&tree, name).map(|index| EntryNode {
+            tree_id,
+            tree,
+            index,
+        }))
+    }
+
+    /// The inode of `entry`, an entry of `dir`, which is inode `parent`,
+    /// with `lookups` more of it held by the kernel.
     pub fn entry_child(
         &self,
         parent: Ino,
         dir: &SnapshotDir,
-        tree: &Tree,
-        index: usize,
+        entry: &EntryNode,
         lookups: u64,
     ) -> VfsResult<Ino> {
-        let node = &tree.nodes[index];
+        let node: &Node = entry;
         let make = || {
             Ok(Inode::Entry {
                 snapshot: Arc::clone(&dir.snapshot),
                 view: dir.view,
-                tree: dir.tree_id,
-                index: index as u32,
+                tree: entry.tree_id,
+                index: entry.index as u32,
                 // Every backed-up directory has a tree; one without (a
                 // damaged listing) names no blob and lists as EIO.
                 subtree: node.is_dir().then(|| node.subtree.unwrap_or_default()),
