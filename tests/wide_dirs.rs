@@ -121,7 +121,19 @@ fn a_wide_directory_round_trips_and_prune_keeps_every_part() {
     std::fs::remove_file(wide.join("entry-029999")).unwrap();
     // Taken after the backup: taking it resets access times, which moves
     // every file's ctime, and so every entry would differ.
-    let second = snapshot_id(&repo.backup([arg(&source)]));
+    let backup = repo.backup([arg(&source)]);
+    let second = snapshot_id(&backup);
+    // The parent's parts were read beside the walk: the other files of
+    // the wide directory are known unchanged, and not read again.
+    let summary = &backup["summary"];
+    // All but the changed and the removed file, and the two elsewhere.
+    assert_eq!(
+        summary["files_unchanged"],
+        json!(WIDE - 2 + 2),
+        "{summary:#}"
+    );
+    assert_eq!(summary["files_changed"], json!(1), "{summary:#}");
+    assert_eq!(summary["files_new"], json!(1), "{summary:#}");
     let second_state = freeze(&source).without_atimes();
     let lib = repo.open();
     let before: BTreeSet<Id> = stored_tree(&lib, &first, &source, "wide")

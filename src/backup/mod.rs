@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Totals};
-use crate::repo::{Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
+use crate::repo::{DirCursor, Id, Repository, RepositoryLock, Snapshot, SNAPSHOT_VERSION};
 use crate::suspicion::{assess_snapshots, Suspicion};
 pub(crate) use archiver::join_workers;
 use archiver::Archiver;
@@ -115,16 +115,18 @@ pub fn backup(
     let mut snapshots = repo.snapshots()?;
     let parent = find_parent(&snapshots, &options.host, &path_strings);
     // A damaged parent costs speed, not the backup: read everything again.
-    let previous_root = parent.as_ref().and_then(|p| match repo.read_tree(&p.tree) {
-        Ok(tree) => Some(tree),
-        Err(e) => {
-            crate::log::warn(&format!(
-                "the parent snapshot {} cannot be read ({e}); every file is read again",
-                p.id.short()
-            ));
-            None
-        }
-    });
+    let previous_root = parent
+        .as_ref()
+        .and_then(|p| match DirCursor::open(&repo, &p.tree) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                crate::log::warn(&format!(
+                    "the parent snapshot {} cannot be read ({e}); every file is read again",
+                    p.id.short()
+                ));
+                None
+            }
+        });
 
     if previous_root.is_some() {
         repo.prefetch_tree_packs();
@@ -134,7 +136,7 @@ pub fn backup(
         .begin("backup", "files", estimated_totals(parent));
     let archiver = Archiver::new(Arc::clone(&repo), options)?;
     let root = match source {
-        Source::Paths(_) => walker::back_up_paths(&archiver, &paths, previous_root.as_ref())?,
+        Source::Paths(_) => walker::back_up_paths(&archiver, &paths, previous_root)?,
         Source::Stream { reader, .. } => stdin::back_up_stream(&archiver, &paths[0], reader, time)?,
     };
 

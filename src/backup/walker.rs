@@ -20,7 +20,7 @@ use super::semaphore::Semaphore;
 use super::source;
 use super::warmer::MetadataWarmer;
 use crate::error::{Error, Result};
-use crate::repo::{pack, Id};
+use crate::repo::{pack, DirCursor, Id};
 use crate::tree::{Node, NodeKind, Tree, TreeWriter};
 
 /// Threads listing directories ahead of the walker.
@@ -37,7 +37,7 @@ const PENDING_ENTRIES: usize = 4 * QUEUED_BATCHES * 64;
 pub(super) fn back_up_paths(
     archiver: &Archiver,
     paths: &[PathBuf],
-    previous: Option<&Tree>,
+    previous: Option<DirCursor>,
 ) -> Result<Id> {
     let (blob_tx, packers) = archiver.start_packers();
     let trie = PathTrie::from_paths(paths);
@@ -148,7 +148,7 @@ impl Walker<'_> {
     fn dir_tree(
         &self,
         dir: &Path,
-        previous: Option<&Tree>,
+        mut previous: Option<DirCursor>,
         scope: WalkScope,
     ) -> Result<Option<Id>> {
         let a = self.archiver;
@@ -183,7 +183,9 @@ impl Walker<'_> {
                 if let Some(failure) = a.take_failure() {
                     return Err(failure);
                 }
-                if let Some(entry) = self.visit_name(dir, name, previous, scope, &mut reads)? {
+                if let Some(entry) =
+                    self.visit_name(dir, name, previous.as_mut(), scope, &mut reads)?
+                {
                     pending.push_back(entry);
                 }
             }
@@ -222,7 +224,7 @@ impl Walker<'_> {
         &self,
         dir: &Path,
         name: &[u8],
-        previous: Option<&Tree>,
+        previous: Option<&mut DirCursor>,
         scope: WalkScope,
         reads: &mut DirectoryReads,
     ) -> Result<Option<Entry>> {
@@ -353,12 +355,12 @@ impl Walker<'_> {
                 let previous_tree = previous
                     .filter(|p| p.is_dir())
                     .and_then(|p| p.subtree)
-                    .and_then(|id| a.repo.read_tree(&id).ok());
+                    .and_then(|id| DirCursor::open(&a.repo, &id).ok());
                 let foreign = matches!(scope, WalkScope::Full { dev } if a.one_file_system && dev != metadata.dev());
                 let subtree = if foreign {
                     a.store_tree(&Tree::default())?
                 } else {
-                    match self.dir_tree(path, previous_tree.as_ref(), scope)? {
+                    match self.dir_tree(path, previous_tree, scope)? {
                         Some(id) => id,
                         None => return Ok(None),
                     }

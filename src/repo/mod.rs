@@ -14,6 +14,7 @@ mod config;
 mod confirm;
 pub mod crypto;
 mod deletion;
+mod dir_cursor;
 mod grouped;
 pub mod index;
 mod indexed;
@@ -43,6 +44,7 @@ pub use audit::{
 pub use config::{Config, Encryption, AUTHENTICATED_VERSION, FORMAT_VERSION, MAX_LOCK_PERIOD};
 pub use crypto::Keys;
 pub use deletion::{DeletionPlan, RetainedFiles, DELETION_PLAN_VERSION};
+pub use dir_cursor::DirCursor;
 pub use index::{Index, IndexFile, IndexedPack};
 pub use key_files::KeyInfo;
 pub use keyfile::{KeyFile, Unwrapped, KEY_FILE_VERSION};
