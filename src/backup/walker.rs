@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use super::archiver::{join_workers, Archiver};
 use super::reader::{self, DirectoryReads, ReadBatch, ReadRequest, LARGE_FILES_AT_ONCE, READERS};
 use super::semaphore::Semaphore;
-use super::source;
+use super::source::{self, NameList};
 use super::warmer::MetadataWarmer;
 use crate::error::{Error, Result};
 use crate::repo::{pack, DirCursor, Id};
@@ -152,8 +152,8 @@ impl Walker<'_> {
         scope: WalkScope,
     ) -> Result<Option<Id>> {
         let a = self.archiver;
-        let names: Vec<Vec<u8>> = match scope {
-            WalkScope::Partial(trie) => trie.children.keys().cloned().collect(),
+        let names: NameList = match scope {
+            WalkScope::Partial(trie) => trie.children.keys().map(Vec::as_slice).collect(),
             _ => match source::read_dir_names(dir) {
                 Ok(names) => names,
                 Err(e) => {
@@ -176,10 +176,10 @@ impl Walker<'_> {
             }
             a.store_encoded_tree(bytes)
         };
-        let mut names = names.into_iter();
+        let mut names = names.iter();
         loop {
             let name = names.next();
-            if let Some(name) = &name {
+            if let Some(name) = name {
                 if let Some(failure) = a.take_failure() {
                     return Err(failure);
                 }

@@ -54,15 +54,15 @@ impl MetadataWarmer {
             };
             // Listed without moving the directory's atime, as the walker lists it.
             if let Ok(names) = super::source::read_dir_names(&dir) {
-                for name in names {
+                for name in names.iter() {
                     if self.stop.load(SeqCst) {
                         break;
                     }
-                    let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+                    let path = dir.join(std::ffi::OsStr::from_bytes(name));
                     let Ok(meta) = std::fs::symlink_metadata(&path) else {
                         continue;
                     };
-                    if meta.is_dir() && !skip(&path, &name, &meta) {
+                    if meta.is_dir() && !skip(&path, name, &meta) {
                         self.push(path);
                     }
                 }

@@ -264,18 +264,12 @@ impl Differ<'_, '_, '_> {
                     .map_err(|e| Error::io(format!("cannot list {}", path.display()), e))?;
                 let mut entries = Vec::with_capacity(names.len());
                 let mut failed = Vec::new();
-                for name in names {
-                    let child = path.join(OsStr::from_bytes(&name));
+                for name in names.iter() {
+                    let child = path.join(OsStr::from_bytes(name));
                     let node = std::fs::symlink_metadata(&child)
                         .map_err(|e| Error::io(format!("cannot inspect {}", child.display()), e))
                         .and_then(|meta| {
-                            node_from_stat(
-                                &name,
-                                &child,
-                                &meta,
-                                &self.owners,
-                                self.options.metadata,
-                            )
+                            node_from_stat(name, &child, &meta, &self.owners, self.options.metadata)
                         });
                     match node {
                         Ok(node) => entries.push(Entry {
@@ -283,7 +277,7 @@ impl Differ<'_, '_, '_> {
                             local: Some(child),
                             synthetic: false,
                         }),
-                        Err(e) => failed.push((name, e.to_string())),
+                        Err(e) => failed.push((name.to_vec(), e.to_string())),
                     }
                 }
                 Ok((entries, failed))
