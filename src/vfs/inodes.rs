@@ -396,12 +396,13 @@ impl Inodes {
     /// Up to `max` names (directory, name) of inodes inside snapshots that
     /// the kernel holds and that were not used since the clock's hand last
     /// passed them: the kernel forgets them when told the names are gone.
-    /// Entries of a directory in use are passed over. An entry whose
-    /// directory is not in use is given as its directory, whose unused
-    /// entries the kernel then drops all at once; the entries stay in the
-    /// clock, and one the kernel kept (it was in use) is given on its own
-    /// at a later call.
-    pub fn cold(&self, max: usize) -> Vec<(Ino, Vec<u8>)> {
+    /// Entries of a directory in use are passed over while
+    /// `spare_walked` (see `working_set.rs`), and given on their own
+    /// otherwise. An entry whose directory is not in use is given as its
+    /// directory, whose unused entries the kernel then drops all at once;
+    /// the entries stay in the clock, and one the kernel kept (it was in
+    /// use) is given on its own at a later call.
+    pub fn cold(&self, max: usize, spare_walked: bool) -> Vec<(Ino, Vec<u8>)> {
         let mut out = Vec::new();
         let mut given = HashSet::new();
         // At most twice round (every inode has lost its mark by then), and
@@ -430,18 +431,21 @@ impl Inodes {
                 let dir = self
                     .get(record.parent)
                     .filter(|dir| dir.forgettable() && dir.lookups.load(Relaxed) > 0);
-                if let Some(dir) = dir {
-                    if self.in_use(&dir, now) {
-                        return Found::Used;
+                match dir {
+                    Some(dir) if self.in_use(&dir, now) && spare_walked => return Found::Used,
+                    // Given on its own.
+                    Some(dir) if self.in_use(&dir, now) => {}
+                    Some(dir) => {
+                        if dir.queued.swap(false, Relaxed) {
+                            out.push((dir.parent, dir.name.clone()));
+                            given.insert(dir.ino);
+                        }
+                        if given.contains(&dir.ino) {
+                            // Goes with its directory; if not, at a later call.
+                            return Found::Used;
+                        }
                     }
-                    if dir.queued.swap(false, Relaxed) {
-                        out.push((dir.parent, dir.name.clone()));
-                        given.insert(dir.ino);
-                    }
-                    if given.contains(&dir.ino) {
-                        // Goes with its directory; if not, at a later call.
-                        return Found::Used;
-                    }
+                    None => {}
                 }
                 record.queued.store(false, Relaxed);
                 out.push((record.parent, record.name.clone()));

@@ -711,13 +711,13 @@ fn listings_above_the_snapshots_cost_what_they_pass_on() {
     );
 }
 
-#[test]
-fn a_split_directory_lists_in_batches_and_finds_names_in_one_part() {
+/// A repository holding one directory of `count` files (`n00000`, ...),
+/// split; the directory's path in the mount.
+fn wide_directory(count: usize) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("src");
     let wide = source.join("wide");
     std::fs::create_dir_all(&wide).unwrap();
-    let count: usize = 20_000;
     for i in 0..count {
         std::fs::write(wide.join(format!("n{i:05}")), format!("{i}\n")).unwrap();
     }
@@ -731,8 +731,15 @@ fn a_split_directory_lists_in_batches_and_finds_names_in_one_part() {
         .unwrap(),
     );
     backup_at(&repo, &source, 1, "db");
-    let vfs = Vfs::new(open(&repo_path), VfsOptions::default()).unwrap();
     let path = format!("@2024-06-01T02:00:00Z{}", wide.display());
+    (dir, repo_path, path)
+}
+
+#[test]
+fn a_split_directory_lists_in_batches_and_finds_names_in_one_part() {
+    let count: usize = 20_000;
+    let (_dir, repo_path, path) = wide_directory(count);
+    let vfs = Vfs::new(open(&repo_path), VfsOptions::default()).unwrap();
     let ino = walk(&vfs, &path).unwrap().ino;
     let top = {
         let entry = vfs.trees.entry_node(&vfs.inodes.record(ino).unwrap());
@@ -767,4 +774,53 @@ fn a_split_directory_lists_in_batches_and_finds_names_in_one_part() {
     for part in &top.parts {
         vfs.lookup(ino, &part.first).unwrap();
     }
+}
+
+#[test]
+fn a_listing_wider_than_twice_the_budget_gives_up_its_oldest_entries() {
+    let count: usize = 20_000;
+    let (_dir, repo_path, path) = wide_directory(count);
+    let options = VfsOptions {
+        max_inodes: 1_000,
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(open(&repo_path), options).unwrap();
+    let ino = walk(&vfs, &path).unwrap().ino;
+    // READDIRPLUS in batches of 500, the kernel forgetting what it is
+    // told to after each: the directory is in use throughout, and an
+    // entry the kernel was given is in use for a second.
+    let (mut offset, mut listed) = (0, 0);
+    let mut held_after_trim = Vec::new();
+    loop {
+        if listed == 10_000 {
+            std::thread::sleep(Duration::from_millis(1_100));
+        }
+        let mut batch = Vec::new();
+        vfs.read_dir_plus(ino, offset, |next, entry, _| {
+            batch.push((next, entry.ino));
+            batch.len() == 500
+        })
+        .unwrap();
+        let Some((next, _)) = batch.last() else { break };
+        offset = *next;
+        listed += batch.len();
+        loop {
+            let names = vfs.surplus_names(Duration::ZERO);
+            if names.is_empty() {
+                break;
+            }
+            for (parent, name) in names {
+                assert_eq!(parent, ino, "only entries of the listed directory go");
+                // Its one lookup from the listing, and this one.
+                let child = vfs.lookup(parent, &name).unwrap();
+                vfs.forget(child.ino, 2);
+            }
+        }
+        held_after_trim.push(vfs.inodes.entries());
+    }
+    assert_eq!(listed, count + 2);
+    // Within its second, all 9,998 are held; past it, the listing keeps
+    // twice the budget and what it was given in the last second.
+    assert!(held_after_trim[19] >= 9_900, "{held_after_trim:?}");
+    assert!(held_after_trim[20] <= 2_000, "{held_after_trim:?}");
 }

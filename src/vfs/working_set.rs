@@ -50,7 +50,12 @@ impl WorkingSet {
             self.trimming.store(false, Relaxed);
             return Vec::new();
         }
-        let cold = self.inodes.cold(excess.min(BATCH));
+        // The entries of the directories being walked are spared, so that
+        // a walk is not made to look them up again, until they alone
+        // would double the budget: a listing of a directory of a million
+        // entries then keeps the newest, not the million.
+        let spare_walked = self.inodes.entries() <= self.budget.saturating_mul(2);
+        let cold = self.inodes.cold(excess.min(BATCH), spare_walked);
         if cold.is_empty() {
             // All in use (open files, working directories): look again
             // later rather than spin.
