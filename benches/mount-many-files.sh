@@ -12,10 +12,12 @@
 # a fresh mount after dropping the page cache:
 #   tar   `tar cf - . | wc -c` of the whole tree: seconds, and the daemon's
 #         peak RSS and CPU time (user + system)
-#   wide  (WIDE=1, the default) the directory of FILES entries: `ls -f | wc
+#   wide  (WIDE=1, the default) the directory of FILES entries: its backup
+#         (seconds and peak RSS, when the repository is made), `ls -f | wc
 #         -l` (seconds), then 10,000 lookups of names it does not hold (µs
 #         each: a name missing from a directory is found missing by binary
 #         search), and the daemon's peak RSS
+# TAR=0 skips the tar phase (restic takes minutes over it at 1M files).
 # TOOLS="...": which of rewind, restic to run (default both; restic is
 # skipped if not installed). REWIND_BIN=PATH: a rewind binary (default:
 # `cargo build --release` here). Targets (issue 16): the daemon's peak
@@ -31,6 +33,7 @@ source benches/lib/trees.sh
 FILES=${FILES:-1000000}
 PER_DIR=${PER_DIR:-1000}
 WIDE=${WIDE:-1}
+TAR=${TAR:-1}
 WORK=${WORK:-/tmp/rewind-mount-many}
 KEEP=${KEEP:-0}
 OUT=${OUT:-target/mount-many-files-results.md}
@@ -62,9 +65,11 @@ back_up() {
     [[ -e $repo.made ]] && return 0
     rm -rf "$repo"
     say "$1: backing up $WORK/$2"
+    drop
+    local timed=(/usr/bin/time -f '%e %M' -o "$repo.backup")
     case $1 in
-    rewind) "$REWIND_BIN" --repo "$repo" init >/dev/null && "$REWIND_BIN" --repo "$repo" backup "$WORK/$2" >/dev/null 2>&1 ;;
-    restic) restic -r "$repo" init --repository-version 2 >/dev/null && restic -r "$repo" backup --compression auto "$WORK/$2" >/dev/null ;;
+    rewind) "$REWIND_BIN" --repo "$repo" init >/dev/null && "${timed[@]}" "$REWIND_BIN" --repo "$repo" backup "$WORK/$2" >/dev/null 2>&1 ;;
+    restic) restic -r "$repo" init --repository-version 2 >/dev/null && "${timed[@]}" restic -r "$repo" backup --compression auto "$WORK/$2" >/dev/null ;;
     esac
     touch "$repo.made"
 }
@@ -111,21 +116,27 @@ for tool in $TOOLS; do
         say "restic is not installed: skipped"
         continue
     fi
-    back_up "$tool" many
-    drop
-    mount_tool "$tool" many
-    cpu_before=$(cpu_secs "$DAEMON")
-    start=$(now)
-    bytes=$( (cd "$ROOT" && tar cf - . 2>/dev/null) | wc -c)
-    end=$(now)
-    tar_s=$(seconds_between "$start" "$end")
-    tar_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_secs "$DAEMON")" 'BEGIN { printf "%.1f", b - a }')
-    tar_rss=$(mib "$(peak_rss_kib "$DAEMON")")
-    unmount "$MNT"
-    eval "TAR_$tool=$tar_s RSS_$tool=$tar_rss"
-    wide_ls='' wide_lookup='' wide_rss=''
+    tar_s='' bytes=0 tar_rss='' tar_cpu=''
+    if [[ $TAR == 1 ]]; then
+        back_up "$tool" many
+        drop
+        mount_tool "$tool" many
+        cpu_before=$(cpu_secs "$DAEMON")
+        start=$(now)
+        bytes=$( (cd "$ROOT" && tar cf - . 2>/dev/null) | wc -c)
+        end=$(now)
+        tar_s=$(seconds_between "$start" "$end")
+        tar_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_secs "$DAEMON")" 'BEGIN { printf "%.1f", b - a }')
+        tar_rss=$(mib "$(peak_rss_kib "$DAEMON")")
+        unmount "$MNT"
+        eval "TAR_$tool=$tar_s RSS_$tool=$tar_rss"
+    fi
+    wide_ls='' wide_lookup='' wide_rss='' wide_backup=''
     if [[ $WIDE == 1 ]]; then
         back_up "$tool" wide
+        if [[ -e $WORK/$tool-wide.backup ]]; then
+            wide_backup=$(awk '{ printf "%s s, %.0f MiB", $1, $2 / 1024 }' "$WORK/$tool-wide.backup")
+        fi
         drop
         mount_tool "$tool" wide
         start=$(now)
@@ -138,15 +149,15 @@ for tool in $TOOLS; do
         unmount "$MNT"
         ((listed >= FILES)) || die "$tool listed $listed names of $FILES files"
     fi
-    rows+=("| $tool | $tar_s | $((bytes / 1000000)) | $tar_rss | $tar_cpu | $wide_ls | $wide_lookup | $wide_rss |")
+    rows+=("| $tool | $tar_s | $((bytes / 1000000)) | $tar_rss | $tar_cpu | $wide_backup | $wide_ls | $wide_lookup | $wide_rss |")
     say "$tool done"
 done
 
 {
     echo "$FILES files of ~40 bytes, $PER_DIR to a directory; page cache dropped and a fresh mount before each phase."
     echo
-    echo "| tool | tar of the tree (s) | tar MB | daemon peak RSS, tar (MiB) | daemon CPU, tar (s) | ls -f of one directory of $FILES (s) | lookup of a missing name there (µs) | daemon peak RSS, wide (MiB) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| tool | tar of the tree (s) | tar MB | daemon peak RSS, tar (MiB) | daemon CPU, tar (s) | backup of one directory of $FILES (when made) | ls -f of it (s) | lookup of a missing name there (µs) | daemon peak RSS, wide (MiB) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${rows[@]}"
     # shellcheck disable=SC2154 # TAR_rewind and the others are set by eval above
     if [[ -n ${TAR_rewind:-} && -n ${TAR_restic:-} ]]; then
