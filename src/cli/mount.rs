@@ -22,9 +22,11 @@ pub struct Args {
     /// Forbid running programs from the mount (mount's noexec)
     #[arg(long)]
     noexec: bool,
-    /// Memory for decoded chunks, e.g. 64M or 1G
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::size::parse_memory_size)]
-    cache_size: usize,
+    /// Memory for decoded chunks, e.g. 64M or 1G (default: 64M, less once
+    /// the index passes 64 MiB, about 2.2 million blobs, so that the two
+    /// stay within 128 MiB; at least 16M)
+    #[arg(long, value_name = "SIZE", value_parser = super::size::parse_memory_size)]
+    cache_size: Option<usize>,
     /// Inodes inside snapshots the daemon keeps at once (about 250 bytes
     /// each); past them the kernel is asked to forget the least recently
     /// used, whose names cost one more request if they are used again

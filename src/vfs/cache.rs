@@ -4,7 +4,7 @@
 //! first instead of reading the pack again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 
 use lru::LruCache;
@@ -43,7 +43,7 @@ type Shared<V> = std::result::Result<V, Arc<Error>>;
 type Pending<V> = Arc<(Mutex<Option<Shared<V>>>, Condvar)>;
 
 pub struct Cache<V> {
-    budget: usize,
+    budget: AtomicUsize,
     /// Objects kept even beyond the budget: the most recently used.
     keep_newest: usize,
     /// The bytes an object holds in memory.
@@ -121,7 +121,7 @@ fn tree_bytes(tree: &Tree) -> usize {
 impl<V: Clone> Cache<V> {
     pub fn new(budget: usize, weigh: fn(&V) -> usize) -> Cache<V> {
         Cache {
-            budget,
+            budget: AtomicUsize::new(budget),
             keep_newest: 1,
             weigh,
             inner: Mutex::new(Lru {
@@ -132,6 +132,18 @@ impl<V: Clone> Cache<V> {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// The bytes it keeps at most (beyond its newest objects).
+    pub fn budget(&self) -> usize {
+        self.budget.load(Relaxed)
+    }
+
+    /// Changes the budget, evicting down to a smaller one at once.
+    pub fn set_budget(&self, budget: usize) {
+        self.budget.store(budget, Relaxed);
+        let mut lru = self.inner.lock().unwrap();
+        self.evict(&mut lru);
     }
 
     /// Whether the object is in memory or being fetched.
@@ -193,7 +205,11 @@ impl<V: Clone> Cache<V> {
         if let Some((_, (_, old))) = lru.entries.push(id, (value, bytes)) {
             lru.bytes -= old;
         }
-        while lru.bytes > self.budget && lru.entries.len() > self.keep_newest {
+        self.evict(&mut lru);
+    }
+
+    fn evict(&self, lru: &mut Lru<V>) {
+        while lru.bytes > self.budget() && lru.entries.len() > self.keep_newest {
             match lru.entries.pop_lru() {
                 Some((_, (_, evicted))) => lru.bytes -= evicted,
                 None => break,
@@ -236,6 +252,21 @@ mod tests {
         let kept = cache.inner.lock().unwrap().entries.len();
         assert!(kept <= (64 << 10) / (40 + CHUNK_OVERHEAD), "{kept}");
         assert!(cache.bytes() <= 64 << 10);
+    }
+
+    #[test]
+    fn a_smaller_budget_evicts_at_once() {
+        let cache = by_bytes(40);
+        for i in 0..10u8 {
+            cache
+                .get_or_fetch(&Id([i; 32]), || Ok(chunk((vec![i; 4], 0..4))))
+                .unwrap();
+        }
+        assert_eq!(cache.bytes(), 40);
+        cache.set_budget(12);
+        assert_eq!((cache.bytes(), cache.budget()), (12, 12));
+        let (_, newest) = cache.get_or_fetch(&Id([9; 32]), || unreachable!()).unwrap();
+        assert_eq!(newest, ServedFrom::Cache);
     }
 
     #[test]

@@ -20,10 +20,12 @@ impl BackgroundIndex {
     /// Starts loading the index of `repo` into `index`. Index files that do
     /// not read are recorded in `stats` (their blobs are then missing,
     /// which `rewind check` shows).
+    /// `then` runs on the loaded repository before anyone waiting is let go.
     pub fn load(
         index: &Arc<BackgroundIndex>,
         repo: Repository<Opened>,
         stats: Arc<Stats>,
+        then: impl FnOnce(&Repository) + Send + 'static,
     ) -> Result<()> {
         let loader = Arc::clone(index);
         std::thread::Builder::new()
@@ -33,6 +35,7 @@ impl BackgroundIndex {
                     for e in errors {
                         stats.record_error(format!("{e} (run `rewind check`)"));
                     }
+                    then(&repo);
                     repo
                 });
                 loader.finish(result);

@@ -15,7 +15,7 @@ use super::readahead::ReadAheadWorkers;
 use super::shown::ShownSnapshots;
 use super::stats::Stats;
 use super::trees::{EntryNode, SnapshotTrees};
-use super::{VfsOptions, VfsResult};
+use super::{VfsOptions, VfsResult, DEFAULT_CACHE_BYTES};
 use crate::error::Result;
 use crate::repo::{Id, IdSet, Repository, Snapshot};
 use crate::tree::{Extent, NodeKind};
@@ -85,7 +85,9 @@ impl FileReads {
         trees: Arc<SnapshotTrees>,
         stats: Arc<Stats>,
     ) -> Result<FileReads> {
-        let chunks = Arc::new(ChunkCache::for_chunks(options.cache_bytes));
+        let chunks = Arc::new(ChunkCache::for_chunks(
+            options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
+        ));
         let workers = if options.readahead_chunks > 0 {
             let (chunks, index) = (Arc::clone(&chunks), Arc::clone(&index));
             let fetch = move |id: &Id| {

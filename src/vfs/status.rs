@@ -31,7 +31,6 @@ pub struct StatusFile {
     index: Arc<BackgroundIndex>,
     inodes: Arc<Inodes>,
     chunks: Arc<ChunkCache>,
-    cache_budget: usize,
     stats: Arc<Stats>,
     extra: Mutex<Option<StatusExtra>>,
     text: Mutex<Arc<StatusText>>,
@@ -43,7 +42,6 @@ impl StatusFile {
         index: Arc<BackgroundIndex>,
         inodes: Arc<Inodes>,
         chunks: Arc<ChunkCache>,
-        cache_budget: usize,
         stats: Arc<Stats>,
     ) -> StatusFile {
         StatusFile {
@@ -51,7 +49,6 @@ impl StatusFile {
             index,
             inodes,
             chunks,
-            cache_budget,
             stats,
             extra: Mutex::new(None),
             text: Mutex::new(Arc::new(StatusText {
@@ -104,7 +101,7 @@ impl StatusFile {
                 "hits": self.chunks.hits.load(Relaxed),
                 "misses": self.chunks.misses.load(Relaxed),
                 "bytes": self.chunks.bytes(),
-                "budget": self.cache_budget,
+                "budget": self.chunks.budget(),
             },
             "reads": stats.reads.load(Relaxed),
             "bytes_served": stats.bytes_served.load(Relaxed),

@@ -824,3 +824,30 @@ fn a_listing_wider_than_twice_the_budget_gives_up_its_oldest_entries() {
     assert!(held_after_trim[19] >= 9_900, "{held_after_trim:?}");
     assert!(held_after_trim[20] <= 2_000, "{held_after_trim:?}");
 }
+
+#[test]
+fn the_chunk_cache_shrinks_as_the_index_grows() {
+    assert_eq!(automatic_cache_bytes(0), 64 << 20);
+    assert_eq!(automatic_cache_bytes(1_000_000), 64 << 20);
+    assert_eq!(automatic_cache_bytes(3_000_000), (128 << 20) - 90_000_000);
+    assert_eq!(automatic_cache_bytes(10_000_000), 16 << 20);
+    // Applied once the index is loaded, unless a size was given.
+    let f = fixture();
+    let attr = walk(
+        &f.vfs,
+        &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
+    );
+    read_all(&f.vfs, attr.unwrap().ino).unwrap();
+    assert_eq!(f.vfs.files.chunks().budget(), 64 << 20);
+    let given = VfsOptions {
+        cache_bytes: Some(1 << 20),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(open(&f.repo_path), given).unwrap();
+    let attr = walk(
+        &vfs,
+        &format!("@2024-06-01T02:00:00Z{}/small.txt", f.source.display()),
+    );
+    read_all(&vfs, attr.unwrap().ino).unwrap();
+    assert_eq!(vfs.files.chunks().budget(), 1 << 20);
+}
