@@ -108,7 +108,7 @@ pub use repo::{
 // What snapshots hold.
 pub use tree::{
     not_shown_message, with_deep_stack, ExpansionBudget, ExpansionLimits, Extent, NameProblem,
-    Node, NodeKind, Timestamp, Tree,
+    Node, NodeKind, Part, Timestamp, Tree,
 };
 
 // Choosing snapshots.

@@ -461,3 +461,64 @@ fn restore_refuses_a_snapshot_beyond_the_entry_limit_before_writing_anything() {
     run_bounded(cmd).assert_ok();
     assert_eq!(all_paths(&target).len(), 1 + 62 + 32);
 }
+
+// ------------------------------------------------------------ split trees
+
+/// A snapshot whose directory `/wide` is a crafted split tree: part 0
+/// (from "a") holds `a` and `b`; part 1 (from "m") holds `c`, which sorts
+/// before its range, and `n`.
+fn split_tree_with_an_entry_out_of_range(lib: &Repository) -> Id {
+    let part = |names: &[&[u8]]| {
+        let nodes = names.iter().map(|n| file_node(lib, n, n)).collect();
+        store_tree(lib, nodes)
+    };
+    let parts = vec![
+        rewind::Part {
+            first: b"a".to_vec(),
+            entries: 2,
+            tree: part(&[b"a", b"b"]),
+        },
+        rewind::Part {
+            first: b"m".to_vec(),
+            entries: 2,
+            tree: part(&[b"c", b"n"]),
+        },
+    ];
+    let top = Tree {
+        nodes: vec![],
+        parts,
+    };
+    let top = store_blobs(lib, &[(BlobKind::Tree, top.encode())])[0];
+    let root = store_tree(lib, vec![dir_node(b"wide", top)]);
+    save_snapshot(lib, root, &["/wide"])
+}
+
+#[test]
+fn a_split_tree_with_an_entry_outside_its_part_is_damage_and_the_mount_hides_it() {
+    let (_tmp, dir, repo) = new_repo();
+    let snapshot = split_tree_with_an_entry_out_of_range(&repo.open());
+    let short = snapshot.short();
+
+    let run = repo.restore(&short, &dir.join("target"), &[]);
+    run.assert_one_line_error(&["outside its range", "\"c\""]);
+    assert!(!dir.join("target/wide/c").exists());
+
+    let check = repo.run(["check"]);
+    let said = format!("{}{}", check.text(), check.stderr);
+    assert_eq!(check.code, Some(1), "{said}");
+    assert!(
+        said.contains("/wide") && said.contains("outside its range"),
+        "{said}"
+    );
+
+    let mounted = mount(&repo, &dir, &[]);
+    let wide = mounted.path(&format!("ids/{short}/wide"));
+    let mut names: Vec<String> = std::fs::read_dir(&wide)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "n"]);
+    assert_eq!(std::fs::read(wide.join("n")).unwrap(), b"n");
+    assert!(!wide.join("c").exists());
+}

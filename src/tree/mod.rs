@@ -331,13 +331,14 @@ impl Tree {
         }
     }
 
-    /// A version 1 tree of these nodes (a directory written whole; a wide
-    /// one goes through [`TreeWriter`]).
+    /// The tree blob: a version 1 tree of these nodes, or for a split top
+    /// (parts and no nodes) version 2. A backup writes a wide directory
+    /// through [`TreeWriter`], which cuts it.
     pub fn encode(&self) -> Vec<u8> {
-        debug_assert!(
-            self.parts.is_empty(),
-            "a split tree is written by TreeWriter"
-        );
+        if self.is_split() {
+            debug_assert!(self.nodes.is_empty(), "a split top holds no entries");
+            return split::encode_top(&self.parts);
+        }
         let mut out = vec![TREE_VERSION];
         out.extend(postcard::to_stdvec(self).expect("trees serialize"));
         out

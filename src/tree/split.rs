@@ -258,7 +258,7 @@ impl TreeWriter {
 }
 
 /// The top of a directory split into `parts`.
-pub fn encode_top(parts: &[Part]) -> Vec<u8> {
+pub(super) fn encode_top(parts: &[Part]) -> Vec<u8> {
     let out = vec![SPLIT_TREE_VERSION];
     postcard::to_extend(parts, out).expect("parts serialize")
 }
