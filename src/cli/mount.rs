@@ -23,8 +23,8 @@ pub struct Args {
     #[arg(long)]
     noexec: bool,
     /// Memory for decoded chunks, e.g. 64M or 1G (default: 64M, less once
-    /// the index passes 64 MiB, about 2.2 million blobs, so that the two
-    /// stay within 128 MiB; at least 16M)
+    /// the index passes 48 MiB, about 1.7 million blobs, so that the two
+    /// stay within 112 MiB; at least 16M)
     #[arg(long, value_name = "SIZE", value_parser = super::size::parse_memory_size)]
     cache_size: Option<usize>,
     /// Inodes inside snapshots the daemon keeps at once (about 250 bytes

@@ -829,7 +829,7 @@ fn a_listing_wider_than_twice_the_budget_gives_up_its_oldest_entries() {
 fn the_chunk_cache_shrinks_as_the_index_grows() {
     assert_eq!(automatic_cache_bytes(0), 64 << 20);
     assert_eq!(automatic_cache_bytes(1_000_000), 64 << 20);
-    assert_eq!(automatic_cache_bytes(3_000_000), (128 << 20) - 90_000_000);
+    assert_eq!(automatic_cache_bytes(3_000_000), (112 << 20) - 90_000_000);
     assert_eq!(automatic_cache_bytes(10_000_000), 16 << 20);
     // Applied once the index is loaded, unless a size was given.
     let f = fixture();
