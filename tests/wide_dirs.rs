@@ -172,6 +172,18 @@ fn a_wide_directory_round_trips_and_prune_keeps_every_part() {
         .collect();
     assert_eq!(changed, expected);
 
+    // Restored over the first with --delete: the removed file goes, the
+    // names of every part are kept.
+    let target = tempfile::tempdir().unwrap();
+    repo.restore(&first, target.path(), &[]).assert_ok();
+    repo.restore(&second, target.path(), &["--delete"])
+        .assert_ok();
+    let restored = Manifest::of(&under(target.path(), &source)).without_atimes();
+    second_state.assert_same(
+        &restored,
+        "the second snapshot restored over the first with --delete",
+    );
+
     // The first snapshot's own parts go with it; the second's stay.
     repo.run(["forget", &first]).assert_ok();
     let report = repo.prune(&["--max-unused", "0%"]);

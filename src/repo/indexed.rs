@@ -579,6 +579,29 @@ impl Repository {
         Ok(tree)
     }
 
+    /// A directory's entries a part at a time, for readers that go through
+    /// them in order: `each` gets the whole tree, or each part of a split
+    /// one in turn (checked against its top as [`Self::read_tree`] checks
+    /// it), so at most one part of a wide directory is held.
+    pub fn for_each_tree_part(
+        &self,
+        id: &Id,
+        mut each: impl FnMut(Tree) -> Result<()>,
+    ) -> Result<()> {
+        let top = self.read_tree_blob(id)?;
+        if !top.is_split() {
+            return each(top);
+        }
+        for (index, part) in top.parts.iter().enumerate() {
+            let read = self.read_tree_blob(&part.tree)?;
+            let mut nodes = Vec::with_capacity(part.entries as usize);
+            crate::tree::append_part(&mut nodes, &top.parts, index, read)
+                .context(format!("tree {}", id.short()))?;
+            each(Tree::whole(nodes))?;
+        }
+        Ok(())
+    }
+
     /// One tree blob as stored: a whole directory, or the top of a split
     /// one (its parts, no entries) or one of its parts.
     pub fn read_tree_blob(&self, id: &Id) -> Result<Tree> {

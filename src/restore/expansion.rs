@@ -59,24 +59,27 @@ impl<'a> Expansion<'a> {
             return Ok(*known);
         }
         self.budget.admit_depth(depth + 1)?;
-        let tree = self.repo.read_tree(id)?;
         let mut sum = Measure::default();
-        for node in &tree.nodes {
-            sum.entries = sum.entries.saturating_add(1);
-            sum.links |= node.is_hardlinked();
-            if node.kind == NodeKind::File {
-                sum.files = sum.files.saturating_add(1);
-                sum.bytes = sum.bytes.saturating_add(node.size);
+        let repo = self.repo;
+        repo.for_each_tree_part(id, |tree| {
+            for node in &tree.nodes {
+                sum.entries = sum.entries.saturating_add(1);
+                sum.links |= node.is_hardlinked();
+                if node.kind == NodeKind::File {
+                    sum.files = sum.files.saturating_add(1);
+                    sum.bytes = sum.bytes.saturating_add(node.size);
+                }
+                if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
+                    let below = self.measure(&subtree, depth + 1)?;
+                    sum.entries = sum.entries.saturating_add(below.entries);
+                    sum.levels = sum.levels.max(below.levels + 1);
+                    sum.files = sum.files.saturating_add(below.files);
+                    sum.bytes = sum.bytes.saturating_add(below.bytes);
+                    sum.links |= below.links;
+                }
             }
-            if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
-                let below = self.measure(&subtree, depth + 1)?;
-                sum.entries = sum.entries.saturating_add(below.entries);
-                sum.levels = sum.levels.max(below.levels + 1);
-                sum.files = sum.files.saturating_add(below.files);
-                sum.bytes = sum.bytes.saturating_add(below.bytes);
-                sum.links |= below.links;
-            }
-        }
+            Ok(())
+        })?;
         self.memo.insert(*id, sum);
         Ok(sum)
     }
@@ -109,22 +112,24 @@ impl<'a> Expansion<'a> {
         if !self.memo.get(id).is_some_and(|m| m.links) {
             return Ok(());
         }
-        let (tree, _) = self.repo.read_tree(id)?.into_shown();
-        for node in tree.nodes {
-            let snapshot_path = format!("{snapshot_dir}/{}", node.name_lossy());
-            if !node.name_is_safe() || !filter.admits(&snapshot_path, node.is_dir()) {
-                continue;
+        self.repo.for_each_tree_part(id, |tree| {
+            let (tree, _) = tree.into_shown();
+            for node in tree.nodes {
+                let snapshot_path = format!("{snapshot_dir}/{}", node.name_lossy());
+                if !node.name_is_safe() || !filter.admits(&snapshot_path, node.is_dir()) {
+                    continue;
+                }
+                let rel = dir.join(OsStr::from_bytes(&node.name));
+                if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
+                    self.gather_links(&subtree, &rel, &snapshot_path, filter, groups)?;
+                } else if node.is_hardlinked() {
+                    groups
+                        .entry((node.device, node.inode))
+                        .or_default()
+                        .push(rel);
+                }
             }
-            let rel = dir.join(OsStr::from_bytes(&node.name));
-            if let (true, Some(subtree)) = (node.is_dir(), node.subtree) {
-                self.gather_links(&subtree, &rel, &snapshot_path, filter, groups)?;
-            } else if node.is_hardlinked() {
-                groups
-                    .entry((node.device, node.inode))
-                    .or_default()
-                    .push(rel);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

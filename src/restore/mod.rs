@@ -329,17 +329,15 @@ pub fn restore(
     let fresh = target_created && !options.dry_run;
     let report = stream::run(restorer, &tally, |planner: &mut Planner| match start {
         None => {
-            let tree = repo.read_tree(root)?;
             if target_created {
                 planner.note(Action::Create, Path::new(""));
             }
-            planner.plan_tree(tree, Path::new(""), "", fresh)
+            planner.plan_subtree(root, Path::new(""), "", fresh)
         }
         Some(node) if node.is_dir() => {
             if target_created {
                 planner.note(Action::Create, Path::new(""));
             }
-            let tree = repo.read_tree(&node.subtree.unwrap_or_default())?;
             let dir = snapshot_path.trim_end_matches('/');
             let inode = plan::DirInode {
                 id: restorer
@@ -350,7 +348,7 @@ pub fn restore(
                 created: target_created,
                 empty: false,
             };
-            planner.plan_tree(tree, Path::new(""), dir, fresh)?;
+            planner.plan_subtree(&node.subtree.unwrap_or_default(), Path::new(""), dir, fresh)?;
             planner.finish_dir(DirJob {
                 rel: PathBuf::new(),
                 snapshot_path: snapshot_path.clone(),

@@ -22,6 +22,7 @@ use super::{
     Action, DirJob, Failure, FileJob, LinkJob, Overwrite, Planned, RestoreReport, Restorer,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Id;
 use crate::tree::{NameProblem, Node, NodeKind, Tree};
 
 /// The walk, and what it keeps: the window it is filling, the first path
@@ -119,6 +120,61 @@ impl<'r, 'a> Planner<'r, 'a> {
         snapshot_dir: &str,
         fresh: bool,
     ) -> Result<()> {
+        self.plan_entries(tree, dir, snapshot_dir, fresh, None)
+    }
+
+    /// Plans a directory's entries read from its tree `id` a part at a
+    /// time (see [`Repository::for_each_tree_part`]), so that a directory
+    /// of a million entries is never held whole. A part that does not
+    /// read fails the directory's path, and then nothing is deleted there.
+    pub(super) fn plan_subtree(
+        &mut self,
+        id: &Id,
+        dir: &Path,
+        snapshot_dir: &str,
+        fresh: bool,
+    ) -> Result<()> {
+        let repo = self.repo;
+        let mut names: Option<Vec<Vec<u8>>> = self.options.delete.then(Vec::new);
+        let mut stopped = None;
+        let read = repo.for_each_tree_part(id, |part| {
+            self.plan_entries(part, dir, snapshot_dir, fresh, names.as_mut())
+                .map_err(|e| {
+                    stopped = Some(e);
+                    Error::internal("the plan stopped")
+                })
+        });
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        match read {
+            Err(e) => self.fail(snapshot_dir, format!("cannot read its contents: {e}")),
+            Ok(()) => {
+                if let Some(mut names) = names {
+                    // In order already, part after part; sorted to be sure.
+                    names.sort_unstable();
+                    self.delete_extras(
+                        &|name| names.binary_search_by(|n| n.as_slice().cmp(name)).is_ok(),
+                        dir,
+                        snapshot_dir,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans the entries of `tree`, a whole directory or one part of it;
+    /// with `names`, only gathers their names for [`Self::delete_extras`]
+    /// (the caller deletes once all parts are planned), else deletes here.
+    fn plan_entries(
+        &mut self,
+        tree: Tree,
+        dir: &Path,
+        snapshot_dir: &str,
+        fresh: bool,
+        names: Option<&mut Vec<Vec<u8>>>,
+    ) -> Result<()> {
         self.options.cancel.check()?;
         let (tree, dropped) = tree.into_shown();
         for (name, problem) in dropped {
@@ -138,8 +194,13 @@ impl<'r, 'a> Planner<'r, 'a> {
         for node in &tree.nodes {
             self.plan_node(node.clone(), dir, snapshot_dir, fresh)?;
         }
-        if self.options.delete {
-            self.delete_extras(&tree, dir, snapshot_dir);
+        match names {
+            Some(names) => names.extend(tree.nodes.iter().map(|n| n.name.clone())),
+            None if self.options.delete => {
+                let wanted: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
+                self.delete_extras(&|name| wanted.contains(name), dir, snapshot_dir);
+            }
+            None => {}
         }
         Ok(())
     }
@@ -209,13 +270,9 @@ impl<'r, 'a> Planner<'r, 'a> {
             }
         };
         self.report.dirs += 1;
-        let subtree = match node.subtree {
-            Some(id) => self.repo.read_tree(&id),
-            None => Ok(Tree::default()),
-        };
-        match subtree {
-            Ok(tree) => self.plan_tree(tree, &rel, &snapshot_path, inode.empty)?,
-            Err(e) => self.fail(&snapshot_path, format!("cannot read its contents: {e}")),
+        match node.subtree {
+            Some(id) => self.plan_subtree(&id, &rel, &snapshot_path, inode.empty)?,
+            None => self.plan_tree(Tree::default(), &rel, &snapshot_path, inode.empty)?,
         }
         self.finish_dir(DirJob {
             rel,
@@ -328,8 +385,9 @@ impl<'r, 'a> Planner<'r, 'a> {
         Ok(())
     }
 
-    /// Removes what `dir` has and `tree` does not, where the globs allow.
-    fn delete_extras(&mut self, tree: &Tree, dir: &Path, snapshot_dir: &str) {
+    /// Removes what `dir` has and the snapshot's directory does not
+    /// (`wanted` says which names it has), where the globs allow.
+    fn delete_extras(&mut self, wanted: &dyn Fn(&[u8]) -> bool, dir: &Path, snapshot_dir: &str) {
         let names = match self.target.list(dir) {
             Ok(names) => names,
             Err(e) if self.options.dry_run && is_absent(&e) => return,
@@ -339,9 +397,8 @@ impl<'r, 'a> Planner<'r, 'a> {
                 return;
             }
         };
-        let wanted: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
         for name in names {
-            if wanted.contains(name.as_slice()) {
+            if wanted(name.as_slice()) {
                 continue;
             }
             let snapshot_path = format!("{snapshot_dir}/{}", String::from_utf8_lossy(&name));
