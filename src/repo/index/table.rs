@@ -113,27 +113,49 @@ impl Table {
         if starts[BUCKETS] == 0 {
             return Table::default();
         }
-        // Each entry is swapped straight to the next free place of its
-        // bucket until the place being filled holds one of its own.
-        let mut next = starts.clone();
-        for b in 0..BUCKETS {
-            let end = starts[b + 1];
-            while next[b] < end {
-                let at = next[b] as usize;
-                let home = usize::from(buckets[at]);
-                if home == b {
-                    next[b] += 1;
-                    continue;
-                }
-                let to = next[home] as usize;
-                next[home] += 1;
-                buckets.swap(at, to);
-                tails.swap(at, to);
-                locations.swap(at, to);
+        // Into buckets in two passes of 256 runs each, by the bucket's high
+        // byte, then within each run by its low byte: a pass moves entries
+        // to 256 places at a time, whose cache lines stay in the cache,
+        // where one pass of 65,536 missed it at nearly every move (the
+        // load of 10M blobs spent a third of its time there).
+        let outer = partition(&mut buckets, &mut tails, &mut locations, |b| {
+            usize::from(b >> 8)
+        });
+        let threads = if tails.len() < PARALLEL_SORT_MIN {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+        };
+        std::thread::scope(|scope| {
+            let (mut buckets, mut tails, mut locations) =
+                (&mut buckets[..], &mut tails[..], &mut locations[..]);
+            let (mut group, mut done) = (0, 0);
+            for share in 1..=threads {
+                // Consecutive runs holding about an equal share.
+                let until = outer[group..]
+                    .iter()
+                    .position(|&end| end * threads >= outer[256] * share)
+                    .map_or(256, |at| group + at)
+                    .max(group);
+                let len = outer[until] - done;
+                let (b, rest_b) = buckets.split_at_mut(len);
+                let (t, rest_t) = tails.split_at_mut(len);
+                let (l, rest_l) = locations.split_at_mut(len);
+                (buckets, tails, locations) = (rest_b, rest_t, rest_l);
+                let runs: Vec<std::ops::Range<usize>> = (group..until)
+                    .map(|g| outer[g] - done..outer[g + 1] - done)
+                    .collect();
+                scope.spawn(move || {
+                    for run in runs {
+                        partition(&mut b[run.clone()], &mut t[run.clone()], &mut l[run], |b| {
+                            usize::from(b & 0xff)
+                        });
+                    }
+                });
+                (group, done) = (until, outer[until]);
             }
-        }
+        });
         drop(buckets);
-        drop(next);
         let mut table = Table {
             starts,
             tails,
@@ -354,6 +376,43 @@ fn search(tails: &[Tail], tail: &Tail) -> Option<usize> {
 /// and `locations` begin), each by key, and equal keys by pack number and
 /// offset, the order they were listed in (a table built in place has no
 /// order of placing to keep).
+/// Moves each entry of the three slices (the same entries) to the run of
+/// its digit, 0 to 255, in place: each entry is swapped straight to the
+/// next free place of its run until the place being filled holds one of
+/// its own. Returns the runs' bounds.
+fn partition(
+    buckets: &mut [u16],
+    tails: &mut [Tail],
+    locations: &mut [BlobLocation],
+    digit: impl Fn(u16) -> usize,
+) -> [usize; 257] {
+    let mut bounds = [0usize; 257];
+    for &b in buckets.iter() {
+        bounds[digit(b) + 1] += 1;
+    }
+    for d in 0..256 {
+        bounds[d + 1] += bounds[d];
+    }
+    let mut next = bounds;
+    for d in 0..256 {
+        let end = bounds[d + 1];
+        while next[d] < end {
+            let at = next[d];
+            let home = digit(buckets[at]);
+            if home == d {
+                next[d] += 1;
+                continue;
+            }
+            let to = next[home];
+            next[home] += 1;
+            buckets.swap(at, to);
+            tails.swap(at, to);
+            locations.swap(at, to);
+        }
+    }
+    bounds
+}
+
 fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation]) {
     let base = bounds[0] as usize;
     let mut run: Vec<(Tail, BlobLocation)> = Vec::new();
