@@ -53,18 +53,17 @@ fn backup_at(repo: &Arc<Repository>, source: &Path, day: u32, host: &str) {
     .unwrap();
 }
 
+/// A new unencrypted repository at `path`.
+fn init_repo(path: &Path) -> Arc<Repository> {
+    let backend = Arc::new(LocalBackend::new(path));
+    Arc::new(Repository::init(backend, Encryption::None, None).unwrap())
+}
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let source = make_source(dir.path());
     let repo_path = dir.path().join("repo");
-    let repo = Arc::new(
-        Repository::init(
-            Arc::new(LocalBackend::new(&repo_path)),
-            Encryption::None,
-            None,
-        )
-        .unwrap(),
-    );
+    let repo = init_repo(&repo_path);
     backup_at(&repo, &source, 1, "db");
     std::fs::write(source.join("small.txt"), b"changed on day two\n").unwrap();
     backup_at(&repo, &source, 2, "web");
@@ -655,14 +654,7 @@ fn many_snapshots(count: usize) -> (tempfile::TempDir, Arc<Vfs>) {
     std::fs::create_dir_all(&source).unwrap();
     std::fs::write(source.join("file"), b"one file\n").unwrap();
     let repo_path = dir.path().join("repo");
-    let repo = Arc::new(
-        Repository::init(
-            Arc::new(LocalBackend::new(&repo_path)),
-            Encryption::None,
-            None,
-        )
-        .unwrap(),
-    );
+    let repo = init_repo(&repo_path);
     backup_at(&repo, &source, 1, "host-0");
     let template = repo.snapshots().unwrap().pop().unwrap();
     let copies: Vec<Snapshot> = (1..count)
@@ -722,14 +714,7 @@ fn wide_directory(count: usize) -> (tempfile::TempDir, std::path::PathBuf, Strin
         std::fs::write(wide.join(format!("n{i:05}")), format!("{i}\n")).unwrap();
     }
     let repo_path = dir.path().join("repo");
-    let repo = Arc::new(
-        Repository::init(
-            Arc::new(LocalBackend::new(&repo_path)),
-            Encryption::None,
-            None,
-        )
-        .unwrap(),
-    );
+    let repo = init_repo(&repo_path);
     backup_at(&repo, &source, 1, "db");
     let path = format!("@2024-06-01T02:00:00Z{}", wide.display());
     (dir, repo_path, path)
