@@ -102,6 +102,15 @@ fn a_wide_directory_round_trips_and_prune_keeps_every_part() {
     assert_eq!(whole.nodes.len(), WIDE + 1);
     drop(lib);
 
+    // ls goes through the parts.
+    let listed = repo.ls(&spec(&first, &source.join("wide")));
+    let names: Vec<&str> = listed
+        .keys()
+        .map(|p| p.rsplit('/').next().unwrap())
+        .collect();
+    assert!(names.len() > WIDE, "{} entries listed", names.len());
+    assert!(names.contains(&"entry-012345") && names.contains(&"a-subdirectory"));
+
     // Nothing is forgotten, and every pack with anything unused would be
     // repacked: a part no walk named would go here.
     repo.prune(&["--max-unused", "0%"]);

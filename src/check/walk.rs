@@ -172,33 +172,33 @@ impl TreeWalker<'_> {
             next: 0,
             facts: TreeFacts::default(),
         };
-        let tree = match blob_problem(self.index, tree_id, self.damaged) {
-            Some(problem) => Err(format!("its directory listing {problem}")),
-            None => self
-                .repo
-                .read_tree(tree_id)
-                .map_err(|e| format!("its directory listing cannot be read: {e}")),
-        };
-        let tree = match tree {
-            Ok(tree) => tree,
-            Err(problem) => {
-                frame.facts.problems.push((Vec::new(), problem));
-                return frame;
+        if let Some(problem) = blob_problem(self.index, tree_id, self.damaged) {
+            let problem = format!("its directory listing {problem}");
+            frame.facts.problems.push((Vec::new(), problem));
+            return frame;
+        }
+        // A part at a time: a split directory's parts are checked against
+        // its top as they are read, and what is held is one part.
+        let read = self.repo.for_each_tree_part(tree_id, |tree| {
+            frame.facts.problems.extend(name_problems(&tree));
+            for node in &tree.nodes {
+                let chunk_problem = node.content.iter().find_map(|e| match e {
+                    Extent::Data { id, .. } => blob_problem(self.index, id, self.damaged),
+                    Extent::Hole { .. } => None,
+                });
+                if let Some(problem) = chunk_problem {
+                    let problem = format!("a chunk {problem}");
+                    frame.facts.problems.push((node.name.clone(), problem));
+                }
+                if let Some(subtree) = node.subtree {
+                    frame.subdirs.push((node.name.clone(), subtree));
+                }
             }
-        };
-        frame.facts.problems = name_problems(&tree);
-        for node in &tree.nodes {
-            let chunk_problem = node.content.iter().find_map(|e| match e {
-                Extent::Data { id, .. } => blob_problem(self.index, id, self.damaged),
-                Extent::Hole { .. } => None,
-            });
-            if let Some(problem) = chunk_problem {
-                let problem = format!("a chunk {problem}");
-                frame.facts.problems.push((node.name.clone(), problem));
-            }
-            if let Some(subtree) = node.subtree {
-                frame.subdirs.push((node.name.clone(), subtree));
-            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            let problem = format!("its directory listing cannot be read: {e}");
+            frame.facts.problems.push((Vec::new(), problem));
         }
         frame
     }

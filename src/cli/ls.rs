@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use rewind::find_node;
-use rewind::{ExpansionBudget, Node, NodeKind};
+use rewind::{ExpansionBudget, Node, NodeKind, Tree};
 use rewind::{Id, Repository};
 use serde::Serialize;
 
@@ -130,13 +130,32 @@ struct Lister<'a> {
 impl Lister<'_> {
     /// Prints the entries of `tree`, the directory at `dir` (`depth`
     /// components below the root), and below them when recursing.
+    /// A split directory is listed a part at a time, so what is held is
+    /// one part of each directory on the path, however wide.
     fn list(&self, tree: &Id, dir: &str, depth: usize, out: &mut Printer) -> Result<()> {
-        let (tree, not_shown) = self.repo.read_tree(tree)?.into_shown();
+        // The printer's and the walk's own errors, kept apart from the
+        // repository's (which the walk over the parts passes on).
+        let mut stopped = None;
+        let read = self.repo.for_each_tree_part(tree, |part| {
+            self.list_part(part, dir, depth, out).map_err(|e| {
+                stopped = Some(e);
+                rewind::Error::internal("the listing stopped")
+            })
+        });
+        match stopped {
+            Some(e) => Err(e),
+            None => Ok(read?),
+        }
+    }
+
+    /// Prints the entries of `part`, a directory's tree or a part of it.
+    fn list_part(&self, part: Tree, dir: &str, depth: usize, out: &mut Printer) -> Result<()> {
+        let (part, not_shown) = part.into_shown();
         for (name, problem) in not_shown {
             let message = rewind::not_shown_message(dir, &name, problem);
             rewind::log::warn(&format!("snapshot {}: {message}", self.snapshot));
         }
-        for node in tree.nodes {
+        for node in part.nodes {
             self.budget.admit(&node, depth + 1)?;
             let path = format!("{dir}/{}", node.name_lossy());
             out.entry(&path, &node)?;
