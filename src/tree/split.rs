@@ -49,14 +49,11 @@ pub fn is_cut_point(name: &[u8]) -> bool {
     hash >> 54 == 0
 }
 
-/// Checks the parts a top names: at least two, each with entries, first
+/// Checks the parts a top names: at least one, each with entries, first
 /// names strictly increasing; what the format forbids is damage.
 pub(super) fn check_parts(parts: &[Part]) -> Result<()> {
-    if parts.len() < 2 {
-        return Err(Error::corrupt(format!(
-            "a split tree names {} parts; it takes at least two",
-            parts.len()
-        )));
+    if parts.is_empty() {
+        return Err(Error::corrupt("a split tree names no part"));
     }
     if let Some(i) = parts.iter().position(|p| p.entries == 0) {
         return Err(Error::corrupt(format!("part {i} of a split tree is empty")));
@@ -249,6 +246,11 @@ impl TreeWriter {
                 count,
             ));
         }
+        if self.parts.is_empty() {
+            // One entry larger than a part, alone in its directory: it is
+            // the whole directory.
+            return Ok(self.current.tree_bytes());
+        }
         if self.current.entries > 0 {
             let last = std::mem::take(&mut self.current);
             self.store_part(last, store)?;
@@ -267,6 +269,7 @@ pub(super) fn encode_top(parts: &[Part]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::tree::tests::sample_node;
+    use crate::tree::Extent;
 
     fn nodes(count: usize) -> Vec<Node> {
         (0..count)
@@ -326,6 +329,35 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_larger_than_a_part_alone_or_among_others_reads_back() {
+        let mut huge = sample_node(b"huge");
+        huge.content = (0..40_000u32)
+            .map(|i| Extent::Data {
+                id: Id([(i % 251) as u8; 32]),
+                len: 1 << 20,
+            })
+            .collect();
+        for nodes in [
+            vec![huge.clone()],
+            vec![sample_node(b"a"), huge.clone()],
+            vec![huge.clone(), sample_node(b"z")],
+        ] {
+            let (top, stored) = write(&nodes);
+            let top = Tree::decode(&top).unwrap();
+            let mut read = Vec::new();
+            if top.is_split() {
+                for (index, (_, bytes)) in stored.iter().enumerate() {
+                    append_part(&mut read, &top.parts, index, Tree::decode(bytes).unwrap())
+                        .unwrap();
+                }
+            } else {
+                read = top.nodes;
+            }
+            assert_eq!(read, nodes);
+        }
+    }
+
+    #[test]
     fn a_changed_entry_changes_one_part() {
         let mut nodes = nodes(40_000);
         let (_, before) = write(&nodes);
@@ -345,7 +377,7 @@ mod tests {
             tree: Id([7; 32]),
         };
         for parts in [
-            vec![part(b"a", 1)],
+            vec![],
             vec![part(b"a", 1), part(b"a", 1)],
             vec![part(b"b", 1), part(b"a", 1)],
             vec![part(b"a", 0), part(b"b", 1)],
