@@ -194,7 +194,7 @@ impl TreeWalker<'_> {
                     frame.subdirs.push((node.name.clone(), subtree));
                 }
             }
-            Ok(())
+            Ok::<(), std::convert::Infallible>(())
         });
         if let Err(e) = read {
             let problem = format!("its directory listing cannot be read: {e}");

@@ -133,19 +133,8 @@ impl Lister<'_> {
     /// A split directory is listed a part at a time, so what is held is
     /// one part of each directory on the path, however wide.
     fn list(&self, tree: &Id, dir: &str, depth: usize, out: &mut Printer) -> Result<()> {
-        // The printer's and the walk's own errors, kept apart from the
-        // repository's (which the walk over the parts passes on).
-        let mut stopped = None;
-        let read = self.repo.for_each_tree_part(tree, |part| {
-            self.list_part(part, dir, depth, out).map_err(|e| {
-                stopped = Some(e);
-                rewind::Error::internal("the listing stopped")
-            })
-        });
-        match stopped {
-            Some(e) => Err(e),
-            None => Ok(read?),
-        }
+        self.repo
+            .for_each_tree_part(tree, |part| self.list_part(part, dir, depth, out))?
     }
 
     /// Prints the entries of `part`, a directory's tree or a part of it.

@@ -27,7 +27,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::id::{Id, IdMap, IdSet};
 use crate::progress::Progress;
 use crate::repo::{pack, BlobKind, PackWriter, Repository};
-use crate::tree::{with_deep_stack, Extent, Node, Tree, TreeWriter, MAX_DEPTH};
+use crate::tree::{check_part, with_deep_stack, Extent, Node, Tree, TreeWriter, MAX_DEPTH};
 
 /// Threads reading and naming data blobs: more than the CPUs, since a
 /// read from a remote store mostly waits.
@@ -263,53 +263,55 @@ impl Walker<'_, '_> {
             Some(reference) if !c.same_ids => reference.chunks(),
             _ => IdMap::default(),
         };
-        // A directory stored split is copied part by part, so the walk
-        // holds one part of it; each part is a tree of its own.
-        let mut writer = TreeWriter::new();
-        let parts: Vec<Id> = top.part_ids().collect();
-        let mut whole = Some(top);
-        for part in std::iter::once(None).chain(parts.iter().map(Some)) {
-            let (mut tree, part_plaintext) = match part {
-                None => (whole.take().expect("the top comes first"), None),
-                Some(part) => {
-                    let bytes = c
-                        .source
-                        .read_blob(part)
-                        .context(format!("the source's tree {}", part.short()))?;
-                    let tree = Tree::decode(&bytes)
-                        .context(format!("the source's tree {}", part.short()))?;
-                    if tree.is_split() {
-                        return Err(Error::corrupt(format!(
-                            "the source's tree {}: its part {} is split itself",
-                            id.short(),
-                            part.short()
-                        ))
-                        .with_hint("run `rewind check` on the source repository"));
-                    }
-                    (tree, Some(bytes))
+        // Under the same ids the source's very bytes are stored, so that
+        // every tree keeps its id; otherwise the entries are written anew.
+        let mut writer = (!c.same_ids).then(TreeWriter::new);
+        if top.is_split() {
+            // Part by part, so the walk holds one part of the directory.
+            for (index, part) in top.parts.iter().enumerate() {
+                let context = || format!("the source's tree {}", part.tree.short());
+                let bytes = c.source.read_blob(&part.tree).context(context())?;
+                let mut tree = Tree::decode(&bytes).context(context())?;
+                check_part(&top.parts, index, &tree)
+                    .context(format!("the source's tree {}", id.short()))?;
+                self.copy_entries(&mut tree, writer.as_mut(), id, reference, &known, depth)?;
+                if writer.is_none() {
+                    self.store_tree(part.tree, bytes)?;
                 }
-            };
-            self.translate_nodes(&mut tree.nodes, reference, &known, depth)?;
-            if c.same_ids {
-                if let (Some(part), Some(bytes)) = (part, part_plaintext) {
-                    // The source's very bytes, so that the part keeps its id.
-                    self.store_tree(*part, bytes)?;
-                }
-                continue;
             }
-            for node in &tree.nodes {
-                writer.push(node, &mut |bytes| self.store_new_tree(id, bytes))?;
-            }
-        }
-        let copied = if c.same_ids {
-            // The source's very bytes, so that the tree keeps its id.
-            self.store_tree(id, plaintext)?
         } else {
-            let top = writer.finish(&mut |bytes| self.store_new_tree(id, bytes))?;
-            self.store_new_tree(id, top)?
+            let mut tree = top;
+            self.copy_entries(&mut tree, writer.as_mut(), id, reference, &known, depth)?;
+        }
+        let copied = match writer {
+            None => self.store_tree(id, plaintext)?,
+            Some(writer) => {
+                let top = writer.finish(&mut |bytes| self.store_new_tree(id, bytes))?;
+                self.store_new_tree(id, top)?
+            }
         };
         c.trees.lock().unwrap().insert(id, copied);
         Ok(copied)
+    }
+
+    /// Translates the entries of `tree` (the source's tree `source`, or a
+    /// part of it) and hands them to `writer` if they are written anew.
+    fn copy_entries(
+        &mut self,
+        tree: &mut Tree,
+        writer: Option<&mut TreeWriter>,
+        source: Id,
+        reference: Option<&Reference>,
+        known: &IdMap<Vec<Extent>>,
+        depth: usize,
+    ) -> Result<()> {
+        self.translate_nodes(&mut tree.nodes, reference, known, depth)?;
+        if let Some(writer) = writer {
+            for node in &tree.nodes {
+                writer.push(node, &mut |bytes| self.store_new_tree(source, bytes))?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives the entries of one source tree (a directory or a part of

@@ -6,7 +6,7 @@
 use super::Repository;
 use crate::error::Result;
 use crate::id::Id;
-use crate::tree::{part_of, Node, Tree};
+use crate::tree::{check_part, part_of, Node, Tree};
 
 pub struct DirCursor<'r> {
     repo: &'r Repository,
@@ -39,7 +39,7 @@ impl<'r> DirCursor<'r> {
                 .repo
                 .read_tree_blob(&self.top.parts[wanted].tree)
                 .ok()
-                .filter(|part| !part.is_split());
+                .filter(|part| check_part(&self.top.parts, wanted, part).is_ok());
             self.part = Some((wanted, read));
         }
         let (_, part) = self.part.as_ref()?;

@@ -566,40 +566,58 @@ impl Repository {
     /// they were). What it holds grows with the directory's width; a
     /// reader that needs one part at a time uses [`Self::read_tree_blob`].
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
-        let mut tree = self.read_tree_blob(id)?;
-        if tree.is_split() {
-            let total = tree.parts.iter().map(|p| p.entries as usize).sum();
-            tree.nodes = Vec::with_capacity(total);
-            for (index, part) in tree.parts.iter().enumerate() {
-                let read = self.read_tree_blob(&part.tree)?;
-                crate::tree::append_part(&mut tree.nodes, &tree.parts, index, read)
-                    .context(format!("tree {}", id.short()))?;
-            }
+        let top = self.read_tree_blob(id)?;
+        if !top.is_split() {
+            return Ok(top);
         }
-        Ok(tree)
+        // Grown as parts come, not sized by the counts the top declares:
+        // a crafted top may declare billions.
+        let mut nodes = Vec::new();
+        self.each_part(id, &top, |part| {
+            nodes.extend(part.nodes);
+            Ok::<(), Error>(())
+        })??;
+        Ok(Tree {
+            nodes,
+            parts: top.parts,
+        })
     }
 
     /// A directory's entries a part at a time, for readers that go through
     /// them in order: `each` gets the whole tree, or each part of a split
     /// one in turn (checked against its top as [`Self::read_tree`] checks
-    /// it), so at most one part of a wide directory is held.
-    pub fn for_each_tree_part(
+    /// it), so at most one part of a wide directory is held. The outer
+    /// error is the repository's (a tree that does not read); the inner
+    /// one is the first that `each` returned, which ends the walk.
+    pub fn for_each_tree_part<E>(
         &self,
         id: &Id,
-        mut each: impl FnMut(Tree) -> Result<()>,
-    ) -> Result<()> {
+        mut each: impl FnMut(Tree) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
         let top = self.read_tree_blob(id)?;
         if !top.is_split() {
-            return each(top);
+            return Ok(each(top));
         }
+        self.each_part(id, &top, each)
+    }
+
+    /// Reads, checks and hands over each part of the split tree `id`,
+    /// whose top is `top`.
+    fn each_part<E>(
+        &self,
+        id: &Id,
+        top: &Tree,
+        mut each: impl FnMut(Tree) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
         for (index, part) in top.parts.iter().enumerate() {
             let read = self.read_tree_blob(&part.tree)?;
-            let mut nodes = Vec::with_capacity(part.entries as usize);
-            crate::tree::append_part(&mut nodes, &top.parts, index, read)
+            crate::tree::check_part(&top.parts, index, &read)
                 .context(format!("tree {}", id.short()))?;
-            each(Tree::whole(nodes))?;
+            if let Err(e) = each(read) {
+                return Ok(Err(e));
+            }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// One tree blob as stored: a whole directory, or the top of a split

@@ -79,7 +79,7 @@ impl<'a> Expansion<'a> {
                 }
             }
             Ok(())
-        })?;
+        })??;
         self.memo.insert(*id, sum);
         Ok(sum)
     }
@@ -130,6 +130,6 @@ impl<'a> Expansion<'a> {
                 }
             }
             Ok(())
-        })
+        })?
     }
 }

@@ -120,7 +120,10 @@ impl<'r, 'a> Planner<'r, 'a> {
         snapshot_dir: &str,
         fresh: bool,
     ) -> Result<()> {
-        self.plan_entries(tree, dir, snapshot_dir, fresh, None)
+        let mut names = self.options.delete.then(Vec::new);
+        self.plan_entries(tree, dir, snapshot_dir, fresh, names.as_mut())?;
+        self.delete_unnamed(names, dir, snapshot_dir);
+        Ok(())
     }
 
     /// Plans a directory's entries read from its tree `id` a part at a
@@ -135,38 +138,36 @@ impl<'r, 'a> Planner<'r, 'a> {
         fresh: bool,
     ) -> Result<()> {
         let repo = self.repo;
-        let mut names: Option<Vec<Vec<u8>>> = self.options.delete.then(Vec::new);
-        let mut stopped = None;
+        let mut names = self.options.delete.then(Vec::new);
         let read = repo.for_each_tree_part(id, |part| {
             self.plan_entries(part, dir, snapshot_dir, fresh, names.as_mut())
-                .map_err(|e| {
-                    stopped = Some(e);
-                    Error::internal("the plan stopped")
-                })
         });
-        if let Some(e) = stopped {
-            return Err(e);
-        }
         match read {
             Err(e) => self.fail(snapshot_dir, format!("cannot read its contents: {e}")),
-            Ok(()) => {
-                if let Some(mut names) = names {
-                    // In order already, part after part; sorted to be sure.
-                    names.sort_unstable();
-                    self.delete_extras(
-                        &|name| names.binary_search_by(|n| n.as_slice().cmp(name)).is_ok(),
-                        dir,
-                        snapshot_dir,
-                    );
-                }
+            Ok(planned) => {
+                planned?;
+                self.delete_unnamed(names, dir, snapshot_dir);
             }
         }
         Ok(())
     }
 
-    /// Plans the entries of `tree`, a whole directory or one part of it;
-    /// with `names`, only gathers their names for [`Self::delete_extras`]
-    /// (the caller deletes once all parts are planned), else deletes here.
+    /// With `--delete` (`names` of every entry of the directory given),
+    /// removes from `dir` what the snapshot's directory does not name.
+    fn delete_unnamed(&mut self, names: Option<Vec<Vec<u8>>>, dir: &Path, snapshot_dir: &str) {
+        if let Some(mut names) = names {
+            // In order already, part after part; sorted to be sure.
+            names.sort_unstable();
+            self.delete_extras(
+                &|name| names.binary_search_by(|n| n.as_slice().cmp(name)).is_ok(),
+                dir,
+                snapshot_dir,
+            );
+        }
+    }
+
+    /// Plans the entries of `tree`, a whole directory or one part of it,
+    /// and adds their names to `names` (given with `--delete`).
     fn plan_entries(
         &mut self,
         tree: Tree,
@@ -194,13 +195,8 @@ impl<'r, 'a> Planner<'r, 'a> {
         for node in &tree.nodes {
             self.plan_node(node.clone(), dir, snapshot_dir, fresh)?;
         }
-        match names {
-            Some(names) => names.extend(tree.nodes.iter().map(|n| n.name.clone())),
-            None if self.options.delete => {
-                let wanted: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
-                self.delete_extras(&|name| wanted.contains(name), dir, snapshot_dir);
-            }
-            None => {}
+        if let Some(names) = names {
+            names.extend(tree.nodes.iter().map(|n| n.name.clone()));
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ pub const TREE_VERSION: u8 = 1;
 /// The version of a split directory's top, which names its parts.
 pub const SPLIT_TREE_VERSION: u8 = 2;
 
-pub(crate) use split::append_part;
+pub(crate) use split::check_part;
 pub use split::{in_part, part_of, Part, TreeWriter};
 
 /// How deep directories may nest. A backup never goes deeper (a path holds

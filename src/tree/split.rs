@@ -83,10 +83,10 @@ pub fn part_of(parts: &[Part], name: &[u8]) -> Option<usize> {
         .checked_sub(1)
 }
 
-/// Adds the entries of `part`, the decoded tree of part `index` of
-/// `parts`, to `nodes`, after checking that it is what the top says: a
-/// whole tree of the announced number of entries, each in its range.
-pub fn append_part(nodes: &mut Vec<Node>, parts: &[Part], index: usize, part: Tree) -> Result<()> {
+/// Checks that `part`, the decoded tree of part `index` of `parts`, is
+/// what the top says: a whole tree of the announced number of entries,
+/// each in its range.
+pub fn check_part(parts: &[Part], index: usize, part: &Tree) -> Result<()> {
     let meta = &parts[index];
     if !part.parts.is_empty() {
         return Err(Error::corrupt(format!(
@@ -109,7 +109,6 @@ pub fn append_part(nodes: &mut Vec<Node>, parts: &[Part], index: usize, part: Tr
             node.name_lossy().escape_debug()
         )));
     }
-    nodes.extend(part.nodes);
     Ok(())
 }
 
@@ -317,7 +316,8 @@ mod tests {
             assert!(bytes.len() <= PART_MAX_BYTES + 16);
             assert_eq!(top.parts[index].tree, *id);
             let part = Tree::decode(bytes).unwrap();
-            append_part(&mut read, &top.parts, index, part).unwrap();
+            check_part(&top.parts, index, &part).unwrap();
+            read.extend(part.nodes);
         }
         assert_eq!(read, nodes);
         assert_eq!(part_of(&top.parts, b"a"), None);
@@ -347,8 +347,9 @@ mod tests {
             let mut read = Vec::new();
             if top.is_split() {
                 for (index, (_, bytes)) in stored.iter().enumerate() {
-                    append_part(&mut read, &top.parts, index, Tree::decode(bytes).unwrap())
-                        .unwrap();
+                    let part = Tree::decode(bytes).unwrap();
+                    check_part(&top.parts, index, &part).unwrap();
+                    read.extend(part.nodes);
                 }
             } else {
                 read = top.nodes;
@@ -386,12 +387,11 @@ mod tests {
             assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt, "{err}");
         }
         let parts = vec![part(b"b", 1), part(b"d", 1)];
-        let mut nodes = Vec::new();
         let outside = Tree::whole(vec![sample_node(b"d")]);
-        let err = append_part(&mut nodes, &parts, 0, outside).unwrap_err();
+        let err = check_part(&parts, 0, &outside).unwrap_err();
         assert!(err.to_string().contains("outside its range"), "{err}");
         let short = Tree::whole(vec![]);
-        let err = append_part(&mut nodes, &parts, 1, short).unwrap_err();
+        let err = check_part(&parts, 1, &short).unwrap_err();
         assert!(err.to_string().contains("holds 0 entries"), "{err}");
     }
 }
