@@ -96,11 +96,10 @@ impl Table {
     /// 6.1). Of blobs with the same key, the one in the lowest-numbered
     /// pack stays (the first listed: packs are numbered as listed).
     pub(super) fn build_in_place(
-        buckets: Vec<u16>,
+        mut buckets: Vec<u16>,
         mut tails: Vec<Tail>,
         mut locations: Vec<BlobLocation>,
     ) -> Table {
-        let mut buckets = buckets;
         let mut starts = vec![0u32; BUCKETS + 1];
         for &b in &buckets {
             starts[usize::from(b) + 1] += 1;
@@ -121,38 +120,13 @@ impl Table {
         let outer = partition(&mut buckets, &mut tails, &mut locations, |b| {
             usize::from(b >> 8)
         });
-        let threads = if tails.len() < PARALLEL_SORT_MIN {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
-        };
-        std::thread::scope(|scope| {
-            let (mut buckets, mut tails, mut locations) =
-                (&mut buckets[..], &mut tails[..], &mut locations[..]);
-            let (mut group, mut done) = (0, 0);
-            for share in 1..=threads {
-                // Consecutive runs holding about an equal share.
-                let until = outer[group..]
-                    .iter()
-                    .position(|&end| end * threads >= outer[256] * share)
-                    .map_or(256, |at| group + at)
-                    .max(group);
-                let len = outer[until] - done;
-                let (b, rest_b) = buckets.split_at_mut(len);
-                let (t, rest_t) = tails.split_at_mut(len);
-                let (l, rest_l) = locations.split_at_mut(len);
-                (buckets, tails, locations) = (rest_b, rest_t, rest_l);
-                let runs: Vec<std::ops::Range<usize>> = (group..until)
-                    .map(|g| outer[g] - done..outer[g + 1] - done)
-                    .collect();
-                scope.spawn(move || {
-                    for run in runs {
-                        partition(&mut b[run.clone()], &mut t[run.clone()], &mut l[run], |b| {
-                            usize::from(b & 0xff)
-                        });
-                    }
+        let entries = (&mut buckets[..], &mut tails[..], &mut locations[..]);
+        in_shares(&outer, entries, |bounds, (b, t, l)| {
+            for run in bounds.windows(2) {
+                let run = (run[0] - bounds[0]) as usize..(run[1] - bounds[0]) as usize;
+                partition(&mut b[run.clone()], &mut t[run.clone()], &mut l[run], |b| {
+                    usize::from(b & 0xff)
                 });
-                (group, done) = (until, outer[until]);
             }
         });
         drop(buckets);
@@ -176,37 +150,11 @@ impl Table {
             tails,
             locations,
         } = self;
-        let threads = if tails.len() < PARALLEL_SORT_MIN {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
-        };
-        if threads == 1 {
-            return sort_runs(starts, tails, locations);
-        }
-        // Each thread takes consecutive buckets holding about an equal share.
-        let mut tails: &mut [Tail] = tails;
-        let mut locations: &mut [BlobLocation] = locations;
-        let total = starts[BUCKETS] as usize;
-        std::thread::scope(|scope| {
-            let mut first = 0;
-            for part in 1..=threads {
-                let end = if part == threads {
-                    BUCKETS
-                } else {
-                    starts.partition_point(|&s| (s as usize) < total * part / threads)
-                }
-                .clamp(first, BUCKETS);
-                let len = (starts[end] - starts[first]) as usize;
-                let (part_tails, rest) = std::mem::take(&mut tails).split_at_mut(len);
-                tails = rest;
-                let (part_locations, rest) = std::mem::take(&mut locations).split_at_mut(len);
-                locations = rest;
-                let bounds = &starts[first..=end];
-                scope.spawn(move || sort_runs(bounds, part_tails, part_locations));
-                first = end;
-            }
-        });
+        in_shares(
+            starts,
+            (&mut tails[..], &mut locations[..]),
+            |bounds, (t, l)| sort_runs(bounds, t, l),
+        );
     }
 
     /// Drops all but the first entry of each key (a blob stored in two
@@ -372,10 +320,62 @@ fn search(tails: &[Tail], tail: &Tail) -> Option<usize> {
     Some(lo + at)
 }
 
-/// Sorts the buckets that `bounds` delimit (`bounds[0]` is where `tails`
-/// and `locations` begin), each by key, and equal keys by pack number and
-/// offset, the order they were listed in (a table built in place has no
-/// order of placing to keep).
+/// Slices of the same entries, cut at the same place together.
+trait Entries: Sized + Send {
+    fn split_at(self, at: usize) -> (Self, Self);
+}
+
+impl<T: Send, U: Send> Entries for (&mut [T], &mut [U]) {
+    fn split_at(self, at: usize) -> (Self, Self) {
+        let (t, rest_t) = self.0.split_at_mut(at);
+        let (u, rest_u) = self.1.split_at_mut(at);
+        ((t, u), (rest_t, rest_u))
+    }
+}
+
+impl<T: Send, U: Send, V: Send> Entries for (&mut [T], &mut [U], &mut [V]) {
+    fn split_at(self, at: usize) -> (Self, Self) {
+        let (t, rest_t) = self.0.split_at_mut(at);
+        let (u, rest_u) = self.1.split_at_mut(at);
+        let (v, rest_v) = self.2.split_at_mut(at);
+        ((t, u, v), (rest_t, rest_u, rest_v))
+    }
+}
+
+/// Runs `work` over the runs of `entries` that `bounds` delimit
+/// (ascending; `bounds[0]` is where `entries` begin), on every core once
+/// there are many entries: each thread takes consecutive runs holding
+/// about an equal share, with their bounds.
+fn in_shares<E: Entries>(bounds: &[u32], entries: E, work: impl Fn(&[u32], E) + Sync) {
+    let runs = bounds.len() - 1;
+    let total = (bounds[runs] - bounds[0]) as usize;
+    let threads = if total < PARALLEL_SORT_MIN {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+    };
+    if threads == 1 {
+        return work(bounds, entries);
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let (mut rest, mut first) = (entries, 0);
+        for share in 1..=threads {
+            let end = if share == threads {
+                runs
+            } else {
+                bounds.partition_point(|&s| ((s - bounds[0]) as usize) < total * share / threads)
+            }
+            .clamp(first, runs);
+            let (mine, others) = rest.split_at((bounds[end] - bounds[first]) as usize);
+            rest = others;
+            let bounds = &bounds[first..=end];
+            scope.spawn(move || work(bounds, mine));
+            first = end;
+        }
+    });
+}
+
 /// Moves each entry of the three slices (the same entries) to the run of
 /// its digit, 0 to 255, in place: each entry is swapped straight to the
 /// next free place of its run until the place being filled holds one of
@@ -385,8 +385,8 @@ fn partition(
     tails: &mut [Tail],
     locations: &mut [BlobLocation],
     digit: impl Fn(u16) -> usize,
-) -> [usize; 257] {
-    let mut bounds = [0usize; 257];
+) -> [u32; 257] {
+    let mut bounds = [0u32; 257];
     for &b in buckets.iter() {
         bounds[digit(b) + 1] += 1;
     }
@@ -397,13 +397,13 @@ fn partition(
     for d in 0..256 {
         let end = bounds[d + 1];
         while next[d] < end {
-            let at = next[d];
+            let at = next[d] as usize;
             let home = digit(buckets[at]);
             if home == d {
                 next[d] += 1;
                 continue;
             }
-            let to = next[home];
+            let to = next[home] as usize;
             next[home] += 1;
             buckets.swap(at, to);
             tails.swap(at, to);
@@ -413,6 +413,10 @@ fn partition(
     bounds
 }
 
+/// Sorts the buckets that `bounds` delimit (`bounds[0]` is where `tails`
+/// and `locations` begin), each by key, and equal keys by pack number and
+/// offset, the order they were listed in (a table built in place has no
+/// order of placing to keep).
 fn sort_runs(bounds: &[u32], tails: &mut [Tail], locations: &mut [BlobLocation]) {
     let base = bounds[0] as usize;
     let mut run: Vec<(Tail, BlobLocation)> = Vec::new();
