@@ -205,22 +205,23 @@ pub fn read_dir_names(path: &Path) -> std::io::Result<NameList> {
 #[derive(Default)]
 pub struct NameList {
     bytes: Vec<u8>,
-    /// Each name's start in `bytes` (shifted left by 16) and length (a
-    /// name is at most 255 bytes on Linux, and a path 4,096).
+    /// Each name's start in `bytes` (shifted left by 24) and length: a
+    /// name read from a directory is at most 255 bytes, and one given on
+    /// the command line at most 128 KiB (Linux's longest argument).
     spans: Vec<u64>,
 }
 
 impl NameList {
     pub fn push(&mut self, name: &[u8]) {
-        let len = u16::try_from(name.len()).expect("a name is shorter than a path");
+        assert!(name.len() < 1 << 24, "a name is shorter than an argument");
         self.spans
-            .push(((self.bytes.len() as u64) << 16) | len as u64);
+            .push(((self.bytes.len() as u64) << 24) | name.len() as u64);
         self.bytes.extend_from_slice(name);
     }
 
     fn name(&self, span: u64) -> &[u8] {
-        let start = (span >> 16) as usize;
-        &self.bytes[start..start + (span & 0xffff) as usize]
+        let start = (span >> 24) as usize;
+        &self.bytes[start..start + (span & 0xff_ffff) as usize]
     }
 
     /// Sorts the names bytewise, as trees list them.

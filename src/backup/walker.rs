@@ -202,7 +202,7 @@ impl Walker<'_> {
                     continue;
                 };
                 if let Err(e) = writer.push(&node, &mut store) {
-                    return self.left_out(dir, writer.entries(), too_large.get(), e);
+                    return self.left_out(dir, too_large.get(), e);
                 }
             }
             if name.is_none() {
@@ -211,11 +211,11 @@ impl Walker<'_> {
         }
         let top = match writer.finish(&mut store) {
             Ok(top) => top,
-            Err(e) => return self.left_out(dir, 0, too_large.get(), e),
+            Err(e) => return self.left_out(dir, too_large.get(), e),
         };
         match store(top) {
             Ok(id) => Ok(Some(id)),
-            Err(e) => self.left_out(dir, 0, too_large.get(), e),
+            Err(e) => self.left_out(dir, too_large.get(), e),
         }
     }
 
@@ -281,19 +281,13 @@ impl Walker<'_> {
     /// A directory whose tree could not be stored: left out, as one that
     /// cannot be read would be, when an entry was too large for a tree;
     /// otherwise the backup stops with `error`.
-    fn left_out(
-        &self,
-        dir: &Path,
-        entries: u64,
-        too_large: Option<usize>,
-        error: Error,
-    ) -> Result<Option<Id>> {
+    fn left_out(&self, dir: &Path, too_large: Option<usize>, error: Error) -> Result<Option<Id>> {
         let Some(len) = too_large else {
             return Err(error);
         };
         self.archiver.warn(format!(
-            "cannot store the directory {}: after {entries} entries, a tree of it takes {len} \
-             bytes, more than the {} a tree may hold",
+            "cannot store the directory {}: one of its entries makes a tree of {len} bytes, \
+             more than the {} a tree may hold",
             dir.display(),
             pack::MAX_TREE_LEN
         ));

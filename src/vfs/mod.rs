@@ -105,8 +105,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// unless one was given: 64 MiB, less as the index (30 bytes a blob,
 /// docs/design.md 6.1) grows past 48 MiB, so that the two stay within
 /// 112 MiB; never below 16 MiB. At 3,000,000 blobs, 26 MiB: the daemon
-/// then peaked at 135 MiB through a tar of 3,000,000 files, against 158
-/// with 42 MiB (docs/benchmarks.md).
+/// then peaked at 136 MiB through a tar of 3,000,000 files
+/// (benches/mount-many-files.sh, docs/benchmarks.md).
 pub fn automatic_cache_bytes(blobs: usize) -> usize {
     const TOGETHER: usize = 112 << 20;
     const LEAST: usize = 16 << 20;

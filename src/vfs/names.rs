@@ -234,6 +234,12 @@ impl Names {
     ) -> VfsResult<bool> {
         let skip = first.saturating_sub(listed.start);
         let nodes = listed.tree.nodes.iter().take(listed.entries);
+        // One handle on the tree for the batch, its index moved along.
+        let mut entry = EntryNode {
+            tree_id: listed.tree_id,
+            tree: Arc::clone(&listed.tree),
+            index: 0,
+        };
         for (index, node) in nodes.enumerate().skip(skip) {
             if !shown(&node.name) {
                 continue;
@@ -241,11 +247,7 @@ impl Names {
             let child = match lookups {
                 0 => self.trees.entry_number(ino, dir, node),
                 _ => {
-                    let entry = EntryNode {
-                        tree_id: listed.tree_id,
-                        tree: Arc::clone(&listed.tree),
-                        index,
-                    };
+                    entry.index = index;
                     self.trees.entry_child(ino, dir, &entry, lookups)?
                 }
             };
